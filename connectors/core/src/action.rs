@@ -1,0 +1,148 @@
+//! The actions the engine takes on a ledger, their requests and idempotency keys.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::money::Money;
+
+/// What the engine can do about an invoice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Send the invoice to the customer with a reminder.
+    Remind,
+    /// Charge a late fee.
+    LateFee,
+    /// Write a note on the invoice in the ledger (audit trail).
+    Note,
+    /// Stop automatic reminders, mark for collection, tell the owner.
+    Escalate,
+}
+
+impl ActionKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActionKind::Remind => "remind",
+            ActionKind::LateFee => "late_fee",
+            ActionKind::Note => "note",
+            ActionKind::Escalate => "escalate",
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The key that makes a side effect happen at most once, derived only from what the
+/// action is: the same (connection, invoice, action, step) always gives the same key.
+///
+/// It is 40 characters, inside QuickBooks' 50-character `requestid` and Xero's
+/// 128-character `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn derive(connection: &str, invoice: &str, action: ActionKind, step: &str) -> Self {
+        let mut h = Sha256::new();
+        // Length-prefixed so ("a","bc") and ("ab","c") differ.
+        for part in [connection, invoice, action.as_str(), step] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        let digest = h.finalize();
+        let hex: String = digest.iter().take(18).map(|b| format!("{b:02x}")).collect();
+        IdempotencyKey(format!("od1-{hex}"))
+    }
+
+    /// Wraps a key read back from the journal.
+    pub fn from_stored(s: String) -> Self {
+        IdempotencyKey(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Ask the system to send the invoice to the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderRequest {
+    pub invoice_id: String,
+    /// Where to send it; `None` sends to the address the system holds for the invoice.
+    pub to: Option<String>,
+}
+
+/// How a late fee lands in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeePosting {
+    /// A new invoice for the fee that names the original (legal everywhere).
+    #[default]
+    SeparateInvoice,
+    /// A line added to the original invoice (only where the user opts in).
+    LineOnOriginal,
+}
+
+/// Charge a late fee for an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateFeeRequest {
+    pub invoice_id: String,
+    pub invoice_number: String,
+    pub customer_id: String,
+    pub amount: Money,
+    /// The line's text, e.g. "Late payment fee on invoice 1037 (30 days overdue)".
+    pub description: String,
+    pub posting: FeePosting,
+    pub issue_date: NaiveDate,
+    pub due_date: NaiveDate,
+}
+
+/// Append a note to an invoice's record in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteRequest {
+    pub invoice_id: String,
+    pub text: String,
+}
+
+/// What the system answered to a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionReceipt {
+    /// The id of what was created, e.g. the fee invoice, when something was.
+    pub created_id: Option<String>,
+    pub at: DateTime<Utc>,
+    /// True when the system recognised the idempotency key and did nothing new.
+    pub replayed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_deterministic_short_and_distinct() {
+        let a = IdempotencyKey::derive("acme", "130", ActionKind::Remind, "+7d");
+        let b = IdempotencyKey::derive("acme", "130", ActionKind::Remind, "+7d");
+        assert_eq!(a, b);
+        assert!(a.as_str().len() <= 50);
+        assert_ne!(a, IdempotencyKey::derive("acme", "130", ActionKind::Remind, "+14d"));
+        assert_ne!(a, IdempotencyKey::derive("acme", "130", ActionKind::LateFee, "+7d"));
+        assert_ne!(a, IdempotencyKey::derive("acme", "131", ActionKind::Remind, "+7d"));
+        assert_ne!(
+            IdempotencyKey::derive("ab", "c", ActionKind::Note, "x"),
+            IdempotencyKey::derive("a", "bc", ActionKind::Note, "x")
+        );
+    }
+}

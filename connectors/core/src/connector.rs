@@ -1,0 +1,82 @@
+//! The one trait every accounting system sits behind.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::action::{ActionReceipt, IdempotencyKey, LateFeeRequest, NoteRequest, ReminderRequest};
+use crate::error::ConnectorError;
+use crate::invoice::{ConnectionId, Customer, InvoiceSnapshot, System};
+
+/// Whether a sync pass reads only what changed or every open invoice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Everything changed since `SyncCursor::since` (all statuses, so payments are seen).
+    Incremental,
+    /// Every open invoice, to catch what incremental sync misses.
+    Full,
+}
+
+/// Where a sync pass stands. The core stores it after each page is stored, so a crash
+/// resumes at the page after the last one kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCursor {
+    pub mode: SyncMode,
+    /// Lower bound of the change time being read; `None` reads from the beginning.
+    pub since: Option<DateTime<Utc>>,
+    /// The next page to read within the pass: a 1-based page number (Xero) or
+    /// start position (QuickBooks), as the connector defines it.
+    pub position: u32,
+    /// The newest change time seen so far in this pass; becomes `since` of the next.
+    pub high_water: Option<DateTime<Utc>>,
+}
+
+impl SyncCursor {
+    pub fn initial() -> Self {
+        SyncCursor { mode: SyncMode::Incremental, since: None, position: 1, high_water: None }
+    }
+
+    pub fn full() -> Self {
+        SyncCursor { mode: SyncMode::Full, since: None, position: 1, high_water: None }
+    }
+}
+
+/// One page of a sync pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncPage {
+    pub invoices: Vec<InvoiceSnapshot>,
+    /// Ids the system reported deleted (QuickBooks CDC stubs).
+    pub deleted: Vec<String>,
+    /// The cursor to store once this page is stored.
+    pub next: SyncCursor,
+    /// False when this page ended the pass.
+    pub more: bool,
+}
+
+/// An accounting system seen through one connection (a QuickBooks company or a Xero
+/// organisation). Implementations classify their errors; the core owns retries.
+///
+/// Every write takes an idempotency key: calling it twice with the same key must have
+/// the effect of calling it once.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn system(&self) -> System;
+    fn connection(&self) -> &ConnectionId;
+
+    /// Reads one page of the pass `cursor` describes.
+    async fn sync_page(&self, cursor: &SyncCursor) -> Result<SyncPage, ConnectorError>;
+
+    /// Re-reads invoices by id, in as few calls as the system allows. Ids the system no
+    /// longer knows are returned with status `Deleted`.
+    async fn fetch_invoices(&self, ids: &[String]) -> Result<Vec<InvoiceSnapshot>, ConnectorError>;
+
+    /// Customers (with their email addresses) changed since `since`, or all.
+    async fn list_customers(&self, since: Option<DateTime<Utc>>) -> Result<Vec<Customer>, ConnectorError>;
+
+    async fn send_reminder(&self, req: &ReminderRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError>;
+
+    async fn create_late_fee(&self, req: &LateFeeRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError>;
+
+    async fn add_note(&self, req: &NoteRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError>;
+}

@@ -1,0 +1,533 @@
+//! Access tokens of one connection: refreshed ahead of expiry, one refresh at a time,
+//! rotated refresh tokens stored durably before the new access token is used.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::oauth::OAuthClient;
+use super::stats::RuntimeStats;
+use crate::clock::Clock;
+use crate::error::ConnectorError;
+use crate::invoice::ConnectionId;
+use crate::secret::Secret;
+use crate::token::{TokenSet, TokenStore};
+
+#[derive(Debug, Default)]
+struct State {
+    tokens: Option<TokenSet>,
+    /// Tokens obtained but not yet on disk: never used until they are.
+    unsaved: Option<TokenSet>,
+    last_reconnect_log: Option<DateTime<Utc>>,
+}
+
+/// Trades a refresh token for new tokens (the vendor's token endpoint).
+#[async_trait]
+pub trait TokenRefresher: Send + Sync {
+    fn system(&self) -> &'static str;
+    /// How long before expiry an access token is replaced.
+    fn refresh_ahead(&self) -> std::time::Duration;
+    async fn refresh(
+        &self,
+        refresh_token: &Secret,
+        now: DateTime<Utc>,
+    ) -> Result<TokenSet, ConnectorError>;
+}
+
+/// The token endpoint over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpRefresher {
+    pub oauth: OAuthClient,
+    pub http: reqwest::Client,
+}
+
+#[async_trait]
+impl TokenRefresher for HttpRefresher {
+    fn system(&self) -> &'static str {
+        self.oauth.vendor.system
+    }
+    fn refresh_ahead(&self) -> std::time::Duration {
+        self.oauth.vendor.refresh_ahead
+    }
+    async fn refresh(
+        &self,
+        refresh_token: &Secret,
+        now: DateTime<Utc>,
+    ) -> Result<TokenSet, ConnectorError> {
+        self.oauth.refresh(&self.http, refresh_token, now).await
+    }
+}
+
+/// Hands out the access token of one connection.
+pub struct TokenManager {
+    connection: ConnectionId,
+    refresher: Arc<dyn TokenRefresher>,
+    store: Arc<dyn TokenStore>,
+    clock: Arc<dyn Clock>,
+    initial_refresh_token: Option<Secret>,
+    stats: Arc<RuntimeStats>,
+    // The async mutex is the single flight: whoever holds it refreshes, the others wait
+    // and then find a fresh token.
+    state: Mutex<State>,
+    needs_reconnect: AtomicBool,
+}
+
+impl std::fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("connection", &self.connection)
+            .field("needs_reconnect", &self.needs_reconnect())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenManager {
+    pub fn new(
+        connection: ConnectionId,
+        refresher: Arc<dyn TokenRefresher>,
+        store: Arc<dyn TokenStore>,
+        clock: Arc<dyn Clock>,
+        initial_refresh_token: Option<Secret>,
+        stats: Arc<RuntimeStats>,
+    ) -> Self {
+        TokenManager {
+            connection,
+            refresher,
+            store,
+            clock,
+            initial_refresh_token: initial_refresh_token.filter(|s| !s.is_empty()),
+            stats,
+            state: Mutex::new(State::default()),
+            needs_reconnect: AtomicBool::new(false),
+        }
+    }
+
+    /// True once the grant was refused: no API call is made until a person reconnects.
+    pub fn needs_reconnect(&self) -> bool {
+        self.needs_reconnect.load(Ordering::Relaxed)
+    }
+
+    /// The tokens in use (for status displays and tests).
+    pub async fn current(&self) -> Option<TokenSet> {
+        self.state.lock().await.tokens.clone()
+    }
+
+    /// A usable access token, refreshing first when it expires within the vendor's
+    /// `refresh_ahead`.
+    pub async fn access_token(&self) -> Result<Secret, ConnectorError> {
+        let mut st = self.state.lock().await;
+        self.ensure_loaded(&mut st).await?;
+        let tokens = st.tokens.as_ref().ok_or_else(|| self.no_tokens())?;
+        let ahead = chrono::Duration::from_std(self.refresher.refresh_ahead()).unwrap_or_default();
+        if tokens.access_expires_at - ahead > self.clock.now() {
+            return Ok(tokens.access_token.clone());
+        }
+        self.refresh_locked(&mut st, "expiring").await
+    }
+
+    /// Called after the API refused `rejected` (HTTP 401): refreshes unless another
+    /// caller already replaced that token meanwhile.
+    pub async fn refresh_after_rejection(
+        &self,
+        rejected: &Secret,
+    ) -> Result<Secret, ConnectorError> {
+        let mut st = self.state.lock().await;
+        self.ensure_loaded(&mut st).await?;
+        if let Some(t) = st.tokens.as_ref() {
+            if t.access_token.expose() != rejected.expose() {
+                return Ok(t.access_token.clone());
+            }
+        }
+        self.refresh_locked(&mut st, "rejected").await
+    }
+
+    fn no_tokens(&self) -> ConnectorError {
+        ConnectorError::Reauth(format!(
+            "no tokens stored for connection {}: run `overdued connect {}`",
+            self.connection, self.connection
+        ))
+    }
+
+    fn store_err(&self, e: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::transient(format!("storing tokens of {}: {e}", self.connection))
+    }
+
+    async fn ensure_loaded(&self, st: &mut State) -> Result<(), ConnectorError> {
+        if let Some(pending) = st.unsaved.take() {
+            if let Err(e) = self.store.save_tokens(self.connection.as_str(), &pending) {
+                st.unsaved = Some(pending);
+                return Err(self.store_err(e));
+            }
+            st.tokens = Some(pending);
+        }
+        if st.tokens.is_none() || self.needs_reconnect() {
+            // Re-read while flagged so a `connect` from another process is picked up.
+            let loaded = self
+                .store
+                .load_tokens(self.connection.as_str())
+                .map_err(|e| self.store_err(e))?;
+            match loaded {
+                Some(t) if !t.needs_reconnect => {
+                    if self.needs_reconnect.swap(false, Ordering::Relaxed) {
+                        tracing::info!(connection = %self.connection, "connection reconnected; resuming API calls");
+                        st.last_reconnect_log = None;
+                    }
+                    st.tokens = Some(t);
+                }
+                Some(t) => {
+                    st.tokens = Some(t);
+                    self.flag_reconnect(st, "the stored grant was refused earlier");
+                }
+                None if !self.needs_reconnect() => {
+                    if let Some(initial) = self.initial_refresh_token.clone() {
+                        tracing::info!(connection = %self.connection, "no stored tokens; bootstrapping from the configured refresh token");
+                        let t = self.refresh_with(st, &initial, None).await?;
+                        st.tokens = Some(t);
+                    }
+                }
+                None => {}
+            }
+        }
+        if self.needs_reconnect() {
+            self.flag_reconnect(st, "the grant was refused");
+            return Err(ConnectorError::Reauth(format!(
+                "connection {} needs reconnect: run `overdued connect {}`",
+                self.connection, self.connection
+            )));
+        }
+        Ok(())
+    }
+
+    /// Marks the connection as needing a reconnect and logs it: loudly the first time,
+    /// then once a day while it lasts.
+    fn flag_reconnect(&self, st: &mut State, why: &str) {
+        self.needs_reconnect.store(true, Ordering::Relaxed);
+        let now = self.clock.now();
+        let due = st
+            .last_reconnect_log
+            .map_or(true, |t| now - t >= chrono::Duration::days(1));
+        if due {
+            let first = st.last_reconnect_log.is_none();
+            st.last_reconnect_log = Some(now);
+            tracing::error!(
+                connection = %self.connection,
+                system = self.refresher.system(),
+                reminder = !first,
+                "connection NEEDS RECONNECT ({why}); no API calls until `overdued connect {}` is run",
+                self.connection
+            );
+        }
+    }
+
+    async fn refresh_locked(&self, st: &mut State, why: &str) -> Result<Secret, ConnectorError> {
+        let Some(current) = st.tokens.clone() else {
+            return Err(self.no_tokens());
+        };
+        let refresh = current.refresh_token.clone();
+        let t = self.refresh_with(st, &refresh, Some(&current)).await?;
+        tracing::info!(connection = %self.connection, reason = why, expires_at = %t.access_expires_at, "access token refreshed");
+        let access = t.access_token.clone();
+        st.tokens = Some(t);
+        Ok(access)
+    }
+
+    /// Refreshes and stores the result before returning it.
+    async fn refresh_with(
+        &self,
+        st: &mut State,
+        refresh: &Secret,
+        current: Option<&TokenSet>,
+    ) -> Result<TokenSet, ConnectorError> {
+        self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        match self.refresher.refresh(refresh, self.clock.now()).await {
+            Ok(mut t) => {
+                t.bound_to = current.and_then(|c| c.bound_to.clone());
+                if let Err(e) = self.store.save_tokens(self.connection.as_str(), &t) {
+                    // The vendor may already have retired the old refresh token, so the
+                    // new set is kept (unused) and saved before anything else happens.
+                    st.unsaved = Some(t);
+                    return Err(self.store_err(e));
+                }
+                Ok(t)
+            }
+            Err(e) => {
+                self.stats.refresh_failures.fetch_add(1, Ordering::Relaxed);
+                if let ConnectorError::Reauth(_) = e {
+                    let mut flagged = current.cloned().or_else(|| st.tokens.clone());
+                    if let Some(f) = flagged.as_mut() {
+                        f.needs_reconnect = true;
+                        if let Err(se) = self.store.save_tokens(self.connection.as_str(), f) {
+                            tracing::warn!(connection = %self.connection, error = %se, "could not persist the needs-reconnect flag");
+                        }
+                    }
+                    st.tokens = flagged;
+                    self.flag_reconnect(st, "the refresh token was refused (invalid_grant)");
+                } else {
+                    tracing::warn!(connection = %self.connection, error = %e, "token refresh failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::token::TokenStoreError;
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Mutex as StdMutex;
+    use std::time::Duration;
+
+    /// Records saves and refreshes in one log so their order can be checked.
+    #[derive(Default)]
+    struct Recorder {
+        stored: StdMutex<Option<TokenSet>>,
+        events: StdMutex<Vec<String>>,
+        fail_saves: AtomicBool,
+    }
+
+    impl TokenStore for Recorder {
+        fn load_tokens(&self, _c: &str) -> Result<Option<TokenSet>, TokenStoreError> {
+            Ok(self.stored.lock().unwrap().clone())
+        }
+        fn save_tokens(&self, _c: &str, t: &TokenSet) -> Result<(), TokenStoreError> {
+            if self.fail_saves.load(Ordering::SeqCst) {
+                return Err(TokenStoreError("disk full".into()));
+            }
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("save {}", t.refresh_token.expose()));
+            *self.stored.lock().unwrap() = Some(t.clone());
+            Ok(())
+        }
+    }
+
+    struct FakeVendor {
+        n: AtomicU32,
+        refuse: AtomicBool,
+        log: Arc<Recorder>,
+    }
+
+    #[async_trait]
+    impl TokenRefresher for FakeVendor {
+        fn system(&self) -> &'static str {
+            "fake"
+        }
+        fn refresh_ahead(&self) -> Duration {
+            Duration::from_secs(300)
+        }
+        async fn refresh(
+            &self,
+            r: &Secret,
+            now: DateTime<Utc>,
+        ) -> Result<TokenSet, ConnectorError> {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(ConnectorError::Reauth("invalid_grant".into()));
+            }
+            let n = self.n.fetch_add(1, Ordering::SeqCst) + 1;
+            self.log
+                .events
+                .lock()
+                .unwrap()
+                .push(format!("refresh {} -> R{n}", r.expose()));
+            Ok(TokenSet {
+                access_token: Secret::new(format!("A{n}")),
+                access_expires_at: now + chrono::Duration::hours(1),
+                refresh_token: Secret::new(format!("R{n}")),
+                refresh_expires_at: None,
+                previous_refresh_token: Some(r.clone()),
+                obtained_at: now,
+                bound_to: None,
+                needs_reconnect: false,
+            })
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+            .unwrap()
+            .to_utc()
+    }
+
+    fn setup(
+        initial: Option<&str>,
+    ) -> (
+        Arc<TokenManager>,
+        Arc<Recorder>,
+        Arc<FakeVendor>,
+        Arc<ManualClock>,
+    ) {
+        let rec = Arc::new(Recorder::default());
+        let vendor = Arc::new(FakeVendor {
+            n: AtomicU32::new(0),
+            refuse: AtomicBool::new(false),
+            log: rec.clone(),
+        });
+        let clock = Arc::new(ManualClock::new(t0()));
+        let m = TokenManager::new(
+            ConnectionId::new("acme"),
+            vendor.clone(),
+            rec.clone(),
+            clock.clone(),
+            initial.map(Secret::new),
+            Arc::new(RuntimeStats::default()),
+        );
+        (Arc::new(m), rec, vendor, clock)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bootstraps_from_the_configured_refresh_token_and_stores_first() {
+        let (m, rec, _v, _c) = setup(Some("R0"));
+        assert_eq!(m.access_token().await.unwrap().expose(), "A1");
+        assert_eq!(
+            *rec.events.lock().unwrap(),
+            vec!["refresh R0 -> R1", "save R1"]
+        );
+        // Fresh: no second refresh.
+        assert_eq!(m.access_token().await.unwrap().expose(), "A1");
+        assert_eq!(rec.events.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_tokens_and_no_bootstrap_needs_reconnect() {
+        let (m, _rec, _v, _c) = setup(None);
+        assert!(matches!(
+            m.access_token().await,
+            Err(ConnectorError::Reauth(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_ahead_of_expiry_once_for_many_callers() {
+        let (m, rec, v, clock) = setup(Some("R0"));
+        m.access_token().await.unwrap();
+        clock.advance(chrono::Duration::minutes(56));
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let m = m.clone();
+            tasks.push(tokio::spawn(async move {
+                m.access_token().await.unwrap().expose().to_string()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), "A2");
+        }
+        assert_eq!(
+            v.n.load(Ordering::SeqCst),
+            2,
+            "one bootstrap and exactly one refresh"
+        );
+        assert_eq!(
+            *rec.events.lock().unwrap(),
+            vec!["refresh R0 -> R1", "save R1", "refresh R1 -> R2", "save R2"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_token_is_refreshed_once_for_concurrent_callers() {
+        let (m, _rec, v, _c) = setup(Some("R0"));
+        let a1 = m.access_token().await.unwrap();
+        let (x, y) = tokio::join!(
+            m.refresh_after_rejection(&a1),
+            m.refresh_after_rejection(&a1)
+        );
+        assert_eq!(x.unwrap().expose(), "A2");
+        assert_eq!(y.unwrap().expose(), "A2");
+        assert_eq!(v.n.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unsaved_tokens_are_never_used() {
+        let (m, rec, _v, clock) = setup(Some("R0"));
+        m.access_token().await.unwrap();
+        clock.advance(chrono::Duration::hours(2));
+        rec.fail_saves.store(true, Ordering::SeqCst);
+        let e = m.access_token().await.unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        rec.fail_saves.store(false, Ordering::SeqCst);
+        // The pending set is saved first, then used; no second refresh is needed.
+        assert_eq!(m.access_token().await.unwrap().expose(), "A2");
+        assert_eq!(
+            rec.stored
+                .lock()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .refresh_token
+                .expose(),
+            "R2"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalid_grant_flags_the_connection_and_stops_calls() {
+        let (m, rec, v, clock) = setup(Some("R0"));
+        m.access_token().await.unwrap();
+        clock.advance(chrono::Duration::hours(2));
+        v.refuse.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            m.access_token().await,
+            Err(ConnectorError::Reauth(_))
+        ));
+        assert!(m.needs_reconnect());
+        assert!(
+            rec.stored.lock().unwrap().as_ref().unwrap().needs_reconnect,
+            "the flag is persisted"
+        );
+        let refreshes = v.n.load(Ordering::SeqCst);
+        for _ in 0..5 {
+            assert!(matches!(
+                m.access_token().await,
+                Err(ConnectorError::Reauth(_))
+            ));
+        }
+        assert_eq!(
+            v.n.load(Ordering::SeqCst),
+            refreshes,
+            "no vendor call while flagged"
+        );
+
+        // A reconnect (new tokens written by `overdued connect`) is picked up.
+        let mut fresh = rec.stored.lock().unwrap().clone().unwrap();
+        fresh.needs_reconnect = false;
+        fresh.access_token = Secret::new("A-new");
+        fresh.access_expires_at = clock.now() + chrono::Duration::hours(1);
+        *rec.stored.lock().unwrap() = Some(fresh);
+        assert_eq!(m.access_token().await.unwrap().expose(), "A-new");
+        assert!(!m.needs_reconnect());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_manager_resumes_from_the_store_after_a_refresh() {
+        let (m, rec, v, clock) = setup(Some("R0"));
+        m.access_token().await.unwrap();
+        clock.advance(chrono::Duration::hours(2));
+        m.access_token().await.unwrap();
+        drop(m);
+        // As after a crash: a new manager with a stale configured token reads the store.
+        let m2 = TokenManager::new(
+            ConnectionId::new("acme"),
+            v.clone(),
+            rec.clone(),
+            clock.clone(),
+            Some(Secret::new("R0")),
+            Arc::new(RuntimeStats::default()),
+        );
+        assert_eq!(m2.access_token().await.unwrap().expose(), "A2");
+        clock.advance(chrono::Duration::hours(2));
+        assert_eq!(m2.access_token().await.unwrap().expose(), "A3");
+        assert!(rec
+            .events
+            .lock()
+            .unwrap()
+            .contains(&"refresh R2 -> R3".to_string()));
+    }
+}
