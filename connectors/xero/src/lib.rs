@@ -1,0 +1,1 @@
+//! The xero connector (built in its own issue).

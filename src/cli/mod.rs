@@ -1,0 +1,189 @@
+//! The command line. This is the edge: errors become messages and exit codes here.
+
+mod check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes from sysexits.h, which service managers and scripts understand.
+pub mod exit {
+    pub const USAGE: u8 = 64;
+    pub const UNAVAILABLE: u8 = 69;
+    pub const SOFTWARE: u8 = 70;
+    pub const IOERR: u8 = 74;
+    pub const CONFIG: u8 = 78;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "overdued", version, about = "Gets small businesses paid: chases unpaid QuickBooks Online and Xero invoices, politely, firmly and exactly once.")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// The config file [default: $OVERDUED_CONFIG, else /etc/overdued/config.toml]
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config file and print what it configures.
+    Check(ConfigArg),
+    /// Run the daemon: sync, plan and act on every connection.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Run one full cycle (sync, plan, act) and exit.
+        #[arg(long)]
+        once: bool,
+        /// Pretend it is this instant (RFC 3339); needs `allow_clock_override = true`.
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
+    },
+    /// Show what would be done now (or on DATE) and why, without doing it.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Plan for this local date (YYYY-MM-DD) instead of today.
+        #[arg(long, value_name = "DATE")]
+        at: Option<String>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each connection's health, last sync and ageing.
+    Status(ConfigArg),
+    /// Show every observation and action for one invoice.
+    History {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: String,
+        invoice: String,
+    },
+    /// Connect (or reconnect) a configured connection through the vendor's OAuth consent.
+    Connect {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The connection's name in the config.
+        name: String,
+        /// Print the URL to open instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Record a customer's promise to pay an invoice: no chasing until then.
+    Promise {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: String,
+        invoice: String,
+        /// The promised payment date (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        until: String,
+        /// The promised amount, if less than the balance.
+        #[arg(long, value_name = "AMOUNT")]
+        amount: Option<String>,
+    },
+    /// Pause chasing an invoice or a customer (for example while a dispute is open).
+    Pause {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: String,
+        /// Invoice id, or customer id with --customer.
+        id: String,
+        #[arg(long)]
+        customer: bool,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume chasing a paused invoice or customer.
+    Resume {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: String,
+        id: String,
+        #[arg(long)]
+        customer: bool,
+    },
+    /// Run the built-in QuickBooks Online + Xero simulator.
+    Sandbox(SandboxArgs),
+    /// Watch overdued work a simulated quarter against the built-in sandbox.
+    Demo {
+        /// Days to simulate.
+        #[arg(long, default_value_t = 120)]
+        days: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = Speed::Fast)]
+        speed: Speed,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Speed {
+    Fast,
+    Real,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 40)]
+    pub customers: usize,
+    #[arg(long, default_value_t = 200)]
+    pub invoices: usize,
+    /// Keep the sandbox's whole state in this file across restarts.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Write an overdued config pointing at this sandbox, with tokens granted.
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
+    /// How many sandbox minutes pass per real minute for rate limits.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check(c) => check::run(&c),
+        other => {
+            eprintln!("overdued {}: not available yet in this build", name_of(&other));
+            exit::UNAVAILABLE
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn name_of(c: &Command) -> &'static str {
+    match c {
+        Command::Check(_) => "check",
+        Command::Run { .. } => "run",
+        Command::Plan { .. } => "plan",
+        Command::Status(_) => "status",
+        Command::History { .. } => "history",
+        Command::Connect { .. } => "connect",
+        Command::Promise { .. } => "promise",
+        Command::Pause { .. } => "pause",
+        Command::Resume { .. } => "resume",
+        Command::Sandbox(_) => "sandbox",
+        Command::Demo { .. } => "demo",
+    }
+}

@@ -1,0 +1,441 @@
+//! The one TOML file overdued is configured by.
+//!
+//! Parsing is two steps: serde into the raw file structs below (unknown keys rejected,
+//! types checked), then [`validate`] into a [`Config`] whose secrets are read, time zones
+//! and URLs parsed and cross-references checked. Every error names
+//! `file:line:column` and the field.
+
+mod duration;
+mod location;
+pub mod secret;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use overdued_connector::{FeePosting, Secret, System};
+use serde::Deserialize;
+
+pub use duration::HumanDuration;
+
+/// Where the config is read from when neither `--config` nor `OVERDUED_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/overdued/config.toml";
+
+/// A config error located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the error has a place in the file.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+// ---- the file as written ---------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    quickbooks: BTreeMap<String, RawQuickBooks>,
+    #[serde(default)]
+    xero: BTreeMap<String, RawXero>,
+    #[serde(default)]
+    policies: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    engine: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    state_dir: Option<String>,
+    poll_interval: Option<HumanDuration>,
+    full_sync_interval: Option<HumanDuration>,
+    time_zone: Option<String>,
+    mode: Option<Mode>,
+    #[serde(default)]
+    allow_clock_override: bool,
+    http_listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuickBooks {
+    realm_id: Option<String>,
+    client_id: String,
+    client_secret: Option<String>,
+    client_secret_file: Option<String>,
+    #[serde(default)]
+    environment: QuickBooksEnvironment,
+    api_base: Option<String>,
+    token_url: Option<String>,
+    authorize_url: Option<String>,
+    refresh_token: Option<String>,
+    refresh_token_file: Option<String>,
+    redirect_uri: Option<String>,
+    policy: Option<String>,
+    #[serde(default)]
+    fee_posting: FeePosting,
+    fee_item_id: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawXero {
+    client_id: String,
+    client_secret: Option<String>,
+    client_secret_file: Option<String>,
+    tenant: String,
+    scopes: Option<Vec<String>>,
+    api_base: Option<String>,
+    identity_base: Option<String>,
+    token_url: Option<String>,
+    authorize_url: Option<String>,
+    refresh_token: Option<String>,
+    refresh_token_file: Option<String>,
+    redirect_uri: Option<String>,
+    policy: Option<String>,
+    #[serde(default)]
+    fee_posting: FeePosting,
+    fee_account_code: Option<String>,
+    fee_item_code: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+// ---- the validated config ----------------------------------------------------------
+
+/// Whether the daemon acts, or only logs what it would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Live,
+    DryRun,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuickBooksEnvironment {
+    Sandbox,
+    #[default]
+    Production,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from; relative paths in it were resolved against its directory.
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub connections: Vec<ConnectionConfig>,
+    pub policies: BTreeMap<String, toml::Value>,
+    pub engine: Option<toml::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub poll_interval: HumanDuration,
+    pub full_sync_interval: HumanDuration,
+    pub time_zone: Tz,
+    pub mode: Mode,
+    pub allow_clock_override: bool,
+    pub http_listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    pub name: String,
+    pub policy: String,
+    pub enabled: bool,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// A refresh token to start from when the store holds none yet.
+    pub initial_refresh_token: Option<Secret>,
+    pub redirect_uri: Option<url::Url>,
+    pub fee_posting: FeePosting,
+    pub system: SystemConfig,
+}
+
+#[derive(Debug, Clone)]
+pub enum SystemConfig {
+    QuickBooks(QuickBooksConfig),
+    Xero(XeroConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct QuickBooksConfig {
+    pub realm_id: Option<String>,
+    pub environment: QuickBooksEnvironment,
+    pub api_base: Option<url::Url>,
+    pub token_url: Option<url::Url>,
+    pub authorize_url: Option<url::Url>,
+    pub fee_item_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct XeroConfig {
+    /// Tenant id (a UUID) or organisation name.
+    pub tenant: String,
+    pub scopes: Vec<String>,
+    pub api_base: Option<url::Url>,
+    pub identity_base: Option<url::Url>,
+    pub token_url: Option<url::Url>,
+    pub authorize_url: Option<url::Url>,
+    pub fee_account_code: String,
+    pub fee_item_code: Option<String>,
+}
+
+impl ConnectionConfig {
+    pub fn system(&self) -> System {
+        match self.system {
+            SystemConfig::QuickBooks(_) => System::QuickBooks,
+            SystemConfig::Xero(_) => System::Xero,
+        }
+    }
+}
+
+impl Config {
+    pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+}
+
+/// The scopes asked for when none are configured: a refresh token plus read/write of
+/// invoices and read of contacts.
+pub const DEFAULT_XERO_SCOPES: &[&str] =
+    &["offline_access", "accounting.transactions", "accounting.contacts.read"];
+
+// ---- loading ---------------------------------------------------------------------------
+
+/// Picks the config path: `--config`, else `OVERDUED_CONFIG`, else the default.
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("OVERDUED_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        position: None,
+        message: match e.kind() {
+            std::io::ErrorKind::NotFound => "cannot read config file: no such file (give another with --config or OVERDUED_CONFIG)".into(),
+            _ => format!("cannot read config file: {e}"),
+        },
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config text; `path` names the file in errors and anchors
+/// relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        position: e.span().map(|s| location::line_col(text, s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    validate(raw, &base, path).map_err(|(field, message)| ConfigError {
+        file: path.to_path_buf(),
+        position: location::span_of(text, &field).map(|s| location::line_col(text, s.start)),
+        message: format!("{field}: {message}"),
+    })
+}
+
+type Invalid = (String, String);
+
+fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid> {
+    let d = raw.daemon;
+    let time_zone = match d.time_zone.as_deref() {
+        None => Tz::UTC,
+        Some(s) => s.parse::<Tz>().map_err(|_| {
+            (
+                "daemon.time_zone".to_string(),
+                format!("unknown time zone {s:?}: use an IANA name such as Europe/London or America/New_York"),
+            )
+        })?,
+    };
+    let poll_interval = d.poll_interval.unwrap_or(HumanDuration(std::time::Duration::from_secs(900)));
+    if poll_interval.0.as_secs() < 60 {
+        return Err(("daemon.poll_interval".into(), "must be at least 1m: the vendors' rate limits are per minute".into()));
+    }
+    let full_sync_interval = d.full_sync_interval.unwrap_or(HumanDuration(std::time::Duration::from_secs(86_400)));
+    if full_sync_interval < poll_interval {
+        return Err(("daemon.full_sync_interval".into(), format!("must not be shorter than poll_interval ({poll_interval})")));
+    }
+    let http_listen = match d.http_listen.as_deref() {
+        None => SocketAddr::from(([127, 0, 0, 1], 9464)),
+        Some(s) => s.parse().map_err(|_| {
+            ("daemon.http_listen".to_string(), format!("{s:?} is not an address and port such as 127.0.0.1:9464"))
+        })?,
+    };
+    let state_dir = match d.state_dir {
+        Some(s) if s.trim().is_empty() => return Err(("daemon.state_dir".into(), "is empty".into())),
+        Some(s) => base.join(s),
+        None => PathBuf::from("/var/lib/overdued"),
+    };
+    let daemon = DaemonConfig {
+        state_dir,
+        poll_interval,
+        full_sync_interval,
+        time_zone,
+        mode: d.mode.unwrap_or_default(),
+        allow_clock_override: d.allow_clock_override,
+        http_listen,
+    };
+
+    let mut connections = Vec::new();
+    for (name, q) in raw.quickbooks {
+        let at = format!("quickbooks.{name}");
+        check_name(&name, &at)?;
+        let common = Common::resolve(&at, base, &q.client_id, q.client_secret, q.client_secret_file, q.refresh_token, q.refresh_token_file, q.redirect_uri)?;
+        if let Some(r) = &q.realm_id {
+            if r.is_empty() || !r.chars().all(|c| c.is_ascii_digit()) {
+                return Err((format!("{at}.realm_id"), format!("{r:?} is not a QuickBooks realm id (digits only)")));
+            }
+        }
+        connections.push(ConnectionConfig {
+            name,
+            policy: q.policy.unwrap_or_else(|| "default".into()),
+            enabled: q.enabled,
+            client_id: q.client_id,
+            client_secret: common.client_secret,
+            initial_refresh_token: common.refresh_token,
+            redirect_uri: common.redirect_uri,
+            fee_posting: q.fee_posting,
+            system: SystemConfig::QuickBooks(QuickBooksConfig {
+                realm_id: q.realm_id,
+                environment: q.environment,
+                api_base: url_field(&at, "api_base", q.api_base)?,
+                token_url: url_field(&at, "token_url", q.token_url)?,
+                authorize_url: url_field(&at, "authorize_url", q.authorize_url)?,
+                fee_item_id: q.fee_item_id,
+            }),
+        });
+    }
+    for (name, x) in raw.xero {
+        let at = format!("xero.{name}");
+        check_name(&name, &at)?;
+        if connections.iter().any(|c| c.name == name) {
+            return Err((at, format!("connection name {name:?} is also used by a QuickBooks connection: names must be unique")));
+        }
+        let common = Common::resolve(&at, base, &x.client_id, x.client_secret, x.client_secret_file, x.refresh_token, x.refresh_token_file, x.redirect_uri)?;
+        if x.tenant.trim().is_empty() {
+            return Err((format!("{at}.tenant"), "is empty: give the organisation's tenant id or name".into()));
+        }
+        let scopes = x.scopes.unwrap_or_else(|| DEFAULT_XERO_SCOPES.iter().map(|s| s.to_string()).collect());
+        if !scopes.iter().any(|s| s == "offline_access") {
+            return Err((format!("{at}.scopes"), "must include offline_access, or Xero gives no refresh token and the connection dies after 30 minutes".into()));
+        }
+        connections.push(ConnectionConfig {
+            name,
+            policy: x.policy.unwrap_or_else(|| "default".into()),
+            enabled: x.enabled,
+            client_id: x.client_id,
+            client_secret: common.client_secret,
+            initial_refresh_token: common.refresh_token,
+            redirect_uri: common.redirect_uri,
+            fee_posting: x.fee_posting,
+            system: SystemConfig::Xero(XeroConfig {
+                tenant: x.tenant,
+                scopes,
+                api_base: url_field(&at, "api_base", x.api_base)?,
+                identity_base: url_field(&at, "identity_base", x.identity_base)?,
+                token_url: url_field(&at, "token_url", x.token_url)?,
+                authorize_url: url_field(&at, "authorize_url", x.authorize_url)?,
+                fee_account_code: x.fee_account_code.unwrap_or_else(|| "200".into()),
+                fee_item_code: x.fee_item_code,
+            }),
+        });
+    }
+    for c in &connections {
+        if c.policy != "default" && !raw.policies.contains_key(&c.policy) {
+            let table = c.system().as_str();
+            return Err((
+                format!("{table}.{}.policy", c.name),
+                format!("no policy named {:?}: define [policies.{}] or remove the key to use the default", c.policy, c.policy),
+            ));
+        }
+    }
+    Ok(Config { path: path.to_path_buf(), daemon, connections, policies: raw.policies, engine: raw.engine })
+}
+
+struct Common {
+    client_secret: Secret,
+    refresh_token: Option<Secret>,
+    redirect_uri: Option<url::Url>,
+}
+
+impl Common {
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        at: &str,
+        base: &Path,
+        client_id: &str,
+        client_secret: Option<String>,
+        client_secret_file: Option<String>,
+        refresh_token: Option<String>,
+        refresh_token_file: Option<String>,
+        redirect_uri: Option<String>,
+    ) -> Result<Common, Invalid> {
+        if client_id.trim().is_empty() {
+            return Err((format!("{at}.client_id"), "is empty".into()));
+        }
+        let secret_field = |inline: &Option<String>, file: &Option<String>, name: &str| {
+            if file.is_some() && inline.is_none() {
+                format!("{at}.{name}_file")
+            } else {
+                format!("{at}.{name}")
+            }
+        };
+        let client_secret = secret::resolve("client_secret", client_secret.as_deref(), client_secret_file.as_deref(), base)
+            .map_err(|m| (secret_field(&client_secret, &client_secret_file, "client_secret"), m))?
+            .ok_or_else(|| (at.to_string(), "client_secret or client_secret_file is required".to_string()))?;
+        let refresh = secret::resolve("refresh_token", refresh_token.as_deref(), refresh_token_file.as_deref(), base)
+            .map_err(|m| (secret_field(&refresh_token, &refresh_token_file, "refresh_token"), m))?;
+        Ok(Common { client_secret, refresh_token: refresh, redirect_uri: url_field(at, "redirect_uri", redirect_uri)? })
+    }
+}
+
+fn url_field(at: &str, field: &str, v: Option<String>) -> Result<Option<url::Url>, Invalid> {
+    let Some(s) = v else { return Ok(None) };
+    let u = url::Url::parse(&s).map_err(|e| (format!("{at}.{field}"), format!("{s:?} is not a URL: {e}")))?;
+    if u.scheme() != "https" && u.scheme() != "http" {
+        return Err((format!("{at}.{field}"), format!("{s:?} must be an http or https URL")));
+    }
+    Ok(Some(u))
+}
+
+fn check_name(name: &str, at: &str) -> Result<(), Invalid> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err((at.to_string(), format!("connection name {name:?} may use only letters, digits, '-' and '_'")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

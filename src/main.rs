@@ -1,0 +1,5 @@
+//! The `overdued` binary: everything lives in the library; this only hands over.
+
+fn main() -> std::process::ExitCode {
+    overdued::cli::main()
+}

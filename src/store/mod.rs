@@ -1,0 +1,84 @@
+//! Durable state behind one trait, so the engine could move to another embedded store
+//! without rewrites. [`SledStore`] is the implementation in use.
+
+mod lock;
+mod records;
+mod sled_store;
+
+use overdued_connector::{Customer, TokenSet};
+
+pub use lock::{LockError, StateLock};
+pub use records::*;
+pub use sled_store::SledStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    #[error("store: {0}")]
+    Backend(String),
+    #[error("store record {tree}/{key}: {message}")]
+    Corrupt { tree: &'static str, key: String, message: String },
+    #[error("store record {tree}/{key} has format version {found}; this overdued reads up to {FORMAT_VERSION}: upgrade overdued")]
+    TooNew { tree: &'static str, key: String, found: u32 },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything overdued keeps between runs.
+///
+/// Methods documented as durable return only once the write is on disk; the others
+/// are flushed by the backend within a short interval and at [`Store::flush`].
+pub trait Store: Send + Sync {
+    // Invoices, keyed by (connection, remote id).
+    fn put_invoice(&self, rec: &InvoiceRecord) -> Result<()>;
+    fn put_invoices(&self, recs: &[InvoiceRecord]) -> Result<()>;
+    fn get_invoice(&self, connection: &str, id: &str) -> Result<Option<InvoiceRecord>>;
+    /// Every stored invoice of a connection, in id order; `f` returns false to stop.
+    fn for_each_invoice(&self, connection: &str, f: &mut dyn FnMut(InvoiceRecord) -> bool) -> Result<()>;
+    fn count_invoices(&self, connection: &str) -> Result<usize>;
+
+    fn put_customer(&self, c: &Customer) -> Result<()>;
+    fn get_customer(&self, connection: &str, id: &str) -> Result<Option<Customer>>;
+
+    fn get_sync_state(&self, connection: &str) -> Result<Option<SyncState>>;
+    /// Durable: a cursor must never run ahead of the invoices stored before it.
+    fn put_sync_state(&self, connection: &str, s: &SyncState) -> Result<()>;
+
+    fn get_tokens(&self, connection: &str) -> Result<Option<TokenSet>>;
+    /// Durable: a rotated refresh token lost to a crash means a manual reconnect.
+    fn put_tokens(&self, connection: &str, t: &TokenSet) -> Result<()>;
+
+    fn get_journal(&self, key: &str) -> Result<Option<JournalEntry>>;
+    /// Durable: intents are recorded before acting, outcomes before moving on.
+    fn put_journal(&self, e: &JournalEntry) -> Result<()>;
+    /// Every journal entry of one invoice, oldest first.
+    fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>>;
+    /// Entries not yet final (intents, retryable failures) of a connection.
+    fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>>;
+
+    fn append_audit(&self, e: &AuditEvent) -> Result<()>;
+    /// The audit log of one invoice, oldest first.
+    fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>>;
+    /// The whole audit log of a connection since `since`, oldest first.
+    fn audit_since(&self, connection: &str, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<AuditEvent>>;
+
+    fn put_hold(&self, connection: &str, target: &HoldTarget, hold: &Hold) -> Result<()>;
+    fn remove_hold(&self, connection: &str, target: &HoldTarget, kind: HoldKind) -> Result<bool>;
+    fn holds(&self, connection: &str) -> Result<Vec<(HoldTarget, Hold)>>;
+
+    /// Writes everything pending to disk.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Which of a target's holds to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldKind {
+    Promise,
+    Pause,
+}
+
+#[cfg(test)]
+mod tests;

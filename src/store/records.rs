@@ -1,0 +1,112 @@
+//! What the store keeps. Every record is written inside a versioned envelope so a later
+//! release can read (or refuse clearly) what an earlier one wrote.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use overdued_connector::{ActionKind, InvoiceSnapshot, SyncCursor};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The format version of every record this release writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The cached state of one invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceRecord {
+    pub snapshot: InvoiceSnapshot,
+    /// When overdued last read it from the system.
+    pub seen_at: DateTime<Utc>,
+    /// When overdued first saw it.
+    pub first_seen_at: DateTime<Utc>,
+}
+
+/// Where sync stands for one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    pub cursor: SyncCursor,
+    /// The cursor of an unfinished full reconciliation, if one is under way.
+    #[serde(default)]
+    pub full_cursor: Option<SyncCursor>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_full_sync: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// Where an action stands in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JournalState {
+    /// Decided and recorded; not yet known to have happened.
+    Intent,
+    /// The system confirmed it.
+    Done { at: DateTime<Utc>, created_id: Option<String>, replayed: bool },
+    /// Not done, on purpose (paid since planning, paused, ...), and never retried.
+    Skipped { at: DateTime<Utc>, reason: String },
+    /// Failed; `retry` says whether a later cycle tries again.
+    Failed { at: DateTime<Utc>, error: String, attempts: u32, retry: bool },
+}
+
+impl JournalState {
+    pub fn is_final(&self) -> bool {
+        matches!(self, JournalState::Done { .. } | JournalState::Skipped { .. } | JournalState::Failed { retry: false, .. })
+    }
+}
+
+/// One action in the journal, keyed by its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub key: String,
+    pub connection: String,
+    pub invoice_id: String,
+    pub customer_id: String,
+    pub kind: ActionKind,
+    /// The policy step, e.g. `+7d`, or `fee:3` for a fee's third period.
+    pub step_id: String,
+    /// The local calendar day the action was planned for.
+    pub planned_for: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    /// The balance the plan saw; the executor re-checks it before acting.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub expected_amount_due: Decimal,
+    /// What exactly to do (message, fee quote, ...), as the engine wrote it.
+    pub payload: serde_json::Value,
+    pub state: JournalState,
+    /// The idempotency key of the audit note written to the ledger for this action,
+    /// once it has been written.
+    #[serde(default)]
+    pub audit_note_done: bool,
+}
+
+/// One line of the audit log: something overdued saw or did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at: DateTime<Utc>,
+    pub connection: String,
+    pub invoice_id: Option<String>,
+    /// `observed`, `action`, `skipped`, `promise`, `pause`, `resume`, `escalated`, ...
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+/// What a hold applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "scope", content = "id", rename_all = "snake_case")]
+pub enum HoldTarget {
+    Invoice(String),
+    Customer(String),
+}
+
+/// A promise to pay or a pause, set by a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "hold", rename_all = "snake_case")]
+pub enum Hold {
+    Promise {
+        until: NaiveDate,
+        #[serde(default, with = "rust_decimal::serde::str_option")]
+        amount: Option<Decimal>,
+        set_at: DateTime<Utc>,
+    },
+    Pause { reason: String, set_at: DateTime<Utc> },
+}

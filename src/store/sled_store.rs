@@ -1,0 +1,364 @@
+//! The [`Store`] on sled 0.34.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use overdued_connector::{Customer, TokenSet, TokenStore, TokenStoreError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use super::{
+    AuditEvent, Hold, HoldKind, HoldTarget, InvoiceRecord, JournalEntry, Result, StateLock, Store, StoreError,
+    SyncState, FORMAT_VERSION,
+};
+
+const SEP: u8 = 0;
+
+pub struct SledStore {
+    dir: PathBuf,
+    db: sled::Db,
+    invoices: sled::Tree,
+    customers: sled::Tree,
+    sync: sled::Tree,
+    tokens: sled::Tree,
+    journal: sled::Tree,
+    journal_by_invoice: sled::Tree,
+    journal_open: sled::Tree,
+    audit: sled::Tree,
+    audit_by_invoice: sled::Tree,
+    holds: sled::Tree,
+    // Dropped last: the lock outlives the database handle.
+    _lock: StateLock,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").field("dir", &self.dir).finish()
+    }
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a, T> {
+    v: u32,
+    r: &'a T,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn<T> {
+    v: u32,
+    r: T,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u32,
+}
+
+fn encode<T: Serialize>(r: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(&EnvelopeOut { v: FORMAT_VERSION, r }).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T> {
+    let key_s = || String::from_utf8_lossy(key).replace('\0', "/");
+    match serde_json::from_slice::<EnvelopeIn<T>>(bytes) {
+        Ok(env) if env.v <= FORMAT_VERSION => Ok(env.r),
+        Ok(env) => Err(StoreError::TooNew { tree, key: key_s(), found: env.v }),
+        Err(e) => match serde_json::from_slice::<VersionOnly>(bytes) {
+            Ok(v) if v.v > FORMAT_VERSION => Err(StoreError::TooNew { tree, key: key_s(), found: v.v }),
+            _ => Err(StoreError::Corrupt { tree, key: key_s(), message: e.to_string() }),
+        },
+    }
+}
+
+fn key2(a: &str, b: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + b.len() + 1);
+    k.extend_from_slice(a.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+fn prefix(a: &str) -> Vec<u8> {
+    let mut k = a.as_bytes().to_vec();
+    k.push(SEP);
+    k
+}
+
+fn be(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SledStore {
+    /// Opens (creating, mode 0700) the state directory and takes its lock.
+    pub fn open(dir: &Path) -> Result<SledStore> {
+        create_private_dir(dir)?;
+        let lock = StateLock::acquire(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            // Bounded so an idle daemon with a large ledger stays small in memory.
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(be)?;
+        let t = |name: &str| db.open_tree(name).map_err(be);
+        Ok(SledStore {
+            dir: dir.to_path_buf(),
+            invoices: t("invoices")?,
+            customers: t("customers")?,
+            sync: t("sync")?,
+            tokens: t("tokens")?,
+            journal: t("journal")?,
+            journal_by_invoice: t("journal_by_invoice")?,
+            journal_open: t("journal_open")?,
+            audit: t("audit")?,
+            audit_by_invoice: t("audit_by_invoice")?,
+            holds: t("holds")?,
+            db,
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn durable(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(be)
+    }
+
+    fn get<T: DeserializeOwned>(&self, tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<Option<T>> {
+        match tree.get(key).map_err(be)? {
+            Some(v) => decode(name, key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let io = |source| StoreError::Io { path: dir.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+impl Store for SledStore {
+    fn put_invoice(&self, rec: &InvoiceRecord) -> Result<()> {
+        let s = &rec.snapshot;
+        self.invoices.insert(key2(s.connection.as_str(), &s.remote_id), encode(rec)?).map_err(be)?;
+        Ok(())
+    }
+
+    fn put_invoices(&self, recs: &[InvoiceRecord]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for rec in recs {
+            let s = &rec.snapshot;
+            batch.insert(key2(s.connection.as_str(), &s.remote_id), encode(rec)?);
+        }
+        self.invoices.apply_batch(batch).map_err(be)
+    }
+
+    fn get_invoice(&self, connection: &str, id: &str) -> Result<Option<InvoiceRecord>> {
+        self.get(&self.invoices, "invoices", &key2(connection, id))
+    }
+
+    fn for_each_invoice(&self, connection: &str, f: &mut dyn FnMut(InvoiceRecord) -> bool) -> Result<()> {
+        for kv in self.invoices.scan_prefix(prefix(connection)) {
+            let (k, v) = kv.map_err(be)?;
+            if !f(decode("invoices", &k, &v)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn count_invoices(&self, connection: &str) -> Result<usize> {
+        let mut n = 0;
+        for kv in self.invoices.scan_prefix(prefix(connection)).keys() {
+            kv.map_err(be)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn put_customer(&self, c: &Customer) -> Result<()> {
+        self.customers.insert(key2(c.connection.as_str(), &c.id), encode(c)?).map_err(be)?;
+        Ok(())
+    }
+
+    fn get_customer(&self, connection: &str, id: &str) -> Result<Option<Customer>> {
+        self.get(&self.customers, "customers", &key2(connection, id))
+    }
+
+    fn get_sync_state(&self, connection: &str) -> Result<Option<SyncState>> {
+        self.get(&self.sync, "sync", connection.as_bytes())
+    }
+
+    fn put_sync_state(&self, connection: &str, s: &SyncState) -> Result<()> {
+        self.sync.insert(connection.as_bytes(), encode(s)?).map_err(be)?;
+        self.durable()
+    }
+
+    fn get_tokens(&self, connection: &str) -> Result<Option<TokenSet>> {
+        self.get(&self.tokens, "tokens", connection.as_bytes())
+    }
+
+    fn put_tokens(&self, connection: &str, t: &TokenSet) -> Result<()> {
+        self.tokens.insert(connection.as_bytes(), encode(t)?).map_err(be)?;
+        self.durable()
+    }
+
+    fn get_journal(&self, key: &str) -> Result<Option<JournalEntry>> {
+        self.get(&self.journal, "journal", key.as_bytes())
+    }
+
+    fn put_journal(&self, e: &JournalEntry) -> Result<()> {
+        let idx = key2(&e.connection, &format!("{}\0{}", e.invoice_id, e.key));
+        let open = key2(&e.connection, &e.key);
+        // One transaction so the indexes never disagree with the entry after a crash.
+        let value = encode(e)?;
+        let is_final = e.state.is_final();
+        (&self.journal, &self.journal_by_invoice, &self.journal_open)
+            .transaction(|(j, by_inv, open_t)| {
+                j.insert(e.key.as_bytes(), value.clone())?;
+                by_inv.insert(idx.clone(), &[])?;
+                if is_final {
+                    open_t.remove(open.clone())?;
+                } else {
+                    open_t.insert(open.clone(), &[])?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| StoreError::Backend(format!("{e:?}")))?;
+        self.durable()
+    }
+
+    fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
+        let mut out = Vec::new();
+        for k in self.journal_by_invoice.scan_prefix(key2(connection, &format!("{invoice_id}\0"))).keys() {
+            let k = k.map_err(be)?;
+            let key = &k[k.iter().rposition(|b| *b == SEP).map(|i| i + 1).unwrap_or(0)..];
+            if let Some(e) = self.get::<JournalEntry>(&self.journal, "journal", key)? {
+                out.push(e);
+            }
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key.cmp(&b.key)));
+        Ok(out)
+    }
+
+    fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>> {
+        let mut out = Vec::new();
+        for k in self.journal_open.scan_prefix(prefix(connection)).keys() {
+            let k = k.map_err(be)?;
+            let key = &k[connection.len() + 1..];
+            if let Some(e) = self.get::<JournalEntry>(&self.journal, "journal", key)? {
+                out.push(e);
+            }
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key.cmp(&b.key)));
+        Ok(out)
+    }
+
+    fn append_audit(&self, e: &AuditEvent) -> Result<()> {
+        let seq = self.db.generate_id().map_err(be)?.to_be_bytes();
+        let mut k = prefix(&e.connection);
+        k.extend_from_slice(&seq);
+        self.audit.insert(k, encode(e)?).map_err(be)?;
+        if let Some(inv) = &e.invoice_id {
+            let mut ik = key2(&e.connection, inv);
+            ik.push(SEP);
+            ik.extend_from_slice(&seq);
+            self.audit_by_invoice.insert(ik, &[]).map_err(be)?;
+        }
+        Ok(())
+    }
+
+    fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>> {
+        let mut out = Vec::new();
+        let mut p = key2(connection, invoice_id);
+        p.push(SEP);
+        for k in self.audit_by_invoice.scan_prefix(&p).keys() {
+            let k = k.map_err(be)?;
+            let mut ak = prefix(connection);
+            ak.extend_from_slice(&k[p.len()..]);
+            if let Some(e) = self.get(&self.audit, "audit", &ak)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    fn audit_since(&self, connection: &str, since: DateTime<Utc>) -> Result<Vec<AuditEvent>> {
+        let mut out = Vec::new();
+        for kv in self.audit.scan_prefix(prefix(connection)) {
+            let (k, v) = kv.map_err(be)?;
+            let e: AuditEvent = decode("audit", &k, &v)?;
+            if e.at >= since {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_hold(&self, connection: &str, target: &HoldTarget, hold: &Hold) -> Result<()> {
+        let kind = match hold {
+            Hold::Promise { .. } => HoldKind::Promise,
+            Hold::Pause { .. } => HoldKind::Pause,
+        };
+        self.holds.insert(hold_key(connection, target, kind), encode(&(target, hold))?).map_err(be)?;
+        self.durable()
+    }
+
+    fn remove_hold(&self, connection: &str, target: &HoldTarget, kind: HoldKind) -> Result<bool> {
+        let removed = self.holds.remove(hold_key(connection, target, kind)).map_err(be)?.is_some();
+        self.durable()?;
+        Ok(removed)
+    }
+
+    fn holds(&self, connection: &str) -> Result<Vec<(HoldTarget, Hold)>> {
+        let mut out = Vec::new();
+        for kv in self.holds.scan_prefix(prefix(connection)) {
+            let (k, v) = kv.map_err(be)?;
+            out.push(decode("holds", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.durable()
+    }
+}
+
+fn hold_key(connection: &str, target: &HoldTarget, kind: HoldKind) -> Vec<u8> {
+    let t = match target {
+        HoldTarget::Invoice(id) => format!("invoice:{id}"),
+        HoldTarget::Customer(id) => format!("customer:{id}"),
+    };
+    let k = match kind {
+        HoldKind::Promise => "promise",
+        HoldKind::Pause => "pause",
+    };
+    key2(connection, &format!("{t}\0{k}"))
+}
+
+impl TokenStore for SledStore {
+    fn load_tokens(&self, connection: &str) -> std::result::Result<Option<TokenSet>, TokenStoreError> {
+        self.get_tokens(connection).map_err(|e| TokenStoreError(e.to_string()))
+    }
+
+    fn save_tokens(&self, connection: &str, tokens: &TokenSet) -> std::result::Result<(), TokenStoreError> {
+        self.put_tokens(connection, tokens).map_err(|e| TokenStoreError(e.to_string()))
+    }
+}

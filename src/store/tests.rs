@@ -1,0 +1,230 @@
+use std::io::BufRead;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use overdued_connector::*;
+use rust_decimal_macros::dec;
+
+use super::*;
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn snapshot(conn: &str, id: &str) -> InvoiceSnapshot {
+    InvoiceSnapshot {
+        connection: ConnectionId::new(conn),
+        system: System::Xero,
+        remote_id: id.into(),
+        number: Some(format!("INV-{id}")),
+        customer: CustomerRef { id: "c1".into(), name: "Ridgeway Bakery".into(), email: Some("ap@ridgeway.example".into()) },
+        currency: Currency::GBP,
+        total: dec!(1200.50),
+        amount_due: dec!(700.25),
+        issue_date: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(),
+        due_date: NaiveDate::from_ymd_opt(2026, 9, 30).unwrap(),
+        status: InvoiceStatus::Open,
+        updated_at: t("2026-10-02T08:00:00Z"),
+        version: None,
+        memo: "PO 4471".into(),
+        is_fee_invoice: false,
+        pay_url: Some("https://in.xero.com/abc".into()),
+    }
+}
+
+fn record(conn: &str, id: &str) -> InvoiceRecord {
+    InvoiceRecord { snapshot: snapshot(conn, id), seen_at: t("2026-10-03T00:00:00Z"), first_seen_at: t("2026-09-01T00:00:00Z") }
+}
+
+fn journal(key: &str, inv: &str, state: JournalState) -> JournalEntry {
+    JournalEntry {
+        key: key.into(),
+        connection: "uk".into(),
+        invoice_id: inv.into(),
+        customer_id: "c1".into(),
+        kind: ActionKind::Remind,
+        step_id: "+7d".into(),
+        planned_for: NaiveDate::from_ymd_opt(2026, 10, 7).unwrap(),
+        created_at: t("2026-10-07T09:00:00Z"),
+        expected_amount_due: dec!(700.25),
+        payload: serde_json::json!({"subject": "Invoice INV-1"}),
+        state,
+        audit_note_done: false,
+    }
+}
+
+#[test]
+fn every_record_type_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+
+    let r = record("uk", "a1");
+    s.put_invoice(&r).unwrap();
+    s.put_invoices(&[record("uk", "a2"), record("us", "b1")]).unwrap();
+    assert_eq!(s.get_invoice("uk", "a1").unwrap().unwrap(), r);
+    assert_eq!(s.count_invoices("uk").unwrap(), 2);
+    let mut ids = vec![];
+    s.for_each_invoice("uk", &mut |r| {
+        ids.push(r.snapshot.remote_id);
+        true
+    })
+    .unwrap();
+    assert_eq!(ids, ["a1", "a2"]);
+
+    let c = Customer { connection: ConnectionId::new("uk"), id: "c1".into(), name: "Ridgeway".into(), email: None, updated_at: None };
+    s.put_customer(&c).unwrap();
+    assert_eq!(s.get_customer("uk", "c1").unwrap().unwrap(), c);
+
+    let st = SyncState { cursor: SyncCursor::initial(), full_cursor: Some(SyncCursor::full()), last_success: Some(t("2026-10-01T00:00:00Z")), last_full_sync: None, last_error: None };
+    s.put_sync_state("uk", &st).unwrap();
+    assert_eq!(s.get_sync_state("uk").unwrap().unwrap(), st);
+
+    let tok = TokenSet {
+        access_token: Secret::new("at"),
+        access_expires_at: t("2026-10-01T01:00:00Z"),
+        refresh_token: Secret::new("rt"),
+        refresh_expires_at: None,
+        previous_refresh_token: None,
+        obtained_at: t("2026-10-01T00:00:00Z"),
+        bound_to: Some("tenant".into()),
+        needs_reconnect: false,
+    };
+    s.put_tokens("uk", &tok).unwrap();
+    assert_eq!(s.get_tokens("uk").unwrap().unwrap(), tok);
+    assert_eq!(s.load_tokens("uk").unwrap().unwrap(), tok);
+
+    let j = journal("k1", "a1", JournalState::Intent);
+    s.put_journal(&j).unwrap();
+    assert_eq!(s.get_journal("k1").unwrap().unwrap(), j);
+    assert_eq!(s.unfinished_journal("uk").unwrap(), vec![j.clone()]);
+    let done = journal("k1", "a1", JournalState::Done { at: t("2026-10-07T09:00:01Z"), created_id: None, replayed: false });
+    s.put_journal(&done).unwrap();
+    assert!(s.unfinished_journal("uk").unwrap().is_empty());
+    assert_eq!(s.journal_for_invoice("uk", "a1").unwrap(), vec![done]);
+    assert!(s.journal_for_invoice("uk", "a").unwrap().is_empty(), "prefix of another id must not match");
+
+    let a = AuditEvent { at: t("2026-10-07T09:00:01Z"), connection: "uk".into(), invoice_id: Some("a1".into()), kind: "action".into(), message: "reminder sent".into(), detail: serde_json::json!({"step": "+7d"}) };
+    s.append_audit(&a).unwrap();
+    s.append_audit(&AuditEvent { invoice_id: None, ..a.clone() }).unwrap();
+    assert_eq!(s.audit_for_invoice("uk", "a1").unwrap(), vec![a.clone()]);
+    assert_eq!(s.audit_since("uk", t("2026-10-01T00:00:00Z")).unwrap().len(), 2);
+    assert!(s.audit_since("uk", t("2026-11-01T00:00:00Z")).unwrap().is_empty());
+
+    let promise = Hold::Promise { until: NaiveDate::from_ymd_opt(2026, 10, 14).unwrap(), amount: Some(dec!(100)), set_at: t("2026-10-07T10:00:00Z") };
+    let pause = Hold::Pause { reason: "dispute: wrong quantity".into(), set_at: t("2026-10-07T10:00:00Z") };
+    s.put_hold("uk", &HoldTarget::Invoice("a1".into()), &promise).unwrap();
+    s.put_hold("uk", &HoldTarget::Customer("c1".into()), &pause).unwrap();
+    assert_eq!(s.holds("uk").unwrap().len(), 2);
+    assert!(s.remove_hold("uk", &HoldTarget::Invoice("a1".into()), HoldKind::Promise).unwrap());
+    assert!(!s.remove_hold("uk", &HoldTarget::Invoice("a1".into()), HoldKind::Promise).unwrap());
+    assert_eq!(s.holds("uk").unwrap(), vec![(HoldTarget::Customer("c1".into()), pause)]);
+}
+
+#[test]
+fn records_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.put_invoice(&record("uk", "a1")).unwrap();
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert!(s.get_invoice("uk", "a1").unwrap().is_some());
+}
+
+#[test]
+fn a_second_open_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = SledStore::open(dir.path()).unwrap();
+    let e = SledStore::open(dir.path()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("in use by another overdued process") && msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_state_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _s = SledStore::open(&state).unwrap();
+    assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn a_record_from_a_newer_release_is_refused_clearly() {
+    let e = sled_decode_newer();
+    assert!(e.contains("format version 9") && e.contains("upgrade overdued"), "{e}");
+}
+
+fn sled_decode_newer() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("invoices").unwrap().insert(b"uk\0x", br#"{"v":9,"r":{"new":"shape"}}"#.to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    s.get_invoice("uk", "x").unwrap_err().to_string()
+}
+
+#[test]
+fn a_corrupt_record_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("invoices").unwrap().insert(b"uk\0x", b"not json".to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    let e = s.get_invoice("uk", "x").unwrap_err().to_string();
+    assert!(e.contains("invoices/uk/x"), "{e}");
+}
+
+/// Run as a child process by `flushed_writes_survive_sigkill`: writes journal entries
+/// durably forever, printing each key once `put_journal` has returned.
+#[test]
+fn child_durable_writer() {
+    let Ok(dir) = std::env::var("OVERDUED_STORE_CHILD_DIR") else { return };
+    let s = SledStore::open(std::path::Path::new(&dir)).unwrap();
+    for i in 0.. {
+        let key = format!("k{i:06}");
+        s.put_journal(&journal(&key, &format!("inv{i}"), JournalState::Intent)).unwrap();
+        s.put_invoice(&record("uk", &format!("inv{i}"))).unwrap();
+        println!("DURABLE {key}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn flushed_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::tests::child_durable_writer", "--nocapture", "--test-threads=1"])
+            .env("OVERDUED_STORE_CHILD_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut confirmed = Vec::new();
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line.unwrap();
+            if let Some(k) = line.strip_prefix("DURABLE ") {
+                confirmed.push(k.to_string());
+                // Kill at a different point each round.
+                if confirmed.len() >= 20 + round * 17 {
+                    break;
+                }
+            }
+        }
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        for k in &confirmed {
+            let e = s.get_journal(k).unwrap();
+            assert!(e.is_some(), "round {round}: durable journal entry {k} lost after SIGKILL");
+        }
+        assert!(!confirmed.is_empty());
+    }
+}
