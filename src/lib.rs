@@ -2,4 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
+pub mod executor;
 pub mod store;
+pub mod sync;

@@ -10,7 +10,11 @@ pub enum LockError {
     #[error("state directory {dir} is in use by another overdued process (pid {pid}); stop it or use another state_dir")]
     HeldBy { dir: PathBuf, pid: String },
     #[error("state directory {dir}: cannot lock {file}: {source}")]
-    Io { dir: PathBuf, file: PathBuf, source: std::io::Error },
+    Io {
+        dir: PathBuf,
+        file: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Held for as long as the store is open; released when dropped or when the process dies.
@@ -22,8 +26,18 @@ pub struct StateLock {
 impl StateLock {
     pub fn acquire(dir: &Path) -> Result<StateLock, LockError> {
         let path = dir.join("overdued.lock");
-        let io = |source| LockError::Io { dir: dir.to_path_buf(), file: path.clone(), source };
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let io = |source| LockError::Io {
+            dir: dir.to_path_buf(),
+            file: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -32,7 +46,11 @@ impl StateLock {
                 let pid = pid.trim();
                 return Err(LockError::HeldBy {
                     dir: dir.to_path_buf(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.to_string() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.to_string()
+                    },
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),

@@ -14,15 +14,26 @@ pub use sled_store::SledStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state directory {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Locked(#[from] LockError),
     #[error("store: {0}")]
     Backend(String),
     #[error("store record {tree}/{key}: {message}")]
-    Corrupt { tree: &'static str, key: String, message: String },
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        message: String,
+    },
     #[error("store record {tree}/{key} has format version {found}; this overdued reads up to {FORMAT_VERSION}: upgrade overdued")]
-    TooNew { tree: &'static str, key: String, found: u32 },
+    TooNew {
+        tree: &'static str,
+        key: String,
+        found: u32,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -37,7 +48,11 @@ pub trait Store: Send + Sync {
     fn put_invoices(&self, recs: &[InvoiceRecord]) -> Result<()>;
     fn get_invoice(&self, connection: &str, id: &str) -> Result<Option<InvoiceRecord>>;
     /// Every stored invoice of a connection, in id order; `f` returns false to stop.
-    fn for_each_invoice(&self, connection: &str, f: &mut dyn FnMut(InvoiceRecord) -> bool) -> Result<()>;
+    fn for_each_invoice(
+        &self,
+        connection: &str,
+        f: &mut dyn FnMut(InvoiceRecord) -> bool,
+    ) -> Result<()>;
     fn count_invoices(&self, connection: &str) -> Result<usize>;
 
     fn put_customer(&self, c: &Customer) -> Result<()>;
@@ -56,14 +71,19 @@ pub trait Store: Send + Sync {
     fn put_journal(&self, e: &JournalEntry) -> Result<()>;
     /// Every journal entry of one invoice, oldest first.
     fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>>;
-    /// Entries not yet final (intents, retryable failures) of a connection.
+    /// Entries not yet settled (intents, retryable failures, done actions whose audit
+    /// note is not written yet) of a connection.
     fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>>;
 
     fn append_audit(&self, e: &AuditEvent) -> Result<()>;
     /// The audit log of one invoice, oldest first.
     fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>>;
     /// The whole audit log of a connection since `since`, oldest first.
-    fn audit_since(&self, connection: &str, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<AuditEvent>>;
+    fn audit_since(
+        &self,
+        connection: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<AuditEvent>>;
 
     fn put_hold(&self, connection: &str, target: &HoldTarget, hold: &Hold) -> Result<()>;
     fn remove_hold(&self, connection: &str, target: &HoldTarget, kind: HoldKind) -> Result<bool>;

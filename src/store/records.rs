@@ -39,16 +39,40 @@ pub enum JournalState {
     /// Decided and recorded; not yet known to have happened.
     Intent,
     /// The system confirmed it.
-    Done { at: DateTime<Utc>, created_id: Option<String>, replayed: bool },
+    Done {
+        at: DateTime<Utc>,
+        created_id: Option<String>,
+        replayed: bool,
+    },
     /// Not done, on purpose (paid since planning, paused, ...), and never retried.
     Skipped { at: DateTime<Utc>, reason: String },
     /// Failed; `retry` says whether a later cycle tries again.
-    Failed { at: DateTime<Utc>, error: String, attempts: u32, retry: bool },
+    Failed {
+        at: DateTime<Utc>,
+        error: String,
+        attempts: u32,
+        retry: bool,
+    },
 }
 
 impl JournalState {
     pub fn is_final(&self) -> bool {
-        matches!(self, JournalState::Done { .. } | JournalState::Skipped { .. } | JournalState::Failed { retry: false, .. })
+        matches!(
+            self,
+            JournalState::Done { .. }
+                | JournalState::Skipped { .. }
+                | JournalState::Failed { retry: false, .. }
+        )
+    }
+}
+
+impl JournalEntry {
+    /// Nothing more to do: a final state, and for a done action its audit note written.
+    pub fn is_settled(&self) -> bool {
+        match self.state {
+            JournalState::Done { .. } => self.audit_note_done,
+            ref s => s.is_final(),
+        }
     }
 }
 
@@ -108,5 +132,8 @@ pub enum Hold {
         amount: Option<Decimal>,
         set_at: DateTime<Utc>,
     },
-    Pause { reason: String, set_at: DateTime<Utc> },
+    Pause {
+        reason: String,
+        set_at: DateTime<Utc>,
+    },
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::{
-    AuditEvent, Hold, HoldKind, HoldTarget, InvoiceRecord, JournalEntry, Result, StateLock, Store, StoreError,
-    SyncState, FORMAT_VERSION,
+    AuditEvent, Hold, HoldKind, HoldTarget, InvoiceRecord, JournalEntry, Result, StateLock, Store,
+    StoreError, SyncState, FORMAT_VERSION,
 };
 
 const SEP: u8 = 0;
@@ -56,17 +56,33 @@ struct VersionOnly {
 }
 
 fn encode<T: Serialize>(r: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(&EnvelopeOut { v: FORMAT_VERSION, r }).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+    serde_json::to_vec(&EnvelopeOut {
+        v: FORMAT_VERSION,
+        r,
+    })
+    .map_err(|e| StoreError::Backend(format!("encode: {e}")))
 }
 
 fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T> {
     let key_s = || String::from_utf8_lossy(key).replace('\0', "/");
     match serde_json::from_slice::<EnvelopeIn<T>>(bytes) {
         Ok(env) if env.v <= FORMAT_VERSION => Ok(env.r),
-        Ok(env) => Err(StoreError::TooNew { tree, key: key_s(), found: env.v }),
+        Ok(env) => Err(StoreError::TooNew {
+            tree,
+            key: key_s(),
+            found: env.v,
+        }),
         Err(e) => match serde_json::from_slice::<VersionOnly>(bytes) {
-            Ok(v) if v.v > FORMAT_VERSION => Err(StoreError::TooNew { tree, key: key_s(), found: v.v }),
-            _ => Err(StoreError::Corrupt { tree, key: key_s(), message: e.to_string() }),
+            Ok(v) if v.v > FORMAT_VERSION => Err(StoreError::TooNew {
+                tree,
+                key: key_s(),
+                found: v.v,
+            }),
+            _ => Err(StoreError::Corrupt {
+                tree,
+                key: key_s(),
+                message: e.to_string(),
+            }),
         },
     }
 }
@@ -132,7 +148,12 @@ impl SledStore {
         self.db.flush().map(|_| ()).map_err(be)
     }
 
-    fn get<T: DeserializeOwned>(&self, tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<Option<T>> {
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>> {
         match tree.get(key).map_err(be)? {
             Some(v) => decode(name, key, &v).map(Some),
             None => Ok(None),
@@ -141,7 +162,10 @@ impl SledStore {
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
-    let io = |source| StoreError::Io { path: dir.display().to_string(), source };
+    let io = |source| StoreError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(io)?;
     #[cfg(unix)]
     {
@@ -157,7 +181,9 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 impl Store for SledStore {
     fn put_invoice(&self, rec: &InvoiceRecord) -> Result<()> {
         let s = &rec.snapshot;
-        self.invoices.insert(key2(s.connection.as_str(), &s.remote_id), encode(rec)?).map_err(be)?;
+        self.invoices
+            .insert(key2(s.connection.as_str(), &s.remote_id), encode(rec)?)
+            .map_err(be)?;
         Ok(())
     }
 
@@ -174,7 +200,11 @@ impl Store for SledStore {
         self.get(&self.invoices, "invoices", &key2(connection, id))
     }
 
-    fn for_each_invoice(&self, connection: &str, f: &mut dyn FnMut(InvoiceRecord) -> bool) -> Result<()> {
+    fn for_each_invoice(
+        &self,
+        connection: &str,
+        f: &mut dyn FnMut(InvoiceRecord) -> bool,
+    ) -> Result<()> {
         for kv in self.invoices.scan_prefix(prefix(connection)) {
             let (k, v) = kv.map_err(be)?;
             if !f(decode("invoices", &k, &v)?) {
@@ -194,7 +224,9 @@ impl Store for SledStore {
     }
 
     fn put_customer(&self, c: &Customer) -> Result<()> {
-        self.customers.insert(key2(c.connection.as_str(), &c.id), encode(c)?).map_err(be)?;
+        self.customers
+            .insert(key2(c.connection.as_str(), &c.id), encode(c)?)
+            .map_err(be)?;
         Ok(())
     }
 
@@ -207,7 +239,9 @@ impl Store for SledStore {
     }
 
     fn put_sync_state(&self, connection: &str, s: &SyncState) -> Result<()> {
-        self.sync.insert(connection.as_bytes(), encode(s)?).map_err(be)?;
+        self.sync
+            .insert(connection.as_bytes(), encode(s)?)
+            .map_err(be)?;
         self.durable()
     }
 
@@ -216,7 +250,9 @@ impl Store for SledStore {
     }
 
     fn put_tokens(&self, connection: &str, t: &TokenSet) -> Result<()> {
-        self.tokens.insert(connection.as_bytes(), encode(t)?).map_err(be)?;
+        self.tokens
+            .insert(connection.as_bytes(), encode(t)?)
+            .map_err(be)?;
         self.durable()
     }
 
@@ -229,32 +265,46 @@ impl Store for SledStore {
         let open = key2(&e.connection, &e.key);
         // One transaction so the indexes never disagree with the entry after a crash.
         let value = encode(e)?;
-        let is_final = e.state.is_final();
+        let settled = e.is_settled();
         (&self.journal, &self.journal_by_invoice, &self.journal_open)
             .transaction(|(j, by_inv, open_t)| {
                 j.insert(e.key.as_bytes(), value.clone())?;
                 by_inv.insert(idx.clone(), &[])?;
-                if is_final {
+                if settled {
                     open_t.remove(open.clone())?;
                 } else {
                     open_t.insert(open.clone(), &[])?;
                 }
                 Ok(())
             })
-            .map_err(|e: sled::transaction::TransactionError<()>| StoreError::Backend(format!("{e:?}")))?;
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                StoreError::Backend(format!("{e:?}"))
+            })?;
         self.durable()
     }
 
     fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
         let mut out = Vec::new();
-        for k in self.journal_by_invoice.scan_prefix(key2(connection, &format!("{invoice_id}\0"))).keys() {
+        for k in self
+            .journal_by_invoice
+            .scan_prefix(key2(connection, &format!("{invoice_id}\0")))
+            .keys()
+        {
             let k = k.map_err(be)?;
-            let key = &k[k.iter().rposition(|b| *b == SEP).map(|i| i + 1).unwrap_or(0)..];
+            let key = &k[k
+                .iter()
+                .rposition(|b| *b == SEP)
+                .map(|i| i + 1)
+                .unwrap_or(0)..];
             if let Some(e) = self.get::<JournalEntry>(&self.journal, "journal", key)? {
                 out.push(e);
             }
         }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key.cmp(&b.key)));
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.key.cmp(&b.key))
+        });
         Ok(out)
     }
 
@@ -267,7 +317,11 @@ impl Store for SledStore {
                 out.push(e);
             }
         }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key.cmp(&b.key)));
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.key.cmp(&b.key))
+        });
         Ok(out)
     }
 
@@ -317,12 +371,18 @@ impl Store for SledStore {
             Hold::Promise { .. } => HoldKind::Promise,
             Hold::Pause { .. } => HoldKind::Pause,
         };
-        self.holds.insert(hold_key(connection, target, kind), encode(&(target, hold))?).map_err(be)?;
+        self.holds
+            .insert(hold_key(connection, target, kind), encode(&(target, hold))?)
+            .map_err(be)?;
         self.durable()
     }
 
     fn remove_hold(&self, connection: &str, target: &HoldTarget, kind: HoldKind) -> Result<bool> {
-        let removed = self.holds.remove(hold_key(connection, target, kind)).map_err(be)?.is_some();
+        let removed = self
+            .holds
+            .remove(hold_key(connection, target, kind))
+            .map_err(be)?
+            .is_some();
         self.durable()?;
         Ok(removed)
     }
@@ -354,11 +414,20 @@ fn hold_key(connection: &str, target: &HoldTarget, kind: HoldKind) -> Vec<u8> {
 }
 
 impl TokenStore for SledStore {
-    fn load_tokens(&self, connection: &str) -> std::result::Result<Option<TokenSet>, TokenStoreError> {
-        self.get_tokens(connection).map_err(|e| TokenStoreError(e.to_string()))
+    fn load_tokens(
+        &self,
+        connection: &str,
+    ) -> std::result::Result<Option<TokenSet>, TokenStoreError> {
+        self.get_tokens(connection)
+            .map_err(|e| TokenStoreError(e.to_string()))
     }
 
-    fn save_tokens(&self, connection: &str, tokens: &TokenSet) -> std::result::Result<(), TokenStoreError> {
-        self.put_tokens(connection, tokens).map_err(|e| TokenStoreError(e.to_string()))
+    fn save_tokens(
+        &self,
+        connection: &str,
+        tokens: &TokenSet,
+    ) -> std::result::Result<(), TokenStoreError> {
+        self.put_tokens(connection, tokens)
+            .map_err(|e| TokenStoreError(e.to_string()))
     }
 }

@@ -16,7 +16,11 @@ fn snapshot(conn: &str, id: &str) -> InvoiceSnapshot {
         system: System::Xero,
         remote_id: id.into(),
         number: Some(format!("INV-{id}")),
-        customer: CustomerRef { id: "c1".into(), name: "Ridgeway Bakery".into(), email: Some("ap@ridgeway.example".into()) },
+        customer: CustomerRef {
+            id: "c1".into(),
+            name: "Ridgeway Bakery".into(),
+            email: Some("ap@ridgeway.example".into()),
+        },
         currency: Currency::GBP,
         total: dec!(1200.50),
         amount_due: dec!(700.25),
@@ -32,7 +36,11 @@ fn snapshot(conn: &str, id: &str) -> InvoiceSnapshot {
 }
 
 fn record(conn: &str, id: &str) -> InvoiceRecord {
-    InvoiceRecord { snapshot: snapshot(conn, id), seen_at: t("2026-10-03T00:00:00Z"), first_seen_at: t("2026-09-01T00:00:00Z") }
+    InvoiceRecord {
+        snapshot: snapshot(conn, id),
+        seen_at: t("2026-10-03T00:00:00Z"),
+        first_seen_at: t("2026-09-01T00:00:00Z"),
+    }
 }
 
 fn journal(key: &str, inv: &str, state: JournalState) -> JournalEntry {
@@ -59,7 +67,8 @@ fn every_record_type_round_trips() {
 
     let r = record("uk", "a1");
     s.put_invoice(&r).unwrap();
-    s.put_invoices(&[record("uk", "a2"), record("us", "b1")]).unwrap();
+    s.put_invoices(&[record("uk", "a2"), record("us", "b1")])
+        .unwrap();
     assert_eq!(s.get_invoice("uk", "a1").unwrap().unwrap(), r);
     assert_eq!(s.count_invoices("uk").unwrap(), 2);
     let mut ids = vec![];
@@ -70,11 +79,23 @@ fn every_record_type_round_trips() {
     .unwrap();
     assert_eq!(ids, ["a1", "a2"]);
 
-    let c = Customer { connection: ConnectionId::new("uk"), id: "c1".into(), name: "Ridgeway".into(), email: None, updated_at: None };
+    let c = Customer {
+        connection: ConnectionId::new("uk"),
+        id: "c1".into(),
+        name: "Ridgeway".into(),
+        email: None,
+        updated_at: None,
+    };
     s.put_customer(&c).unwrap();
     assert_eq!(s.get_customer("uk", "c1").unwrap().unwrap(), c);
 
-    let st = SyncState { cursor: SyncCursor::initial(), full_cursor: Some(SyncCursor::full()), last_success: Some(t("2026-10-01T00:00:00Z")), last_full_sync: None, last_error: None };
+    let st = SyncState {
+        cursor: SyncCursor::initial(),
+        full_cursor: Some(SyncCursor::full()),
+        last_success: Some(t("2026-10-01T00:00:00Z")),
+        last_full_sync: None,
+        last_error: None,
+    };
     s.put_sync_state("uk", &st).unwrap();
     assert_eq!(s.get_sync_state("uk").unwrap().unwrap(), st);
 
@@ -96,27 +117,73 @@ fn every_record_type_round_trips() {
     s.put_journal(&j).unwrap();
     assert_eq!(s.get_journal("k1").unwrap().unwrap(), j);
     assert_eq!(s.unfinished_journal("uk").unwrap(), vec![j.clone()]);
-    let done = journal("k1", "a1", JournalState::Done { at: t("2026-10-07T09:00:01Z"), created_id: None, replayed: false });
+    let done = journal(
+        "k1",
+        "a1",
+        JournalState::Done {
+            at: t("2026-10-07T09:00:01Z"),
+            created_id: None,
+            replayed: false,
+        },
+    );
     s.put_journal(&done).unwrap();
     assert!(s.unfinished_journal("uk").unwrap().is_empty());
     assert_eq!(s.journal_for_invoice("uk", "a1").unwrap(), vec![done]);
-    assert!(s.journal_for_invoice("uk", "a").unwrap().is_empty(), "prefix of another id must not match");
+    assert!(
+        s.journal_for_invoice("uk", "a").unwrap().is_empty(),
+        "prefix of another id must not match"
+    );
 
-    let a = AuditEvent { at: t("2026-10-07T09:00:01Z"), connection: "uk".into(), invoice_id: Some("a1".into()), kind: "action".into(), message: "reminder sent".into(), detail: serde_json::json!({"step": "+7d"}) };
+    let a = AuditEvent {
+        at: t("2026-10-07T09:00:01Z"),
+        connection: "uk".into(),
+        invoice_id: Some("a1".into()),
+        kind: "action".into(),
+        message: "reminder sent".into(),
+        detail: serde_json::json!({"step": "+7d"}),
+    };
     s.append_audit(&a).unwrap();
-    s.append_audit(&AuditEvent { invoice_id: None, ..a.clone() }).unwrap();
+    s.append_audit(&AuditEvent {
+        invoice_id: None,
+        ..a.clone()
+    })
+    .unwrap();
     assert_eq!(s.audit_for_invoice("uk", "a1").unwrap(), vec![a.clone()]);
-    assert_eq!(s.audit_since("uk", t("2026-10-01T00:00:00Z")).unwrap().len(), 2);
-    assert!(s.audit_since("uk", t("2026-11-01T00:00:00Z")).unwrap().is_empty());
+    assert_eq!(
+        s.audit_since("uk", t("2026-10-01T00:00:00Z"))
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(s
+        .audit_since("uk", t("2026-11-01T00:00:00Z"))
+        .unwrap()
+        .is_empty());
 
-    let promise = Hold::Promise { until: NaiveDate::from_ymd_opt(2026, 10, 14).unwrap(), amount: Some(dec!(100)), set_at: t("2026-10-07T10:00:00Z") };
-    let pause = Hold::Pause { reason: "dispute: wrong quantity".into(), set_at: t("2026-10-07T10:00:00Z") };
-    s.put_hold("uk", &HoldTarget::Invoice("a1".into()), &promise).unwrap();
-    s.put_hold("uk", &HoldTarget::Customer("c1".into()), &pause).unwrap();
+    let promise = Hold::Promise {
+        until: NaiveDate::from_ymd_opt(2026, 10, 14).unwrap(),
+        amount: Some(dec!(100)),
+        set_at: t("2026-10-07T10:00:00Z"),
+    };
+    let pause = Hold::Pause {
+        reason: "dispute: wrong quantity".into(),
+        set_at: t("2026-10-07T10:00:00Z"),
+    };
+    s.put_hold("uk", &HoldTarget::Invoice("a1".into()), &promise)
+        .unwrap();
+    s.put_hold("uk", &HoldTarget::Customer("c1".into()), &pause)
+        .unwrap();
     assert_eq!(s.holds("uk").unwrap().len(), 2);
-    assert!(s.remove_hold("uk", &HoldTarget::Invoice("a1".into()), HoldKind::Promise).unwrap());
-    assert!(!s.remove_hold("uk", &HoldTarget::Invoice("a1".into()), HoldKind::Promise).unwrap());
-    assert_eq!(s.holds("uk").unwrap(), vec![(HoldTarget::Customer("c1".into()), pause)]);
+    assert!(s
+        .remove_hold("uk", &HoldTarget::Invoice("a1".into()), HoldKind::Promise)
+        .unwrap());
+    assert!(!s
+        .remove_hold("uk", &HoldTarget::Invoice("a1".into()), HoldKind::Promise)
+        .unwrap());
+    assert_eq!(
+        s.holds("uk").unwrap(),
+        vec![(HoldTarget::Customer("c1".into()), pause)]
+    );
 }
 
 #[test]
@@ -137,7 +204,11 @@ fn a_second_open_names_the_holder() {
     let _first = SledStore::open(dir.path()).unwrap();
     let e = SledStore::open(dir.path()).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("in use by another overdued process") && msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+    assert!(
+        msg.contains("in use by another overdued process")
+            && msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
 }
 
 #[cfg(unix)]
@@ -147,20 +218,29 @@ fn the_state_directory_is_private() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let _s = SledStore::open(&state).unwrap();
-    assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 }
 
 #[test]
 fn a_record_from_a_newer_release_is_refused_clearly() {
     let e = sled_decode_newer();
-    assert!(e.contains("format version 9") && e.contains("upgrade overdued"), "{e}");
+    assert!(
+        e.contains("format version 9") && e.contains("upgrade overdued"),
+        "{e}"
+    );
 }
 
 fn sled_decode_newer() -> String {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = sled::open(dir.path().join("db")).unwrap();
-        db.open_tree("invoices").unwrap().insert(b"uk\0x", br#"{"v":9,"r":{"new":"shape"}}"#.to_vec()).unwrap();
+        db.open_tree("invoices")
+            .unwrap()
+            .insert(b"uk\0x", br#"{"v":9,"r":{"new":"shape"}}"#.to_vec())
+            .unwrap();
         db.flush().unwrap();
     }
     let s = SledStore::open(dir.path()).unwrap();
@@ -172,7 +252,10 @@ fn a_corrupt_record_is_named() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = sled::open(dir.path().join("db")).unwrap();
-        db.open_tree("invoices").unwrap().insert(b"uk\0x", b"not json".to_vec()).unwrap();
+        db.open_tree("invoices")
+            .unwrap()
+            .insert(b"uk\0x", b"not json".to_vec())
+            .unwrap();
         db.flush().unwrap();
     }
     let s = SledStore::open(dir.path()).unwrap();
@@ -184,11 +267,14 @@ fn a_corrupt_record_is_named() {
 /// durably forever, printing each key once `put_journal` has returned.
 #[test]
 fn child_durable_writer() {
-    let Ok(dir) = std::env::var("OVERDUED_STORE_CHILD_DIR") else { return };
+    let Ok(dir) = std::env::var("OVERDUED_STORE_CHILD_DIR") else {
+        return;
+    };
     let s = SledStore::open(std::path::Path::new(&dir)).unwrap();
     for i in 0.. {
         let key = format!("k{i:06}");
-        s.put_journal(&journal(&key, &format!("inv{i}"), JournalState::Intent)).unwrap();
+        s.put_journal(&journal(&key, &format!("inv{i}"), JournalState::Intent))
+            .unwrap();
         s.put_invoice(&record("uk", &format!("inv{i}"))).unwrap();
         println!("DURABLE {key}");
     }
@@ -200,7 +286,12 @@ fn flushed_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "store::tests::child_durable_writer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "store::tests::child_durable_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("OVERDUED_STORE_CHILD_DIR", dir.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -223,7 +314,10 @@ fn flushed_writes_survive_sigkill() {
         let s = SledStore::open(dir.path()).unwrap();
         for k in &confirmed {
             let e = s.get_journal(k).unwrap();
-            assert!(e.is_some(), "round {round}: durable journal entry {k} lost after SIGKILL");
+            assert!(
+                e.is_some(),
+                "round {round}: durable journal entry {k} lost after SIGKILL"
+            );
         }
         assert!(!confirmed.is_empty());
     }

@@ -1,0 +1,491 @@
+//! Doing what the plan decided, exactly once.
+//!
+//! Every action goes through the journal: the intent is recorded (on disk) before
+//! anything is sent; just before acting, the invoice is re-read from its system and the
+//! action is dropped if the invoice is no longer open with the balance the plan saw, or
+//! a person paused it since; the connector is called with the action's idempotency key;
+//! the outcome is recorded (on disk); then an audit note goes to the ledger (itself
+//! idempotent). A crash anywhere leaves an intent or an outcome behind; the next run
+//! finishes intents with the same key, so the system de-duplicates any effect whose
+//! response was lost, and nothing is ever sent twice.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use overdued_connector::{
+    ActionKind, Clock, Connector, ConnectorError, ErrorClass, FeePosting, IdempotencyKey,
+    InvoiceSnapshot, LateFeeRequest, Money, NoteRequest, ReminderRequest,
+};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::store::{AuditEvent, Hold, HoldTarget, JournalEntry, JournalState, Store, StoreError};
+use crate::sync::store_page;
+
+/// What exactly an action does, as recorded with its intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ActionPayload {
+    Remind {
+        subject: String,
+        body: String,
+    },
+    LateFee {
+        amount: Money,
+        description: String,
+        posting: FeePosting,
+        explanation: String,
+        /// Days the fee invoice gives the customer to pay.
+        due_in_days: u32,
+    },
+    Note {
+        text: String,
+    },
+    Escalate {
+        text: String,
+    },
+}
+
+/// An action the plan wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub key: IdempotencyKey,
+    pub connection: String,
+    pub invoice_id: String,
+    pub invoice_number: String,
+    pub customer_id: String,
+    pub kind: ActionKind,
+    pub step_id: String,
+    pub planned_for: NaiveDate,
+    pub expected_amount_due: Decimal,
+    pub payload: ActionPayload,
+}
+
+/// How one action ended in this run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Done { replayed: bool },
+    AlreadyDone,
+    Skipped { reason: String },
+    Failed { error: String, retry: bool },
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExecReport {
+    pub results: Vec<(String, ActionKind, String, Outcome)>,
+    /// The connection needs a person to reconnect it; nothing more was attempted.
+    pub needs_reconnect: bool,
+}
+
+impl ExecReport {
+    pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.results.iter().filter(|r| f(&r.3)).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Failed actions are retried on later cycles while they are this young; after that
+/// the moment has passed and a later step of the policy takes over.
+const RETRY_FOR_DAYS: i64 = 3;
+
+pub struct Executor<'a> {
+    pub connector: &'a dyn Connector,
+    pub store: &'a dyn Store,
+    pub clock: &'a dyn Clock,
+    /// The business's calendar day now, for fee invoice dates.
+    pub today: NaiveDate,
+}
+
+impl Executor<'_> {
+    /// Records the intents, then carries out every unfinished intent of the connection
+    /// (this run's and any a crash left behind).
+    pub async fn run(&self, intents: Vec<Intent>) -> Result<ExecReport, ExecError> {
+        let conn = self.connector.connection().as_str().to_string();
+        let mut report = ExecReport::default();
+        for intent in intents {
+            match self.store.get_journal(intent.key.as_str())? {
+                Some(e) if matches!(e.state, JournalState::Done { .. }) => {
+                    report.results.push((
+                        intent.invoice_id,
+                        intent.kind,
+                        intent.step_id,
+                        Outcome::AlreadyDone,
+                    ));
+                    continue;
+                }
+                // An intent left by a crash is finished below, under the same key.
+                Some(e) if matches!(e.state, JournalState::Intent) => continue,
+                _ => {}
+            }
+            self.store.put_journal(&JournalEntry {
+                key: intent.key.as_str().to_string(),
+                connection: intent.connection.clone(),
+                invoice_id: intent.invoice_id.clone(),
+                customer_id: intent.customer_id.clone(),
+                kind: intent.kind,
+                step_id: intent.step_id.clone(),
+                planned_for: intent.planned_for,
+                created_at: self.clock.now(),
+                expected_amount_due: intent.expected_amount_due,
+                payload: serde_json::to_value(&intent.payload).unwrap_or_default(),
+                state: JournalState::Intent,
+                audit_note_done: false,
+            })?;
+        }
+
+        let (notes_due, pending): (Vec<JournalEntry>, Vec<JournalEntry>) = self
+            .store
+            .unfinished_journal(&conn)?
+            .into_iter()
+            .partition(|e| matches!(e.state, JournalState::Done { .. }));
+        if pending.is_empty() && notes_due.is_empty() {
+            return Ok(report);
+        }
+
+        // One fresh read of every invoice about to be acted on.
+        let ids: Vec<String> = {
+            let mut seen = HashSet::new();
+            pending
+                .iter()
+                .map(|e| e.invoice_id.clone())
+                .filter(|id| seen.insert(id.clone()))
+                .collect()
+        };
+        let fresh = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            match self.connector.fetch_invoices(&ids).await {
+                Ok(list) => {
+                    store_page(self.store, self.clock, &conn, list.clone(), &[])?;
+                    list.into_iter().map(|s| (s.remote_id.clone(), s)).collect()
+                }
+                Err(e) => {
+                    // Without fresh state nothing may be sent; intents stay for next time.
+                    warn!(connection = %conn, error = %e, "cannot re-read invoices before acting; actions wait for the next cycle");
+                    report.needs_reconnect = e.class() == ErrorClass::Reauth;
+                    for p in &pending {
+                        report.results.push((
+                            p.invoice_id.clone(),
+                            p.kind,
+                            p.step_id.clone(),
+                            Outcome::Failed {
+                                error: e.to_string(),
+                                retry: true,
+                            },
+                        ));
+                    }
+                    return Ok(report);
+                }
+            }
+        };
+        let holds = self.store.holds(&conn)?;
+
+        for mut entry in pending {
+            let snapshot = fresh.get(&entry.invoice_id);
+            let outcome = self.execute_one(&mut entry, snapshot, &holds).await?;
+            let reauth = matches!(&outcome, Outcome::Failed { error, .. } if error.starts_with("needs reconnect"));
+            report.results.push((
+                entry.invoice_id.clone(),
+                entry.kind,
+                entry.step_id.clone(),
+                outcome,
+            ));
+            if reauth {
+                report.needs_reconnect = true;
+                break;
+            }
+        }
+        if !report.needs_reconnect {
+            let done_now = self
+                .store
+                .unfinished_journal(&conn)?
+                .into_iter()
+                .filter(|e| matches!(e.state, JournalState::Done { .. }));
+            for entry in done_now {
+                self.write_audit_note(entry).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn execute_one(
+        &self,
+        entry: &mut JournalEntry,
+        fresh: Option<&InvoiceSnapshot>,
+        holds: &[(HoldTarget, Hold)],
+    ) -> Result<Outcome, ExecError> {
+        let now = self.clock.now();
+        if let JournalState::Failed { at, .. } = &entry.state {
+            if now.signed_duration_since(*at) > Duration::days(RETRY_FOR_DAYS) {
+                let reason =
+                    format!("gave up: failed and not retried within {RETRY_FOR_DAYS} days");
+                return self.skip(entry, reason, false);
+            }
+        }
+        if let Some(reason) = stale_reason(entry, fresh, holds) {
+            return self.skip(entry, reason.0, reason.1);
+        }
+        let snap = fresh.expect("stale_reason returns a reason when the invoice is unknown");
+        let payload: ActionPayload = match serde_json::from_value(entry.payload.clone()) {
+            Ok(p) => p,
+            Err(e) => return self.skip(entry, format!("journal payload unreadable: {e}"), false),
+        };
+        let key = IdempotencyKey::from_stored(entry.key.clone());
+        let result = match &payload {
+            ActionPayload::Remind { .. } => {
+                self.connector
+                    .send_reminder(
+                        &ReminderRequest {
+                            invoice_id: entry.invoice_id.clone(),
+                            to: None,
+                        },
+                        &key,
+                    )
+                    .await
+            }
+            ActionPayload::LateFee {
+                amount,
+                description,
+                posting,
+                due_in_days,
+                ..
+            } => {
+                let req = LateFeeRequest {
+                    invoice_id: entry.invoice_id.clone(),
+                    invoice_number: snap.display_number().to_string(),
+                    customer_id: snap.customer.id.clone(),
+                    amount: *amount,
+                    description: description.clone(),
+                    posting: *posting,
+                    issue_date: self.today,
+                    due_date: self.today + Duration::days(i64::from(*due_in_days)),
+                };
+                self.connector.create_late_fee(&req, &key).await
+            }
+            ActionPayload::Note { text } | ActionPayload::Escalate { text } => {
+                self.connector
+                    .add_note(
+                        &NoteRequest {
+                            invoice_id: entry.invoice_id.clone(),
+                            text: text.clone(),
+                        },
+                        &key,
+                    )
+                    .await
+            }
+        };
+        match result {
+            Ok(receipt) => {
+                entry.state = JournalState::Done {
+                    at: self.clock.now(),
+                    created_id: receipt.created_id.clone(),
+                    replayed: receipt.replayed,
+                };
+                // Notes and escalations are their own ledger record.
+                entry.audit_note_done = matches!(
+                    payload,
+                    ActionPayload::Note { .. } | ActionPayload::Escalate { .. }
+                );
+                self.store.put_journal(entry)?;
+                let message = describe_done(&payload, entry, receipt.created_id.as_deref());
+                if matches!(payload, ActionPayload::Escalate { .. }) {
+                    warn!(connection = %entry.connection, invoice = %entry.invoice_id, customer = %entry.customer_id, step = %entry.step_id, key = %entry.key, "escalated: automatic reminders stop; refer to collection");
+                } else {
+                    info!(connection = %entry.connection, invoice = %entry.invoice_id, action = %entry.kind, step = %entry.step_id, key = %entry.key, replayed = receipt.replayed, "action done");
+                }
+                self.audit(entry, "action", message, serde_json::json!({"key": entry.key, "step": entry.step_id, "payload": entry.payload}))?;
+                Ok(Outcome::Done {
+                    replayed: receipt.replayed,
+                })
+            }
+            Err(e) => {
+                let retry = e.is_retryable() || e.class() == ErrorClass::Reauth;
+                let attempts = match &entry.state {
+                    JournalState::Failed { attempts, .. } => attempts + 1,
+                    _ => 1,
+                };
+                let error = error_text(&e);
+                warn!(connection = %entry.connection, invoice = %entry.invoice_id, action = %entry.kind, step = %entry.step_id, key = %entry.key, error = %error, retry, "action failed");
+                entry.state = JournalState::Failed {
+                    at: self.clock.now(),
+                    error: error.clone(),
+                    attempts,
+                    retry,
+                };
+                self.store.put_journal(entry)?;
+                self.audit(
+                    entry,
+                    "failed",
+                    format!("{} ({}) failed: {error}", entry.kind, entry.step_id),
+                    serde_json::json!({"key": entry.key, "retry": retry}),
+                )?;
+                Ok(Outcome::Failed { error, retry })
+            }
+        }
+    }
+
+    fn skip(
+        &self,
+        entry: &mut JournalEntry,
+        reason: String,
+        log: bool,
+    ) -> Result<Outcome, ExecError> {
+        entry.state = JournalState::Skipped {
+            at: self.clock.now(),
+            reason: reason.clone(),
+        };
+        entry.audit_note_done = true;
+        self.store.put_journal(entry)?;
+        if log {
+            info!(connection = %entry.connection, invoice = %entry.invoice_id, action = %entry.kind, step = %entry.step_id, reason = %reason, "action dropped before sending");
+        }
+        self.audit(
+            entry,
+            "skipped",
+            format!("{} ({}) not sent: {reason}", entry.kind, entry.step_id),
+            serde_json::json!({"key": entry.key}),
+        )?;
+        Ok(Outcome::Skipped { reason })
+    }
+
+    fn audit(
+        &self,
+        entry: &JournalEntry,
+        kind: &str,
+        message: String,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.store.append_audit(&AuditEvent {
+            at: self.clock.now(),
+            connection: entry.connection.clone(),
+            invoice_id: Some(entry.invoice_id.clone()),
+            kind: kind.into(),
+            message,
+            detail,
+        })
+    }
+
+    async fn write_audit_note(&self, mut entry: JournalEntry) -> Result<(), ExecError> {
+        let when: DateTime<Utc> = match &entry.state {
+            JournalState::Done { at, .. } => *at,
+            _ => return Ok(()),
+        };
+        let what = match serde_json::from_value::<ActionPayload>(entry.payload.clone()) {
+            Ok(ActionPayload::Remind { .. }) => "reminder sent".to_string(),
+            Ok(ActionPayload::LateFee {
+                amount,
+                explanation,
+                ..
+            }) => format!("late fee {amount} charged ({explanation})"),
+            _ => return Ok(()),
+        };
+        let text = format!(
+            "overdued {}: {what}, step {}, ref {}",
+            when.format("%Y-%m-%d %H:%M UTC"),
+            entry.step_id,
+            entry.key
+        );
+        let key = IdempotencyKey::derive(
+            &entry.connection,
+            &entry.invoice_id,
+            ActionKind::Note,
+            &format!("audit:{}", entry.key),
+        );
+        match self
+            .connector
+            .add_note(
+                &NoteRequest {
+                    invoice_id: entry.invoice_id.clone(),
+                    text,
+                },
+                &key,
+            )
+            .await
+        {
+            Ok(_) => {
+                entry.audit_note_done = true;
+                self.store.put_journal(&entry)?;
+            }
+            Err(e) => {
+                // Retried next cycle under the same key; the action itself is done.
+                warn!(connection = %entry.connection, invoice = %entry.invoice_id, key = %entry.key, error = %error_text(&e), "audit note not written yet");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why an action must not go out any more, if it must not; the flag says whether the
+/// reason is worth a log line (a payment is; a duplicate is not).
+fn stale_reason(
+    entry: &JournalEntry,
+    fresh: Option<&InvoiceSnapshot>,
+    holds: &[(HoldTarget, Hold)],
+) -> Option<(String, bool)> {
+    let Some(s) = fresh else {
+        return Some(("invoice no longer found in the ledger".into(), true));
+    };
+    if !s.status.is_open() {
+        return Some((
+            format!("invoice is {:?} now", s.status).to_lowercase(),
+            true,
+        ));
+    }
+    if s.amount_due != entry.expected_amount_due {
+        return Some((
+            format!(
+                "amount due changed from {} to {} since planning; re-planned next cycle",
+                entry.expected_amount_due, s.amount_due
+            ),
+            true,
+        ));
+    }
+    for (target, hold) in holds {
+        let applies = match target {
+            HoldTarget::Invoice(id) => *id == entry.invoice_id,
+            HoldTarget::Customer(id) => *id == entry.customer_id,
+        };
+        if !applies || entry.kind == ActionKind::Note {
+            continue;
+        }
+        match hold {
+            Hold::Pause { reason, .. } => {
+                return Some((format!("paused since planning: {reason}"), true))
+            }
+            Hold::Promise { until, .. } if *until >= entry.planned_for => {
+                return Some((format!("customer promised to pay by {until}"), true))
+            }
+            Hold::Promise { .. } => {}
+        }
+    }
+    None
+}
+
+fn describe_done(payload: &ActionPayload, entry: &JournalEntry, created: Option<&str>) -> String {
+    match payload {
+        ActionPayload::Remind { subject, .. } => {
+            format!("reminder sent ({}): {subject}", entry.step_id)
+        }
+        ActionPayload::LateFee {
+            amount,
+            explanation,
+            ..
+        } => match created {
+            Some(id) => format!("late fee {amount} charged as invoice {id} ({explanation})"),
+            None => format!("late fee {amount} charged ({explanation})"),
+        },
+        ActionPayload::Note { text } => format!("note written: {text}"),
+        ActionPayload::Escalate { text } => format!("escalated for collection: {text}"),
+    }
+}
+
+fn error_text(e: &ConnectorError) -> String {
+    e.to_string()
+}
