@@ -1,0 +1,11 @@
+//! The QuickBooks Online connector: incremental and full sync by
+//! `MetaData.LastUpdatedTime`, re-reads by id, reminders, late fees and notes through the
+//! Accounting API v3, on the shared connector runtime.
+
+pub mod connector;
+pub mod query;
+pub mod settings;
+pub mod wire;
+
+pub use connector::{QuickBooksConnector, QuickBooksError};
+pub use settings::{Environment, FeeSettings, QuickBooksSettings};
