@@ -36,6 +36,8 @@ pub enum ActionPayload {
         description: String,
         posting: FeePosting,
         explanation: String,
+        /// The fee period charged (0 for the first).
+        period: u32,
         /// Days the fee invoice gives the customer to pay.
         due_in_days: u32,
     },

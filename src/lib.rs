@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cycle;
 pub mod engine;
 pub mod executor;
 pub mod store;

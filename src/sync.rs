@@ -241,10 +241,18 @@ pub fn store_page(
                 }),
             })?;
         }
+        let (first_seen_at, mut balance_history) = match prev {
+            Some(p) => (p.first_seen_at, p.balance_history),
+            None => (now, Vec::new()),
+        };
+        if balance_history.last().map(|b| b.1) != Some(snap.amount_due) {
+            balance_history.push((snap.updated_at.date_naive(), snap.amount_due));
+        }
         records.push(InvoiceRecord {
             snapshot: snap.clone(),
             seen_at: now,
-            first_seen_at: prev.map(|p| p.first_seen_at).unwrap_or(now),
+            first_seen_at,
+            balance_history,
         });
     }
     store.put_invoices(&records)?;

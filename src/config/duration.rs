@@ -21,7 +21,11 @@ impl HumanDuration {
             "m" => n * 60,
             "h" => n * 3600,
             "d" => n * 86_400,
-            _ => return Err(format!("invalid duration {s:?}: the unit must be s, m, h or d")),
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: the unit must be s, m, h or d"
+                ))
+            }
         };
         Ok(HumanDuration(Duration::from_secs(secs)))
     }
@@ -71,17 +75,31 @@ mod tests {
 
     #[test]
     fn parses_units() {
-        assert_eq!(HumanDuration::parse("30s").unwrap().0, Duration::from_secs(30));
-        assert_eq!(HumanDuration::parse("15m").unwrap().0, Duration::from_secs(900));
-        assert_eq!(HumanDuration::parse("24h").unwrap().0, Duration::from_secs(86_400));
-        assert_eq!(HumanDuration::parse("7d").unwrap().0, Duration::from_secs(604_800));
+        assert_eq!(
+            HumanDuration::parse("30s").unwrap().0,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            HumanDuration::parse("15m").unwrap().0,
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            HumanDuration::parse("24h").unwrap().0,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            HumanDuration::parse("7d").unwrap().0,
+            Duration::from_secs(604_800)
+        );
         assert_eq!(HumanDuration::parse("15m").unwrap().to_string(), "15m");
     }
 
     #[test]
     fn rejects_bad_input_with_a_hint() {
         assert!(HumanDuration::parse("15").unwrap_err().contains("unit"));
-        assert!(HumanDuration::parse("m").unwrap_err().contains("whole number"));
+        assert!(HumanDuration::parse("m")
+            .unwrap_err()
+            .contains("whole number"));
         assert!(HumanDuration::parse("1.5h").is_err());
         assert!(HumanDuration::parse("15 minutes").is_err());
     }

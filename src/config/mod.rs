@@ -18,6 +18,8 @@ use chrono_tz::Tz;
 use overdued_connector::{FeePosting, Secret, System};
 use serde::Deserialize;
 
+use crate::engine::{EngineSettings, Policy, PolicyBook};
+
 pub use duration::HumanDuration;
 
 /// Where the config is read from when neither `--config` nor `OVERDUED_CONFIG` is given.
@@ -53,9 +55,9 @@ struct RawConfig {
     #[serde(default)]
     xero: BTreeMap<String, RawXero>,
     #[serde(default)]
-    policies: BTreeMap<String, toml::Value>,
+    policies: BTreeMap<String, Policy>,
     #[serde(default)]
-    engine: Option<toml::Value>,
+    engine: EngineSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,8 +149,11 @@ pub struct Config {
     pub path: PathBuf,
     pub daemon: DaemonConfig,
     pub connections: Vec<ConnectionConfig>,
-    pub policies: BTreeMap<String, toml::Value>,
-    pub engine: Option<toml::Value>,
+    /// The policies as written (`[policies.NAME]`); `default` is built in unless redefined.
+    pub policies: BTreeMap<String, Policy>,
+    /// The same, compiled for the planner.
+    pub policy_book: PolicyBook,
+    pub engine: EngineSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -222,8 +227,11 @@ impl Config {
 
 /// The scopes asked for when none are configured: a refresh token plus read/write of
 /// invoices and read of contacts.
-pub const DEFAULT_XERO_SCOPES: &[&str] =
-    &["offline_access", "accounting.transactions", "accounting.contacts.read"];
+pub const DEFAULT_XERO_SCOPES: &[&str] = &[
+    "offline_access",
+    "accounting.transactions",
+    "accounting.contacts.read",
+];
 
 // ---- loading ---------------------------------------------------------------------------
 
@@ -279,22 +287,37 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             )
         })?,
     };
-    let poll_interval = d.poll_interval.unwrap_or(HumanDuration(std::time::Duration::from_secs(900)));
+    let poll_interval = d
+        .poll_interval
+        .unwrap_or(HumanDuration(std::time::Duration::from_secs(900)));
     if poll_interval.0.as_secs() < 60 {
-        return Err(("daemon.poll_interval".into(), "must be at least 1m: the vendors' rate limits are per minute".into()));
+        return Err((
+            "daemon.poll_interval".into(),
+            "must be at least 1m: the vendors' rate limits are per minute".into(),
+        ));
     }
-    let full_sync_interval = d.full_sync_interval.unwrap_or(HumanDuration(std::time::Duration::from_secs(86_400)));
+    let full_sync_interval = d
+        .full_sync_interval
+        .unwrap_or(HumanDuration(std::time::Duration::from_secs(86_400)));
     if full_sync_interval < poll_interval {
-        return Err(("daemon.full_sync_interval".into(), format!("must not be shorter than poll_interval ({poll_interval})")));
+        return Err((
+            "daemon.full_sync_interval".into(),
+            format!("must not be shorter than poll_interval ({poll_interval})"),
+        ));
     }
     let http_listen = match d.http_listen.as_deref() {
         None => SocketAddr::from(([127, 0, 0, 1], 9464)),
         Some(s) => s.parse().map_err(|_| {
-            ("daemon.http_listen".to_string(), format!("{s:?} is not an address and port such as 127.0.0.1:9464"))
+            (
+                "daemon.http_listen".to_string(),
+                format!("{s:?} is not an address and port such as 127.0.0.1:9464"),
+            )
         })?,
     };
     let state_dir = match d.state_dir {
-        Some(s) if s.trim().is_empty() => return Err(("daemon.state_dir".into(), "is empty".into())),
+        Some(s) if s.trim().is_empty() => {
+            return Err(("daemon.state_dir".into(), "is empty".into()))
+        }
         Some(s) => base.join(s),
         None => PathBuf::from("/var/lib/overdued"),
     };
@@ -312,10 +335,22 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
     for (name, q) in raw.quickbooks {
         let at = format!("quickbooks.{name}");
         check_name(&name, &at)?;
-        let common = Common::resolve(&at, base, &q.client_id, q.client_secret, q.client_secret_file, q.refresh_token, q.refresh_token_file, q.redirect_uri)?;
+        let common = Common::resolve(
+            &at,
+            base,
+            &q.client_id,
+            q.client_secret,
+            q.client_secret_file,
+            q.refresh_token,
+            q.refresh_token_file,
+            q.redirect_uri,
+        )?;
         if let Some(r) = &q.realm_id {
             if r.is_empty() || !r.chars().all(|c| c.is_ascii_digit()) {
-                return Err((format!("{at}.realm_id"), format!("{r:?} is not a QuickBooks realm id (digits only)")));
+                return Err((
+                    format!("{at}.realm_id"),
+                    format!("{r:?} is not a QuickBooks realm id (digits only)"),
+                ));
             }
         }
         connections.push(ConnectionConfig {
@@ -343,11 +378,25 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
         if connections.iter().any(|c| c.name == name) {
             return Err((at, format!("connection name {name:?} is also used by a QuickBooks connection: names must be unique")));
         }
-        let common = Common::resolve(&at, base, &x.client_id, x.client_secret, x.client_secret_file, x.refresh_token, x.refresh_token_file, x.redirect_uri)?;
+        let common = Common::resolve(
+            &at,
+            base,
+            &x.client_id,
+            x.client_secret,
+            x.client_secret_file,
+            x.refresh_token,
+            x.refresh_token_file,
+            x.redirect_uri,
+        )?;
         if x.tenant.trim().is_empty() {
-            return Err((format!("{at}.tenant"), "is empty: give the organisation's tenant id or name".into()));
+            return Err((
+                format!("{at}.tenant"),
+                "is empty: give the organisation's tenant id or name".into(),
+            ));
         }
-        let scopes = x.scopes.unwrap_or_else(|| DEFAULT_XERO_SCOPES.iter().map(|s| s.to_string()).collect());
+        let scopes = x
+            .scopes
+            .unwrap_or_else(|| DEFAULT_XERO_SCOPES.iter().map(|s| s.to_string()).collect());
         if !scopes.iter().any(|s| s == "offline_access") {
             return Err((format!("{at}.scopes"), "must include offline_access, or Xero gives no refresh token and the connection dies after 30 minutes".into()));
         }
@@ -372,8 +421,17 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             }),
         });
     }
+    let mut engine = raw.engine;
+    // The daemon's time zone is the one the engine reckons days in.
+    engine.time_zone = daemon.time_zone.name().to_string();
+    let policy_book = crate::engine::policy::validate(&engine, &raw.policies)
+        .and_then(|()| PolicyBook::compile(&raw.policies))
+        .map_err(|errs| match errs.0.into_iter().next() {
+            Some(e) => (e.path, e.message),
+            None => ("policies".to_string(), "invalid".to_string()),
+        })?;
     for c in &connections {
-        if c.policy != "default" && !raw.policies.contains_key(&c.policy) {
+        if policy_book.get(&c.policy).is_none() {
             let table = c.system().as_str();
             return Err((
                 format!("{table}.{}.policy", c.name),
@@ -381,7 +439,14 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             ));
         }
     }
-    Ok(Config { path: path.to_path_buf(), daemon, connections, policies: raw.policies, engine: raw.engine })
+    Ok(Config {
+        path: path.to_path_buf(),
+        daemon,
+        connections,
+        policies: raw.policies,
+        policy_book,
+        engine,
+    })
 }
 
 struct Common {
@@ -412,27 +477,67 @@ impl Common {
                 format!("{at}.{name}")
             }
         };
-        let client_secret = secret::resolve("client_secret", client_secret.as_deref(), client_secret_file.as_deref(), base)
-            .map_err(|m| (secret_field(&client_secret, &client_secret_file, "client_secret"), m))?
-            .ok_or_else(|| (at.to_string(), "client_secret or client_secret_file is required".to_string()))?;
-        let refresh = secret::resolve("refresh_token", refresh_token.as_deref(), refresh_token_file.as_deref(), base)
-            .map_err(|m| (secret_field(&refresh_token, &refresh_token_file, "refresh_token"), m))?;
-        Ok(Common { client_secret, refresh_token: refresh, redirect_uri: url_field(at, "redirect_uri", redirect_uri)? })
+        let client_secret = secret::resolve(
+            "client_secret",
+            client_secret.as_deref(),
+            client_secret_file.as_deref(),
+            base,
+        )
+        .map_err(|m| {
+            (
+                secret_field(&client_secret, &client_secret_file, "client_secret"),
+                m,
+            )
+        })?
+        .ok_or_else(|| {
+            (
+                at.to_string(),
+                "client_secret or client_secret_file is required".to_string(),
+            )
+        })?;
+        let refresh = secret::resolve(
+            "refresh_token",
+            refresh_token.as_deref(),
+            refresh_token_file.as_deref(),
+            base,
+        )
+        .map_err(|m| {
+            (
+                secret_field(&refresh_token, &refresh_token_file, "refresh_token"),
+                m,
+            )
+        })?;
+        Ok(Common {
+            client_secret,
+            refresh_token: refresh,
+            redirect_uri: url_field(at, "redirect_uri", redirect_uri)?,
+        })
     }
 }
 
 fn url_field(at: &str, field: &str, v: Option<String>) -> Result<Option<url::Url>, Invalid> {
     let Some(s) = v else { return Ok(None) };
-    let u = url::Url::parse(&s).map_err(|e| (format!("{at}.{field}"), format!("{s:?} is not a URL: {e}")))?;
+    let u = url::Url::parse(&s)
+        .map_err(|e| (format!("{at}.{field}"), format!("{s:?} is not a URL: {e}")))?;
     if u.scheme() != "https" && u.scheme() != "http" {
-        return Err((format!("{at}.{field}"), format!("{s:?} must be an http or https URL")));
+        return Err((
+            format!("{at}.{field}"),
+            format!("{s:?} must be an http or https URL"),
+        ));
     }
     Ok(Some(u))
 }
 
 fn check_name(name: &str, at: &str) -> Result<(), Invalid> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err((at.to_string(), format!("connection name {name:?} may use only letters, digits, '-' and '_'")));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err((
+            at.to_string(),
+            format!("connection name {name:?} may use only letters, digits, '-' and '_'"),
+        ));
     }
     Ok(())
 }

@@ -32,14 +32,23 @@ pub fn resolve(
 /// Reads a secret file, refusing one that other users could read.
 pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
     let meta = std::fs::metadata(path).map_err(|e| {
-        format!("cannot read secret file {}: {}", path.display(), io_reason(&e))
+        format!(
+            "cannot read secret file {}: {}",
+            path.display(),
+            io_reason(&e)
+        )
     })?;
     if !meta.is_file() {
         return Err(format!("{} is not a file", path.display()));
     }
     check_private(path, &meta)?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read secret file {}: {}", path.display(), io_reason(&e)))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read secret file {}: {}",
+            path.display(),
+            io_reason(&e)
+        )
+    })?;
     let value = text.trim_end_matches(['\n', '\r']);
     if value.trim().is_empty() {
         return Err(format!("secret file {} is empty", path.display()));
@@ -112,7 +121,9 @@ mod tests {
 
     #[test]
     fn inline_secret_is_used() {
-        let s = resolve("client_secret", Some("abc"), None, Path::new("/")).unwrap().unwrap();
+        let s = resolve("client_secret", Some("abc"), None, Path::new("/"))
+            .unwrap()
+            .unwrap();
         assert_eq!(s.expose(), "abc");
     }
 
@@ -124,7 +135,9 @@ mod tests {
 
     #[test]
     fn neither_is_none() {
-        assert!(resolve("client_secret", None, None, Path::new("/")).unwrap().is_none());
+        assert!(resolve("client_secret", None, None, Path::new("/"))
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -136,7 +149,9 @@ mod tests {
     fn private_file_is_read_relative_to_the_config_dir_and_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "s", "from-file\n", 0o600);
-        let s = resolve("client_secret", None, Some("s"), dir.path()).unwrap().unwrap();
+        let s = resolve("client_secret", None, Some("s"), dir.path())
+            .unwrap()
+            .unwrap();
         assert_eq!(s.expose(), "from-file");
     }
 
@@ -146,7 +161,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "w", "x", 0o644);
         let e = resolve("client_secret", None, Some("w"), dir.path()).unwrap_err();
-        assert!(e.contains("0644") && e.contains("readable by other users"), "{e}");
+        assert!(
+            e.contains("0644") && e.contains("readable by other users"),
+            "{e}"
+        );
         write(dir.path(), "g", "x", 0o640);
         assert!(resolve("client_secret", None, Some("g"), dir.path()).is_err());
     }
@@ -162,7 +180,9 @@ mod tests {
     fn empty_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "e", "\n", 0o600);
-        assert!(resolve("client_secret", None, Some("e"), dir.path()).unwrap_err().contains("empty"));
+        assert!(resolve("client_secret", None, Some("e"), dir.path())
+            .unwrap_err()
+            .contains("empty"));
     }
 
     #[test]

@@ -69,7 +69,11 @@ fn a_misspelt_key_is_named_with_its_line() {
     let e = parse_in(dir.path(), &text).unwrap_err();
     assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
     assert!(e.message.contains("pol_interval"), "{e}");
-    assert!(e.to_string().starts_with(&format!("{}:4:", dir.path().join("config.toml").display())), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:4:", dir.path().join("config.toml").display())),
+        "{e}"
+    );
 }
 
 #[test]
@@ -85,7 +89,10 @@ fn an_unknown_time_zone_is_located() {
     let dir = dir_with_secret(0o600);
     let e = parse_in(dir.path(), &GOOD.replace("Europe/London", "Europe/Londn")).unwrap_err();
     assert_eq!(e.position, Some((5, 13)), "{e}");
-    assert!(e.message.contains("daemon.time_zone") && e.message.contains("unknown time zone"), "{e}");
+    assert!(
+        e.message.contains("daemon.time_zone") && e.message.contains("unknown time zone"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -107,7 +114,10 @@ fn too_short_a_poll_interval_is_refused() {
 fn a_group_readable_secret_file_is_refused_and_located() {
     let dir = dir_with_secret(0o644);
     let e = parse_in(dir.path(), GOOD).unwrap_err();
-    assert!(e.message.contains("readable by other users") && e.message.contains("0644"), "{e}");
+    assert!(
+        e.message.contains("readable by other users") && e.message.contains("0644"),
+        "{e}"
+    );
     assert_eq!(e.position.map(|p| p.0), Some(10), "{e}");
 }
 
@@ -115,13 +125,19 @@ fn a_group_readable_secret_file_is_refused_and_located() {
 fn a_missing_secret_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let e = parse_in(dir.path(), GOOD).unwrap_err();
-    assert!(e.message.contains("client_secret_file") && e.message.contains("no such file"), "{e}");
+    assert!(
+        e.message.contains("client_secret_file") && e.message.contains("no such file"),
+        "{e}"
+    );
 }
 
 #[test]
 fn inline_and_file_secret_together_are_refused() {
     let dir = dir_with_secret(0o600);
-    let text = GOOD.replace("client_secret_file = \"secret\"", "client_secret_file = \"secret\"\nclient_secret = \"x\"");
+    let text = GOOD.replace(
+        "client_secret_file = \"secret\"",
+        "client_secret_file = \"secret\"\nclient_secret = \"x\"",
+    );
     let e = parse_in(dir.path(), &text).unwrap_err();
     assert!(e.message.contains("not both"), "{e}");
 }
@@ -131,20 +147,32 @@ fn a_missing_secret_is_refused() {
     let dir = dir_with_secret(0o600);
     let text = GOOD.replace("client_secret = \"inline\"\n", "");
     let e = parse_in(dir.path(), &text).unwrap_err();
-    assert!(e.message.contains("client_secret or client_secret_file is required"), "{e}");
+    assert!(
+        e.message
+            .contains("client_secret or client_secret_file is required"),
+        "{e}"
+    );
 }
 
 #[test]
 fn duplicate_connection_names_across_systems_are_refused() {
     let dir = dir_with_secret(0o600);
-    let e = parse_in(dir.path(), &GOOD.replace("[xero.acme-uk]", "[xero.acme-us]")).unwrap_err();
+    let e = parse_in(
+        dir.path(),
+        &GOOD.replace("[xero.acme-uk]", "[xero.acme-us]"),
+    )
+    .unwrap_err();
     assert!(e.message.contains("must be unique"), "{e}");
 }
 
 #[test]
 fn bad_connection_names_are_refused() {
     let dir = dir_with_secret(0o600);
-    let e = parse_in(dir.path(), &GOOD.replace("[xero.acme-uk]", "[xero.\"acme uk\"]")).unwrap_err();
+    let e = parse_in(
+        dir.path(),
+        &GOOD.replace("[xero.acme-uk]", "[xero.\"acme uk\"]"),
+    )
+    .unwrap_err();
     assert!(e.message.contains("only letters"), "{e}");
 }
 
@@ -159,7 +187,10 @@ fn a_bad_realm_id_is_refused() {
 #[test]
 fn xero_scopes_need_offline_access() {
     let dir = dir_with_secret(0o600);
-    let text = GOOD.replace("tenant = \"Acme UK Ltd\"", "tenant = \"Acme UK Ltd\"\nscopes = [\"accounting.transactions\"]");
+    let text = GOOD.replace(
+        "tenant = \"Acme UK Ltd\"",
+        "tenant = \"Acme UK Ltd\"\nscopes = [\"accounting.transactions\"]",
+    );
     let e = parse_in(dir.path(), &text).unwrap_err();
     assert!(e.message.contains("offline_access"), "{e}");
 }
@@ -174,25 +205,43 @@ fn an_empty_tenant_is_refused() {
 #[test]
 fn a_bad_url_is_refused() {
     let dir = dir_with_secret(0o600);
-    let text = GOOD.replace("environment = \"sandbox\"", "environment = \"sandbox\"\napi_base = \"not a url\"");
+    let text = GOOD.replace(
+        "environment = \"sandbox\"",
+        "environment = \"sandbox\"\napi_base = \"not a url\"",
+    );
     let e = parse_in(dir.path(), &text).unwrap_err();
-    assert!(e.message.contains("api_base") && e.message.contains("not a URL"), "{e}");
-    let text = GOOD.replace("environment = \"sandbox\"", "environment = \"sandbox\"\napi_base = \"ftp://x\"");
-    assert!(parse_in(dir.path(), &text).unwrap_err().message.contains("http"));
+    assert!(
+        e.message.contains("api_base") && e.message.contains("not a URL"),
+        "{e}"
+    );
+    let text = GOOD.replace(
+        "environment = \"sandbox\"",
+        "environment = \"sandbox\"\napi_base = \"ftp://x\"",
+    );
+    assert!(parse_in(dir.path(), &text)
+        .unwrap_err()
+        .message
+        .contains("http"));
 }
 
 #[test]
 fn an_unknown_environment_is_refused() {
     let dir = dir_with_secret(0o600);
     let e = parse_in(dir.path(), &GOOD.replace("\"sandbox\"", "\"staging\"")).unwrap_err();
-    assert!(e.message.contains("staging") || e.message.contains("unknown variant"), "{e}");
+    assert!(
+        e.message.contains("staging") || e.message.contains("unknown variant"),
+        "{e}"
+    );
     assert_eq!(e.position.map(|p| p.0), Some(11), "{e}");
 }
 
 #[test]
 fn an_undefined_policy_is_refused() {
     let dir = dir_with_secret(0o600);
-    let text = GOOD.replace("tenant = \"Acme UK Ltd\"", "tenant = \"Acme UK Ltd\"\npolicy = \"strict\"");
+    let text = GOOD.replace(
+        "tenant = \"Acme UK Ltd\"",
+        "tenant = \"Acme UK Ltd\"\npolicy = \"strict\"",
+    );
     let e = parse_in(dir.path(), &text).unwrap_err();
     assert!(e.message.contains("no policy named \"strict\""), "{e}");
     assert_eq!(e.position.map(|p| p.0), Some(17), "{e}");
@@ -202,7 +251,10 @@ fn an_undefined_policy_is_refused() {
 fn a_bad_listen_address_is_refused() {
     let dir = dir_with_secret(0o600);
     let text = GOOD.replace("[daemon]", "[daemon]\nhttp_listen = \"localhost\"");
-    assert!(parse_in(dir.path(), &text).unwrap_err().message.contains("http_listen"));
+    assert!(parse_in(dir.path(), &text)
+        .unwrap_err()
+        .message
+        .contains("http_listen"));
 }
 
 #[test]
@@ -213,7 +265,10 @@ fn a_missing_config_file_is_a_clear_error() {
 
 #[test]
 fn the_config_path_comes_from_flag_then_env_then_default() {
-    assert_eq!(resolve_path(Some(Path::new("/x.toml"))), PathBuf::from("/x.toml"));
+    assert_eq!(
+        resolve_path(Some(Path::new("/x.toml"))),
+        PathBuf::from("/x.toml")
+    );
 }
 
 #[test]

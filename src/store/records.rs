@@ -17,6 +17,10 @@ pub struct InvoiceRecord {
     pub seen_at: DateTime<Utc>,
     /// When overdued first saw it.
     pub first_seen_at: DateTime<Utc>,
+    /// Each change of the amount due as observed: (the day the system dated the change,
+    /// the new amount). Interest on overdue balances accrues on these.
+    #[serde(default)]
+    pub balance_history: Vec<(NaiveDate, Decimal)>,
 }
 
 /// Where sync stands for one connection.
@@ -130,6 +134,9 @@ pub enum Hold {
         until: NaiveDate,
         #[serde(default, with = "rust_decimal::serde::str_option")]
         amount: Option<Decimal>,
+        /// The amount due when the promise was made, to judge a promise of part of it.
+        #[serde(default, with = "rust_decimal::serde::str_option")]
+        balance_when_made: Option<Decimal>,
         set_at: DateTime<Utc>,
     },
     Pause {

@@ -40,6 +40,7 @@ fn record(conn: &str, id: &str) -> InvoiceRecord {
         snapshot: snapshot(conn, id),
         seen_at: t("2026-10-03T00:00:00Z"),
         first_seen_at: t("2026-09-01T00:00:00Z"),
+        balance_history: vec![(NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(), dec!(1200.50))],
     }
 }
 
@@ -163,6 +164,7 @@ fn every_record_type_round_trips() {
     let promise = Hold::Promise {
         until: NaiveDate::from_ymd_opt(2026, 10, 14).unwrap(),
         amount: Some(dec!(100)),
+        balance_when_made: Some(dec!(700.25)),
         set_at: t("2026-10-07T10:00:00Z"),
     };
     let pause = Hold::Pause {

@@ -1,0 +1,305 @@
+//! One cycle for one connection: sync, plan, act.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use overdued_connector::{ActionKind, Clock, Connector, IdempotencyKey, Money};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use tracing::info;
+
+use crate::config::{Config, ConnectionConfig, Mode};
+use crate::engine::{
+    plan, ActionRecord, BalanceChange, InvoiceCase, InvoiceHistory, Pause, Plan, PlanError,
+    PlanInputs, PlannedAction, Promise,
+};
+use crate::executor::{ActionPayload, ExecError, ExecReport, Executor, Intent};
+use crate::store::{Hold, HoldTarget, JournalState, Store, StoreError};
+use crate::sync::{sync_connection, SyncError, SyncReport};
+
+/// Days a fee invoice gives the customer to pay it.
+pub const FEE_INVOICE_TERMS_DAYS: u32 = 14;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error("connection {connection}: {source}")]
+    Store {
+        connection: String,
+        source: StoreError,
+    },
+    #[error("connection {connection}: planning: {source}")]
+    Plan {
+        connection: String,
+        source: PlanError,
+    },
+    #[error("connection {connection}: {source}")]
+    Exec {
+        connection: String,
+        source: ExecError,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub connection: String,
+    #[serde(skip)]
+    pub sync: SyncReport,
+    pub plan: Plan,
+    pub exec: ExecReport,
+    pub dry_run: bool,
+}
+
+/// Syncs, plans and (unless in dry-run mode) acts for one connection.
+pub async fn run_cycle(
+    config: &Config,
+    conn_cfg: &ConnectionConfig,
+    connector: &dyn Connector,
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> Result<CycleReport, CycleError> {
+    let name = conn_cfg.name.clone();
+    let sync = sync_connection(
+        connector,
+        store,
+        clock,
+        config.daemon.full_sync_interval.as_duration(),
+        false,
+    )
+    .await?;
+    let now = clock.now();
+    let (plan, cases) = make_plan(config, conn_cfg, store, now)?;
+    let dry_run = config.daemon.mode == Mode::DryRun;
+    if dry_run {
+        for a in &plan.actions {
+            info!(connection = %name, invoice = %a.invoice_id, action = %a.kind, step = %a.step_id, key = %a.key, reason = %a.reason, "dry run: would act");
+        }
+        return Ok(CycleReport {
+            connection: name,
+            sync,
+            plan,
+            exec: ExecReport::default(),
+            dry_run,
+        });
+    }
+    let due: HashMap<&str, Decimal> = cases
+        .iter()
+        .map(|c| (c.invoice.remote_id.as_str(), c.invoice.amount_due))
+        .collect();
+    let intents: Vec<Intent> = plan
+        .actions
+        .iter()
+        .map(|a| {
+            intent_from(
+                a,
+                conn_cfg,
+                plan.local_date,
+                due.get(a.invoice_id.as_str()).copied().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let executor = Executor {
+        connector,
+        store,
+        clock,
+        today: plan.local_date,
+    };
+    let exec = executor
+        .run(intents)
+        .await
+        .map_err(|source| CycleError::Exec {
+            connection: name.clone(),
+            source,
+        })?;
+    Ok(CycleReport {
+        connection: name,
+        sync,
+        plan,
+        exec,
+        dry_run,
+    })
+}
+
+/// The plan for one connection from what the store holds, as of `now`, with the
+/// invoices it was made from.
+pub fn make_plan(
+    config: &Config,
+    conn_cfg: &ConnectionConfig,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<(Plan, Vec<InvoiceCase>), CycleError> {
+    let name = conn_cfg.name.as_str();
+    let st = |source| CycleError::Store {
+        connection: name.to_string(),
+        source,
+    };
+    let cases = load_cases(store, name, now).map_err(st)?;
+    let inputs = PlanInputs {
+        now,
+        time_zone: config.daemon.time_zone,
+        settings: &config.engine,
+        policies: &config.policy_book,
+        default_policy: &conn_cfg.policy,
+        invoices: &cases,
+    };
+    let p = plan(&inputs).map_err(|source| CycleError::Plan {
+        connection: name.to_string(),
+        source,
+    })?;
+    Ok((p, cases))
+}
+
+/// Every invoice the planner needs: the open ones, and those closed in the last days
+/// (their reminders today still count against the per-customer daily limit).
+pub fn load_cases(
+    store: &dyn Store,
+    connection: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<InvoiceCase>, StoreError> {
+    let mut records = Vec::new();
+    let recent = now - Duration::days(2);
+    store.for_each_invoice(connection, &mut |r| {
+        if r.snapshot.status.is_open() || r.seen_at >= recent {
+            records.push(r);
+        }
+        true
+    })?;
+    let mut invoice_holds: BTreeMap<String, Vec<Hold>> = BTreeMap::new();
+    let mut customer_pauses: BTreeMap<String, Pause> = BTreeMap::new();
+    for (target, hold) in store.holds(connection)? {
+        match target {
+            HoldTarget::Invoice(id) => invoice_holds.entry(id).or_default().push(hold),
+            HoldTarget::Customer(id) => {
+                if let Hold::Pause { reason, .. } = hold {
+                    customer_pauses.insert(
+                        id,
+                        Pause {
+                            reason,
+                            until: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    let mut cases = Vec::with_capacity(records.len());
+    for r in records {
+        let id = r.snapshot.remote_id.clone();
+        let mut history = InvoiceHistory {
+            balance_history: r
+                .balance_history
+                .iter()
+                .map(|(on, balance)| BalanceChange {
+                    on: *on,
+                    balance: *balance,
+                })
+                .collect(),
+            customer_pause: customer_pauses.get(&r.snapshot.customer.id).cloned(),
+            ..InvoiceHistory::default()
+        };
+        for hold in invoice_holds.remove(&id).unwrap_or_default() {
+            match hold {
+                Hold::Promise {
+                    until,
+                    amount,
+                    balance_when_made,
+                    ..
+                } => {
+                    history.promise = Some(Promise {
+                        until,
+                        amount,
+                        balance_when_made,
+                    })
+                }
+                Hold::Pause { reason, .. } => {
+                    history.pause = Some(Pause {
+                        reason,
+                        until: None,
+                    })
+                }
+            }
+        }
+        for e in store.journal_for_invoice(connection, &id)? {
+            let JournalState::Done { at, .. } = e.state else {
+                continue;
+            };
+            let (fee, period) = match serde_json::from_value::<ActionPayload>(e.payload.clone()) {
+                Ok(ActionPayload::LateFee { amount, period, .. }) => (Some(amount), Some(period)),
+                _ => (None, None),
+            };
+            if e.kind == ActionKind::Escalate {
+                history.escalated = true;
+            }
+            history.actions.push(ActionRecord {
+                kind: e.kind,
+                step_id: e.step_id,
+                key: IdempotencyKey::from_stored(e.key),
+                at,
+                fee,
+                period,
+            });
+        }
+        cases.push(InvoiceCase {
+            invoice: r.snapshot,
+            history,
+        });
+    }
+    Ok(cases)
+}
+
+/// The journal intent for a planned action: `planned_for` is the plan's local date and
+/// `amount_due` the balance the planner saw, which the executor re-checks.
+pub fn intent_from(
+    a: &PlannedAction,
+    conn_cfg: &ConnectionConfig,
+    planned_for: NaiveDate,
+    amount_due: Decimal,
+) -> Intent {
+    let text = || {
+        a.ledger_text
+            .clone()
+            .or_else(|| a.message.as_ref().map(|m| m.body.clone()))
+            .unwrap_or_else(|| a.reason.clone())
+    };
+    let payload = match a.kind {
+        ActionKind::Remind => {
+            let (subject, body) = a
+                .message
+                .as_ref()
+                .map(|m| (m.subject.clone(), m.body.clone()))
+                .unwrap_or_default();
+            ActionPayload::Remind { subject, body }
+        }
+        ActionKind::LateFee => {
+            let fee = a.fee.as_ref();
+            ActionPayload::LateFee {
+                amount: fee
+                    .map(|f| f.amount)
+                    .unwrap_or_else(|| Money::zero(overdued_connector::Currency::USD)),
+                description: a
+                    .ledger_text
+                    .clone()
+                    .unwrap_or_else(|| format!("Late payment fee on invoice {}", a.invoice_number)),
+                posting: a.fee_posting.unwrap_or(conn_cfg.fee_posting),
+                explanation: fee.map(|f| f.explanation.clone()).unwrap_or_default(),
+                period: fee.map(|f| f.period).unwrap_or(0),
+                due_in_days: FEE_INVOICE_TERMS_DAYS,
+            }
+        }
+        ActionKind::Note => ActionPayload::Note { text: text() },
+        ActionKind::Escalate => ActionPayload::Escalate { text: text() },
+    };
+    Intent {
+        key: a.key.clone(),
+        connection: a.connection.as_str().to_string(),
+        invoice_id: a.invoice_id.clone(),
+        invoice_number: a.invoice_number.clone(),
+        customer_id: a.customer_id.clone(),
+        kind: a.kind,
+        step_id: a.step_id.clone(),
+        planned_for,
+        expected_amount_due: amount_due,
+        payload,
+    }
+}
