@@ -1,0 +1,764 @@
+//! Scenario tests: simulated months of runs, feeding each run's planned actions back as
+//! history, as the executor would.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+use serde::Deserialize;
+
+use overdued_connector::{ActionKind, InvoiceStatus, Money};
+
+use crate::engine::fees::BalanceChange;
+use crate::engine::plan::tests_support::{invoice, record};
+use crate::engine::plan::{
+    plan, InvoiceCase, InvoiceHistory, Pause, Plan, PlanInputs, PlannedAction, Promise, SkipCode,
+};
+use crate::engine::policy::{EngineSettings, Policy, PolicyBook};
+
+const ALWAYS_OPEN: &str = "[policies.default.send_window]\ncron = \"* * * * *\"\n";
+
+fn book(toml_src: &str) -> PolicyBook {
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        policies: BTreeMap<String, Policy>,
+    }
+    let doc: Doc = toml::from_str(toml_src).unwrap_or_else(|e| panic!("{e}"));
+    PolicyBook::compile(&doc.policies).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn due() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 10, 31).unwrap()
+}
+
+struct Sim {
+    book: PolicyBook,
+    settings: EngineSettings,
+    tz: Tz,
+    cases: Vec<InvoiceCase>,
+    /// Every action carried out: (local date, days overdue, action).
+    log: Vec<(NaiveDate, PlannedAction)>,
+}
+
+impl Sim {
+    fn new(book: PolicyBook, tz: Tz) -> Sim {
+        Sim {
+            book,
+            settings: EngineSettings::default(),
+            tz,
+            cases: vec![],
+            log: vec![],
+        }
+    }
+
+    fn with_invoice(mut self, id: &str, customer: &str, total: i64) -> Sim {
+        self.cases.push(InvoiceCase {
+            invoice: invoice(id, customer, total),
+            history: InvoiceHistory::default(),
+        });
+        self
+    }
+
+    fn case(&mut self, id: &str) -> &mut InvoiceCase {
+        self.cases
+            .iter_mut()
+            .find(|c| c.invoice.remote_id == id)
+            .unwrap()
+    }
+
+    /// The instant at `hour`:`minute` local time, `day` days after the due date.
+    fn at(&self, day: i64, hour: u32, minute: u32) -> DateTime<Utc> {
+        let local = (due() + Duration::days(day))
+            .and_hms_opt(hour, minute, 0)
+            .unwrap();
+        self.tz
+            .from_local_datetime(&local)
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn plan_at(&self, now: DateTime<Utc>) -> Plan {
+        plan(&PlanInputs {
+            now,
+            time_zone: self.tz,
+            settings: &self.settings,
+            policies: &self.book,
+            default_policy: "default",
+            invoices: &self.cases,
+        })
+        .unwrap()
+    }
+
+    /// Plans, then carries out every planned action (journals it).
+    fn run(&mut self, now: DateTime<Utc>) -> Plan {
+        let p = self.plan_at(now);
+        for a in &p.actions {
+            let rec = record(a, now);
+            self.case(&a.invoice_id).history.actions.push(rec);
+            self.log
+                .push((now.with_timezone(&self.tz).date_naive(), a.clone()));
+        }
+        p
+    }
+
+    fn run_days(&mut self, days: std::ops::RangeInclusive<i64>, hour: u32) {
+        for day in days {
+            let t = self.at(day, hour, 0);
+            self.run(t);
+        }
+    }
+
+    /// (days overdue, kind, step id) of every action carried out on `invoice`.
+    fn done(&self, invoice: &str) -> Vec<(i64, ActionKind, String)> {
+        self.log
+            .iter()
+            .filter(|(_, a)| a.invoice_id == invoice)
+            .map(|(_, a)| (a.days_overdue, a.kind, a.step_id.clone()))
+            .collect()
+    }
+
+    fn reminder_days(&self, invoice: &str) -> Vec<i64> {
+        self.done(invoice)
+            .into_iter()
+            .filter(|(_, k, _)| *k == ActionKind::Remind)
+            .map(|(d, _, _)| d)
+            .collect()
+    }
+}
+
+fn utc_sim(policies: &str) -> Sim {
+    Sim::new(book(policies), chrono_tz::UTC)
+}
+
+#[test]
+fn default_sequence_over_four_months() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=120, 10);
+    assert_eq!(sim.reminder_days("1"), [-3, 0, 7, 14, 30, 60]);
+    let steps: Vec<String> = sim.done("1").into_iter().map(|(_, _, s)| s).collect();
+    assert_eq!(
+        steps,
+        ["-3d", "0d", "+7d", "+14d", "+30d", "+60d", "+90d", "+90d"]
+    );
+    let tail: Vec<(i64, ActionKind)> = sim
+        .done("1")
+        .into_iter()
+        .skip(6)
+        .map(|(d, k, _)| (d, k))
+        .collect();
+    assert_eq!(
+        tail,
+        [(90, ActionKind::Note), (90, ActionKind::Escalate)],
+        "escalation at +90 and nothing after"
+    );
+
+    // Each later message says what comes next, with the date.
+    let msg = |step: &str| {
+        sim.log
+            .iter()
+            .find(|(_, a)| a.step_id == step)
+            .and_then(|(_, a)| a.message.clone())
+            .unwrap()
+    };
+    assert!(
+        msg("+7d")
+            .body
+            .contains("by 14 November 2026, we will write to you again"),
+        "{}",
+        msg("+7d").body
+    );
+    assert!(
+        msg("+60d")
+            .body
+            .contains("on 29 January 2027, we will refer it for collection"),
+        "{}",
+        msg("+60d").body
+    );
+    assert!(msg("+60d").subject.starts_with("Final reminder"));
+    assert!(msg("-3d").body.contains("https://pay.example/x"));
+    let escalation = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.kind == ActionKind::Escalate)
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        escalation.message.unwrap().body.contains("ap@cc1.example"),
+        "owner is told whom to call"
+    );
+    let note = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.kind == ActionKind::Note)
+        .unwrap()
+        .1
+        .clone();
+    assert!(note.ledger_text.unwrap().contains("marked for collection"));
+
+    // After escalation the plan explains itself.
+    let p = sim.plan_at(sim.at(100, 10, 0));
+    assert!(p.actions.is_empty());
+    assert_eq!(p.skipped[0].code, SkipCode::Escalated);
+    assert!(
+        p.skipped[0].reason.contains("2027-01-29"),
+        "{}",
+        p.skipped[0].reason
+    );
+}
+
+#[test]
+fn running_five_times_a_day_equals_running_once() {
+    let tz = chrono_tz::Europe::London;
+    let policies = "[policies.default.repeat]\nevery_days = 3\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = 12\nevery_days = 7\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"+10d\"\naction = \"late_fee\"\n[[policies.default.steps]]\noffset = \"+40d\"\naction = \"escalate\"\n";
+    let mut once = Sim::new(book(policies), tz)
+        .with_invoice("1", "c1", 1000)
+        .with_invoice("2", "c1", 500)
+        .with_invoice("3", "c2", 80);
+    let mut often = Sim::new(book(policies), tz)
+        .with_invoice("1", "c1", 1000)
+        .with_invoice("2", "c1", 500)
+        .with_invoice("3", "c2", 80);
+    for c in [&mut once, &mut often] {
+        c.case("2").invoice.due_date = due() + Duration::days(2);
+    }
+    for day in -5..=60 {
+        let t = once.at(day, 11, 0);
+        once.run(t);
+        for (h, m) in [(9, 0), (10, 15), (11, 0), (14, 59), (16, 59)] {
+            let t = often.at(day, h, m);
+            often.run(t);
+        }
+    }
+    let strip = |s: &Sim| -> Vec<(NaiveDate, String, ActionKind, String, Option<Money>)> {
+        s.log
+            .iter()
+            .map(|(d, a)| {
+                (
+                    *d,
+                    a.invoice_id.clone(),
+                    a.kind,
+                    a.key.to_string(),
+                    a.fee.as_ref().map(|f| f.amount),
+                )
+            })
+            .collect()
+    };
+    assert!(!once.log.is_empty());
+    assert_eq!(strip(&once), strip(&often));
+    let keys: BTreeSet<String> = often.log.iter().map(|(_, a)| a.key.to_string()).collect();
+    assert_eq!(keys.len(), often.log.len(), "no key planned twice");
+}
+
+#[test]
+fn fixed_recurring_fee_respects_the_cap_and_is_announced() {
+    let policies = format!(
+        "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\nevery_days = 15\ncap_amount = \"60\"\n"
+    );
+    let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=120, 10);
+    let fees: Vec<(i64, String, Decimal)> = sim
+        .log
+        .iter()
+        .filter(|(_, a)| a.kind == ActionKind::LateFee)
+        .map(|(_, a)| {
+            (
+                a.days_overdue,
+                a.step_id.clone(),
+                a.fee.as_ref().unwrap().amount.amount,
+            )
+        })
+        .collect();
+    // Periods at +30, +45, +60 (cap 60 leaves 10), none at +75 (cap reached), none from +90.
+    assert_eq!(
+        fees,
+        [
+            (30, "+30d/p0".into(), dec!(25)),
+            (45, "+30d/p1".into(), dec!(25)),
+            (60, "+30d/p2".into(), dec!(10))
+        ]
+    );
+    let stop_work = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.step_id == "+30d" && a.kind == ActionKind::Remind)
+        .unwrap()
+        .1
+        .clone();
+    assert!(stop_work
+        .message
+        .unwrap()
+        .body
+        .contains("A late payment fee of USD 25.00 has been added today"));
+    let follow_up = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.step_id == "+14d")
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        follow_up.message.unwrap().body.contains("If the invoice is still unpaid on 30 November 2026, a late payment fee of USD 25.00, charged every 15 days"),
+        "the fee is disclosed before it is charged"
+    );
+    let p = sim.plan_at(sim.at(75, 10, 0));
+    assert!(
+        p.skipped
+            .iter()
+            .any(|s| s.code == SkipCode::NoFee && s.reason.contains("cap reached")),
+        "{:?}",
+        p.skipped
+    );
+    let fee = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.kind == ActionKind::LateFee)
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(
+        fee.ledger_text.as_deref(),
+        Some("Late payment fee on invoice 101 (30 days overdue)")
+    );
+    assert_eq!(
+        fee.fee_posting,
+        Some(overdued_connector::FeePosting::SeparateInvoice)
+    );
+}
+
+#[test]
+fn interest_is_recomputed_after_a_partial_payment() {
+    let policies = format!(
+        "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = \"10\"\nevery_days = 30\n"
+    );
+    let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=44, 10);
+    // Half is paid on day 45.
+    let c = sim.case("1");
+    c.invoice.amount_due = dec!(500);
+    c.history.balance_history.push(BalanceChange {
+        on: due() + Duration::days(45),
+        balance: dec!(500),
+    });
+    sim.run_days(45..=89, 10);
+    let fees: Vec<(i64, Decimal)> = sim
+        .log
+        .iter()
+        .filter(|(_, a)| a.kind == ActionKind::LateFee)
+        .map(|(_, a)| (a.days_overdue, a.fee.as_ref().unwrap().amount.amount))
+        .collect();
+    // Day 30: 30 days on 1000 = 30,000 -> 8.22. Day 60: 44 days on 1000 + 16 on 500 =
+    // 52,000 -> 14.25 owed, 6.03 more.
+    assert_eq!(fees, [(30, dec!(8.22)), (60, dec!(6.03))]);
+}
+
+#[test]
+fn promise_honoured_stops_chasing_until_paid() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=10, 10);
+    sim.case("1").history.promise = Some(Promise {
+        until: due() + Duration::days(20),
+        amount: None,
+        balance_when_made: Some(dec!(1000)),
+    });
+    sim.run_days(11..=19, 10);
+    let p = sim.plan_at(sim.at(15, 10, 0));
+    assert_eq!(p.skipped[0].code, SkipCode::PromiseActive);
+    assert!(
+        p.skipped[0].reason.contains("2026-11-20"),
+        "{}",
+        p.skipped[0].reason
+    );
+    sim.case("1").invoice.status = InvoiceStatus::Paid;
+    sim.case("1").invoice.amount_due = Decimal::ZERO;
+    sim.run_days(20..=120, 10);
+    assert_eq!(sim.reminder_days("1"), [-3, 0, 7]);
+    assert_eq!(
+        sim.plan_at(sim.at(30, 10, 0)).skipped[0].code,
+        SkipCode::NotOpen
+    );
+}
+
+#[test]
+fn promise_of_part_kept_resumes_normally_without_a_broken_message() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=10, 10);
+    sim.case("1").history.promise = Some(Promise {
+        until: due() + Duration::days(20),
+        amount: Some(dec!(400)),
+        balance_when_made: Some(dec!(1000)),
+    });
+    sim.run_days(11..=18, 10);
+    sim.case("1").invoice.amount_due = dec!(600);
+    sim.run_days(19..=40, 10);
+    let steps: Vec<String> = sim.done("1").into_iter().map(|(_, _, s)| s).collect();
+    assert_eq!(
+        steps,
+        ["-3d", "0d", "+7d", "+30d"],
+        "+14d fell inside the promise and was outdated by +30d"
+    );
+}
+
+#[test]
+fn promise_broken_resumes_with_its_own_message() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=10, 10);
+    sim.case("1").history.promise = Some(Promise {
+        until: due() + Duration::days(20),
+        amount: None,
+        balance_when_made: Some(dec!(1000)),
+    });
+    sim.run_days(11..=40, 10);
+    // Grace of 2 days: broken from day 23; the +14d reminder missed during the promise
+    // is replaced by the promise-broken message, then the sequence continues at +30d.
+    assert_eq!(sim.reminder_days("1"), [-3, 0, 7, 23, 30]);
+    let broken = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.step_id == "promise/2026-11-20")
+        .unwrap()
+        .1
+        .clone();
+    let m = broken.message.unwrap();
+    assert!(m.subject.contains("20 November 2026"), "{}", m.subject);
+    assert!(
+        m.body
+            .contains("by 30 November 2026, we will write to you again"),
+        "{}",
+        m.body
+    );
+}
+
+#[test]
+fn pause_suppresses_and_catch_up_resumes_with_the_latest_step() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=4, 10);
+    sim.case("1").history.pause = Some(Pause {
+        reason: "dispute: wrong quantity".into(),
+        until: Some(due() + Duration::days(35)),
+    });
+    sim.run_days(5..=35, 10);
+    let p = sim.plan_at(sim.at(20, 10, 0));
+    assert_eq!(p.skipped[0].code, SkipCode::Paused);
+    assert!(p.skipped[0].reason.contains("dispute"));
+    sim.run_days(36..=70, 10);
+    assert_eq!(
+        sim.reminder_days("1"),
+        [-3, 0, 36, 60],
+        "+30d sent late after the pause, +7d/+14d not at all"
+    );
+    let late = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.step_id == "+30d")
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        late.reason.contains("caught up 6 day(s) late"),
+        "{}",
+        late.reason
+    );
+}
+
+#[test]
+fn customer_pause_applies_to_all_their_invoices() {
+    let mut sim = utc_sim(ALWAYS_OPEN)
+        .with_invoice("1", "c1", 1000)
+        .with_invoice("2", "c1", 50);
+    for c in &mut sim.cases {
+        c.history.customer_pause = Some(Pause {
+            reason: "payment plan agreed".into(),
+            until: None,
+        });
+    }
+    sim.run_days(-10..=50, 10);
+    assert!(sim.log.is_empty());
+    assert!(sim
+        .plan_at(sim.at(20, 10, 0))
+        .skipped
+        .iter()
+        .all(|s| s.code == SkipCode::CustomerPaused));
+}
+
+#[test]
+fn catch_up_after_a_ten_day_gap_takes_only_the_latest_step() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=5, 10);
+    // Down from day 6 to day 16.
+    sim.run_days(17..=20, 10);
+    assert_eq!(sim.reminder_days("1"), [-3, 0, 14]);
+    // Down so long the latest step is past the horizon: skipped with a reason.
+    sim.run_days(21..=25, 10);
+    let p = sim.plan_at(sim.at(45, 10, 0));
+    let s = p
+        .skipped
+        .iter()
+        .find(|s| s.code == SkipCode::BeyondHorizon)
+        .expect("beyond horizon");
+    assert_eq!(s.step_id.as_deref(), Some("+30d"));
+    assert!(s.reason.contains("15 days ago"), "{}", s.reason);
+    sim.run_days(45..=61, 10);
+    assert_eq!(sim.reminder_days("1"), [-3, 0, 14, 60]);
+}
+
+#[test]
+fn escalation_is_never_skipped_as_stale() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=70, 10);
+    sim.run_days(110..=130, 10);
+    let tail: Vec<(i64, ActionKind)> = sim
+        .done("1")
+        .into_iter()
+        .filter(|(d, _, _)| *d > 70)
+        .map(|(d, k, _)| (d, k))
+        .collect();
+    assert_eq!(tail, [(110, ActionKind::Note), (110, ActionKind::Escalate)]);
+}
+
+#[test]
+fn one_reminder_per_customer_per_day_most_overdue_first() {
+    let mut sim = utc_sim(ALWAYS_OPEN)
+        .with_invoice("a", "c1", 100)
+        .with_invoice("b", "c1", 100)
+        .with_invoice("c", "c1", 100)
+        .with_invoice("z", "c2", 100);
+    // Invoice b is the most overdue, then c, then a; each has its +14d step due on day 0 of the test.
+    for (id, days) in [("a", 14), ("b", 16), ("c", 15), ("z", 14)] {
+        sim.case(id).invoice.due_date = due() - Duration::days(days);
+    }
+    let order: Vec<Vec<String>> = (0..3)
+        .map(|day| {
+            let p = sim.run(sim.at(day, 10, 0));
+            p.actions
+                .iter()
+                .map(|a| format!("{}:{}", a.invoice_id, a.step_id))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [vec!["b:+14d", "z:+14d"], vec!["c:+14d"], vec!["a:+14d"]]
+    );
+    let p = sim.plan_at(sim.at(0, 10, 0));
+    assert!(
+        p.actions.is_empty(),
+        "the day's reminder was already sent: {:?}",
+        p.actions
+    );
+    let limited = p
+        .skipped
+        .iter()
+        .filter(|s| s.code == SkipCode::CustomerLimit)
+        .count();
+    assert_eq!(
+        limited, 0,
+        "already done is reported instead: {:?}",
+        p.skipped
+    );
+}
+
+#[test]
+fn per_customer_limit_can_be_raised() {
+    let policies =
+        format!("{ALWAYS_OPEN}[policies.default]\nmax_reminders_per_customer_per_day = 0\n");
+    let mut sim = utc_sim(&policies)
+        .with_invoice("a", "c1", 100)
+        .with_invoice("b", "c1", 100);
+    let p = sim.run(sim.at(0, 10, 0));
+    assert_eq!(p.actions.len(), 2);
+}
+
+#[test]
+fn paid_excluded_small_and_fee_invoices() {
+    let policies = format!(
+        "{ALWAYS_OPEN}[policies.default]\nminimum_amount_due = \"20\"\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = 5\n"
+    );
+    let mut sim = utc_sim(&policies)
+        .with_invoice("paid", "c1", 100)
+        .with_invoice("memo", "c2", 100)
+        .with_invoice("small", "c3", 10)
+        .with_invoice("fee", "c4", 25);
+    sim.case("paid").invoice.status = InvoiceStatus::Paid;
+    sim.case("memo").invoice.memo = "Customer on holiday #NOCHASE".into();
+    sim.case("fee").invoice.is_fee_invoice = true;
+    sim.run_days(-10..=40, 10);
+    assert!(sim.done("paid").is_empty());
+    assert!(sim.done("memo").is_empty());
+    assert!(sim.done("small").is_empty());
+    assert_eq!(
+        sim.reminder_days("fee"),
+        [-3, 0, 7, 14, 30],
+        "fee invoices are chased"
+    );
+    assert!(
+        sim.done("fee")
+            .iter()
+            .all(|(_, k, _)| *k != ActionKind::LateFee),
+        "never a fee on a fee"
+    );
+    let p = sim.plan_at(sim.at(7, 10, 0));
+    let code = |id: &str| {
+        p.skipped
+            .iter()
+            .find(|s| s.invoice_id == id)
+            .map(|s| s.code)
+    };
+    assert_eq!(code("paid"), Some(SkipCode::NotOpen));
+    assert_eq!(code("memo"), Some(SkipCode::Excluded));
+    assert_eq!(code("small"), Some(SkipCode::BelowMinimum));
+}
+
+#[test]
+fn weekends_and_holidays_defer_to_the_next_open_day() {
+    // Business hours Mon-Fri with 2 Nov 2026 (Monday) a holiday; due Sat 31 Oct.
+    let policies =
+        "[policies.default.send_window]\ncron = \"* 9-16 * * Mon-Fri\"\nholidays = [2026-11-02]\n";
+    let mut sim =
+        Sim::new(book(policies), chrono_tz::America::New_York).with_invoice("1", "c1", 1000);
+    let p = sim.plan_at(sim.at(0, 10, 0));
+    let s = p
+        .skipped
+        .iter()
+        .find(|s| s.code == SkipCode::OutsideWindow)
+        .unwrap();
+    assert!(
+        s.reason.contains("would remind") && s.reason.contains("next opens 2026-11-03 09:00 EST"),
+        "{}",
+        s.reason
+    );
+    sim.run_days(-10..=20, 10);
+    // -3d on Wed 28 Oct; 0d (Sat) caught up Tue 3 Nov as day 3; +7d on Sat 7 Nov goes Mon 9 Nov.
+    assert_eq!(sim.reminder_days("1"), [-3, 3, 9, 16]);
+}
+
+#[test]
+fn dst_changes_never_send_twice_nor_lose_a_day() {
+    for (tz, spring, fall) in [
+        (chrono_tz::Europe::London, (2026, 3, 29), (2026, 10, 25)),
+        (chrono_tz::America::New_York, (2026, 3, 8), (2026, 11, 1)),
+    ] {
+        for (cron, (y, m, d)) in [
+            ("* 1-2 * * *", spring),
+            ("* 1-2 * * *", fall),
+            ("* * * * *", spring),
+            ("* * * * *", fall),
+        ] {
+            let policies = format!(
+                "[policies.default.send_window]\ncron = \"{cron}\"\n[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\n[policies.default.repeat]\nevery_days = 1\n"
+            );
+            let mut sim = Sim::new(book(&policies), tz).with_invoice("1", "c1", 1000);
+            let change = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            sim.case("1").invoice.due_date = change - Duration::days(3);
+            // Every 10 minutes for a week around the change.
+            let start =
+                Utc.from_utc_datetime(&(change - Duration::days(3)).and_hms_opt(0, 0, 0).unwrap());
+            let mut t = start;
+            while t < start + Duration::days(7) {
+                sim.run(t);
+                t += Duration::minutes(10);
+            }
+            let mut per_day: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+            for (date, a) in &sim.log {
+                assert_eq!(a.kind, ActionKind::Remind);
+                *per_day.entry(*date).or_default() += 1;
+            }
+            let first = change - Duration::days(3);
+            let expected: Vec<NaiveDate> = (0..6).map(|i| first + Duration::days(i)).collect();
+            let got: Vec<NaiveDate> = per_day
+                .keys()
+                .copied()
+                .filter(|d| *d < first + Duration::days(6))
+                .collect();
+            assert_eq!(got, expected, "{tz} {cron}: a day was lost");
+            assert!(
+                per_day.values().all(|n| *n == 1),
+                "{tz} {cron}: {per_day:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_plan_explains_itself_as_json() {
+    let policies = format!(
+        "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"percentage\"\npercent = \"2\"\n"
+    );
+    let mut sim = utc_sim(&policies)
+        .with_invoice("1", "c1", 1000)
+        .with_invoice("2", "c2", 1000);
+    sim.case("2").invoice.due_date = due() + Duration::days(40);
+    let p = sim.plan_at(sim.at(30, 10, 0));
+    let fee = p
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::LateFee)
+        .unwrap();
+    assert_eq!(
+        fee.fee.as_ref().unwrap().amount,
+        Money::new(dec!(20), overdued_connector::Currency::USD)
+    );
+    assert!(
+        fee.reason.contains("2% of USD 1000.00 due = USD 20.00"),
+        "{}",
+        fee.reason
+    );
+    let remind = p
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Remind)
+        .unwrap();
+    assert!(
+        remind.reason.contains("step +30d (30 days overdue"),
+        "{}",
+        remind.reason
+    );
+    assert_eq!(
+        p.actions.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        [ActionKind::LateFee, ActionKind::Remind]
+    );
+    let not_yet = p.skipped.iter().find(|s| s.invoice_id == "2").unwrap();
+    assert_eq!(not_yet.code, SkipCode::NotYetDue);
+    assert!(not_yet.reason.contains("2026-12-07"), "{}", not_yet.reason);
+    let json = serde_json::to_string_pretty(&p).unwrap();
+    assert!(
+        json.contains("\"kind\": \"late_fee\"") && json.contains("\"code\": \"not_yet_due\""),
+        "{json}"
+    );
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, p);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn a_fee_is_charged_at_most_once_per_period_however_often_the_engine_runs(
+        runs in proptest::collection::vec(proptest::collection::vec(0u32..24 * 60, 0..4), 100),
+        model in prop_oneof![Just("model = \"fixed\"\namount = 10"), Just("model = \"interest\"\npercent = 20")],
+    ) {
+        let policies = format!(
+            "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+20d\"\naction = \"late_fee\"\n[policies.default.late_fee]\n{model}\nevery_days = 7\ncap_amount = 100\n"
+        );
+        let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
+        for (i, minutes) in runs.iter().enumerate() {
+            for m in minutes {
+                let t = sim.at(i as i64 - 5, 0, 0) + Duration::minutes(i64::from(*m));
+                sim.run(t);
+            }
+        }
+        let fees: Vec<&PlannedAction> = sim.log.iter().map(|(_, a)| a).filter(|a| a.kind == ActionKind::LateFee).collect();
+        let periods: BTreeSet<u32> = fees.iter().map(|a| a.fee.as_ref().unwrap().period).collect();
+        prop_assert_eq!(periods.len(), fees.len(), "a period charged twice");
+        let total: Decimal = fees.iter().map(|a| a.fee.as_ref().unwrap().amount.amount).sum();
+        prop_assert!(total <= dec!(100));
+        for a in &fees {
+            prop_assert!(a.fee.as_ref().unwrap().amount.amount > Decimal::ZERO);
+            prop_assert_eq!(&a.step_id, &format!("+20d/p{}", a.fee.as_ref().unwrap().period));
+        }
+    }
+}

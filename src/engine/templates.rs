@@ -1,0 +1,429 @@
+//! Message texts and the strict renderer behind [`render_message`].
+//!
+//! Placeholders are written `{name}`; `{{` and `}}` stand for literal braces. A name the
+//! renderer does not know is an error naming it, so a typo in a template is caught by
+//! `validate()` rather than mailed to a customer. A later issue replaces the renderer with
+//! minijinja; [`render_message`] is the one function that will change.
+
+use serde::{Deserialize, Serialize};
+
+/// A message's subject and plain-text body, before rendering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTemplate {
+    pub subject: String,
+    pub body: String,
+}
+
+/// A message ready to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedMessage {
+    pub subject: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown placeholder {{{name}}}; known placeholders: {}", PLACEHOLDERS.join(", "))]
+    UnknownPlaceholder { name: String },
+    #[error("unclosed placeholder starting at character {at} (write {{{{ for a literal brace)")]
+    Unclosed { at: usize },
+    #[error("stray '}}' at character {at} (write }}}} for a literal brace)")]
+    StrayClose { at: usize },
+}
+
+/// Every placeholder a template may use.
+pub const PLACEHOLDERS: &[&str] = &[
+    "customer_name",
+    "customer_email",
+    "invoice_number",
+    "amount_due",
+    "invoice_total",
+    "due_date",
+    "days_overdue",
+    "today",
+    "fee",
+    "fee_notice",
+    "next_step",
+    "pay_link",
+    "pay_line",
+    "promise_date",
+];
+
+/// The values placeholders are filled with. Every field is already formatted for a
+/// reader ("USD 362.07", "31 October 2026").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageContext {
+    pub customer_name: String,
+    pub customer_email: String,
+    pub invoice_number: String,
+    pub amount_due: String,
+    pub invoice_total: String,
+    pub due_date: String,
+    pub days_overdue: String,
+    pub today: String,
+    /// The latest late fee ("GBP 40.00"), or "none".
+    pub fee: String,
+    /// A sentence about the latest late fee, or empty.
+    pub fee_notice: String,
+    /// What happens next and when, or empty when nothing further is scheduled.
+    pub next_step: String,
+    /// The online payment address, or empty.
+    pub pay_link: String,
+    /// A sentence telling how to pay, with the link when there is one.
+    pub pay_line: String,
+    /// The promised payment date, or empty.
+    pub promise_date: String,
+}
+
+impl MessageContext {
+    fn get(&self, name: &str) -> Option<&str> {
+        Some(match name {
+            "customer_name" => &self.customer_name,
+            "customer_email" => &self.customer_email,
+            "invoice_number" => &self.invoice_number,
+            "amount_due" => &self.amount_due,
+            "invoice_total" => &self.invoice_total,
+            "due_date" => &self.due_date,
+            "days_overdue" => &self.days_overdue,
+            "today" => &self.today,
+            "fee" => &self.fee,
+            "fee_notice" => &self.fee_notice,
+            "next_step" => &self.next_step,
+            "pay_link" => &self.pay_link,
+            "pay_line" => &self.pay_line,
+            "promise_date" => &self.promise_date,
+            _ => return None,
+        })
+    }
+
+    /// A context with every placeholder filled, for validating templates.
+    pub fn sample() -> Self {
+        MessageContext {
+            customer_name: "Sonnenschein Family Store".into(),
+            customer_email: "ap@sonnenschein.example".into(),
+            invoice_number: "1037".into(),
+            amount_due: "USD 362.07".into(),
+            invoice_total: "USD 362.07".into(),
+            due_date: "31 October 2026".into(),
+            days_overdue: "14".into(),
+            today: "14 November 2026".into(),
+            fee: "USD 25.00".into(),
+            fee_notice: "A late payment fee of USD 25.00 was added on 30 November 2026, as set out in our payment terms.".into(),
+            next_step: "If payment has not reached us by 30 November 2026, we will write to you again.".into(),
+            pay_link: "https://pay.example/1037".into(),
+            pay_line: "You can pay online at https://pay.example/1037.".into(),
+            promise_date: "20 November 2026".into(),
+        }
+    }
+}
+
+/// Renders one template. The only entry point to templating.
+pub fn render_message(
+    template: &MessageTemplate,
+    ctx: &MessageContext,
+) -> Result<RenderedMessage, TemplateError> {
+    Ok(RenderedMessage {
+        subject: render_text(&template.subject, ctx)?,
+        body: tidy(&render_text(&template.body, ctx)?),
+    })
+}
+
+fn render_text(src: &str, ctx: &MessageContext) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(src.len() + 64);
+    let mut chars = src.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if chars.peek().map(|&(_, n)| n) == Some('{') => {
+                chars.next();
+                out.push('{');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some((_, '}')) => break,
+                        Some((_, ch)) if ch.is_ascii_alphanumeric() || ch == '_' => name.push(ch),
+                        _ => return Err(TemplateError::Unclosed { at: i }),
+                    }
+                }
+                let value = ctx
+                    .get(name.trim())
+                    .ok_or(TemplateError::UnknownPlaceholder { name })?;
+                out.push_str(value);
+            }
+            '}' if chars.peek().map(|&(_, n)| n) == Some('}') => {
+                chars.next();
+                out.push('}');
+            }
+            '}' => return Err(TemplateError::StrayClose { at: i }),
+            _ => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Placeholders that render empty (no fee, nothing next) would leave blank paragraphs;
+/// collapse runs of blank lines so the message reads as if written for the case.
+fn tidy(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut blank_run = 0;
+    for line in body.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank_run += 1;
+            if blank_run > 1 || out.is_empty() {
+                continue;
+            }
+        } else {
+            blank_run = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
+/// Ids of the built-in templates; a policy may override any of them or add its own.
+pub const BUILT_IN_IDS: &[&str] = &[
+    "heads_up",
+    "due_today",
+    "follow_up",
+    "firm",
+    "stop_work",
+    "final_notice",
+    "promise_broken",
+    "escalation",
+    "escalation_note",
+    "ledger_note",
+];
+
+/// The built-in text for `id`, written in the spirit of the collection guides: courteous
+/// first, then firm and specific, never threatening; every later message says what comes
+/// next before it happens.
+pub fn built_in(id: &str) -> Option<MessageTemplate> {
+    let (subject, body) = match id {
+        "heads_up" => (
+            "Invoice {invoice_number} is due on {due_date}",
+            "Dear {customer_name},
+
+Thank you for your business. This is a friendly note that invoice {invoice_number} for {amount_due} falls due on {due_date}.
+
+{pay_line}
+
+If you have already arranged payment, thank you, and please ignore this message. If anything on the invoice looks wrong, just reply and we will put it right.
+
+Kind regards",
+        ),
+        "due_today" => (
+            "Invoice {invoice_number} is due today",
+            "Dear {customer_name},
+
+A quick reminder that invoice {invoice_number} for {amount_due} is due today, {due_date}. A copy of the invoice is attached.
+
+{pay_line}
+
+Thank you for paying promptly; it helps us keep serving you well. If you have any question about the invoice, simply reply to this message.
+
+Kind regards",
+        ),
+        "follow_up" => (
+            "Reminder: invoice {invoice_number} was due on {due_date}",
+            "Dear {customer_name},
+
+We have not yet received payment of {amount_due} for invoice {invoice_number}, which was due on {due_date}. It may simply have been missed, so a copy is attached.
+
+{pay_line}
+
+If you have already paid, thank you, and please let us know so we can match the payment. If there is a problem with the invoice, reply and we will sort it out.
+
+{next_step}
+
+Kind regards",
+        ),
+        "firm" => (
+            "Invoice {invoice_number} is {days_overdue} days overdue",
+            "Dear {customer_name},
+
+Invoice {invoice_number} for {amount_due} was due on {due_date} and is now {days_overdue} days overdue. We would be grateful if you could arrange payment now.
+
+{pay_line}
+
+If you cannot pay the full amount at once, reply with a date you can pay by, or propose instalments, and we will agree a plan with you.
+
+{next_step}
+
+Kind regards",
+        ),
+        "stop_work" => (
+            "Invoice {invoice_number}: payment needed to continue work",
+            "Dear {customer_name},
+
+Invoice {invoice_number} for {amount_due} has been outstanding since {due_date}, {days_overdue} days ago, and we have not heard from you about it.
+
+{fee_notice}
+
+Until the invoice is settled, we will need to hold new work and orders on your account. We would much rather keep working together, so please pay now or reply today to agree a date or a payment plan.
+
+{pay_line}
+
+{next_step}
+
+Kind regards",
+        ),
+        "final_notice" => (
+            "Final reminder: invoice {invoice_number} ({amount_due})",
+            "Dear {customer_name},
+
+Despite our earlier reminders, invoice {invoice_number} for {amount_due}, due on {due_date}, is still unpaid after {days_overdue} days.
+
+{fee_notice}
+
+This is our final reminder. {next_step} We would prefer to settle this directly with you: a payment, a firm payment date or a payment plan agreed before then will stop that step.
+
+{pay_line}
+
+Kind regards",
+        ),
+        "promise_broken" => (
+            "Invoice {invoice_number}: the payment promised for {promise_date}",
+            "Dear {customer_name},
+
+Thank you for letting us know that invoice {invoice_number} would be paid by {promise_date}. We have not yet received the payment, and {amount_due} remains due.
+
+{pay_line}
+
+If something has changed, please reply with a new date within the next week, or propose instalments, and we will work with you.
+
+{next_step}
+
+Kind regards",
+        ),
+        "escalation" => (
+            "Referred for collection: invoice {invoice_number} for {customer_name} ({amount_due})",
+            "Invoice {invoice_number} for {customer_name} ({amount_due}, due {due_date}) is {days_overdue} days overdue and has been marked for collection today, {today}.
+
+Automatic reminders for this invoice have stopped. Before referring it to a collection agency, consider calling the customer: {customer_name}, {customer_email}.
+
+{fee_notice}",
+        ),
+        "escalation_note" => (
+            "Marked for collection",
+            "overdued: marked for collection on {today}, {days_overdue} days overdue with {amount_due} outstanding. Automatic reminders stopped; the owner has been told.",
+        ),
+        "ledger_note" => (
+            "Collection note",
+            "overdued: invoice {invoice_number} is {days_overdue} days overdue with {amount_due} outstanding (checked {today}).",
+        ),
+        _ => return None,
+    };
+    Some(MessageTemplate {
+        subject: subject.to_string(),
+        body: body.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(subject: &str, body: &str) -> MessageTemplate {
+        MessageTemplate {
+            subject: subject.into(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn renders_placeholders_and_literal_braces() {
+        let ctx = MessageContext::sample();
+        let m = render_message(
+            &t(
+                "Invoice {invoice_number}",
+                "{{not a placeholder}} {amount_due}",
+            ),
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(m.subject, "Invoice 1037");
+        assert_eq!(m.body, "{not a placeholder} USD 362.07\n");
+    }
+
+    #[test]
+    fn unknown_placeholder_is_named() {
+        let err =
+            render_message(&t("Hi {custmer_name}", ""), &MessageContext::sample()).unwrap_err();
+        assert_eq!(
+            err,
+            TemplateError::UnknownPlaceholder {
+                name: "custmer_name".into()
+            }
+        );
+        assert!(err.to_string().contains("{custmer_name}"), "{err}");
+    }
+
+    #[test]
+    fn malformed_braces_are_errors() {
+        let ctx = MessageContext::sample();
+        assert_eq!(
+            render_message(&t("a {due_date", ""), &ctx).unwrap_err(),
+            TemplateError::Unclosed { at: 2 }
+        );
+        assert_eq!(
+            render_message(&t("a {due date}", ""), &ctx).unwrap_err(),
+            TemplateError::Unclosed { at: 2 }
+        );
+        assert_eq!(
+            render_message(&t("a } b", ""), &ctx).unwrap_err(),
+            TemplateError::StrayClose { at: 2 }
+        );
+    }
+
+    #[test]
+    fn empty_sentences_leave_no_blank_paragraphs() {
+        let mut ctx = MessageContext::sample();
+        ctx.fee_notice.clear();
+        ctx.next_step.clear();
+        let m = render_message(&built_in("stop_work").unwrap(), &ctx).unwrap();
+        assert!(!m.body.contains("\n\n\n"), "{}", m.body);
+        assert!(m.body.ends_with("Kind regards\n"), "{}", m.body);
+    }
+
+    #[test]
+    fn every_built_in_renders_and_none_threatens() {
+        let ctx = MessageContext::sample();
+        for id in BUILT_IN_IDS {
+            let m = render_message(&built_in(id).unwrap(), &ctx)
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            let text = format!("{} {}", m.subject, m.body).to_lowercase();
+            for word in [
+                "legal action",
+                "court",
+                "lawyer",
+                "solicitor",
+                "sue",
+                "immediately or",
+                "consequences",
+            ] {
+                assert!(!text.contains(word), "{id} says {word:?}");
+            }
+        }
+        assert!(built_in("nope").is_none());
+    }
+
+    #[test]
+    fn later_customer_messages_say_what_comes_next() {
+        for id in [
+            "follow_up",
+            "firm",
+            "stop_work",
+            "final_notice",
+            "promise_broken",
+        ] {
+            assert!(built_in(id).unwrap().body.contains("{next_step}"), "{id}");
+        }
+    }
+}
