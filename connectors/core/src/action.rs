@@ -137,9 +137,18 @@ mod tests {
         let b = IdempotencyKey::derive("acme", "130", ActionKind::Remind, "+7d");
         assert_eq!(a, b);
         assert!(a.as_str().len() <= 50);
-        assert_ne!(a, IdempotencyKey::derive("acme", "130", ActionKind::Remind, "+14d"));
-        assert_ne!(a, IdempotencyKey::derive("acme", "130", ActionKind::LateFee, "+7d"));
-        assert_ne!(a, IdempotencyKey::derive("acme", "131", ActionKind::Remind, "+7d"));
+        assert_ne!(
+            a,
+            IdempotencyKey::derive("acme", "130", ActionKind::Remind, "+14d")
+        );
+        assert_ne!(
+            a,
+            IdempotencyKey::derive("acme", "130", ActionKind::LateFee, "+7d")
+        );
+        assert_ne!(
+            a,
+            IdempotencyKey::derive("acme", "131", ActionKind::Remind, "+7d")
+        );
         assert_ne!(
             IdempotencyKey::derive("ab", "c", ActionKind::Note, "x"),
             IdempotencyKey::derive("a", "bc", ActionKind::Note, "x")

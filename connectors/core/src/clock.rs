@@ -50,7 +50,9 @@ mod tests {
 
     #[test]
     fn manual_clock_moves_only_when_told() {
-        let t0 = DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z").unwrap().to_utc();
+        let t0 = DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+            .unwrap()
+            .to_utc();
         let c = ManualClock::new(t0);
         assert_eq!(c.now(), t0);
         c.advance(Duration::hours(25));

@@ -34,11 +34,21 @@ pub struct SyncCursor {
 
 impl SyncCursor {
     pub fn initial() -> Self {
-        SyncCursor { mode: SyncMode::Incremental, since: None, position: 1, high_water: None }
+        SyncCursor {
+            mode: SyncMode::Incremental,
+            since: None,
+            position: 1,
+            high_water: None,
+        }
     }
 
     pub fn full() -> Self {
-        SyncCursor { mode: SyncMode::Full, since: None, position: 1, high_water: None }
+        SyncCursor {
+            mode: SyncMode::Full,
+            since: None,
+            position: 1,
+            high_water: None,
+        }
     }
 }
 
@@ -72,11 +82,32 @@ pub trait Connector: Send + Sync {
     async fn fetch_invoices(&self, ids: &[String]) -> Result<Vec<InvoiceSnapshot>, ConnectorError>;
 
     /// Customers (with their email addresses) changed since `since`, or all.
-    async fn list_customers(&self, since: Option<DateTime<Utc>>) -> Result<Vec<Customer>, ConnectorError>;
+    async fn list_customers(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Customer>, ConnectorError>;
 
-    async fn send_reminder(&self, req: &ReminderRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError>;
+    async fn send_reminder(
+        &self,
+        req: &ReminderRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ActionReceipt, ConnectorError>;
 
-    async fn create_late_fee(&self, req: &LateFeeRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError>;
+    async fn create_late_fee(
+        &self,
+        req: &LateFeeRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ActionReceipt, ConnectorError>;
 
-    async fn add_note(&self, req: &NoteRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError>;
+    async fn add_note(
+        &self,
+        req: &NoteRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ActionReceipt, ConnectorError>;
+
+    /// The shared runtime behind this connector (tokens, limiter, counters), for health
+    /// checks and metrics.
+    fn runtime(&self) -> Option<&crate::runtime::ConnectionRuntime> {
+        None
+    }
 }

@@ -7,10 +7,16 @@ use std::time::Duration;
 pub enum ConnectorError {
     /// HTTP 429: wait at least `retry_after` (the vendor's `Retry-After`) and try again.
     #[error("rate limited by {system}{}", fmt_after(.retry_after))]
-    RateLimited { system: &'static str, retry_after: Option<Duration> },
+    RateLimited {
+        system: &'static str,
+        retry_after: Option<Duration>,
+    },
     /// 5xx, timeouts, connection resets, truncated or malformed bodies: try again later.
     #[error("temporary failure: {message}")]
-    Transient { message: String, retry_after: Option<Duration> },
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The access token was refused (HTTP 401): refresh once and retry.
     #[error("access token refused")]
     Unauthorized,
@@ -64,11 +70,17 @@ impl ConnectorError {
     }
 
     pub fn is_retryable(&self) -> bool {
-        matches!(self.class(), ErrorClass::RetryLater(_) | ErrorClass::Refresh | ErrorClass::Stale)
+        matches!(
+            self.class(),
+            ErrorClass::RetryLater(_) | ErrorClass::Refresh | ErrorClass::Stale
+        )
     }
 
     pub fn transient(message: impl Into<String>) -> Self {
-        ConnectorError::Transient { message: message.into(), retry_after: None }
+        ConnectorError::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
     }
 }
 
@@ -78,8 +90,14 @@ mod tests {
 
     #[test]
     fn classes() {
-        let e = ConnectorError::RateLimited { system: "xero", retry_after: Some(Duration::from_secs(7)) };
-        assert_eq!(e.class(), ErrorClass::RetryLater(Some(Duration::from_secs(7))));
+        let e = ConnectorError::RateLimited {
+            system: "xero",
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(
+            e.class(),
+            ErrorClass::RetryLater(Some(Duration::from_secs(7)))
+        );
         assert_eq!(e.to_string(), "rate limited by xero, retry after 7s");
         assert!(e.is_retryable());
         assert!(!ConnectorError::Reauth("invalid_grant".into()).is_retryable());

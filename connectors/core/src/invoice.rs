@@ -160,14 +160,20 @@ mod tests {
             system: System::QuickBooks,
             remote_id: "130".into(),
             number: Some("1037".into()),
-            customer: CustomerRef { id: "7".into(), name: "Sonnenschein Family Store".into(), email: Some("ap@sonnenschein.example".into()) },
+            customer: CustomerRef {
+                id: "7".into(),
+                name: "Sonnenschein Family Store".into(),
+                email: Some("ap@sonnenschein.example".into()),
+            },
             currency: Currency::USD,
             total: dec!(362.07),
             amount_due: dec!(362.07),
             issue_date: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
             due_date: NaiveDate::from_ymd_opt(2026, 10, 31).unwrap(),
             status: InvoiceStatus::Open,
-            updated_at: DateTime::parse_from_rfc3339("2026-10-01T10:00:00-07:00").unwrap().to_utc(),
+            updated_at: DateTime::parse_from_rfc3339("2026-10-01T10:00:00-07:00")
+                .unwrap()
+                .to_utc(),
             version: Some("0".into()),
             memo: String::new(),
             is_fee_invoice: false,
@@ -187,8 +193,14 @@ mod tests {
     #[test]
     fn days_overdue_counts_calendar_days() {
         let inv = sample();
-        assert_eq!(inv.days_overdue(NaiveDate::from_ymd_opt(2026, 11, 7).unwrap()), 7);
-        assert_eq!(inv.days_overdue(NaiveDate::from_ymd_opt(2026, 10, 28).unwrap()), -3);
+        assert_eq!(
+            inv.days_overdue(NaiveDate::from_ymd_opt(2026, 11, 7).unwrap()),
+            7
+        );
+        assert_eq!(
+            inv.days_overdue(NaiveDate::from_ymd_opt(2026, 10, 28).unwrap()),
+            -3
+        );
         assert_eq!(inv.display_number(), "1037");
         assert_eq!(inv.due_money().to_string(), "USD 362.07");
     }

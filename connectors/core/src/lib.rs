@@ -14,14 +14,20 @@ pub mod runtime;
 pub mod secret;
 pub mod token;
 
-pub use action::{ActionKind, ActionReceipt, IdempotencyKey, LateFeeRequest, NoteRequest, ReminderRequest, FeePosting};
+pub use action::{
+    ActionKind, ActionReceipt, FeePosting, IdempotencyKey, LateFeeRequest, NoteRequest,
+    ReminderRequest,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connector::{Connector, SyncCursor, SyncMode, SyncPage};
 pub use error::{ConnectorError, ErrorClass};
-pub use invoice::{ConnectionId, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, System, FEE_MARKER};
+pub use invoice::{
+    ConnectionId, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, System, FEE_MARKER,
+};
 pub use money::{Currency, CurrencyError, Money};
+pub use runtime::{
+    ConnectFlow, ConnectionRuntime, LimitSpec, OAuthClient, RetryPolicy, RuntimeSettings,
+    StatsSnapshot, VendorOAuth,
+};
 pub use secret::Secret;
 pub use token::{TokenSet, TokenStore, TokenStoreError};
-pub use runtime::{
-    ConnectFlow, ConnectionRuntime, LimitSpec, OAuthClient, RetryPolicy, RuntimeSettings, StatsSnapshot, VendorOAuth,
-};

@@ -97,12 +97,18 @@ impl Money {
     }
 
     pub fn zero(currency: Currency) -> Self {
-        Money { amount: Decimal::ZERO, currency }
+        Money {
+            amount: Decimal::ZERO,
+            currency,
+        }
     }
 
     /// The same amount rounded to the currency's minor unit.
     pub fn rounded(&self) -> Money {
-        Money { amount: self.currency.round(self.amount), currency: self.currency }
+        Money {
+            amount: self.currency.round(self.amount),
+            currency: self.currency,
+        }
     }
 
     pub fn is_positive(&self) -> bool {

@@ -164,6 +164,12 @@ impl RateLimiter {
                 let now = Instant::now();
                 match self.inner.try_take(&mut st, now) {
                     Ok(()) => {
+                        let room = st.in_flight < self.inner.spec.concurrent.max(1) as usize;
+                        drop(st);
+                        if room {
+                            // Pass the wake-up on: another waiter may fit as well.
+                            self.inner.notify.notify_one();
+                        }
                         if waited {
                             let s = &self.inner.stats;
                             s.limiter_waits.fetch_add(1, Ordering::Relaxed);
@@ -179,12 +185,8 @@ impl RateLimiter {
             };
             waited = true;
             match wake_at {
-                Some(at) => {
-                    tokio::select! {
-                        _ = &mut notified => {}
-                        _ = tokio::time::sleep_until(at) => {}
-                    }
-                }
+                // Only time frees a slot of the rate window; a finishing request does not.
+                Some(at) => tokio::time::sleep_until(at).await,
                 None => notified.await,
             }
         }
@@ -234,7 +236,7 @@ impl Drop for Permit {
                 day.finished.push_back(now);
             }
         }
-        self.inner.notify.notify_waiters();
+        self.inner.notify.notify_one();
     }
 }
 
