@@ -760,7 +760,7 @@ mod tests {
         // 1000 at 10 % for 30 days = 8.219... -> 8.22
         let q = quote_fee(&fee, &input(Currency::USD, dec!(1000), d(2026, 11, 30))).unwrap();
         assert_eq!(q.amount.amount, dec!(8.22));
-        // Half paid on day 11 (10 Nov): 10 days on 1000, 20 days on 500 = 20,000 currency-days.
+        // Half paid on 10 Nov: 9 days (1-9 Nov) on 1000, 21 days on 500 = 19,500 currency-days.
         let history = [BalanceChange {
             on: d(2026, 11, 10),
             balance: dec!(500),
@@ -769,21 +769,21 @@ mod tests {
         i.amount_due = dec!(500);
         i.balance_history = &history;
         let q = quote_fee(&fee, &i).unwrap();
-        assert_eq!(q.amount.amount, dec!(5.48)); // 20000 * 10 / 36500 = 5.479
-                                                 // A period later, the 5.48 already charged is subtracted.
+        assert_eq!(q.amount.amount, dec!(5.34)); // 19500 * 10 / 36500 = 5.342
+                                                 // A period later, the 5.34 already charged is subtracted.
         let charged = [ChargedFee {
             period: 0,
-            amount: dec!(5.48),
+            amount: dec!(5.34),
             on: d(2026, 11, 30),
         }];
         i.fees_charged = &charged;
         i.as_of = d(2026, 12, 30);
         i.period = 1;
         let q = quote_fee(&fee, &i).unwrap();
-        // 20000 + 30*500 = 35000 currency-days -> 9.59 owed, 4.11 new.
+        // 19500 + 30*500 = 34500 currency-days -> 9.45 owed, 4.11 new.
         assert_eq!(q.amount.amount, dec!(4.11));
         assert!(
-            q.explanation.contains("USD 9.59 accrued"),
+            q.explanation.contains("USD 9.45 accrued"),
             "{}",
             q.explanation
         );

@@ -21,6 +21,40 @@ use crate::engine::policy::{EngineSettings, Policy, PolicyBook};
 
 const ALWAYS_OPEN: &str = "[policies.default.send_window]\ncron = \"* * * * *\"\n";
 
+/// The built-in steps plus a late fee at +30d (a `steps` list replaces the default one).
+const STEPS_WITH_FEE_AT_30: &str = r#"
+[[policies.default.steps]]
+offset = "-3d"
+action = "remind"
+template = "heads_up"
+[[policies.default.steps]]
+offset = "0d"
+action = "remind"
+template = "due_today"
+[[policies.default.steps]]
+offset = "+7d"
+action = "remind"
+template = "follow_up"
+[[policies.default.steps]]
+offset = "+14d"
+action = "remind"
+template = "firm"
+[[policies.default.steps]]
+offset = "+30d"
+action = "late_fee"
+[[policies.default.steps]]
+offset = "+30d"
+action = "remind"
+template = "stop_work"
+[[policies.default.steps]]
+offset = "+60d"
+action = "remind"
+template = "final_notice"
+[[policies.default.steps]]
+offset = "+90d"
+action = "escalate"
+"#;
+
 fn book(toml_src: &str) -> PolicyBook {
     #[derive(Deserialize)]
     struct Doc {
@@ -258,10 +292,12 @@ fn running_five_times_a_day_equals_running_once() {
 #[test]
 fn fixed_recurring_fee_respects_the_cap_and_is_announced() {
     let policies = format!(
-        "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\nevery_days = 15\ncap_amount = \"60\"\n"
+        "{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\nevery_days = 15\ncap_amount = \"60\"\n"
     );
     let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
-    sim.run_days(-10..=120, 10);
+    sim.run_days(-10..=74, 10);
+    let at_75 = sim.plan_at(sim.at(75, 10, 0));
+    sim.run_days(75..=120, 10);
     let fees: Vec<(i64, String, Decimal)> = sim
         .log
         .iter()
@@ -306,7 +342,7 @@ fn fixed_recurring_fee_respects_the_cap_and_is_announced() {
         follow_up.message.unwrap().body.contains("If the invoice is still unpaid on 30 November 2026, a late payment fee of USD 25.00, charged every 15 days"),
         "the fee is disclosed before it is charged"
     );
-    let p = sim.plan_at(sim.at(75, 10, 0));
+    let p = at_75;
     assert!(
         p.skipped
             .iter()
@@ -396,12 +432,19 @@ fn promise_of_part_kept_resumes_normally_without_a_broken_message() {
     sim.run_days(11..=18, 10);
     sim.case("1").invoice.amount_due = dec!(600);
     sim.run_days(19..=40, 10);
-    let steps: Vec<String> = sim.done("1").into_iter().map(|(_, _, s)| s).collect();
-    assert_eq!(
-        steps,
-        ["-3d", "0d", "+7d", "+30d"],
-        "+14d fell inside the promise and was outdated by +30d"
-    );
+    let steps: Vec<(i64, String)> = sim.done("1").into_iter().map(|(d, _, s)| (d, s)).collect();
+    // Kept: no promise-broken message; the +14d step missed during the promise is caught
+    // up the day after the grace (9 days late, within the horizon), then +30d as usual.
+    let want: Vec<(i64, String)> = [
+        (-3, "-3d"),
+        (0, "0d"),
+        (7, "+7d"),
+        (23, "+14d"),
+        (30, "+30d"),
+    ]
+    .map(|(d, s)| (d, s.to_string()))
+    .to_vec();
+    assert_eq!(steps, want);
 }
 
 #[test]
@@ -492,7 +535,14 @@ fn catch_up_after_a_ten_day_gap_takes_only_the_latest_step() {
     sim.run_days(-10..=5, 10);
     // Down from day 6 to day 16.
     sim.run_days(17..=20, 10);
-    assert_eq!(sim.reminder_days("1"), [-3, 0, 14]);
+    let steps = |sim: &Sim| -> Vec<(i64, String)> {
+        sim.done("1").into_iter().map(|(d, _, s)| (d, s)).collect()
+    };
+    assert_eq!(
+        steps(&sim),
+        [(-3, "-3d".into()), (0, "0d".into()), (17, "+14d".into())],
+        "+7d is not sent late"
+    );
     // Down so long the latest step is past the horizon: skipped with a reason.
     sim.run_days(21..=25, 10);
     let p = sim.plan_at(sim.at(45, 10, 0));
@@ -504,7 +554,7 @@ fn catch_up_after_a_ten_day_gap_takes_only_the_latest_step() {
     assert_eq!(s.step_id.as_deref(), Some("+30d"));
     assert!(s.reason.contains("15 days ago"), "{}", s.reason);
     sim.run_days(45..=61, 10);
-    assert_eq!(sim.reminder_days("1"), [-3, 0, 14, 60]);
+    assert_eq!(sim.reminder_days("1"), [-3, 0, 17, 60]);
 }
 
 #[test]
@@ -577,7 +627,7 @@ fn per_customer_limit_can_be_raised() {
 #[test]
 fn paid_excluded_small_and_fee_invoices() {
     let policies = format!(
-        "{ALWAYS_OPEN}[policies.default]\nminimum_amount_due = \"20\"\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = 5\n"
+        "{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}[policies.default]\nminimum_amount_due = \"20\"\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = 5\n"
     );
     let mut sim = utc_sim(&policies)
         .with_invoice("paid", "c1", 100)
@@ -687,7 +737,7 @@ fn dst_changes_never_send_twice_nor_lose_a_day() {
 #[test]
 fn the_plan_explains_itself_as_json() {
     let policies = format!(
-        "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"percentage\"\npercent = \"2\"\n"
+        "{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}[policies.default.late_fee]\nmodel = \"percentage\"\npercent = \"2\"\n"
     );
     let mut sim = utc_sim(&policies)
         .with_invoice("1", "c1", 1000)
