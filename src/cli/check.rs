@@ -41,7 +41,9 @@ pub fn summary(c: &Config) -> String {
         let what = match &conn.system {
             SystemConfig::QuickBooks(q) => format!(
                 "quickbooks realm {} ({:?})",
-                q.realm_id.as_deref().unwrap_or("(set by `overdued connect`)"),
+                q.realm_id
+                    .as_deref()
+                    .unwrap_or("(set by `overdued connect`)"),
                 q.environment
             )
             .to_lowercase(),

@@ -1,6 +1,11 @@
 //! The command line. This is the edge: errors become messages and exit codes here.
 
 mod check;
+mod common;
+mod history;
+mod holds;
+// mod plan;
+mod sandbox;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +22,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "overdued", version, about = "Gets small businesses paid: chases unpaid QuickBooks Online and Xero invoices, politely, firmly and exactly once.")]
+#[command(
+    name = "overdued",
+    version,
+    about = "Gets small businesses paid: chases unpaid QuickBooks Online and Xero invoices, politely, firmly and exactly once."
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -158,14 +167,31 @@ pub struct SandboxArgs {
     /// How many sandbox minutes pass per real minute for rate limits.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Where the sandbox's virtual clock starts (RFC 3339) [default: today 09:00 UTC].
+    /// Give it for a world that is the same byte for byte on every day.
+    #[arg(long, value_name = "RFC3339")]
+    pub start: Option<String>,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(c) => check::run(&c),
+        // Command::Plan { config, at, json } => plan::run(config.config.as_deref(), at.as_deref(), json),
+        Command::History { config, connection, invoice } => history::run(config.config.as_deref(), &connection, &invoice),
+        Command::Promise { config, connection, invoice, until, amount } => {
+            holds::promise(config.config.as_deref(), &connection, &invoice, &until, amount.as_deref())
+        }
+        Command::Pause { config, connection, id, customer, reason } => {
+            holds::pause(config.config.as_deref(), &connection, &id, customer, &reason)
+        }
+        Command::Resume { config, connection, id, customer } => holds::resume(config.config.as_deref(), &connection, &id, customer),
+        Command::Sandbox(args) => sandbox::run(&args),
         other => {
-            eprintln!("overdued {}: not available yet in this build", name_of(&other));
+            eprintln!(
+                "overdued {}: not available yet in this build",
+                name_of(&other)
+            );
             exit::UNAVAILABLE
         }
     };

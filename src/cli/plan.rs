@@ -1,0 +1,120 @@
+//! `overdued plan`: what would be done now (or on a date) and why. Writes nothing to
+//! any ledger: it refreshes the local cache from each system, then plans.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use overdued_connector::{Clock, SystemClock};
+
+use crate::config::Config;
+use crate::connections;
+use crate::cycle::make_plan;
+use crate::engine::Plan;
+use crate::store::{SledStore, Store};
+use crate::sync::sync_connection;
+
+use super::common::{load_config, open_store, parse_date, runtime, Fail};
+use super::exit;
+
+pub fn run(config: Option<&Path>, at: Option<&str>, json: bool) -> u8 {
+    match plan_all(config, at) {
+        Ok(plans) => {
+            if json {
+                match serde_json::to_string_pretty(&plans) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => return Fail(exit::SOFTWARE, format!("cannot render the plan: {e}")).report(),
+                }
+            } else {
+                for p in &plans {
+                    print!("{}", render(p));
+                }
+            }
+            0
+        }
+        Err(e) => e.report(),
+    }
+}
+
+#[derive(serde::Serialize)]
+pub struct ConnectionPlan {
+    pub connection: String,
+    pub system: String,
+    /// Set when the cache could not be refreshed and the plan uses what was stored.
+    pub sync_error: Option<String>,
+    #[serde(flatten)]
+    pub plan: Plan,
+}
+
+fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPlan>, Fail> {
+    let c = load_config(config)?;
+    let now = match at {
+        None => Utc::now(),
+        Some(s) => noon_on(&c, parse_date("--at", s)?),
+    };
+    let store = open_store(&c)?;
+    let rt = runtime()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut out = Vec::new();
+    for conn_cfg in c.connections.iter().filter(|c| c.enabled) {
+        let sync_error = rt.block_on(refresh(&c, conn_cfg, store.clone(), clock.clone())).err();
+        let (plan, _) = make_plan(&c, conn_cfg, store.as_ref(), now).map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
+        out.push(ConnectionPlan { connection: conn_cfg.name.clone(), system: conn_cfg.system().to_string(), sync_error, plan });
+    }
+    Ok(out)
+}
+
+/// Plans for a date look at mid-day, inside any business-hours send window.
+fn noon_on(c: &Config, d: NaiveDate) -> chrono::DateTime<Utc> {
+    let local = d.and_hms_opt(12, 0, 0).unwrap_or_default();
+    c.daemon.time_zone.from_local_datetime(&local).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| Utc.from_utc_datetime(&local))
+}
+
+async fn refresh(
+    c: &Config,
+    conn_cfg: &crate::config::ConnectionConfig,
+    store: Arc<SledStore>,
+    clock: Arc<dyn Clock>,
+) -> Result<(), String> {
+    let connector = connections::build(conn_cfg, store.clone(), clock.clone()).map_err(|e| e.to_string())?;
+    sync_connection(connector.as_ref(), store.as_ref() as &dyn Store, clock.as_ref(), c.daemon.full_sync_interval.as_duration(), false)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+pub fn render(p: &ConnectionPlan) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "{} ({}): plan for {} ({})", p.connection, p.system, p.plan.local_date, p.plan.time_zone);
+    if let Some(e) = &p.sync_error {
+        let _ = writeln!(s, "  note: could not refresh from {}: {e}; planning from the last stored state", p.system);
+    }
+    if p.plan.actions.is_empty() {
+        let _ = writeln!(s, "  nothing to do");
+    }
+    for a in &p.plan.actions {
+        let _ = writeln!(
+            s,
+            "  DO   {:<8} invoice {} (customer {}), {} days overdue: {} at step {} [{}]",
+            a.kind.as_str(),
+            a.invoice_number,
+            a.customer_id,
+            a.days_overdue,
+            a.kind.as_str().replace('_', " "),
+            a.step_id,
+            a.policy
+        );
+        let _ = writeln!(s, "       why: {}", a.reason);
+        if let Some(f) = &a.fee {
+            let _ = writeln!(s, "       fee: {} ({})", f.amount, f.explanation);
+        }
+        if let Some(m) = &a.message {
+            let _ = writeln!(s, "       message: {}", m.subject);
+        }
+    }
+    for k in &p.plan.skipped {
+        let _ = writeln!(s, "  SKIP invoice {} (customer {}): {}", k.invoice_number, k.customer_id, k.reason);
+    }
+    s
+}
