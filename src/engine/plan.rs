@@ -198,6 +198,10 @@ pub struct Plan {
 pub enum PlanError {
     #[error("unknown policy {0:?}")]
     UnknownPolicy(String),
+    /// Cannot happen with a policy compiled by [`PolicyBook::compile`], which checks
+    /// every step's template.
+    #[error("policy {policy:?} has no template {template:?}")]
+    MissingTemplate { policy: String, template: String },
     #[error("template {template:?} of policy {policy:?}: {error}")]
     Template {
         policy: String,
@@ -248,36 +252,41 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
         }
     }
 
-    // The send window, per policy.
+    // The send window, per policy (evaluated once per policy: finding the next opening
+    // scans minutes).
     let mut open: Vec<(Candidate, String)> = Vec::new();
+    let mut closed_why: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (c, policy_name) in pending {
         let Some(policy) = inputs.policies.get(&policy_name) else {
             return Err(PlanError::UnknownPolicy(policy_name));
         };
-        match policy.window.state(inputs.now, tz) {
-            WindowState::Open => open.push((c, policy_name)),
-            state => {
-                let why = match state {
-                    WindowState::Holiday(d) => format!("{d} is a holiday"),
-                    _ => format!("outside the send window \"{}\"", policy.window.expression()),
-                };
-                let next = policy
-                    .window
-                    .next_open(inputs.now, tz)
-                    .map(|t| {
-                        format!(
-                            "; next opens {}",
-                            t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
-                        )
-                    })
-                    .unwrap_or_default();
+        let why = closed_why.entry(policy_name.clone()).or_insert_with(|| {
+            let why = match policy.window.state(inputs.now, tz) {
+                WindowState::Open => return None,
+                WindowState::Holiday(d) => format!("{d} is a holiday"),
+                WindowState::OutsideHours => {
+                    format!("outside the send window \"{}\"", policy.window.expression())
+                }
+            };
+            let next = policy
+                .window
+                .next_open(inputs.now, tz)
+                .map(|t| {
+                    format!(
+                        "; next opens {}",
+                        t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+                    )
+                })
+                .unwrap_or_default();
+            Some(format!("{why}{next}"))
+        });
+        match why.clone() {
+            None => open.push((c, policy_name)),
+            Some(why) => {
                 skipped.push(skip_from(
                     &c.action,
                     SkipCode::OutsideWindow,
-                    format!(
-                        "would {} ({}) but {why}{next}",
-                        c.action.kind, c.action.reason
-                    ),
+                    format!("would {} ({}) but {why}", c.action.kind, c.action.reason),
                 ));
             }
         }
@@ -554,9 +563,11 @@ fn evaluate(
     let mut picked: Vec<Occurrence> = Vec::new();
     let mut notes: Vec<Skipped> = Vec::new();
     let latest_day = track.iter().filter(|o| o.day <= d).map(|o| o.day).max();
-    let broken_pending = promise_broken
-        .as_ref()
-        .filter(|(id, _)| !done.contains_key(&key(ActionKind::Remind, id)));
+    // Only while it can still be sent: a promise-broken message past the catch-up
+    // horizon is dropped and the ordinary sequence takes over again.
+    let broken_pending = promise_broken.as_ref().filter(|(id, day)| {
+        !done.contains_key(&key(ActionKind::Remind, id)) && *day <= d && d - *day <= horizon
+    });
     if let Some(day) = latest_day {
         let group: Vec<&Occurrence> = track.iter().filter(|o| o.day == day).collect();
         let escalating = group.iter().any(|o| o.action == StepAction::Escalate);
@@ -625,11 +636,7 @@ fn evaluate(
     // when a later step is the latest group, still send it unless that group escalates.
     if let Some((id, day)) = broken_pending {
         let escalating = picked.iter().any(|o| o.action == StepAction::Escalate);
-        if !escalating
-            && !picked.iter().any(|o| &o.step_id == id)
-            && *day <= d
-            && d - *day <= horizon
-        {
+        if !escalating && !picked.iter().any(|o| &o.step_id == id) && *day <= d {
             picked.retain(|o| o.action != StepAction::Remind);
             if let Some(o) = track.iter().find(|o| &o.step_id == id) {
                 picked.push(o.clone());
@@ -762,12 +769,9 @@ fn evaluate(
     let render = |template: &str| -> Result<RenderedMessage, PlanError> {
         let t = policy
             .template(template)
-            .ok_or_else(|| PlanError::Template {
+            .ok_or_else(|| PlanError::MissingTemplate {
                 policy: policy.name.clone(),
                 template: template.to_string(),
-                error: TemplateError::UnknownPlaceholder {
-                    name: template.to_string(),
-                },
             })?;
         render_message(t, &ctx).map_err(|error| PlanError::Template {
             policy: policy.name.clone(),
@@ -863,7 +867,7 @@ fn evaluate(
 
     let mut skipped = notes;
     if candidates.is_empty() && skipped.is_empty() {
-        let first = track.iter().chain(std::iter::empty()).map(|o| o.day).min();
+        let first = track.iter().map(|o| o.day).min();
         let reason = match first {
             Some(f) if f > d => format!("not yet due: first step on {}", day_text(inv.due_date, f)),
             _ => "no step due".into(),

@@ -812,3 +812,75 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_broken_promise_missed_during_downtime_gives_way_to_the_sequence() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=10, 10);
+    sim.case("1").history.promise = Some(Promise {
+        until: due() + Duration::days(20),
+        amount: None,
+        balance_when_made: None,
+    });
+    sim.run_days(11..=22, 10);
+    // Down from day 23 (when the promise broke) to day 39.
+    sim.run_days(40..=61, 10);
+    let steps: Vec<(i64, String)> = sim.done("1").into_iter().map(|(d, _, s)| (d, s)).collect();
+    let want: Vec<(i64, String)> = [
+        (-3, "-3d"),
+        (0, "0d"),
+        (7, "+7d"),
+        (40, "+30d"),
+        (60, "+60d"),
+    ]
+    .map(|(d, s)| (d, s.to_string()))
+    .to_vec();
+    assert_eq!(steps, want);
+}
+
+#[test]
+fn the_plan_does_not_depend_on_the_order_of_its_inputs() {
+    let policies = format!("{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}[policies.default.late_fee]\nmodel = \"fixed\"\namount = 5\n");
+    let mut sim = utc_sim(&policies);
+    for (i, (customer, days)) in [
+        ("c1", 30),
+        ("c2", 14),
+        ("c1", 31),
+        ("c3", -3),
+        ("c2", 7),
+        ("c1", 60),
+    ]
+    .iter()
+    .enumerate()
+    {
+        sim = sim.with_invoice(&i.to_string(), customer, 100 + i as i64);
+        sim.case(&i.to_string()).invoice.due_date = due() - Duration::days(*days);
+    }
+    let forward = sim.plan_at(sim.at(0, 10, 0));
+    sim.cases.reverse();
+    let backward = sim.plan_at(sim.at(0, 10, 0));
+    assert_eq!(forward, backward);
+    // c1 has three invoices due a reminder: only the most overdue (60 days) goes today.
+    let c1: Vec<(String, ActionKind)> = forward
+        .actions
+        .iter()
+        .filter(|a| a.customer_id == "c1")
+        .map(|a| (a.invoice_id.clone(), a.kind))
+        .collect();
+    assert_eq!(
+        c1,
+        [
+            ("0".to_string(), ActionKind::LateFee),
+            ("2".to_string(), ActionKind::LateFee),
+            ("5".to_string(), ActionKind::Remind)
+        ]
+    );
+    let limited: Vec<&str> = forward
+        .skipped
+        .iter()
+        .filter(|s| s.code == SkipCode::CustomerLimit)
+        .map(|s| s.invoice_id.as_str())
+        .collect();
+    // c2: the 14-day invoice goes, the 7-day one waits for tomorrow.
+    assert_eq!(limited, ["0", "2", "4"]);
+}
