@@ -473,7 +473,7 @@ impl Policy {
         if self.steps.is_empty() {
             errs.push(format!("{p}.steps"), "a policy needs at least one step");
         }
-        steps.sort_by(|a, b| (a.day, a.action).cmp(&(b.day, b.action)));
+        steps.sort_by_key(|s| (s.day, s.action));
 
         let escalations: Vec<&CompiledStep> = steps
             .iter()
