@@ -1,0 +1,197 @@
+//! The loopback HTTP server: `/healthz`, `/metrics`, and `/admin/*` for the CLI.
+//!
+//! Admin routes require `Authorization: Bearer <token>`, the token the daemon writes to
+//! `state_dir/admin.token` (mode 0600) at start: loopback alone would let any local user
+//! in. To add an admin endpoint, add a route in [`admin_router`]; handlers get
+//! [`Shared`] (config, store, clock, connection states) as state.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use super::Shared;
+
+pub type AppState = Arc<Shared>;
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .nest(
+            "/admin",
+            admin_router()
+                .route_layer(middleware::from_fn_with_state(state.clone(), require_token)),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(state)
+}
+
+/// The endpoints the CLI uses while the daemon holds the store.
+pub fn admin_router() -> Router<AppState> {
+    Router::new()
+        .route("/status", get(admin_status))
+        .route("/sync", post(admin_sync))
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, stop: CancellationToken) {
+    let app = router(state);
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(e) = r {
+        error!(error = %e, "http server stopped");
+    }
+}
+
+async fn healthz(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let h = tokio::task::spawn_blocking(move || s.health()).await;
+    let h = match h {
+        Ok(h) => h,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("health check failed: {e}\n"),
+            )
+                .into_response()
+        }
+    };
+    let code = if h.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if wants_json(&headers) {
+        return (code, Json(h)).into_response();
+    }
+    let body = if h.ok {
+        "ok\n".to_string()
+    } else {
+        h.problems
+            .iter()
+            .map(|p| format!("{}\n", p.message))
+            .collect::<String>()
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    match tokio::task::spawn_blocking(move || super::metrics::render(&s.metrics_input())).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.trim().as_bytes(), s.admin_token().as_bytes()) {
+        warn!(path = %req.uri().path(), "admin request refused: missing or wrong token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "admin endpoints need the token in the state directory's admin.token\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Compares without an early exit, so response timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn admin_status(State(s): State<AppState>) -> Response {
+    match tokio::task::spawn_blocking(move || s.status_report()).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("status failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SyncQuery {
+    connection: Option<String>,
+}
+
+/// Starts a cycle now on one connection (`?connection=NAME`) or all of them, instead
+/// of at the next poll.
+async fn admin_sync(State(s): State<AppState>, Query(q): Query<SyncQuery>) -> Response {
+    let conns = s.conns();
+    let mut kicked = Vec::new();
+    for (name, c) in conns.iter() {
+        if q.connection.as_deref().is_none_or(|n| n == name) && c.enabled {
+            c.kick.notify_one();
+            kicked.push(name.clone());
+        }
+    }
+    if let Some(n) = &q.connection {
+        if kicked.is_empty() {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({"error": format!("no enabled connection named {n:?}")})),
+            )
+                .into_response();
+        }
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"started": kicked})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

@@ -1,0 +1,355 @@
+//! One task per connection: cycle, record, sleep (jittered), repeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use overdued_connector::{Connector, ErrorClass, TokenStore};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{status, Shared, SHUTDOWN_GRACE};
+use crate::cycle::{run_cycle, CycleError, CycleReport};
+use crate::executor::Outcome;
+
+/// Spread of the poll interval, so connections (and many installations) do not all
+/// hit the vendors at the same second.
+const JITTER: f64 = 0.1;
+
+/// How often the per-connection summary line is logged.
+const SUMMARY_EVERY: chrono::Duration = chrono::Duration::hours(24);
+
+/// `poll` spread by ±[`JITTER`].
+pub fn jittered(poll: Duration, unit: f64) -> Duration {
+    let f = 1.0 - JITTER + 2.0 * JITTER * unit.clamp(0.0, 1.0);
+    poll.mul_f64(f)
+}
+
+/// What a connection's task keeps between cycles (not shared).
+struct Local {
+    connector: Option<Arc<dyn Connector>>,
+    built_for: Option<u64>,
+    /// When a build error was last logged, to remind daily rather than every poll.
+    build_error_logged: Option<DateTime<Utc>>,
+    next_summary: Option<DateTime<Utc>>,
+    done_since_summary: u64,
+    failed_since_summary: u64,
+}
+
+pub async fn connection_task(shared: Arc<Shared>, name: String, stop: CancellationToken) {
+    let mut local = Local {
+        connector: None,
+        built_for: None,
+        build_error_logged: None,
+        next_summary: None,
+        done_since_summary: 0,
+        failed_since_summary: 0,
+    };
+    let (kick, reload) = {
+        let conns = shared.conns();
+        match conns.get(&name) {
+            Some(c) => (c.kick.clone(), c.reload.clone()),
+            None => return,
+        }
+    };
+    // The first status from the store, so /metrics and status have numbers before
+    // the first sync ends.
+    refresh_snapshot(&shared, &name).await;
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        let (gen, cfg) = shared.config();
+        let Some(conn_cfg) = cfg.connection(&name).cloned() else {
+            info!(connection = %name, "connection removed from the config; stopping its task");
+            shared.conns().remove(&name);
+            return;
+        };
+        let poll = cfg.daemon.poll_interval.0;
+        if let Some(c) = shared.conns().get_mut(&name) {
+            c.enabled = conn_cfg.enabled;
+            c.system = conn_cfg.system();
+        }
+        if conn_cfg.enabled {
+            if local.built_for != Some(gen) {
+                rebuild(&shared, &name, &conn_cfg, gen, &mut local);
+            }
+            if let Some(connector) = local.connector.clone() {
+                let cycle = run_cycle(
+                    &cfg,
+                    &conn_cfg,
+                    connector.as_ref(),
+                    shared.store.as_ref(),
+                    shared.clock.as_ref(),
+                );
+                tokio::pin!(cycle);
+                let result = tokio::select! {
+                    r = &mut cycle => Some(r),
+                    _ = stop.cancelled() => {
+                        match tokio::time::timeout(SHUTDOWN_GRACE, &mut cycle).await {
+                            Ok(r) => Some(r),
+                            Err(_) => {
+                                warn!(connection = %name, "cycle cut short by shutdown; the journal resumes it on the next start");
+                                None
+                            }
+                        }
+                    }
+                };
+                let Some(result) = result else { return };
+                log_cycle(&name, &result);
+                record(&shared, &name, &result, &mut local);
+                refresh_snapshot(&shared, &name).await;
+                maybe_summary(&shared, &name, &mut local);
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+        let unit: f64 = rand::thread_rng().gen();
+        let deadline = tokio::time::Instant::now() + jittered(poll, unit);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = kick.notified() => break,
+                _ = stop.cancelled() => return,
+                _ = reload.notified() => {
+                    let (_, cfg) = shared.config();
+                    match cfg.connection(&name) {
+                        None => break,
+                        // Newly enabled: start now rather than at the old deadline.
+                        Some(c) if c.enabled && local.connector.is_none() => break,
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn rebuild(
+    shared: &Shared,
+    name: &str,
+    conn_cfg: &crate::config::ConnectionConfig,
+    gen: u64,
+    local: &mut Local,
+) {
+    let tokens: Arc<dyn TokenStore> = shared.store.clone();
+    let built = (shared.factory)(conn_cfg, tokens, shared.clock.clone());
+    let mut conns = shared.conns();
+    let Some(state) = conns.get_mut(name) else {
+        return;
+    };
+    if let Some(old) = state.connector.take() {
+        if let Some(rt) = old.runtime() {
+            super::add_stats(&mut state.retired_stats, &rt.stats());
+        }
+    }
+    match built {
+        Ok(c) => {
+            if state.build_error.take().is_some() {
+                info!(connection = %name, "connection can start now");
+            }
+            local.build_error_logged = None;
+            state.connector = Some(c.clone());
+            local.connector = Some(c);
+            local.built_for = Some(gen);
+        }
+        Err(e) => {
+            let now = shared.clock.now();
+            let due = local
+                .build_error_logged
+                .is_none_or(|t| now - t >= chrono::Duration::days(1));
+            if due {
+                error!(connection = %name, reminder = local.build_error_logged.is_some(), error = %e, "connection CANNOT START; nothing is synced or chased for it until this is fixed");
+                local.build_error_logged = Some(now);
+            }
+            state.build_error = Some(e);
+            local.connector = None;
+            // Not marked built: retried every poll, since `overdued connect` may fix it.
+        }
+    }
+}
+
+/// Logs how a cycle ended: one line, with the counts.
+pub fn log_cycle(name: &str, r: &Result<CycleReport, CycleError>) {
+    match r {
+        Ok(rep) => {
+            let failed = rep.exec.count(|o| matches!(o, Outcome::Failed { .. }));
+            let done = rep.exec.count(|o| matches!(o, Outcome::Done { .. }));
+            info!(
+                connection = %name,
+                invoices_read = rep.sync.invoices_read,
+                changed = rep.sync.changed,
+                full_sync = rep.sync.full,
+                planned = rep.plan.actions.len(),
+                done,
+                failed,
+                dry_run = rep.dry_run,
+                "cycle finished"
+            );
+        }
+        Err(e) => match class_of(e) {
+            Some(ErrorClass::Reauth) => {
+                // The token manager says this loudly (once, then daily); keep this quiet.
+                info!(connection = %name, error = %e, "cycle stopped: the connection needs reconnect")
+            }
+            Some(_) => warn!(connection = %name, error = %e, "cycle failed; retrying next poll"),
+            None => error!(connection = %name, error = %e, "cycle failed"),
+        },
+    }
+}
+
+fn class_of(e: &CycleError) -> Option<ErrorClass> {
+    match e {
+        CycleError::Sync(s) => s.connector_error().map(|c| c.class()),
+        _ => None,
+    }
+}
+
+fn record(shared: &Shared, name: &str, r: &Result<CycleReport, CycleError>, local: &mut Local) {
+    let now = shared.clock.now();
+    let mut conns = shared.conns();
+    let Some(c) = conns.get_mut(name) else { return };
+    match r {
+        Ok(rep) => {
+            c.syncs_ok += 1;
+            c.last_success = Some(now);
+            c.last_error = None;
+            c.reauth = rep.exec.needs_reconnect;
+            for (_, kind, _, outcome) in &rep.exec.results {
+                let o = match outcome {
+                    Outcome::Done { .. } => "done",
+                    Outcome::AlreadyDone => "already_done",
+                    Outcome::Skipped { .. } => "skipped",
+                    Outcome::Failed { .. } => "failed",
+                };
+                match o {
+                    "done" => local.done_since_summary += 1,
+                    "failed" => local.failed_since_summary += 1,
+                    _ => {}
+                }
+                *c.actions
+                    .entry((kind.as_str().to_string(), o.to_string()))
+                    .or_insert(0) += 1;
+            }
+            drop(conns);
+            shared.set_store_trouble(None);
+        }
+        Err(e) => {
+            c.syncs_failed += 1;
+            c.last_error = Some(e.to_string());
+            c.reauth = class_of(e) == Some(ErrorClass::Reauth);
+            let store_err = match e {
+                CycleError::Store { source, .. } => Some(source.to_string()),
+                CycleError::Sync(crate::sync::SyncError::Store { source, .. }) => {
+                    Some(source.to_string())
+                }
+                _ => None,
+            };
+            drop(conns);
+            if let Some(s) = store_err {
+                shared.set_store_trouble(Some(s));
+            }
+        }
+    }
+}
+
+/// Recomputes the connection's status from the store off the async threads: it reads
+/// every invoice of the connection.
+async fn refresh_snapshot(shared: &Arc<Shared>, name: &str) {
+    let (_, cfg) = shared.config();
+    let Some(conn_cfg) = cfg.connection(name).cloned() else {
+        return;
+    };
+    let s = shared.clone();
+    let now = shared.clock.now();
+    let r = tokio::task::spawn_blocking(move || {
+        status::connection_status(&cfg, &conn_cfg, s.store.as_ref(), now)
+    })
+    .await;
+    match r {
+        Ok(Ok(snap)) => {
+            if let Some(c) = shared.conns().get_mut(name) {
+                c.snapshot = Some(snap);
+            }
+        }
+        Ok(Err(e)) => {
+            error!(connection = %name, error = %e, "cannot read the connection's status from the store");
+            shared.set_store_trouble(Some(e.to_string()));
+        }
+        Err(e) => error!(connection = %name, error = %e, "status computation failed"),
+    }
+}
+
+/// The daily line per connection: what is open and overdue, what was done, and what
+/// needs a person.
+fn maybe_summary(shared: &Shared, name: &str, local: &mut Local) {
+    let now = shared.clock.now();
+    if local.next_summary.is_some_and(|t| now < t) {
+        return;
+    }
+    local.next_summary = Some(now + SUMMARY_EVERY);
+    let conns = shared.conns();
+    let Some(c) = conns.get(name) else { return };
+    let Some(s) = c.snapshot.as_ref() else { return };
+    let needs_reconnect = c.needs_reconnect();
+    let a = &s.attention;
+    let human = needs_reconnect || !a.is_empty();
+    let line = format!(
+        "daily summary: {}; actions done {}, failed {}; needs a person: {}",
+        s.ageing.summary(),
+        local.done_since_summary,
+        local.failed_since_summary,
+        if human {
+            let mut v = Vec::new();
+            if needs_reconnect {
+                v.push(format!("RECONNECT (`overdued connect {name}`)"));
+            }
+            if !a.escalated.is_empty() {
+                v.push(format!(
+                    "{} escalated ({})",
+                    a.escalated.len(),
+                    a.escalated.join(", ")
+                ));
+            }
+            if !a.promises_due.is_empty() {
+                v.push(format!(
+                    "{} promise(s) past due ({})",
+                    a.promises_due.len(),
+                    a.promises_due.join(", ")
+                ));
+            }
+            if a.failed_actions > 0 {
+                v.push(format!(
+                    "{} failed action(s) awaiting retry",
+                    a.failed_actions
+                ));
+            }
+            v.join(", ")
+        } else {
+            "nothing".to_string()
+        }
+    );
+    if human {
+        warn!(connection = %name, "{line}");
+    } else {
+        info!(connection = %name, "{line}");
+    }
+    local.done_since_summary = 0;
+    local.failed_since_summary = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let p = Duration::from_secs(900);
+        assert_eq!(jittered(p, 0.0), Duration::from_secs(810));
+        assert_eq!(jittered(p, 1.0), Duration::from_secs(990));
+        assert_eq!(jittered(p, 0.5), p);
+        assert_eq!(jittered(p, 7.0), Duration::from_secs(990));
+    }
+}
