@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use overdued_connector::runtime::LimitSpec;
 use overdued_connector::{Clock, ConnectionId, Connector, TokenStore};
 use overdued_quickbooks::{Environment, FeeSettings, QuickBooksConnector, QuickBooksSettings};
 use overdued_xero::{XeroConnector, XeroSettings};
@@ -26,7 +27,10 @@ pub fn build(
     tokens: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn Connector>, BuildError> {
-    let err = |message: String| BuildError { connection: c.name.clone(), message };
+    let err = |message: String| BuildError {
+        connection: c.name.clone(),
+        message,
+    };
     let id = ConnectionId::new(c.name.clone());
     match &c.system {
         SystemConfig::QuickBooks(q) => {
@@ -38,20 +42,40 @@ pub fn build(
                 QuickBooksEnvironment::Sandbox => Environment::Sandbox,
             };
             let fees = FeeSettings {
-                item_id: q.fee_item_id.clone().unwrap_or_else(|| DEFAULT_QUICKBOOKS_FEE_ITEM.into()),
+                item_id: q
+                    .fee_item_id
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_QUICKBOOKS_FEE_ITEM.into()),
                 item_name: None,
                 posting: c.fee_posting,
             };
-            let mut s = QuickBooksSettings::new(id, realm, c.client_id.clone(), c.client_secret.clone(), env, fees);
-            s.api_base_url = q.api_base.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string());
+            let mut s = QuickBooksSettings::new(
+                id,
+                realm,
+                c.client_id.clone(),
+                c.client_secret.clone(),
+                env,
+                fees,
+            );
+            s.api_base_url = q
+                .api_base
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_string());
             s.token_url = q.token_url.as_ref().map(|u| u.to_string());
             s.authorize_url = q.authorize_url.as_ref().map(|u| u.to_string());
             s.initial_refresh_token = c.initial_refresh_token.clone();
-            let conn = QuickBooksConnector::new(s, tokens, clock).map_err(|e| err(e.to_string()))?;
+            s.runtime.limits = LimitSpec::QUICKBOOKS.accelerated(c.limits_time_scale);
+            let conn =
+                QuickBooksConnector::new(s, tokens, clock).map_err(|e| err(e.to_string()))?;
             Ok(Arc::new(conn))
         }
         SystemConfig::Xero(x) => {
-            let mut s = XeroSettings::new(id, c.client_id.clone(), c.client_secret.clone(), x.tenant.clone());
+            let mut s = XeroSettings::new(
+                id,
+                c.client_id.clone(),
+                c.client_secret.clone(),
+                x.tenant.clone(),
+            );
             s.scopes = x.scopes.clone();
             if let Some(u) = &x.api_base {
                 s.api_base = u.as_str().trim_end_matches('/').to_string();
@@ -69,6 +93,7 @@ pub fn build(
             s.fee_posting = c.fee_posting;
             s.fee_account_code = x.fee_account_code.clone();
             s.fee_item_code = x.fee_item_code.clone();
+            s.limits = LimitSpec::XERO.accelerated(c.limits_time_scale);
             let conn = XeroConnector::new(s, tokens, clock).map_err(|e| err(e.to_string()))?;
             Ok(Arc::new(conn))
         }
@@ -76,5 +101,9 @@ pub fn build(
 }
 
 fn bound_realm(tokens: &dyn TokenStore, connection: &str) -> Option<String> {
-    tokens.load_tokens(connection).ok().flatten().and_then(|t| t.bound_to)
+    tokens
+        .load_tokens(connection)
+        .ok()
+        .flatten()
+        .and_then(|t| t.bound_to)
 }

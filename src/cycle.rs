@@ -303,3 +303,38 @@ pub fn intent_from(
         payload,
     }
 }
+
+/// One cycle on every enabled connection, concurrently: a slow or broken connection
+/// holds up none of the others. Each connection's result is reported separately.
+pub async fn run_all_once(
+    config: &Config,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    tokens: std::sync::Arc<dyn overdued_connector::TokenStore>,
+    clock: std::sync::Arc<dyn Clock>,
+) -> Vec<(String, Result<CycleReport, String>)> {
+    let tasks = config
+        .connections
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|conn_cfg| {
+            let store = store.clone();
+            let tokens = tokens.clone();
+            let clock = clock.clone();
+            async move {
+                let result = match crate::connections::build(conn_cfg, tokens, clock.clone()) {
+                    Ok(connector) => run_cycle(
+                        config,
+                        conn_cfg,
+                        connector.as_ref(),
+                        store.as_ref(),
+                        clock.as_ref(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (conn_cfg.name.clone(), result)
+            }
+        });
+    futures::future::join_all(tasks).await
+}

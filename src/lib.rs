@@ -2,7 +2,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod cycle;
+pub mod daemon;
 pub mod engine;
 pub mod executor;
 pub mod store;

@@ -25,13 +25,17 @@ pub fn load_config(flag: Option<&Path>) -> Result<Config, Fail> {
 }
 
 pub fn open_store(c: &Config) -> Result<Arc<SledStore>, Fail> {
-    SledStore::open(&c.daemon.state_dir).map(Arc::new).map_err(|e| {
-        let hint = match &e {
-            StoreError::Locked(_) => " (while the daemon runs, use its HTTP admin endpoints or stop it first)",
-            _ => "",
-        };
-        Fail(exit::IOERR, format!("{e}{hint}"))
-    })
+    SledStore::open(&c.daemon.state_dir)
+        .map(Arc::new)
+        .map_err(|e| {
+            let hint = match &e {
+                StoreError::Locked(_) => {
+                    " (while the daemon runs, use its HTTP admin endpoints or stop it first)"
+                }
+                _ => "",
+            };
+            Fail(exit::IOERR, format!("{e}{hint}"))
+        })
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
@@ -39,10 +43,37 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Fail(exit::SOFTWARE, format!("cannot start the async runtime: {e}")))
+        .map_err(|e| {
+            Fail(
+                exit::SOFTWARE,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })
 }
 
 pub fn parse_date(flag: &str, s: &str) -> Result<chrono::NaiveDate, Fail> {
-    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| Fail(exit::USAGE, format!("{flag} {s:?}: expected a date as YYYY-MM-DD")))
+    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+        Fail(
+            exit::USAGE,
+            format!("{flag} {s:?}: expected a date as YYYY-MM-DD"),
+        )
+    })
+}
+
+/// Logs to stderr, filtered by `OVERDUED_LOG` (or `RUST_LOG`), default `info`.
+pub fn init_logging(format: super::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("OVERDUED_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        super::LogFormat::Json => builder.json().try_init(),
+        super::LogFormat::Text => builder.try_init(),
+    };
 }

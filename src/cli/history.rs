@@ -24,14 +24,22 @@ fn history(config: Option<&Path>, connection: &str, invoice: &str) -> Result<Str
     render(store.as_ref(), connection, invoice, tz)
 }
 
-pub fn render(store: &dyn Store, connection: &str, invoice: &str, tz: chrono_tz::Tz) -> Result<String, Fail> {
+pub fn render(
+    store: &dyn Store,
+    connection: &str,
+    invoice: &str,
+    tz: chrono_tz::Tz,
+) -> Result<String, Fail> {
     use std::fmt::Write;
     let io = |e: crate::store::StoreError| Fail(exit::IOERR, e.to_string());
     let rec = store.get_invoice(connection, invoice).map_err(io)?;
     let events = store.audit_for_invoice(connection, invoice).map_err(io)?;
     let journal = store.journal_for_invoice(connection, invoice).map_err(io)?;
     if rec.is_none() && events.is_empty() {
-        return Err(Fail(exit::USAGE, format!("{connection}: nothing is known about invoice {invoice:?}")));
+        return Err(Fail(
+            exit::USAGE,
+            format!("{connection}: nothing is known about invoice {invoice:?}"),
+        ));
     }
     let mut out = String::new();
     if let Some(r) = &rec {
@@ -49,7 +57,13 @@ pub fn render(store: &dyn Store, connection: &str, invoice: &str, tz: chrono_tz:
         );
     }
     for e in &events {
-        let _ = writeln!(out, "{}  {:<9} {}", e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"), e.kind, e.message);
+        let _ = writeln!(
+            out,
+            "{}  {:<9} {}",
+            e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+            e.kind,
+            e.message
+        );
     }
     let open: Vec<_> = journal.iter().filter(|j| !j.is_settled()).collect();
     if !open.is_empty() {
@@ -57,11 +71,17 @@ pub fn render(store: &dyn Store, connection: &str, invoice: &str, tz: chrono_tz:
         for j in open {
             let state = match &j.state {
                 JournalState::Intent => "recorded, not yet confirmed".to_string(),
-                JournalState::Failed { error, attempts, .. } => format!("failed {attempts}x: {error}"),
+                JournalState::Failed {
+                    error, attempts, ..
+                } => format!("failed {attempts}x: {error}"),
                 JournalState::Done { .. } => "done, audit note pending".to_string(),
                 JournalState::Skipped { reason, .. } => reason.clone(),
             };
-            let _ = writeln!(out, "  {} {} ({}) {state}", j.planned_for, j.kind, j.step_id);
+            let _ = writeln!(
+                out,
+                "  {} {} ({}) {state}",
+                j.planned_for, j.kind, j.step_id
+            );
         }
     }
     Ok(out)

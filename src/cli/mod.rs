@@ -4,8 +4,11 @@ mod check;
 mod common;
 mod history;
 mod holds;
-// mod plan;
+mod once;
+mod plan;
+mod run;
 mod sandbox;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -175,18 +178,61 @@ pub struct SandboxArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
     let code = match cli.command {
         Command::Check(c) => check::run(&c),
-        // Command::Plan { config, at, json } => plan::run(config.config.as_deref(), at.as_deref(), json),
-        Command::History { config, connection, invoice } => history::run(config.config.as_deref(), &connection, &invoice),
-        Command::Promise { config, connection, invoice, until, amount } => {
-            holds::promise(config.config.as_deref(), &connection, &invoice, &until, amount.as_deref())
+        Command::Plan { config, at, json } => {
+            plan::run(config.config.as_deref(), at.as_deref(), json)
         }
-        Command::Pause { config, connection, id, customer, reason } => {
-            holds::pause(config.config.as_deref(), &connection, &id, customer, &reason)
-        }
-        Command::Resume { config, connection, id, customer } => holds::resume(config.config.as_deref(), &connection, &id, customer),
+        Command::History {
+            config,
+            connection,
+            invoice,
+        } => history::run(config.config.as_deref(), &connection, &invoice),
+        Command::Promise {
+            config,
+            connection,
+            invoice,
+            until,
+            amount,
+        } => holds::promise(
+            config.config.as_deref(),
+            &connection,
+            &invoice,
+            &until,
+            amount.as_deref(),
+        ),
+        Command::Pause {
+            config,
+            connection,
+            id,
+            customer,
+            reason,
+        } => holds::pause(
+            config.config.as_deref(),
+            &connection,
+            &id,
+            customer,
+            &reason,
+        ),
+        Command::Resume {
+            config,
+            connection,
+            id,
+            customer,
+        } => holds::resume(config.config.as_deref(), &connection, &id, customer),
         Command::Sandbox(args) => sandbox::run(&args),
+        Command::Run {
+            config,
+            once: true,
+            now,
+        } => once::run(config.config.as_deref(), now.as_deref(), log_format),
+        Command::Run {
+            config,
+            once: false,
+            now: None,
+        } => run::run_daemon(config.config.as_deref(), log_format),
+        Command::Status(c) => status::status(c.config.as_deref()),
         other => {
             eprintln!(
                 "overdued {}: not available yet in this build",

@@ -23,7 +23,10 @@ pub fn run(config: Option<&Path>, at: Option<&str>, json: bool) -> u8 {
             if json {
                 match serde_json::to_string_pretty(&plans) {
                     Ok(s) => println!("{s}"),
-                    Err(e) => return Fail(exit::SOFTWARE, format!("cannot render the plan: {e}")).report(),
+                    Err(e) => {
+                        return Fail(exit::SOFTWARE, format!("cannot render the plan: {e}"))
+                            .report()
+                    }
                 }
             } else {
                 for p in &plans {
@@ -57,9 +60,17 @@ fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPla
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut out = Vec::new();
     for conn_cfg in c.connections.iter().filter(|c| c.enabled) {
-        let sync_error = rt.block_on(refresh(&c, conn_cfg, store.clone(), clock.clone())).err();
-        let (plan, _) = make_plan(&c, conn_cfg, store.as_ref(), now).map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
-        out.push(ConnectionPlan { connection: conn_cfg.name.clone(), system: conn_cfg.system().to_string(), sync_error, plan });
+        let sync_error = rt
+            .block_on(refresh(&c, conn_cfg, store.clone(), clock.clone()))
+            .err();
+        let (plan, _) = make_plan(&c, conn_cfg, store.as_ref(), now)
+            .map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
+        out.push(ConnectionPlan {
+            connection: conn_cfg.name.clone(),
+            system: conn_cfg.system().to_string(),
+            sync_error,
+            plan,
+        });
     }
     Ok(out)
 }
@@ -67,7 +78,12 @@ fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPla
 /// Plans for a date look at mid-day, inside any business-hours send window.
 fn noon_on(c: &Config, d: NaiveDate) -> chrono::DateTime<Utc> {
     let local = d.and_hms_opt(12, 0, 0).unwrap_or_default();
-    c.daemon.time_zone.from_local_datetime(&local).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| Utc.from_utc_datetime(&local))
+    c.daemon
+        .time_zone
+        .from_local_datetime(&local)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| Utc.from_utc_datetime(&local))
 }
 
 async fn refresh(
@@ -76,19 +92,34 @@ async fn refresh(
     store: Arc<SledStore>,
     clock: Arc<dyn Clock>,
 ) -> Result<(), String> {
-    let connector = connections::build(conn_cfg, store.clone(), clock.clone()).map_err(|e| e.to_string())?;
-    sync_connection(connector.as_ref(), store.as_ref() as &dyn Store, clock.as_ref(), c.daemon.full_sync_interval.as_duration(), false)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let connector =
+        connections::build(conn_cfg, store.clone(), clock.clone()).map_err(|e| e.to_string())?;
+    sync_connection(
+        connector.as_ref(),
+        store.as_ref() as &dyn Store,
+        clock.as_ref(),
+        c.daemon.full_sync_interval.as_duration(),
+        false,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 pub fn render(p: &ConnectionPlan) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "{} ({}): plan for {} ({})", p.connection, p.system, p.plan.local_date, p.plan.time_zone);
+    let _ = writeln!(
+        s,
+        "{} ({}): plan for {} ({})",
+        p.connection, p.system, p.plan.local_date, p.plan.time_zone
+    );
     if let Some(e) = &p.sync_error {
-        let _ = writeln!(s, "  note: could not refresh from {}: {e}; planning from the last stored state", p.system);
+        let _ = writeln!(
+            s,
+            "  note: could not refresh from {}: {e}; planning from the last stored state",
+            p.system
+        );
     }
     if p.plan.actions.is_empty() {
         let _ = writeln!(s, "  nothing to do");
@@ -114,7 +145,11 @@ pub fn render(p: &ConnectionPlan) -> String {
         }
     }
     for k in &p.plan.skipped {
-        let _ = writeln!(s, "  SKIP invoice {} (customer {}): {}", k.invoice_number, k.customer_id, k.reason);
+        let _ = writeln!(
+            s,
+            "  SKIP invoice {} (customer {}): {}",
+            k.invoice_number, k.customer_id, k.reason
+        );
     }
     s
 }

@@ -20,17 +20,35 @@ pub fn run(args: &SandboxArgs) -> u8 {
 }
 
 fn serve(args: &SandboxArgs) -> Result<(), Fail> {
-    let addr: SocketAddr = args
-        .listen
-        .parse()
-        .map_err(|_| Fail(exit::USAGE, format!("--listen {:?}: expected an address and port such as 127.0.0.1:0", args.listen)))?;
+    let addr: SocketAddr = args.listen.parse().map_err(|_| {
+        Fail(
+            exit::USAGE,
+            format!(
+                "--listen {:?}: expected an address and port such as 127.0.0.1:0",
+                args.listen
+            ),
+        )
+    })?;
     if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
-        return Err(Fail(exit::USAGE, format!("--time-scale {}: must be a positive number", args.time_scale)));
+        return Err(Fail(
+            exit::USAGE,
+            format!(
+                "--time-scale {}: must be a positive number",
+                args.time_scale
+            ),
+        ));
     }
     let start = match &args.start {
         Some(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| Fail(exit::USAGE, format!("--start {s:?}: expected an RFC 3339 instant such as 2026-01-05T09:00:00Z")))?,
+            .map_err(|_| {
+                Fail(
+                    exit::USAGE,
+                    format!(
+                        "--start {s:?}: expected an RFC 3339 instant such as 2026-01-05T09:00:00Z"
+                    ),
+                )
+            })?,
         None => today_nine_utc(),
     };
     let opts = SandboxOptions {
@@ -45,17 +63,22 @@ fn serve(args: &SandboxArgs) -> Result<(), Fail> {
     };
     let rt = runtime()?;
     rt.block_on(async {
-        let running = Sandbox::start(opts, addr).await.map_err(|e| Fail(exit::IOERR, e.to_string()))?;
+        let running = Sandbox::start(opts, addr)
+            .await
+            .map_err(|e| Fail(exit::IOERR, e.to_string()))?;
         let url = running.url();
         if let Some(path) = &args.write_config {
-            write_config(&running.sandbox, &url, path)?;
+            write_config(&running.sandbox, &url, path, args.time_scale)?;
         }
         // The first line on stdout, which scripts and tests wait for.
         println!("sandbox listening on {url}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
         wait_for_signal().await;
-        running.shutdown().await.map_err(|e| Fail(exit::IOERR, e.to_string()))
+        running
+            .shutdown()
+            .await
+            .map_err(|e| Fail(exit::IOERR, e.to_string()))
     })
 }
 
@@ -68,7 +91,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
@@ -82,11 +108,19 @@ async fn wait_for_signal() {
 /// Writes a complete config for this sandbox: every tenant as a connection with a
 /// granted refresh token, secrets in private files beside the config, state in
 /// `<config stem>-state/` beside it.
-pub fn write_config(sb: &Sandbox, url: &str, path: &Path) -> Result<(), Fail> {
+pub fn write_config(sb: &Sandbox, url: &str, path: &Path, time_scale: f64) -> Result<(), Fail> {
     let io = |e: std::io::Error, p: &Path| Fail(exit::IOERR, format!("{}: {e}", p.display()));
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).map_err(|e| io(e, &dir))?;
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("overdued").to_string();
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("overdued")
+        .to_string();
     let secret = |name: &str, value: &str| -> Result<String, Fail> {
         let file = format!("{stem}.{name}");
         let p = dir.join(&file);
@@ -103,33 +137,46 @@ pub fn write_config(sb: &Sandbox, url: &str, path: &Path) -> Result<(), Fail> {
          allow_clock_override = true\n\
          http_listen = \"127.0.0.1:0\"\n"
     );
+    // The client limiter runs as fast as the sandbox's accelerated minute.
+    let scale = (time_scale.round() as u32).max(1);
+    let limits = if scale > 1 { format!("limits_time_scale = {scale}\n") } else { String::new() };
     let (mut nq, mut nx) = (0, 0);
     for t in sb.tenants() {
         let (client_id, client_secret) = sb.client_credentials(t.system);
-        let grant = sb.grant(t.system, &t.id).map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
+        let grant = sb
+            .grant(t.system, &t.id)
+            .map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
         match t.system {
             System::QuickBooks => {
                 nq += 1;
-                let name = if nq == 1 { "sandbox-qbo".to_string() } else { format!("sandbox-qbo-{nq}") };
+                let name = if nq == 1 {
+                    "sandbox-qbo".to_string()
+                } else {
+                    format!("sandbox-qbo-{nq}")
+                };
                 let cs = secret(&format!("{name}.client-secret"), &client_secret)?;
                 let rt = secret(&format!("{name}.refresh-token"), &grant.refresh_token)?;
                 text.push_str(&format!(
                     "\n# {tenant}\n[quickbooks.{name}]\nrealm_id = \"{id}\"\nclient_id = \"{client_id}\"\nclient_secret_file = \"{cs}\"\n\
                      refresh_token_file = \"{rt}\"\nenvironment = \"sandbox\"\napi_base = \"{url}\"\n\
-                     token_url = \"{url}/oauth2/v1/tokens/bearer\"\nauthorize_url = \"{url}/oauth2/quickbooks/authorize\"\n",
+                     token_url = \"{url}/oauth2/v1/tokens/bearer\"\nauthorize_url = \"{url}/oauth2/quickbooks/authorize\"\n{limits}",
                     tenant = t.name,
                     id = t.id
                 ));
             }
             System::Xero => {
                 nx += 1;
-                let name = if nx == 1 { "sandbox-xero".to_string() } else { format!("sandbox-xero-{nx}") };
+                let name = if nx == 1 {
+                    "sandbox-xero".to_string()
+                } else {
+                    format!("sandbox-xero-{nx}")
+                };
                 let cs = secret(&format!("{name}.client-secret"), &client_secret)?;
                 let rt = secret(&format!("{name}.refresh-token"), &grant.refresh_token)?;
                 text.push_str(&format!(
                     "\n# {tenant}\n[xero.{name}]\nclient_id = \"{client_id}\"\nclient_secret_file = \"{cs}\"\nrefresh_token_file = \"{rt}\"\n\
                      tenant = \"{id}\"\napi_base = \"{url}/api.xro/2.0\"\nidentity_base = \"{url}\"\n\
-                     token_url = \"{url}/connect/token\"\nauthorize_url = \"{url}/identity/connect/authorize\"\n",
+                     token_url = \"{url}/connect/token\"\nauthorize_url = \"{url}/identity/connect/authorize\"\n{limits}",
                     tenant = t.name,
                     id = t.id
                 ));

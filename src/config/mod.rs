@@ -92,6 +92,7 @@ struct RawQuickBooks {
     #[serde(default)]
     fee_posting: FeePosting,
     fee_item_id: Option<String>,
+    limits_time_scale: Option<u32>,
     #[serde(default = "yes")]
     enabled: bool,
 }
@@ -116,6 +117,7 @@ struct RawXero {
     fee_posting: FeePosting,
     fee_account_code: Option<String>,
     fee_item_code: Option<String>,
+    limits_time_scale: Option<u32>,
     #[serde(default = "yes")]
     enabled: bool,
 }
@@ -178,6 +180,9 @@ pub struct ConnectionConfig {
     pub initial_refresh_token: Option<Secret>,
     pub redirect_uri: Option<url::Url>,
     pub fee_posting: FeePosting,
+    /// Runs the client-side rate limiter this many times faster than the vendor's
+    /// real limits, to match a sandbox started with `--time-scale`. 1 for real systems.
+    pub limits_time_scale: u32,
     pub system: SystemConfig,
 }
 
@@ -362,6 +367,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             initial_refresh_token: common.refresh_token,
             redirect_uri: common.redirect_uri,
             fee_posting: q.fee_posting,
+            limits_time_scale: time_scale(&at, q.limits_time_scale)?,
             system: SystemConfig::QuickBooks(QuickBooksConfig {
                 realm_id: q.realm_id,
                 environment: q.environment,
@@ -409,6 +415,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             initial_refresh_token: common.refresh_token,
             redirect_uri: common.redirect_uri,
             fee_posting: x.fee_posting,
+            limits_time_scale: time_scale(&at, x.limits_time_scale)?,
             system: SystemConfig::Xero(XeroConfig {
                 tenant: x.tenant,
                 scopes,
@@ -526,6 +533,17 @@ fn url_field(at: &str, field: &str, v: Option<String>) -> Result<Option<url::Url
         ));
     }
     Ok(Some(u))
+}
+
+fn time_scale(at: &str, v: Option<u32>) -> Result<u32, Invalid> {
+    match v {
+        None => Ok(1),
+        Some(0) => Err((
+            format!("{at}.limits_time_scale"),
+            "must be at least 1".into(),
+        )),
+        Some(n) => Ok(n),
+    }
 }
 
 fn check_name(name: &str, at: &str) -> Result<(), Invalid> {
