@@ -2,6 +2,7 @@
 
 mod check;
 mod common;
+mod connect;
 mod history;
 mod holds;
 mod once;
@@ -222,6 +223,7 @@ pub fn main() -> ExitCode {
             customer,
         } => holds::resume(config.config.as_deref(), &connection, &id, customer),
         Command::Sandbox(args) => sandbox::run(&args),
+        Command::Connect { config, name, no_browser } => connect::run(config.config.as_deref(), &name, no_browser),
         Command::Run {
             config,
             once: true,
