@@ -22,8 +22,16 @@ pub struct Remaining {
 
 impl Remaining {
     pub fn from_headers(h: &HeaderMap) -> Remaining {
-        let read = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u32>().ok());
-        Remaining { minute: read("x-minlimit-remaining"), day: read("x-daylimit-remaining"), app_minute: read("x-appminlimit-remaining") }
+        let read = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        };
+        Remaining {
+            minute: read("x-minlimit-remaining"),
+            day: read("x-daylimit-remaining"),
+            app_minute: read("x-appminlimit-remaining"),
+        }
     }
 }
 
@@ -43,7 +51,10 @@ struct State {
 pub enum Verdict {
     Go,
     /// Only this many calls are left today (by count or by the server's word).
-    Yield { left: u32, retry_after: Duration },
+    Yield {
+        left: u32,
+        retry_after: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -58,9 +69,23 @@ pub struct DayBudget {
 impl DayBudget {
     pub fn new(connection: ConnectionId, spec: LimitSpec, reserve_share: f64) -> Self {
         let per_day = spec.per_day.unwrap_or(u32::MAX);
-        let share = if reserve_share.is_finite() { reserve_share.clamp(0.0, 1.0) } else { 0.0 };
-        let reserve = if per_day == u32::MAX { 0 } else { (per_day as f64 * share).ceil() as u32 };
-        DayBudget { connection, spec, reserve, state: Mutex::new(State::default()), yielding: AtomicBool::new(false) }
+        let share = if reserve_share.is_finite() {
+            reserve_share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let reserve = if per_day == u32::MAX {
+            0
+        } else {
+            (per_day as f64 * share).ceil() as u32
+        };
+        DayBudget {
+            connection,
+            spec,
+            reserve,
+            state: Mutex::new(State::default()),
+            yielding: AtomicBool::new(false),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -71,7 +96,11 @@ impl DayBudget {
         while st.day.front().is_some_and(|t| *t + self.spec.day <= now) {
             st.day.pop_front();
         }
-        while st.minute.front().is_some_and(|t| *t + self.spec.window <= now) {
+        while st
+            .minute
+            .front()
+            .is_some_and(|t| *t + self.spec.window <= now)
+        {
             st.minute.pop_front();
         }
     }
@@ -120,8 +149,13 @@ impl DayBudget {
         let now = Instant::now();
         let mut st = self.lock();
         self.purge(&mut st, now);
-        let counted = self.spec.per_day.map(|cap| cap.saturating_sub(st.day.len() as u32));
-        let reported = st.header_day.map(|(d, at)| d.saturating_sub((st.counted - at) as u32));
+        let counted = self
+            .spec
+            .per_day
+            .map(|cap| cap.saturating_sub(st.day.len() as u32));
+        let reported = st
+            .header_day
+            .map(|(d, at)| d.saturating_sub((st.counted - at) as u32));
         match (counted, reported) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -147,7 +181,11 @@ impl DayBudget {
         let retry_after = {
             let st = self.lock();
             // The oldest counted call leaving the day window is the soonest anything frees.
-            st.day.front().map(|t| (*t + self.spec.day).saturating_duration_since(Instant::now())).filter(|d| !d.is_zero()).unwrap_or(self.spec.day / 24)
+            st.day
+                .front()
+                .map(|t| (*t + self.spec.day).saturating_duration_since(Instant::now()))
+                .filter(|d| !d.is_zero())
+                .unwrap_or(self.spec.day / 24)
         };
         if !self.yielding.swap(true, Ordering::Relaxed) {
             tracing::warn!(connection = %self.connection, left_today = left, reserve = self.reserve, retry_after_s = retry_after.as_secs(), "Xero day budget low: sync reads yield so reminders and fees can still go");
@@ -159,7 +197,10 @@ impl DayBudget {
     pub fn read_allowed(&self) -> Result<(), ConnectorError> {
         match self.check_read() {
             Verdict::Go => Ok(()),
-            Verdict::Yield { retry_after, .. } => Err(ConnectorError::RateLimited { system: "xero", retry_after: Some(retry_after) }),
+            Verdict::Yield { retry_after, .. } => Err(ConnectorError::RateLimited {
+                system: "xero",
+                retry_after: Some(retry_after),
+            }),
         }
     }
 
@@ -174,7 +215,10 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     fn spec(per_day: u32) -> LimitSpec {
-        LimitSpec { per_day: Some(per_day), ..LimitSpec::XERO }
+        LimitSpec {
+            per_day: Some(per_day),
+            ..LimitSpec::XERO
+        }
     }
 
     fn headers(min: u32, day: u32, app: u32) -> HeaderMap {
@@ -200,7 +244,13 @@ mod tests {
             }
             v => panic!("{v:?}"),
         }
-        assert!(matches!(b.read_allowed(), Err(ConnectorError::RateLimited { retry_after: Some(_), .. })));
+        assert!(matches!(
+            b.read_allowed(),
+            Err(ConnectorError::RateLimited {
+                retry_after: Some(_),
+                ..
+            })
+        ));
         // A day later the window has emptied.
         tokio::time::advance(Duration::from_secs(86_400)).await;
         assert_eq!(b.check_read(), Verdict::Go);
@@ -226,12 +276,18 @@ mod tests {
     async fn a_minute_spent_by_others_pauses_but_our_own_does_not() {
         let b = DayBudget::new(ConnectionId::new("uk"), spec(5000), 0.10);
         b.record_call();
-        assert_eq!(b.observe(&headers(0, 4000, 9000)), Some(Duration::from_secs(60)));
+        assert_eq!(
+            b.observe(&headers(0, 4000, 9000)),
+            Some(Duration::from_secs(60))
+        );
         let b = DayBudget::new(ConnectionId::new("uk"), spec(5000), 0.10);
         for _ in 0..60 {
             b.record_call();
         }
         assert_eq!(b.observe(&headers(0, 4940, 9000)), None);
-        assert_eq!(b.observe(&headers(10, 4940, 0)), Some(Duration::from_secs(60)));
+        assert_eq!(
+            b.observe(&headers(10, 4940, 0)),
+            Some(Duration::from_secs(60))
+        );
     }
 }

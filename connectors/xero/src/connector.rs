@@ -9,7 +9,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use overdued_connector::runtime::{ConnectionRuntime, HttpResponse, StatsSnapshot};
 use overdued_connector::{
-    ActionReceipt, Clock, ConnectionId, Connector, ConnectorError, Customer, FeePosting, IdempotencyKey, InvoiceSnapshot, LateFeeRequest, NoteRequest, ReminderRequest, SyncCursor,
+    ActionReceipt, Clock, ConnectionId, Connector, ConnectorError, Customer, FeePosting,
+    IdempotencyKey, InvoiceSnapshot, LateFeeRequest, NoteRequest, ReminderRequest, SyncCursor,
     SyncMode, SyncPage, System, TokenStore, FEE_MARKER,
 };
 use reqwest::Method;
@@ -39,18 +40,23 @@ const STATUSES_ALL: &str = "DRAFT,SUBMITTED,AUTHORISED,PAID,VOIDED,DELETED";
 const WHERE_SALES: &str = "Type==\"ACCREC\"";
 const WHERE_SALES_OWING: &str = "Type==\"ACCREC\" AND AmountDue>0";
 
-/// One Xero organisation.
+/// One Xero organisation. Cheap to clone: clones share the runtime (tokens, limiter),
+/// the day budget and the resolved tenant.
+#[derive(Clone)]
 pub struct XeroConnector {
     settings: XeroSettings,
     runtime: ConnectionRuntime,
     clock: Arc<dyn Clock>,
-    budget: DayBudget,
-    tenant: tokio::sync::OnceCell<String>,
+    budget: Arc<DayBudget>,
+    tenant: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl std::fmt::Debug for XeroConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XeroConnector").field("connection", &self.settings.connection).field("tenant", &self.settings.tenant).finish_non_exhaustive()
+        f.debug_struct("XeroConnector")
+            .field("connection", &self.settings.connection)
+            .field("tenant", &self.settings.tenant)
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,23 +73,51 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     fn get(op: &'a str, url: String) -> Self {
-        Call { op, method: Method::GET, url, query: Vec::new(), body: None, key: None, if_modified_since: None }
+        Call {
+            op,
+            method: Method::GET,
+            url,
+            query: Vec::new(),
+            body: None,
+            key: None,
+            if_modified_since: None,
+        }
     }
 
-    fn write(op: &'a str, method: Method, url: String, body: &Value, key: &'a IdempotencyKey) -> Self {
-        Call { op, method, url, query: Vec::new(), body: Some(body.to_string().into_bytes()), key: Some(key), if_modified_since: None }
+    fn write(
+        op: &'a str,
+        method: Method,
+        url: String,
+        body: &Value,
+        key: &'a IdempotencyKey,
+    ) -> Self {
+        Call {
+            op,
+            method,
+            url,
+            query: Vec::new(),
+            body: Some(body.to_string().into_bytes()),
+            key: Some(key),
+            if_modified_since: None,
+        }
     }
 }
 
 impl XeroConnector {
     /// A connector for the organisation `settings.tenant` names. No call is made until
     /// the first operation.
-    pub fn new(settings: XeroSettings, token_store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>) -> Result<Self, XeroError> {
+    pub fn new(
+        settings: XeroSettings,
+        token_store: Arc<dyn TokenStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, XeroError> {
         if settings.fee_account_code.trim().is_empty() {
             return Err(XeroError::Settings("fee_account_code is empty".into()));
         }
         if settings.tenant.trim().is_empty() {
-            return Err(XeroError::Settings("tenant is empty: give the organisation's tenant id or name".into()));
+            return Err(XeroError::Settings(
+                "tenant is empty: give the organisation's tenant id or name".into(),
+            ));
         }
         let runtime = ConnectionRuntime::new(
             settings.connection.clone(),
@@ -97,9 +131,23 @@ impl XeroConnector {
     }
 
     /// A connector on a runtime built elsewhere (tests, custom token sources).
-    pub fn with_runtime(settings: XeroSettings, runtime: ConnectionRuntime, clock: Arc<dyn Clock>) -> Self {
-        let budget = DayBudget::new(settings.connection.clone(), settings.limits, settings.day_reserve);
-        XeroConnector { settings, runtime, clock, budget, tenant: tokio::sync::OnceCell::new() }
+    pub fn with_runtime(
+        settings: XeroSettings,
+        runtime: ConnectionRuntime,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let budget = Arc::new(DayBudget::new(
+            settings.connection.clone(),
+            settings.limits,
+            settings.day_reserve,
+        ));
+        XeroConnector {
+            settings,
+            runtime,
+            clock,
+            budget,
+            tenant: Arc::new(tokio::sync::OnceCell::new()),
+        }
     }
 
     pub fn settings(&self) -> &XeroSettings {
@@ -128,7 +176,14 @@ impl XeroConnector {
         let op = "list Xero connections";
         let url = self.settings.connections_url();
         self.runtime
-            .execute(op, |c| c.get(&url).header(reqwest::header::ACCEPT, "application/json"), |r| parse_connections(op, &r))
+            .execute(
+                op,
+                |c| {
+                    c.get(&url)
+                        .header(reqwest::header::ACCEPT, "application/json")
+                },
+                |r| parse_connections(op, &r),
+            )
             .await
     }
 
@@ -169,11 +224,18 @@ impl XeroConnector {
 
     /// Performs one call for this organisation, classifying what comes back; `parse`
     /// sees only 2xx answers.
-    async fn call<T>(&self, call: Call<'_>, parse: impl Fn(&HttpResponse) -> Result<T, ConnectorError>) -> Result<T, ConnectorError> {
+    async fn call<T>(
+        &self,
+        call: Call<'_>,
+        parse: impl Fn(&HttpResponse) -> Result<T, ConnectorError>,
+    ) -> Result<T, ConnectorError> {
         let tenant = self.tenant_id().await?;
         if let Some(k) = call.key {
             if k.as_str().is_empty() || k.as_str().len() > IDEMPOTENCY_KEY_MAX {
-                return Err(ConnectorError::Permanent(format!("{}: idempotency key must be 1 to {IDEMPOTENCY_KEY_MAX} characters", call.op)));
+                return Err(ConnectorError::Permanent(format!(
+                    "{}: idempotency key must be 1 to {IDEMPOTENCY_KEY_MAX} characters",
+                    call.op
+                )));
             }
         }
         let forbidden = AtomicBool::new(false);
@@ -196,13 +258,17 @@ impl XeroConnector {
                         b = b.header(reqwest::header::IF_MODIFIED_SINCE, ims);
                     }
                     if let Some(body) = &call.body {
-                        b = b.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+                        b = b
+                            .header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(body.clone());
                     }
                     b
                 },
                 |resp| {
                     if let Some(pause) = self.budget.observe(&resp.headers) {
-                        self.runtime.limiter().pause_until(tokio::time::Instant::now() + pause);
+                        self.runtime
+                            .limiter()
+                            .pause_until(tokio::time::Instant::now() + pause);
                     }
                     if resp.status == 403 {
                         forbidden.store(true, Ordering::Relaxed);
@@ -220,7 +286,11 @@ impl XeroConnector {
                 // was disconnected from the grant; only the latter needs a person to
                 // reconnect, and /connections tells them apart.
                 match self.connections().await {
-                    Ok(reachable) if !reachable.iter().any(|t| t.tenant_id.eq_ignore_ascii_case(&tenant)) => {
+                    Ok(reachable)
+                        if !reachable
+                            .iter()
+                            .any(|t| t.tenant_id.eq_ignore_ascii_case(&tenant)) =>
+                    {
                         tracing::error!(connection = %self.settings.connection, tenant_id = %tenant, op, "Xero organisation no longer connected to the grant");
                         Err(self.disconnected())
                     }
@@ -241,13 +311,18 @@ impl XeroConnector {
             match inv.to_snapshot(&self.settings.connection) {
                 Ok(s) => out.push(s),
                 // One unreadable invoice must not stall the sync of all the others.
-                Err(e) => tracing::error!(connection = %self.settings.connection, invoice = %inv.invoice_id, error = %e, "skipping an invoice Xero sent incomplete"),
+                Err(e) => {
+                    tracing::error!(connection = %self.settings.connection, invoice = %inv.invoice_id, error = %e, "skipping an invoice Xero sent incomplete")
+                }
             }
         }
         out
     }
 
-    async fn read_invoices_by_id(&self, ids: &[String]) -> Result<Vec<XeroInvoice>, ConnectorError> {
+    async fn read_invoices_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<XeroInvoice>, ConnectorError> {
         let op = "read Xero invoices by id";
         let mut call = Call::get(op, self.settings.api("Invoices"));
         call.query.push(("IDs", ids.join(",")));
@@ -257,27 +332,55 @@ impl XeroConnector {
 
     async fn read_invoice(&self, id: &str) -> Result<XeroInvoice, ConnectorError> {
         let op = "read Xero invoice";
-        let env = self.call(Call::get(op, self.settings.api(&format!("Invoices/{}", path_segment(id)))), |r| Self::parse_invoices(op, r)).await?;
-        env.invoices.into_iter().find(|i| i.invoice_id.eq_ignore_ascii_case(id)).ok_or_else(|| ConnectorError::NotFound(format!("Xero invoice {id}")))
+        let env = self
+            .call(
+                Call::get(
+                    op,
+                    self.settings.api(&format!("Invoices/{}", path_segment(id))),
+                ),
+                |r| Self::parse_invoices(op, r),
+            )
+            .await?;
+        env.invoices
+            .into_iter()
+            .find(|i| i.invoice_id.eq_ignore_ascii_case(id))
+            .ok_or_else(|| ConnectorError::NotFound(format!("Xero invoice {id}")))
     }
 
     /// The link where the customer can view and pay the invoice online (one call per
     /// invoice, so sync leaves `pay_url` empty and callers fetch it when they need it).
-    pub async fn online_invoice_url(&self, invoice_id: &str) -> Result<Option<String>, ConnectorError> {
+    pub async fn online_invoice_url(
+        &self,
+        invoice_id: &str,
+    ) -> Result<Option<String>, ConnectorError> {
         let op = "read Xero online invoice";
-        let url = self.settings.api(&format!("Invoices/{}/OnlineInvoice", path_segment(invoice_id)));
+        let url = self.settings.api(&format!(
+            "Invoices/{}/OnlineInvoice",
+            path_segment(invoice_id)
+        ));
         self.call(Call::get(op, url), |r| {
             let v: Value = serde_json::from_slice(&r.body).map_err(|e| malformed(op, e))?;
-            Ok(v["OnlineInvoices"].as_array().and_then(|a| a.iter().find_map(|o| o["OnlineInvoiceUrl"].as_str().map(str::to_string))))
+            Ok(v["OnlineInvoices"].as_array().and_then(|a| {
+                a.iter()
+                    .find_map(|o| o["OnlineInvoiceUrl"].as_str().map(str::to_string))
+            }))
         })
         .await
     }
 
     fn receipt(&self, created_id: Option<String>, resp_replayed: bool) -> ActionReceipt {
-        ActionReceipt { created_id, at: self.clock.now(), replayed: resp_replayed }
+        ActionReceipt {
+            created_id,
+            at: self.clock.now(),
+            replayed: resp_replayed,
+        }
     }
 
-    async fn fee_as_separate_invoice(&self, req: &LateFeeRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError> {
+    async fn fee_as_separate_invoice(
+        &self,
+        req: &LateFeeRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ActionReceipt, ConnectorError> {
         let op = "create Xero late-fee invoice";
         let amount = req.amount.rounded();
         let mut line = json!({
@@ -286,7 +389,12 @@ impl XeroConnector {
             "UnitAmount": decimal_number(amount.amount)?,
             "AccountCode": self.settings.fee_account_code,
         });
-        if let Some(item) = self.settings.fee_item_code.as_deref().filter(|s| !s.trim().is_empty()) {
+        if let Some(item) = self
+            .settings
+            .fee_item_code
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             line["ItemCode"] = json!(item);
         }
         let body = json!({"Invoices": [{
@@ -305,7 +413,11 @@ impl XeroConnector {
         let (created, replayed) = self
             .call(call, |r| {
                 let env = Self::parse_invoices(op, r)?;
-                let inv = env.invoices.into_iter().next().ok_or_else(|| malformed(op, "no invoice in the answer"))?;
+                let inv = env
+                    .invoices
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| malformed(op, "no invoice in the answer"))?;
                 item_errors(op, &inv)?;
                 if inv.invoice_id.is_empty() {
                     return Err(malformed(op, "the created invoice has no InvoiceID"));
@@ -317,21 +429,34 @@ impl XeroConnector {
         Ok(self.receipt(Some(created), replayed))
     }
 
-    async fn fee_as_line(&self, req: &LateFeeRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError> {
+    async fn fee_as_line(
+        &self,
+        req: &LateFeeRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ActionReceipt, ConnectorError> {
         let op = "add Xero late-fee line";
         let original = self.read_invoice(&req.invoice_id).await?;
         let amount = req.amount.rounded();
-        let number = original.invoice_number.clone().unwrap_or_else(|| req.invoice_id.clone());
+        let number = original
+            .invoice_number
+            .clone()
+            .unwrap_or_else(|| req.invoice_id.clone());
         // A retry after a lost answer whose idempotency window has passed: the line is
         // already there, so adding it again would charge twice.
         let already = original.line_items.iter().any(|l| {
-            l["Description"].as_str() == Some(req.description.as_str()) && l["UnitAmount"].to_string().parse::<rust_decimal::Decimal>().ok() == Some(amount.amount)
+            l["Description"].as_str() == Some(req.description.as_str())
+                && l["UnitAmount"]
+                    .to_string()
+                    .parse::<rust_decimal::Decimal>()
+                    .ok()
+                    == Some(amount.amount)
         });
         if already {
             tracing::info!(connection = %self.settings.connection, invoice = %req.invoice_id, key = %key, "late-fee line already on the invoice; not adding it again");
             return Ok(self.receipt(None, true));
         }
-        let paid = original.amount_paid.unwrap_or_default() + original.amount_credited.unwrap_or_default();
+        let paid =
+            original.amount_paid.unwrap_or_default() + original.amount_credited.unwrap_or_default();
         if !original.payments.is_empty() || paid > rust_decimal::Decimal::ZERO {
             return Err(ConnectorError::Permanent(format!(
                 "{op}: invoice {number} already has payments or credits ({paid} applied), and Xero does not allow editing its lines; use fee_posting = \"separate_invoice\""
@@ -339,11 +464,16 @@ impl XeroConnector {
         }
         let status = original.status.clone().unwrap_or_default();
         if !matches!(status.as_str(), "AUTHORISED" | "SUBMITTED" | "DRAFT") {
-            return Err(ConnectorError::Permanent(format!("{op}: invoice {number} is {status}; a line can only be added to an unpaid invoice")));
+            return Err(ConnectorError::Permanent(format!(
+                "{op}: invoice {number} is {status}; a line can only be added to an unpaid invoice"
+            )));
         }
         let currency = original.currency_code.clone().unwrap_or_default();
         if !currency.eq_ignore_ascii_case(amount.currency.code()) {
-            return Err(ConnectorError::Permanent(format!("{op}: the fee is in {} but invoice {number} is in {currency}", amount.currency)));
+            return Err(ConnectorError::Permanent(format!(
+                "{op}: the fee is in {} but invoice {number} is in {currency}",
+                amount.currency
+            )));
         }
         let mut lines: Vec<Value> = original.line_items.iter().map(strip_read_only).collect();
         let mut line = json!({
@@ -352,18 +482,29 @@ impl XeroConnector {
             "UnitAmount": decimal_number(amount.amount)?,
             "AccountCode": self.settings.fee_account_code,
         });
-        if let Some(item) = self.settings.fee_item_code.as_deref().filter(|s| !s.trim().is_empty()) {
+        if let Some(item) = self
+            .settings
+            .fee_item_code
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             line["ItemCode"] = json!(item);
         }
         lines.push(line);
         let body = json!({"Invoices": [{"InvoiceID": original.invoice_id, "LineItems": lines}]});
-        let url = self.settings.api(&format!("Invoices/{}", path_segment(&req.invoice_id)));
+        let url = self
+            .settings
+            .api(&format!("Invoices/{}", path_segment(&req.invoice_id)));
         let mut call = Call::write(op, Method::POST, url, &body, key);
         call.query.push(("summarizeErrors", "false".into()));
         let replayed = self
             .call(call, |r| {
                 let env = Self::parse_invoices(op, r)?;
-                let inv = env.invoices.into_iter().next().ok_or_else(|| malformed(op, "no invoice in the answer"))?;
+                let inv = env
+                    .invoices
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| malformed(op, "no invoice in the answer"))?;
                 item_errors(op, &inv)?;
                 Ok(replay_header(r))
             })
@@ -377,7 +518,10 @@ impl XeroConnector {
     async fn explain_email_refusal(&self, invoice_id: &str, original: String) -> ConnectorError {
         match self.read_invoice(invoice_id).await {
             Ok(inv) => {
-                let number = inv.invoice_number.clone().unwrap_or_else(|| invoice_id.to_string());
+                let number = inv
+                    .invoice_number
+                    .clone()
+                    .unwrap_or_else(|| invoice_id.to_string());
                 match &inv.contact {
                     Some(c) if c.email_address.as_deref().is_none_or(|e| e.trim().is_empty()) => ConnectorError::Permanent(format!(
                         "cannot email Xero invoice {number} ({invoice_id}): contact {:?} ({}) has no email address",
@@ -411,7 +555,8 @@ pub fn note_details(text: &str) -> String {
 
 /// A decimal as an exact JSON number (serde_json keeps the digits as written).
 fn decimal_number(d: rust_decimal::Decimal) -> Result<Value, ConnectorError> {
-    serde_json::from_str::<Value>(&d.normalize().to_string()).map_err(|e| ConnectorError::Permanent(format!("amount {d} is not a JSON number: {e}")))
+    serde_json::from_str::<Value>(&d.normalize().to_string())
+        .map_err(|e| ConnectorError::Permanent(format!("amount {d} is not a JSON number: {e}")))
 }
 
 fn path_segment(id: &str) -> String {
@@ -420,26 +565,51 @@ fn path_segment(id: &str) -> String {
 
 /// Xero reports per-item problems inside a 200 when `summarizeErrors=false`.
 fn item_errors(op: &str, inv: &XeroInvoice) -> Result<(), ConnectorError> {
-    let msgs: Vec<&str> = inv.validation_errors.iter().map(|v| v.message.trim()).filter(|m| !m.is_empty()).collect();
+    let msgs: Vec<&str> = inv
+        .validation_errors
+        .iter()
+        .map(|v| v.message.trim())
+        .filter(|m| !m.is_empty())
+        .collect();
     if inv.has_errors || !msgs.is_empty() {
-        let detail = if msgs.is_empty() { "HasErrors without a message".to_string() } else { msgs.join("; ") };
-        return Err(ConnectorError::Permanent(format!("{op}: ValidationException: {detail}")));
+        let detail = if msgs.is_empty() {
+            "HasErrors without a message".to_string()
+        } else {
+            msgs.join("; ")
+        };
+        return Err(ConnectorError::Permanent(format!(
+            "{op}: ValidationException: {detail}"
+        )));
     }
     Ok(())
 }
 
 /// Whether the answer says it replays an earlier request with the same key.
 fn replay_header(r: &HttpResponse) -> bool {
-    ["idempotent-replayed", "x-idempotent-replayed", "idempotency-replayed"]
-        .iter()
-        .any(|h| r.headers.get(*h).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("true")))
+    [
+        "idempotent-replayed",
+        "x-idempotent-replayed",
+        "idempotency-replayed",
+    ]
+    .iter()
+    .any(|h| {
+        r.headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    })
 }
 
 /// A line as read, minus what Xero computes itself (sending those back can conflict).
 fn strip_read_only(line: &Value) -> Value {
     let mut l = line.clone();
     if let Some(o) = l.as_object_mut() {
-        for k in ["ValidationErrors", "LineAmount", "TaxAmount", "DiscountAmount"] {
+        for k in [
+            "ValidationErrors",
+            "LineAmount",
+            "TaxAmount",
+            "DiscountAmount",
+        ] {
             o.remove(k);
         }
     }
@@ -468,10 +638,11 @@ impl Connector for XeroConnector {
         &self.settings.connection
     }
 
-    /// Pages are read in `UpdatedDateUTC` order with `If-Modified-Since`. After a full
-    /// page the next one starts from the newest change time read (keyset), so invoices
-    /// that change or drop out mid-pass cannot shift an unread one onto a page already
-    /// read; only when a whole page shares one second does it step by page number.
+    /// Pages of 1000 in `UpdatedDateUTC` order, with one `If-Modified-Since` bound for the
+    /// whole pass, so a pass takes the fewest calls `pagination.pageCount` allows. An
+    /// invoice that changes mid-pass moves to the end and is read there; the one it
+    /// shifts onto an already-read page is caught by the next full reconciliation (which
+    /// re-reads by id every open invoice it does not list).
     async fn sync_page(&self, cursor: &SyncCursor) -> Result<SyncPage, ConnectorError> {
         self.budget.read_allowed()?;
         let op = match cursor.mode {
@@ -503,28 +674,53 @@ impl Connector for XeroConnector {
         tracing::debug!(connection = %self.settings.connection, mode = ?cursor.mode, page, read = n, done, "Xero invoice page");
         let next = if done {
             match cursor.mode {
-                SyncMode::Incremental => SyncCursor { mode: SyncMode::Incremental, since: high_water.or(cursor.since), position: 1, high_water: None },
+                SyncMode::Incremental => SyncCursor {
+                    mode: SyncMode::Incremental,
+                    since: high_water.or(cursor.since),
+                    position: 1,
+                    high_water: None,
+                },
                 SyncMode::Full => SyncCursor::full(),
             }
         } else {
-            match newest {
-                Some(t) if bound.is_none_or(|b| floor_second(t) - OVERLAP > b) => SyncCursor { mode: cursor.mode, since: Some(t), position: 1, high_water },
-                _ => SyncCursor { mode: cursor.mode, since: cursor.since, position: page + 1, high_water },
+            SyncCursor {
+                mode: cursor.mode,
+                since: cursor.since,
+                position: page + 1,
+                high_water,
             }
         };
-        Ok(SyncPage { invoices, deleted: Vec::new(), next, more: !done })
+        Ok(SyncPage {
+            invoices,
+            deleted: Vec::new(),
+            next,
+            more: !done,
+        })
     }
 
     async fn fetch_invoices(&self, ids: &[String]) -> Result<Vec<InvoiceSnapshot>, ConnectorError> {
         let mut seen = HashSet::new();
-        let unique: Vec<String> = ids.iter().filter(|i| !i.trim().is_empty() && seen.insert(i.to_ascii_lowercase())).cloned().collect();
+        let unique: Vec<String> = ids
+            .iter()
+            .filter(|i| !i.trim().is_empty() && seen.insert(i.to_ascii_lowercase()))
+            .cloned()
+            .collect();
         if unique.is_empty() {
             return Ok(Vec::new());
         }
         let concurrency = self.settings.limits.concurrent.max(1) as usize;
-        let chunks: Vec<Vec<String>> = unique.chunks(IDS_PER_CALL).map(<[String]>::to_vec).collect();
-        let futures: Vec<_> = chunks.into_iter().map(|c| Box::pin(async move { self.read_invoices_by_id(&c).await })).collect();
-        let batches: Vec<Vec<XeroInvoice>> = stream::iter(futures).buffered(concurrency).try_collect().await?;
+        let chunks: Vec<Vec<String>> = unique
+            .chunks(IDS_PER_CALL)
+            .map(<[String]>::to_vec)
+            .collect();
+        let futures: Vec<_> = chunks
+            .into_iter()
+            .map(|c| Box::pin(async move { self.read_invoices_by_id(&c).await }))
+            .collect();
+        let batches: Vec<Vec<XeroInvoice>> = stream::iter(futures)
+            .buffered(concurrency)
+            .try_collect()
+            .await?;
         let mut by_id: HashMap<String, InvoiceSnapshot> = HashMap::new();
         for s in self.to_snapshots(&batches.into_iter().flatten().collect::<Vec<_>>()) {
             by_id.insert(s.remote_id.to_ascii_lowercase(), s);
@@ -541,18 +737,33 @@ impl Connector for XeroConnector {
             .collect())
     }
 
-    async fn list_customers(&self, since: Option<DateTime<Utc>>) -> Result<Vec<Customer>, ConnectorError> {
+    async fn list_customers(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Customer>, ConnectorError> {
         let op = "list Xero contacts";
         let mut out = Vec::new();
         let mut page = 1u32;
         loop {
             self.budget.read_allowed()?;
             let mut call = Call::get(op, self.settings.api("Contacts"));
-            call.query = vec![("page", page.to_string()), ("pageSize", PAGE_SIZE.to_string())];
+            call.query = vec![
+                ("page", page.to_string()),
+                ("pageSize", PAGE_SIZE.to_string()),
+            ];
             call.if_modified_since = since.map(|s| if_modified_since(floor_second(s) - OVERLAP));
-            let env: ContactsEnvelope = self.call(call, |r| serde_json::from_slice(&r.body).map_err(|e| malformed(op, e))).await?;
+            let env: ContactsEnvelope = self
+                .call(call, |r| {
+                    serde_json::from_slice(&r.body).map_err(|e| malformed(op, e))
+                })
+                .await?;
             let n = env.contacts.len();
-            out.extend(env.contacts.iter().filter(|c| !c.contact_id.is_empty()).map(|c| c.to_customer(&self.settings.connection)));
+            out.extend(
+                env.contacts
+                    .iter()
+                    .filter(|c| !c.contact_id.is_empty())
+                    .map(|c| c.to_customer(&self.settings.connection)),
+            );
             if last_page(env.pagination, page, n) {
                 break;
             }
@@ -564,9 +775,15 @@ impl Connector for XeroConnector {
     /// Xero emails the invoice to the contact's primary address (and contact persons
     /// marked for email) with the organisation's template; it cannot send elsewhere, so
     /// `req.to` is not used.
-    async fn send_reminder(&self, req: &ReminderRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError> {
+    async fn send_reminder(
+        &self,
+        req: &ReminderRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ActionReceipt, ConnectorError> {
         let op = "email Xero invoice";
-        let url = self.settings.api(&format!("Invoices/{}/Email", path_segment(&req.invoice_id)));
+        let url = self
+            .settings
+            .api(&format!("Invoices/{}/Email", path_segment(&req.invoice_id)));
         let sent = self
             .call(Call::write(op, Method::POST, url, &json!({}), key), |r| {
                 // 204 has no body; a body that is not JSON means the answer was garbled.
@@ -582,14 +799,23 @@ impl Connector for XeroConnector {
                 tracing::info!(connection = %self.settings.connection, invoice = %req.invoice_id, key = %key, replayed, "invoice emailed by Xero");
                 Ok(self.receipt(None, replayed))
             }
-            Err(ConnectorError::Permanent(m)) => Err(self.explain_email_refusal(&req.invoice_id, m).await),
+            Err(ConnectorError::Permanent(m)) => {
+                Err(self.explain_email_refusal(&req.invoice_id, m).await)
+            }
             Err(e) => Err(e),
         }
     }
 
-    async fn create_late_fee(&self, req: &LateFeeRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError> {
+    async fn create_late_fee(
+        &self,
+        req: &LateFeeRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ActionReceipt, ConnectorError> {
         if !req.amount.is_positive() {
-            return Err(ConnectorError::Permanent(format!("late fee on {} must be positive, got {}", req.invoice_number, req.amount)));
+            return Err(ConnectorError::Permanent(format!(
+                "late fee on {} must be positive, got {}",
+                req.invoice_number, req.amount
+            )));
         }
         match req.posting {
             FeePosting::SeparateInvoice => self.fee_as_separate_invoice(req, key).await,
@@ -597,13 +823,23 @@ impl Connector for XeroConnector {
         }
     }
 
-    async fn add_note(&self, req: &NoteRequest, key: &IdempotencyKey) -> Result<ActionReceipt, ConnectorError> {
+    async fn add_note(
+        &self,
+        req: &NoteRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ActionReceipt, ConnectorError> {
         let op = "add Xero history note";
         let details = note_details(&req.text);
         if details.is_empty() {
-            return Err(ConnectorError::Permanent(format!("{op}: the note for {} is empty", req.invoice_id)));
+            return Err(ConnectorError::Permanent(format!(
+                "{op}: the note for {} is empty",
+                req.invoice_id
+            )));
         }
-        let url = self.settings.api(&format!("Invoices/{}/History", path_segment(&req.invoice_id)));
+        let url = self.settings.api(&format!(
+            "Invoices/{}/History",
+            path_segment(&req.invoice_id)
+        ));
         let body = json!({"HistoryRecords": [{"Details": details}]});
         let replayed = self
             .call(Call::write(op, Method::PUT, url, &body, key), |r| {
@@ -612,11 +848,19 @@ impl Connector for XeroConnector {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .flat_map(|h| h["ValidationErrors"].as_array().cloned().unwrap_or_default())
+                    .flat_map(|h| {
+                        h["ValidationErrors"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
                     .filter_map(|e| e["Message"].as_str().map(str::to_string))
                     .collect();
                 if !errors.is_empty() {
-                    return Err(ConnectorError::Permanent(format!("{op}: ValidationException: {}", errors.join("; "))));
+                    return Err(ConnectorError::Permanent(format!(
+                        "{op}: ValidationException: {}",
+                        errors.join("; ")
+                    )));
                 }
                 Ok(replay_header(r))
             })
@@ -652,13 +896,26 @@ mod tests {
         let v = decimal_number(rust_decimal::Decimal::new(1050, 2)).unwrap();
         assert_eq!(v.to_string(), "10.5");
         let v = decimal_number("0.1".parse().unwrap()).unwrap();
-        assert_eq!(json!({"UnitAmount": v}).to_string(), r#"{"UnitAmount":0.1}"#);
+        assert_eq!(
+            json!({"UnitAmount": v}).to_string(),
+            r#"{"UnitAmount":0.1}"#
+        );
     }
 
     #[test]
     fn paging_ends_by_page_count_or_short_page() {
-        let p = |count, items| Some(Pagination { page: 1, page_size: 1000, page_count: count, item_count: items });
-        assert!(last_page(p(1, 1000), 1, 1000), "exactly 1000 needs no second call");
+        let p = |count, items| {
+            Some(Pagination {
+                page: 1,
+                page_size: 1000,
+                page_count: count,
+                item_count: items,
+            })
+        };
+        assert!(
+            last_page(p(1, 1000), 1, 1000),
+            "exactly 1000 needs no second call"
+        );
         assert!(!last_page(p(2, 1001), 1, 1000));
         assert!(last_page(p(0, 0), 1, 0));
         assert!(last_page(None, 1, 999));

@@ -18,15 +18,23 @@ pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, DateError> {
     let err = || DateError(s.to_string());
     if let Some(inner) = t.strip_prefix("/Date(").and_then(|r| r.strip_suffix(")/")) {
         // A leading '-' is a pre-1970 instant, not an offset.
-        let (sign, digits_from) = if let Some(rest) = inner.strip_prefix('-') { (-1i64, rest) } else { (1, inner) };
-        let end = digits_from.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits_from.len());
+        let (sign, digits_from) = if let Some(rest) = inner.strip_prefix('-') {
+            (-1i64, rest)
+        } else {
+            (1, inner)
+        };
+        let end = digits_from
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(digits_from.len());
         let (ms_text, offset) = digits_from.split_at(end);
         if ms_text.is_empty() {
             return Err(err());
         }
         if !offset.is_empty() {
             let (o_sign, o_digits) = offset.split_at(1);
-            let valid = (o_sign == "+" || o_sign == "-") && o_digits.len() == 4 && o_digits.bytes().all(|b| b.is_ascii_digit());
+            let valid = (o_sign == "+" || o_sign == "-")
+                && o_digits.len() == 4
+                && o_digits.bytes().all(|b| b.is_ascii_digit());
             let hours: u32 = o_digits.get(..2).and_then(|h| h.parse().ok()).unwrap_or(99);
             let minutes: u32 = o_digits.get(2..).and_then(|m| m.parse().ok()).unwrap_or(99);
             if !valid || hours > 14 || minutes > 59 {
@@ -57,7 +65,10 @@ pub fn parse_calendar_date(s: &str) -> Result<NaiveDate, DateError> {
     let t = s.trim();
     if !t.starts_with("/Date(") {
         // An ISO string's written date is the calendar date, whatever zone follows it.
-        if let Some(d) = t.get(..10).and_then(|p| NaiveDate::parse_from_str(p, "%Y-%m-%d").ok()) {
+        if let Some(d) = t
+            .get(..10)
+            .and_then(|p| NaiveDate::parse_from_str(p, "%Y-%m-%d").ok())
+        {
             return Ok(d);
         }
     }
@@ -84,12 +95,27 @@ mod tests {
 
     #[test]
     fn ms_dates_are_exact() {
-        assert_eq!(parse_instant("/Date(1546128000000+0000)/").unwrap(), utc("2018-12-30T00:00:00Z"));
-        assert_eq!(parse_instant("/Date(1541176290160+0000)/").unwrap(), utc("2018-11-02T16:31:30.160Z"));
+        assert_eq!(
+            parse_instant("/Date(1546128000000+0000)/").unwrap(),
+            utc("2018-12-30T00:00:00Z")
+        );
+        assert_eq!(
+            parse_instant("/Date(1541176290160+0000)/").unwrap(),
+            utc("2018-11-02T16:31:30.160Z")
+        );
         // No offset at all (the envelope's DateTimeUTC).
-        assert_eq!(parse_instant("/Date(1552326816230)/").unwrap(), utc("2019-03-11T17:53:36.230Z"));
-        assert_eq!(parse_instant("/Date(0)/").unwrap(), utc("1970-01-01T00:00:00Z"));
-        assert_eq!(parse_instant("/Date(-86400000+0000)/").unwrap(), utc("1969-12-31T00:00:00Z"));
+        assert_eq!(
+            parse_instant("/Date(1552326816230)/").unwrap(),
+            utc("2019-03-11T17:53:36.230Z")
+        );
+        assert_eq!(
+            parse_instant("/Date(0)/").unwrap(),
+            utc("1970-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_instant("/Date(-86400000+0000)/").unwrap(),
+            utc("1969-12-31T00:00:00Z")
+        );
     }
 
     #[test]
@@ -97,28 +123,71 @@ mod tests {
         let plain = parse_instant("/Date(1546128000000)/").unwrap();
         assert_eq!(parse_instant("/Date(1546128000000+1300)/").unwrap(), plain);
         assert_eq!(parse_instant("/Date(1546128000000-0500)/").unwrap(), plain);
-        for s in ["/Date(1546128000000+1300)/", "/Date(1546128000000-0500)/", "/Date(1546128000000+0000)/", "/Date(1546128000000)/"] {
-            assert_eq!(parse_calendar_date(s).unwrap(), NaiveDate::from_ymd_opt(2018, 12, 30).unwrap(), "{s}");
+        for s in [
+            "/Date(1546128000000+1300)/",
+            "/Date(1546128000000-0500)/",
+            "/Date(1546128000000+0000)/",
+            "/Date(1546128000000)/",
+        ] {
+            assert_eq!(
+                parse_calendar_date(s).unwrap(),
+                NaiveDate::from_ymd_opt(2018, 12, 30).unwrap(),
+                "{s}"
+            );
         }
         // 23:59:59.999 UTC is still that UTC day, even "in" +1300 where it is tomorrow.
-        assert_eq!(parse_calendar_date("/Date(1546214399999+1300)/").unwrap(), NaiveDate::from_ymd_opt(2018, 12, 30).unwrap());
+        assert_eq!(
+            parse_calendar_date("/Date(1546214399999+1300)/").unwrap(),
+            NaiveDate::from_ymd_opt(2018, 12, 30).unwrap()
+        );
     }
 
     #[test]
     fn iso_strings_and_rejections() {
-        assert_eq!(parse_calendar_date("2018-12-30T00:00:00").unwrap(), NaiveDate::from_ymd_opt(2018, 12, 30).unwrap());
-        assert_eq!(parse_calendar_date("2018-12-30").unwrap(), NaiveDate::from_ymd_opt(2018, 12, 30).unwrap());
-        assert_eq!(parse_instant("2018-11-02T16:31:30Z").unwrap(), utc("2018-11-02T16:31:30Z"));
-        assert_eq!(parse_instant("2018-11-02T16:31:30").unwrap(), utc("2018-11-02T16:31:30Z"));
-        assert_eq!(parse_instant("2018-11-02T18:31:30+02:00").unwrap(), utc("2018-11-02T16:31:30Z"));
-        for bad in ["", "/Date()/", "/Date(abc)/", "/Date(1546128000000+13)/", "/Date(1546128000000+2500)/", "/Date(1546128000000", "Date(1)", "/Date(1546128000000+0000x)/", "30/12/2018"] {
+        assert_eq!(
+            parse_calendar_date("2018-12-30T00:00:00").unwrap(),
+            NaiveDate::from_ymd_opt(2018, 12, 30).unwrap()
+        );
+        assert_eq!(
+            parse_calendar_date("2018-12-30").unwrap(),
+            NaiveDate::from_ymd_opt(2018, 12, 30).unwrap()
+        );
+        assert_eq!(
+            parse_instant("2018-11-02T16:31:30Z").unwrap(),
+            utc("2018-11-02T16:31:30Z")
+        );
+        assert_eq!(
+            parse_instant("2018-11-02T16:31:30").unwrap(),
+            utc("2018-11-02T16:31:30Z")
+        );
+        assert_eq!(
+            parse_instant("2018-11-02T18:31:30+02:00").unwrap(),
+            utc("2018-11-02T16:31:30Z")
+        );
+        for bad in [
+            "",
+            "/Date()/",
+            "/Date(abc)/",
+            "/Date(1546128000000+13)/",
+            "/Date(1546128000000+2500)/",
+            "/Date(1546128000000",
+            "Date(1)",
+            "/Date(1546128000000+0000x)/",
+            "30/12/2018",
+        ] {
             assert!(parse_instant(bad).is_err(), "{bad:?} parsed");
         }
     }
 
     #[test]
     fn request_formats() {
-        assert_eq!(format_date(NaiveDate::from_ymd_opt(2026, 3, 7).unwrap()), "2026-03-07");
-        assert_eq!(if_modified_since(utc("2026-01-05T09:00:01.999Z")), "2026-01-05T09:00:01");
+        assert_eq!(
+            format_date(NaiveDate::from_ymd_opt(2026, 3, 7).unwrap()),
+            "2026-03-07"
+        );
+        assert_eq!(
+            if_modified_since(utc("2026-01-05T09:00:01.999Z")),
+            "2026-01-05T09:00:01"
+        );
     }
 }

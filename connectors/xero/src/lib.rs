@@ -22,7 +22,9 @@ pub mod settings;
 pub mod tenant;
 
 pub use budget::{DayBudget, Remaining, Verdict};
-pub use connector::{fee_reference, note_details, XeroConnector, IDS_PER_CALL, NOTE_MAX_CHARS, PAGE_SIZE};
+pub use connector::{
+    fee_reference, note_details, XeroConnector, IDS_PER_CALL, NOTE_MAX_CHARS, PAGE_SIZE,
+};
 pub use errors::XeroError;
 pub use settings::XeroSettings;
 pub use tenant::{bind_tenant, list_connections, resolve_tenant, TenantBinding, XeroTenant};

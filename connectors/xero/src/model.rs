@@ -1,7 +1,10 @@
 //! Xero's JSON as read and written, and its mapping onto overdued's snapshots.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use overdued_connector::{ConnectionId, Currency, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, System, FEE_MARKER};
+use overdued_connector::{
+    ConnectionId, Currency, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, System,
+    FEE_MARKER,
+};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -83,13 +86,29 @@ pub struct XeroInvoice {
     pub updated: Option<String>,
     #[serde(rename = "CurrencyCode", default)]
     pub currency_code: Option<String>,
-    #[serde(rename = "Total", default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    #[serde(
+        rename = "Total",
+        default,
+        with = "rust_decimal::serde::arbitrary_precision_option"
+    )]
     pub total: Option<Decimal>,
-    #[serde(rename = "AmountDue", default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    #[serde(
+        rename = "AmountDue",
+        default,
+        with = "rust_decimal::serde::arbitrary_precision_option"
+    )]
     pub amount_due: Option<Decimal>,
-    #[serde(rename = "AmountPaid", default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    #[serde(
+        rename = "AmountPaid",
+        default,
+        with = "rust_decimal::serde::arbitrary_precision_option"
+    )]
     pub amount_paid: Option<Decimal>,
-    #[serde(rename = "AmountCredited", default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    #[serde(
+        rename = "AmountCredited",
+        default,
+        with = "rust_decimal::serde::arbitrary_precision_option"
+    )]
     pub amount_credited: Option<Decimal>,
     /// Kept as raw JSON so that adding a line resends the existing ones unchanged.
     #[serde(rename = "LineItems", default)]
@@ -112,13 +131,19 @@ pub struct MappingError {
 
 impl XeroInvoice {
     pub fn is_sales(&self) -> bool {
-        self.kind.as_deref().is_none_or(|k| k.eq_ignore_ascii_case("ACCREC"))
+        self.kind
+            .as_deref()
+            .is_none_or(|k| k.eq_ignore_ascii_case("ACCREC"))
     }
 
     fn amount_due_or_derived(&self) -> Option<Decimal> {
         self.amount_due.or_else(|| {
             let total = self.total?;
-            Some(total - self.amount_paid.unwrap_or_default() - self.amount_credited.unwrap_or_default())
+            Some(
+                total
+                    - self.amount_paid.unwrap_or_default()
+                    - self.amount_credited.unwrap_or_default(),
+            )
         })
     }
 
@@ -142,13 +167,25 @@ impl XeroInvoice {
     }
 
     fn problem(&self, problem: impl Into<String>) -> MappingError {
-        MappingError { invoice: self.invoice_id.clone(), problem: problem.into() }
+        MappingError {
+            invoice: self.invoice_id.clone(),
+            problem: problem.into(),
+        }
     }
 
-    fn calendar(&self, primary: &Option<String>, fallback: &Option<String>, field: &str) -> Result<NaiveDate, MappingError> {
+    fn calendar(
+        &self,
+        primary: &Option<String>,
+        fallback: &Option<String>,
+        field: &str,
+    ) -> Result<NaiveDate, MappingError> {
         match (primary, fallback) {
-            (Some(p), _) if !p.is_empty() => parse_calendar_date(p).map_err(|e| self.problem(format!("{field}: {e}"))),
-            (_, Some(f)) if !f.is_empty() => parse_calendar_date(f).map_err(|e| self.problem(format!("{field}: {e}"))),
+            (Some(p), _) if !p.is_empty() => {
+                parse_calendar_date(p).map_err(|e| self.problem(format!("{field}: {e}")))
+            }
+            (_, Some(f)) if !f.is_empty() => {
+                parse_calendar_date(f).map_err(|e| self.problem(format!("{field}: {e}")))
+            }
             _ => Err(self.problem(format!("no {field}"))),
         }
     }
@@ -170,13 +207,20 @@ impl XeroInvoice {
         let amount_due = match status {
             // Xero reports the last balance of a voided or deleted invoice; nothing is owed.
             InvoiceStatus::Voided | InvoiceStatus::Deleted => Decimal::ZERO,
-            _ => self.amount_due_or_derived().ok_or_else(|| self.problem("no AmountDue"))?,
+            _ => self
+                .amount_due_or_derived()
+                .ok_or_else(|| self.problem("no AmountDue"))?,
         };
         let updated_at = match self.updated.as_deref() {
-            Some(u) => parse_instant(u).map_err(|e| self.problem(format!("UpdatedDateUTC: {e}")))?,
+            Some(u) => {
+                parse_instant(u).map_err(|e| self.problem(format!("UpdatedDateUTC: {e}")))?
+            }
             None => return Err(self.problem("no UpdatedDateUTC")),
         };
-        let contact = self.contact.as_ref().ok_or_else(|| self.problem("no Contact"))?;
+        let contact = self
+            .contact
+            .as_ref()
+            .ok_or_else(|| self.problem("no Contact"))?;
         let memo = self.reference.clone().unwrap_or_default();
         Ok(InvoiceSnapshot {
             connection: connection.clone(),
@@ -186,7 +230,10 @@ impl XeroInvoice {
             customer: CustomerRef {
                 id: contact.contact_id.clone(),
                 name: contact.name.clone().unwrap_or_default(),
-                email: contact.email_address.clone().filter(|e| !e.trim().is_empty()),
+                email: contact
+                    .email_address
+                    .clone()
+                    .filter(|e| !e.trim().is_empty()),
             },
             currency,
             total,
@@ -225,7 +272,11 @@ pub fn tombstone(connection: &ConnectionId, id: &str, now: DateTime<Utc>) -> Inv
         system: System::Xero,
         remote_id: id.to_string(),
         number: None,
-        customer: CustomerRef { id: String::new(), name: String::new(), email: None },
+        customer: CustomerRef {
+            id: String::new(),
+            name: String::new(),
+            email: None,
+        },
         currency: "XXX".parse().unwrap_or(Currency::USD),
         total: Decimal::ZERO,
         amount_due: Decimal::ZERO,
@@ -267,7 +318,12 @@ impl ApiError {
     /// Every validation message, in order, without duplicates.
     pub fn messages(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for m in self.elements.iter().flat_map(|e| e.validation_errors.iter()).map(|v| v.message.trim().to_string()) {
+        for m in self
+            .elements
+            .iter()
+            .flat_map(|e| e.validation_errors.iter())
+            .map(|v| v.message.trim().to_string())
+        {
             if !m.is_empty() && !out.contains(&m) {
                 out.push(m);
             }
@@ -281,7 +337,12 @@ impl ApiError {
         if !msgs.is_empty() {
             return msgs.join("; ");
         }
-        [&self.message, &self.detail, &self.title, &self.kind].into_iter().flatten().find(|s| !s.trim().is_empty()).cloned().unwrap_or_default()
+        [&self.message, &self.detail, &self.title, &self.kind]
+            .into_iter()
+            .flatten()
+            .find(|s| !s.trim().is_empty())
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -305,7 +366,9 @@ mod tests {
 
     #[test]
     fn money_is_exact_decimal() {
-        let x = inv(r#"{"InvoiceID":"a","Total":0.1,"AmountDue":1234567890.123456789,"AmountPaid":40.0}"#);
+        let x = inv(
+            r#"{"InvoiceID":"a","Total":0.1,"AmountDue":1234567890.123456789,"AmountPaid":40.0}"#,
+        );
         assert_eq!(x.total, Some(dec!(0.1)));
         assert_eq!(x.amount_due.unwrap().to_string(), "1234567890.123456789");
         assert_eq!(x.amount_paid.unwrap().to_string(), "40.0");
@@ -319,7 +382,12 @@ mod tests {
         assert_eq!(x.snapshot_status().unwrap(), InvoiceStatus::Open);
         x.amount_due = Some(Decimal::ZERO);
         assert_eq!(x.snapshot_status().unwrap(), InvoiceStatus::Paid);
-        for (s, want) in [("PAID", InvoiceStatus::Paid), ("VOIDED", InvoiceStatus::Voided), ("DELETED", InvoiceStatus::Deleted), ("DRAFT", InvoiceStatus::Draft)] {
+        for (s, want) in [
+            ("PAID", InvoiceStatus::Paid),
+            ("VOIDED", InvoiceStatus::Voided),
+            ("DELETED", InvoiceStatus::Deleted),
+            ("DRAFT", InvoiceStatus::Draft),
+        ] {
             x.status = Some(s.into());
             assert_eq!(x.snapshot_status().unwrap(), want, "{s}");
         }
@@ -348,12 +416,21 @@ mod tests {
 
         let mut voided = inv(BASE);
         voided.status = Some("VOIDED".into());
-        assert_eq!(voided.to_snapshot(&conn()).unwrap().amount_due, Decimal::ZERO);
+        assert_eq!(
+            voided.to_snapshot(&conn()).unwrap().amount_due,
+            Decimal::ZERO
+        );
     }
 
     #[test]
     fn missing_fields_are_errors_not_guesses() {
-        for strip in ["CurrencyCode", "Total", "UpdatedDateUTC", "Contact", "DueDate"] {
+        for strip in [
+            "CurrencyCode",
+            "Total",
+            "UpdatedDateUTC",
+            "Contact",
+            "DueDate",
+        ] {
             let mut v: Value = serde_json::from_str(BASE).unwrap();
             v.as_object_mut().unwrap().remove(strip);
             let x: XeroInvoice = serde_json::from_value(v).unwrap();
@@ -365,14 +442,18 @@ mod tests {
         v.as_object_mut().unwrap().remove("DueDate");
         v["DueDateString"] = "2018-12-30T00:00:00".into();
         let x: XeroInvoice = serde_json::from_value(v).unwrap();
-        assert_eq!(x.to_snapshot(&conn()).unwrap().due_date, NaiveDate::from_ymd_opt(2018, 12, 30).unwrap());
+        assert_eq!(
+            x.to_snapshot(&conn()).unwrap().due_date,
+            NaiveDate::from_ymd_opt(2018, 12, 30).unwrap()
+        );
     }
 
     #[test]
     fn error_bodies_describe_their_validation_messages() {
         let e: ApiError = serde_json::from_str(r#"{"ErrorNumber":10,"Type":"ValidationException","Message":"A validation exception occurred","Elements":[{"ValidationErrors":[{"Message":"Please enter a unique Name."},{"Message":"Please enter a unique Name."}]},{"ValidationErrors":[{"Message":"Second."}]}]}"#).unwrap();
         assert_eq!(e.describe(), "Please enter a unique Name.; Second.");
-        let e: ApiError = serde_json::from_str(r#"{"Type":"ValidationException","Message":"Only one"}"#).unwrap();
+        let e: ApiError =
+            serde_json::from_str(r#"{"Type":"ValidationException","Message":"Only one"}"#).unwrap();
         assert_eq!(e.describe(), "Only one");
     }
 }

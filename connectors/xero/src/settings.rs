@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use overdued_connector::runtime::{LimitSpec, OAuthClient, RetryPolicy, RuntimeSettings, VendorOAuth};
+use overdued_connector::runtime::{
+    LimitSpec, OAuthClient, RetryPolicy, RuntimeSettings, VendorOAuth,
+};
 use overdued_connector::{ConnectionId, FeePosting, Secret};
 
 /// Xero's production API base (accounting endpoints).
@@ -48,7 +50,12 @@ pub struct XeroSettings {
 
 impl XeroSettings {
     /// Settings with Xero's production endpoints, default scopes and limits.
-    pub fn new(connection: ConnectionId, client_id: impl Into<String>, client_secret: Secret, tenant: impl Into<String>) -> Self {
+    pub fn new(
+        connection: ConnectionId,
+        client_id: impl Into<String>,
+        client_secret: Secret,
+        tenant: impl Into<String>,
+    ) -> Self {
         XeroSettings {
             connection,
             client_id: client_id.into(),
@@ -92,7 +99,12 @@ impl XeroSettings {
             }
         }
         if out.len() == 1 {
-            out.extend(VendorOAuth::xero().scopes.into_iter().filter(|s| s != "offline_access"));
+            out.extend(
+                VendorOAuth::xero()
+                    .scopes
+                    .into_iter()
+                    .filter(|s| s != "offline_access"),
+            );
         }
         out
     }
@@ -108,11 +120,19 @@ impl XeroSettings {
     }
 
     pub fn oauth_client(&self) -> OAuthClient {
-        OAuthClient { vendor: self.vendor_oauth(), client_id: self.client_id.clone(), client_secret: self.client_secret.clone() }
+        OAuthClient {
+            vendor: self.vendor_oauth(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+        }
     }
 
     pub fn runtime_settings(&self) -> RuntimeSettings {
-        RuntimeSettings { retry: self.retry, request_timeout: self.request_timeout, ..RuntimeSettings::new(self.limits) }
+        RuntimeSettings {
+            retry: self.retry,
+            request_timeout: self.request_timeout,
+            ..RuntimeSettings::new(self.limits)
+        }
     }
 
     pub(crate) fn connections_url(&self) -> String {
@@ -120,7 +140,11 @@ impl XeroSettings {
     }
 
     pub(crate) fn api(&self, path: &str) -> String {
-        format!("{}/{}", self.api_base.trim_end_matches('/'), path.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            self.api_base.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
     }
 }
 
@@ -132,7 +156,10 @@ mod tests {
     fn offline_access_is_always_asked_for() {
         let mut s = XeroSettings::new(ConnectionId::new("uk"), "id", Secret::new("s"), "Acme");
         s.scopes = vec!["accounting.invoices".into(), "offline_access".into()];
-        assert_eq!(s.effective_scopes(), vec!["offline_access", "accounting.invoices"]);
+        assert_eq!(
+            s.effective_scopes(),
+            vec!["offline_access", "accounting.invoices"]
+        );
         s.scopes = vec![];
         let scopes = s.effective_scopes();
         assert_eq!(scopes[0], "offline_access");
@@ -141,10 +168,17 @@ mod tests {
 
     #[test]
     fn base_url_override_lays_out_every_endpoint() {
-        let s = XeroSettings::new(ConnectionId::new("uk"), "id", Secret::new("s"), "Acme").with_base_url("http://127.0.0.1:9/");
-        assert_eq!(s.api("/Invoices"), "http://127.0.0.1:9/api.xro/2.0/Invoices");
+        let s = XeroSettings::new(ConnectionId::new("uk"), "id", Secret::new("s"), "Acme")
+            .with_base_url("http://127.0.0.1:9/");
+        assert_eq!(
+            s.api("/Invoices"),
+            "http://127.0.0.1:9/api.xro/2.0/Invoices"
+        );
         assert_eq!(s.connections_url(), "http://127.0.0.1:9/connections");
-        assert_eq!(s.vendor_oauth().token_url, "http://127.0.0.1:9/connect/token");
+        assert_eq!(
+            s.vendor_oauth().token_url,
+            "http://127.0.0.1:9/connect/token"
+        );
         assert_eq!(s.fee_account_code, "200");
     }
 }
