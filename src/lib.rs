@@ -5,6 +5,7 @@ pub mod config;
 pub mod connections;
 pub mod cycle;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod executor;
 pub mod store;

@@ -3,6 +3,7 @@
 mod check;
 mod common;
 mod connect;
+mod demo;
 mod history;
 mod holds;
 mod once;
@@ -223,7 +224,11 @@ pub fn main() -> ExitCode {
             customer,
         } => holds::resume(config.config.as_deref(), &connection, &id, customer),
         Command::Sandbox(args) => sandbox::run(&args),
-        Command::Connect { config, name, no_browser } => connect::run(config.config.as_deref(), &name, no_browser),
+        Command::Connect {
+            config,
+            name,
+            no_browser,
+        } => connect::run(config.config.as_deref(), &name, no_browser),
         Command::Run {
             config,
             once: true,
@@ -235,6 +240,7 @@ pub fn main() -> ExitCode {
             now: None,
         } => run::run_daemon(config.config.as_deref(), log_format),
         Command::Status(c) => status::status(c.config.as_deref()),
+        Command::Demo { days, seed, speed } => demo::run(days, seed, speed),
         other => {
             eprintln!(
                 "overdued {}: not available yet in this build",
