@@ -404,7 +404,7 @@ fn paid_line(paid: &[book::SeenPayment]) -> Option<String> {
     let fees = paid.iter().filter(|p| p.fee_invoice).count();
     let parts = paid.len() - full.len();
     let mut what = format!(
-        "{} invoice{} paid",
+        "{} invoice{}",
         paid.len(),
         if paid.len() == 1 { "" } else { "s" }
     );
@@ -429,7 +429,9 @@ fn paid_line(paid: &[book::SeenPayment]) -> Option<String> {
     Some(line)
 }
 
-fn step_label(kind: ActionKind, step: &str) -> &'static str {
+/// What the log calls a policy step; a step outside the demo policy (a repeat, or one
+/// the engine adds) goes by its id.
+fn step_label(kind: ActionKind, step: &str) -> String {
     let action = match kind {
         ActionKind::Remind => "remind",
         ActionKind::LateFee => "late_fee",
@@ -439,8 +441,8 @@ fn step_label(kind: ActionKind, step: &str) -> &'static str {
     STEPS
         .iter()
         .find(|(offset, a, _, _)| *a == action && *offset == step)
-        .map(|s| s.3)
-        .unwrap_or("repeat")
+        .map(|s| s.3.to_string())
+        .unwrap_or_else(|| format!("step {step}"))
 }
 
 fn action_lines(
