@@ -132,10 +132,10 @@ pub enum HoldTarget {
 pub enum Hold {
     Promise {
         until: NaiveDate,
-        #[serde(default, with = "rust_decimal::serde::str_option")]
+        #[serde(default, with = "opt_decimal_str")]
         amount: Option<Decimal>,
         /// The amount due when the promise was made, to judge a promise of part of it.
-        #[serde(default, with = "rust_decimal::serde::str_option")]
+        #[serde(default, with = "opt_decimal_str")]
         balance_when_made: Option<Decimal>,
         set_at: DateTime<Utc>,
     },
@@ -143,4 +143,70 @@ pub enum Hold {
         reason: String,
         set_at: DateTime<Utc>,
     },
+}
+
+/// `Option<Decimal>` as a string or null, readable inside an internally tagged enum.
+///
+/// `rust_decimal::serde::str_option` cannot be used in [`Hold`]: serde buffers the fields
+/// of an internally tagged enum, a buffered JSON `null` reaches the field as a unit, and
+/// that visitor accepts only none/some, so a promise of the whole balance (`amount`
+/// null) was written but could never be read back, failing every cycle afterwards.
+mod opt_decimal_str {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        rust_decimal::serde::str_option::serialize(v, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        match Option::<serde_json::Value>::deserialize(d)? {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => s
+                .trim()
+                .parse::<Decimal>()
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            Some(serde_json::Value::Number(n)) => n
+                .to_string()
+                .parse::<Decimal>()
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "expected an amount such as \"250.00\", found {other}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod hold_serde_tests {
+    use super::*;
+
+    #[test]
+    fn a_promise_of_the_whole_balance_reads_back() {
+        let set_at = "2026-01-26T12:00:00Z".parse().unwrap();
+        let until = NaiveDate::from_ymd_opt(2026, 2, 2).unwrap();
+        for (amount, balance) in [
+            (None, None),
+            (None, Some(Decimal::new(120000, 2))),
+            (Some(Decimal::new(25000, 2)), Some(Decimal::new(120000, 2))),
+        ] {
+            let h = Hold::Promise {
+                until,
+                amount,
+                balance_when_made: balance,
+                set_at,
+            };
+            let json = serde_json::to_string(&h).unwrap();
+            let back: Hold = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(back, h);
+        }
+        // Written by this release before the fix: amounts as strings.
+        let old = r#"{"hold":"promise","until":"2026-02-02","amount":"250.00","balance_when_made":"1200.00","set_at":"2026-01-26T12:00:00Z"}"#;
+        let back: Hold = serde_json::from_str(old).unwrap();
+        assert!(
+            matches!(back, Hold::Promise { amount: Some(a), .. } if a == Decimal::new(25000, 2))
+        );
+    }
 }
