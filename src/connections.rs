@@ -8,7 +8,9 @@ use overdued_connector::{Clock, ConnectionId, Connector, TokenStore};
 use overdued_quickbooks::{Environment, FeeSettings, QuickBooksConnector, QuickBooksSettings};
 use overdued_xero::{XeroConnector, XeroSettings};
 
-use crate::config::{ConnectionConfig, QuickBooksConfig, QuickBooksEnvironment, SystemConfig, XeroConfig};
+use crate::config::{
+    ConnectionConfig, QuickBooksConfig, QuickBooksEnvironment, SystemConfig, XeroConfig,
+};
 
 /// QuickBooks' built-in "Services" item, used for fee lines unless `fee_item_id` names
 /// the company's own late-fee item.
@@ -37,29 +39,48 @@ pub fn build(
                 err("no realm_id configured and none learnt yet: run `overdued connect` for this connection".into())
             })?;
             let s = quickbooks_settings(c, q, realm);
-            let conn = QuickBooksConnector::new(s, tokens, clock).map_err(|e| err(e.to_string()))?;
+            let conn =
+                QuickBooksConnector::new(s, tokens, clock).map_err(|e| err(e.to_string()))?;
             Ok(Arc::new(conn))
         }
         SystemConfig::Xero(x) => {
-            let conn = XeroConnector::new(xero_settings(c, x), tokens, clock).map_err(|e| err(e.to_string()))?;
+            let conn = XeroConnector::new(xero_settings(c, x), tokens, clock)
+                .map_err(|e| err(e.to_string()))?;
             Ok(Arc::new(conn))
         }
     }
 }
 
 /// The QuickBooks connector's settings for a configured connection.
-pub fn quickbooks_settings(c: &ConnectionConfig, q: &QuickBooksConfig, realm: String) -> QuickBooksSettings {
+pub fn quickbooks_settings(
+    c: &ConnectionConfig,
+    q: &QuickBooksConfig,
+    realm: String,
+) -> QuickBooksSettings {
     let env = match q.environment {
         QuickBooksEnvironment::Production => Environment::Production,
         QuickBooksEnvironment::Sandbox => Environment::Sandbox,
     };
     let fees = FeeSettings {
-        item_id: q.fee_item_id.clone().unwrap_or_else(|| DEFAULT_QUICKBOOKS_FEE_ITEM.into()),
+        item_id: q
+            .fee_item_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_QUICKBOOKS_FEE_ITEM.into()),
         item_name: None,
         posting: c.fee_posting,
     };
-    let mut s = QuickBooksSettings::new(ConnectionId::new(c.name.clone()), realm, c.client_id.clone(), c.client_secret.clone(), env, fees);
-    s.api_base_url = q.api_base.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string());
+    let mut s = QuickBooksSettings::new(
+        ConnectionId::new(c.name.clone()),
+        realm,
+        c.client_id.clone(),
+        c.client_secret.clone(),
+        env,
+        fees,
+    );
+    s.api_base_url = q
+        .api_base
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_string());
     s.token_url = q.token_url.as_ref().map(|u| u.to_string());
     s.authorize_url = q.authorize_url.as_ref().map(|u| u.to_string());
     s.initial_refresh_token = c.initial_refresh_token.clone();
@@ -69,7 +90,12 @@ pub fn quickbooks_settings(c: &ConnectionConfig, q: &QuickBooksConfig, realm: St
 
 /// The Xero connector's settings for a configured connection.
 pub fn xero_settings(c: &ConnectionConfig, x: &XeroConfig) -> XeroSettings {
-    let mut s = XeroSettings::new(ConnectionId::new(c.name.clone()), c.client_id.clone(), c.client_secret.clone(), x.tenant.clone());
+    let mut s = XeroSettings::new(
+        ConnectionId::new(c.name.clone()),
+        c.client_id.clone(),
+        c.client_secret.clone(),
+        x.tenant.clone(),
+    );
     s.scopes = x.scopes.clone();
     if let Some(u) = &x.api_base {
         s.api_base = u.as_str().trim_end_matches('/').to_string();

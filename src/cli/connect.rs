@@ -31,9 +31,20 @@ fn connect(config: Option<&Path>, name: &str, no_browser: bool) -> Result<(), Fa
     let c = load_config(config)?;
     let conn = c.connection(name).ok_or_else(|| {
         let names: Vec<&str> = c.connections.iter().map(|c| c.name.as_str()).collect();
-        Fail(exit::USAGE, format!("no connection named {name:?} in {} (configured: {})", c.path.display(), names.join(", ")))
+        Fail(
+            exit::USAGE,
+            format!(
+                "no connection named {name:?} in {} (configured: {})",
+                c.path.display(),
+                names.join(", ")
+            ),
+        )
     })?;
-    let port = conn.redirect_uri.as_ref().and_then(|u| u.port()).unwrap_or(DEFAULT_REDIRECT_PORT);
+    let port = conn
+        .redirect_uri
+        .as_ref()
+        .and_then(|u| u.port())
+        .unwrap_or(DEFAULT_REDIRECT_PORT);
     let store = open_store(&c)?;
     let rt = runtime()?;
     let clock = SystemClock;

@@ -139,7 +139,11 @@ pub fn write_config(sb: &Sandbox, url: &str, path: &Path, time_scale: f64) -> Re
     );
     // The client limiter runs as fast as the sandbox's accelerated minute.
     let scale = (time_scale.round() as u32).max(1);
-    let limits = if scale > 1 { format!("limits_time_scale = {scale}\n") } else { String::new() };
+    let limits = if scale > 1 {
+        format!("limits_time_scale = {scale}\n")
+    } else {
+        String::new()
+    };
     let (mut nq, mut nx) = (0, 0);
     for t in sb.tenants() {
         let (client_id, client_secret) = sb.client_credentials(t.system);

@@ -77,7 +77,7 @@ pub struct Pause {
 
 impl Pause {
     fn active_on(&self, d: NaiveDate) -> bool {
-        self.until.map_or(true, |u| d <= u)
+        self.until.is_none_or(|u| d <= u)
     }
 
     fn describe(&self) -> String {
@@ -653,7 +653,7 @@ fn evaluate(
     if let (Some(fee), Some(step)) = (&policy.late_fee, fee_step) {
         if let Some((period, start)) = fee.period_on(d, step.day) {
             let id = format!("{}/p{period}", step.id);
-            let before_escalation = policy.escalation_day.map_or(true, |e| start < e);
+            let before_escalation = policy.escalation_day.is_none_or(|e| start < e);
             if !before_escalation {
                 // Fees stop with escalation; the escalation step handles the invoice.
             } else if let Some(r) = done.get(&key(ActionKind::LateFee, &id)) {
@@ -967,21 +967,21 @@ fn next_step_text(
             .find(|s| s.action == StepAction::LateFee),
     ) {
         (Some(fee), Some(step))
-            if !inv.is_fee_invoice && fee.min_invoice_amount.map_or(true, |m| inv.total >= m) =>
+            if !inv.is_fee_invoice && fee.min_invoice_amount.is_none_or(|m| inv.total >= m) =>
         {
             let day = match fee.period_on(d, step.day) {
                 None => Some(fee.period_start(0, step.day)),
                 Some((p, _)) if fee.every_days.is_some() => Some(fee.period_start(p + 1, step.day)),
                 Some(_) => None,
             };
-            day.filter(|day| policy.escalation_day.map_or(true, |e| *day < e))
+            day.filter(|day| policy.escalation_day.is_none_or(|e| *day < e))
                 .map(|day| (day, fee.describe(inv.currency, inv.due_date)))
         }
         _ => None,
     };
     let date = |day: i64| long_date(day_text(inv.due_date, day));
     match (next_reminder, next_fee) {
-        (r, Some((fday, desc))) if r.map_or(true, |r| fday <= r.day) => {
+        (r, Some((fday, desc))) if r.is_none_or(|r| fday <= r.day) => {
             format!("If the invoice is still unpaid on {}, {desc} will be added, as set out in our payment terms.", date(fday))
         }
         (Some(r), _) if r.action == StepAction::Escalate => {

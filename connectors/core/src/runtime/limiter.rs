@@ -146,7 +146,7 @@ impl RateLimiter {
     /// Stops every request of this connection until `until` (after a 429's `Retry-After`).
     pub fn pause_until(&self, until: Instant) {
         let mut st = self.inner.lock();
-        if st.paused_until.map_or(true, |p| p < until) {
+        if st.paused_until.is_none_or(|p| p < until) {
             st.paused_until = Some(until);
         }
     }

@@ -209,7 +209,7 @@ impl TokenManager {
         let now = self.clock.now();
         let due = st
             .last_reconnect_log
-            .map_or(true, |t| now - t >= chrono::Duration::days(1));
+            .is_none_or(|t| now - t >= chrono::Duration::days(1));
         if due {
             let first = st.last_reconnect_log.is_none();
             st.last_reconnect_log = Some(now);
