@@ -442,7 +442,10 @@ fn step_label(kind: ActionKind, step: &str) -> String {
         .iter()
         .find(|(offset, a, _, _)| *a == action && *offset == step)
         .map(|s| s.3.to_string())
-        .unwrap_or_else(|| format!("step {step}"))
+        .unwrap_or_else(|| match step.strip_prefix("promise/") {
+            Some(date) => format!("promise of {date} broken"),
+            None => format!("step {step}"),
+        })
 }
 
 fn action_lines(
