@@ -14,7 +14,8 @@ use crate::world::World;
 use crate::System;
 
 pub const QBO_ACCESS_SECS: i64 = 3600;
-pub const QBO_REFRESH_SECS: i64 = 100 * 24 * 3600;
+/// Intuit's x_refresh_token_expires_in today (about 100 days).
+pub const QBO_REFRESH_SECS: i64 = 8_726_400;
 pub const XERO_ACCESS_SECS: i64 = 1800;
 pub const XERO_REFRESH_SECS: i64 = 60 * 24 * 3600;
 /// Xero lets the previous refresh token be used again for this long after a rotation.

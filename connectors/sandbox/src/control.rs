@@ -54,6 +54,12 @@ fn resolve_tenant(w: &World, system: System, tenant: Option<&str>) -> Result<usi
     }
 }
 
+fn tenant_id(sb: &Sandbox, system: System, tenant: Option<&str>) -> Result<String, SandboxError> {
+    let w = sb.world();
+    let t = resolve_tenant(&w, system, tenant)?;
+    Ok(w.tenants[t].id.clone())
+}
+
 fn from_error(e: SandboxError) -> Reply {
     match e {
         SandboxError::UnknownTenant { .. } | SandboxError::UnknownInvoice(_) => {
@@ -152,8 +158,8 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            let tenant = match resolve_tenant(&sb.world(), b.system, b.tenant.as_deref()) {
-                Ok(t) => sb.world().tenants[t].id.clone(),
+            let tenant = match tenant_id(sb, b.system, b.tenant.as_deref()) {
+                Ok(t) => t,
                 Err(e) => return from_error(e),
             };
             match sb.grant(b.system, &tenant) {
@@ -169,8 +175,8 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            let tenant = match resolve_tenant(&sb.world(), b.system, b.tenant.as_deref()) {
-                Ok(t) => sb.world().tenants[t].id.clone(),
+            let tenant = match tenant_id(sb, b.system, b.tenant.as_deref()) {
+                Ok(t) => t,
                 Err(e) => return from_error(e),
             };
             Reply::json(200, &json!({"revoked": sb.revoke(b.system, &tenant)}))

@@ -118,7 +118,8 @@ impl FaultState {
     /// Decides whether this call faults. `scope` groups storms (system + tenant).
     pub fn decide(&mut self, endpoint: &str, scope: &str) -> Option<FaultKind> {
         let c = &self.config;
-        if !(c.rate > 0.0) {
+        // NaN counts as off.
+        if c.rate.is_nan() || c.rate <= 0.0 {
             return None;
         }
         if !c.endpoints.is_empty() && !c.endpoints.iter().any(|e| endpoint.starts_with(e.as_str()))

@@ -93,7 +93,8 @@ impl Reply {
 /// Response body: whole, or cut short with an error so hyper aborts the connection.
 pub enum SBody {
     Full(Option<Bytes>),
-    Broken(Option<Bytes>),
+    /// Sends its bytes, waits long enough for them to leave, then fails.
+    Broken(Option<Bytes>, Pin<Box<tokio::time::Sleep>>),
 }
 
 impl Body for SBody {
@@ -105,12 +106,15 @@ impl Body for SBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             SBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            SBody::Broken(b) => match b.take() {
+            SBody::Broken(b, delay) => match b.take() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
-                None => Poll::Ready(Some(Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "sandbox fault: response cut short",
-                )))),
+                None => match delay.as_mut().poll(_cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "sandbox fault: response cut short",
+                    )))),
+                    Poll::Pending => Poll::Pending,
+                },
             },
         }
     }
@@ -210,7 +214,10 @@ pub async fn serve(
 
 fn to_response(r: Reply, broken: bool) -> Response<SBody> {
     let body = if broken {
-        SBody::Broken(Some(r.body.clone()))
+        SBody::Broken(
+            Some(r.body.clone()),
+            Box::pin(tokio::time::sleep(Duration::from_millis(50))),
+        )
     } else {
         SBody::Full((!r.body.is_empty()).then(|| r.body.clone()))
     };
@@ -349,10 +356,6 @@ async fn handle(sb: Sandbox, req: Request<Incoming>, kill: Arc<Notify>) -> Respo
             lock(&sb.inner.stats).status_5xx += 1;
             return to_response(server_error(ep.system, status, now), false);
         }
-        Some(FaultKind::Slow) => {
-            let ms = lock(&sb.inner.faults).config.slow_ms;
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
         _ => {}
     }
     // Limits apply per tenant to the accounting APIs, once the tenant is known.
@@ -388,6 +391,11 @@ async fn handle(sb: Sandbox, req: Request<Incoming>, kill: Arc<Notify>) -> Respo
         }
         _ => None,
     };
+    if fault == Some(FaultKind::Slow) {
+        // Slow while holding the concurrency slot, as a slow server does.
+        let ms = lock(&sb.inner.faults).config.slow_ms;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let mut reply = match ep.system {
         Some(System::QuickBooks) if ep.name.starts_with("quickbooks.") => {
             crate::qbo::handle(&sb, &req)

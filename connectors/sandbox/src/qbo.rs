@@ -1074,7 +1074,7 @@ fn create_invoice(w: &mut World, t: usize, m: &Map<String, Value>, rid: Option<&
     let i = w.tenants[t].add_invoice(inv);
     if let Some(orig) = w.named_original(t, &text, &number) {
         w.tenants[t].invoices[i].fee_for = Some(orig);
-        let detail = json!({"fee_invoice_id": w.tenants[t].invoices[i].id, "fee_doc_number": number, "amount": total.to_string(), "currency": w.tenants[t].invoices[i].currency});
+        let detail = json!({"fee_invoice_id": w.tenants[t].invoices[i].id, "fee_doc_number": number, "amount": crate::world::money_str(total), "currency": w.tenants[t].invoices[i].currency});
         w.record_effect(t, orig, "fee", rid, detail);
     }
     let tenant = &w.tenants[t];
@@ -1251,7 +1251,7 @@ fn update_invoice(w: &mut World, t: usize, m: &Map<String, Value>, rid: Option<&
         inv.currency.clone(),
     );
     if new_total > old_total && new_count > old_line_count {
-        let detail = json!({"fee_line": true, "amount": (new_total - old_total).to_string(), "currency": currency});
+        let detail = json!({"fee_line": true, "amount": crate::world::money_str(new_total - old_total), "currency": currency});
         w.record_effect(t, i, "fee", rid, detail);
     }
     if new_note != old_note && !new_note.is_empty() {

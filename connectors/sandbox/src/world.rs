@@ -8,7 +8,6 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::auth::AuthState;
 use crate::System;
@@ -171,7 +170,14 @@ impl Invoice {
     pub fn balance(&self) -> Decimal {
         match self.status {
             Status::Voided | Status::Deleted => Decimal::ZERO,
-            _ => (self.total - self.paid - self.credited).max(Decimal::ZERO),
+            _ => {
+                let b = self.total - self.paid - self.credited;
+                if b < Decimal::ZERO {
+                    Decimal::ZERO
+                } else {
+                    b
+                }
+            }
         }
     }
     /// Open for chasing and for customer payments.
@@ -617,11 +623,20 @@ pub fn midnight(d: NaiveDate) -> DateTime<Utc> {
 /// A JSON number with exactly the decimal's digits (serde_json keeps them with
 /// `arbitrary_precision`).
 pub fn num(d: Decimal) -> Value {
-    let s = d.to_string();
+    let s = money_str(d);
     match s.parse::<serde_json::Number>() {
         Ok(n) => Value::Number(n),
         Err(_) => Value::Number(0.into()),
     }
+}
+
+/// Money with at least two decimal places, as both vendors show it.
+pub fn money_str(d: Decimal) -> String {
+    let mut d = d;
+    if d.scale() < 2 {
+        d.rescale(2);
+    }
+    d.to_string()
 }
 
 /// Money from a JSON number or string, exactly.
@@ -640,7 +655,9 @@ pub fn parse_money(v: &Value) -> Option<Decimal> {
 pub fn random_uuid(rng: &mut impl rand::RngCore) -> String {
     let mut bytes = [0u8; 16];
     rng.fill_bytes(&mut bytes);
-    Uuid::from(uuid::Builder::from_random_bytes(bytes).into_uuid()).to_string()
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// Parses the date and time forms the control API and the vendors accept.

@@ -228,7 +228,13 @@ fn connections(w: &mut World, grant: usize, req: &Req) -> Reply {
     if req.method != Method::GET || req.segs.len() != 1 {
         return Reply::text(405, "Method Not Allowed");
     }
-    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.7f").to_string();
+    let fmt = |t: DateTime<Utc>| {
+        format!(
+            "{}.{:07}",
+            t.format("%Y-%m-%dT%H:%M:%S"),
+            t.timestamp_subsec_nanos() / 100
+        )
+    };
     let list: Vec<Value> = w
         .tenants
         .iter()
@@ -460,7 +466,7 @@ fn history(t: &Tenant, inv: &Invoice) -> Vec<Value> {
         });
     }
     recs.extend(inv.history.iter().cloned());
-    recs.sort_by(|a, b| b.at.cmp(&a.at));
+    recs.sort_by_key(|r| std::cmp::Reverse(r.at));
     recs.iter()
         .map(|r| json!({"Changes": r.changes, "DateUTCString": r.at.format("%Y-%m-%dT%H:%M:%S").to_string(), "DateUTC": xero_date(r.at), "User": r.user, "Details": r.details}))
         .collect()
@@ -532,18 +538,16 @@ fn parse_ims(req: &Req) -> Option<DateTime<Utc>> {
         .or_else(|| crate::world::parse_datetime(h))
 }
 
-fn list_filter_params(
-    req: &Req,
-) -> Result<
-    (
-        Option<Expr>,
-        Vec<Status>,
-        Vec<String>,
-        Vec<String>,
-        Vec<String>,
-    ),
-    Reply,
-> {
+/// where expression, Statuses, IDs, InvoiceNumbers, ContactIDs.
+type ListFilters = (
+    Option<Expr>,
+    Vec<Status>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+);
+
+fn list_filter_params(req: &Req) -> Result<ListFilters, Reply> {
     let expr = match param(&req.query, "where").filter(|w| !w.trim().is_empty()) {
         Some(s) => {
             let e = xero_where::parse(s).map_err(|m| {
@@ -1265,7 +1269,7 @@ fn create(w: &mut World, t: usize, p: Parsed, key: Option<&str>) -> usize {
         if let Some(orig) = w.named_original(t, &reference, &number) {
             w.tenants[t].invoices[i].fee_for = Some(orig);
             let inv = &w.tenants[t].invoices[i];
-            let detail = json!({"fee_invoice_id": inv.id, "fee_invoice_number": number, "amount": total.to_string(), "currency": inv.currency});
+            let detail = json!({"fee_invoice_id": inv.id, "fee_invoice_number": number, "amount": crate::world::money_str(total), "currency": inv.currency});
             w.record_effect(t, orig, "fee", key, detail);
         }
     }
@@ -1325,7 +1329,7 @@ fn apply_update(w: &mut World, t: usize, i: usize, p: Parsed, key: Option<&str>)
     });
     let inv = &w.tenants[t].invoices[i];
     if inv.total > old_total && inv.lines.len() > old_count && inv.kind == "ACCREC" {
-        let detail = json!({"fee_line": true, "amount": (inv.total - old_total).to_string(), "currency": inv.currency});
+        let detail = json!({"fee_line": true, "amount": crate::world::money_str(inv.total - old_total), "currency": inv.currency});
         w.record_effect(t, i, "fee", key, detail);
     }
     i
