@@ -141,6 +141,12 @@ pub struct PlannedAction {
     pub days_overdue: i64,
     /// The message to send (reminders to the customer, escalations to the owner).
     pub message: Option<RenderedMessage>,
+    /// The template the message came from, so a channel can render its own version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The values the message was rendered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<MessageContext>,
     /// Text written to the ledger: the note, or the fee line's description.
     pub ledger_text: Option<String>,
     pub fee: Option<FeeQuote>,
@@ -540,8 +546,13 @@ fn evaluate(
         }
     }
 
-    // The reminder track.
+    // The reminder track. A late-fee invoice is owed and gets the reminders, but neither
+    // a heads-up before it is due nor an escalation of its own: referring a small fee to
+    // collection apart from the invoice it belongs to would embarrass the owner.
     let mut track = reminder_track(policy, d);
+    if inv.is_fee_invoice {
+        track.retain(|o| o.day >= 0 && !matches!(o.action, StepAction::Escalate | StepAction::Note));
+    }
     let broken_sent_day = hist
         .actions
         .iter()
@@ -554,7 +565,13 @@ fn evaluate(
             step_id: id.clone(),
             action: StepAction::Remind,
             template: Some("promise_broken".into()),
-            channel: Channel::Email,
+            // By the way the policy reaches the customer.
+            channel: policy
+                .steps
+                .iter()
+                .rev()
+                .find(|s| s.action == StepAction::Remind && s.channel.to_customer())
+                .map_or(Channel::Email, |s| s.channel),
             label: format!("promise broken ({})", id.trim_start_matches("promise/")),
         });
         track.sort_by_key(|o| o.day);
@@ -806,6 +823,8 @@ fn evaluate(
         policy: policy.name.clone(),
         days_overdue: d,
         message: None,
+        template: None,
+        context: None,
         ledger_text: None,
         fee: None,
         fee_posting: None,
@@ -856,10 +875,16 @@ fn evaluate(
                         .transpose()?
                         .map(|m| m.body.trim_end().to_string())
                 }
-                _ => a.message = template.as_deref().map(render).transpose()?,
+                _ => {
+                    a.message = template.as_deref().map(render).transpose()?;
+                    if a.message.is_some() {
+                        a.template = template.clone();
+                        a.context = Some(ctx.clone());
+                    }
+                }
             }
             candidates.push(Candidate {
-                email_reminder: kind == ActionKind::Remind && channel == Channel::Email,
+                email_reminder: kind == ActionKind::Remind && channel.to_customer(),
                 action: a,
             });
         }
@@ -957,7 +982,7 @@ fn next_step_text(
         .filter(|o| o.day > d && !o.step_id.starts_with("promise/"))
         .find(|o| {
             o.action == StepAction::Escalate
-                || (o.action == StepAction::Remind && o.channel == Channel::Email)
+                || (o.action == StepAction::Remind && o.channel.to_customer())
         });
     let next_fee = match (
         &policy.late_fee,

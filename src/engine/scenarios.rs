@@ -637,14 +637,20 @@ fn paid_excluded_small_and_fee_invoices() {
     sim.case("paid").invoice.status = InvoiceStatus::Paid;
     sim.case("memo").invoice.memo = "Customer on holiday #NOCHASE".into();
     sim.case("fee").invoice.is_fee_invoice = true;
-    sim.run_days(-10..=40, 10);
+    sim.run_days(-10..=120, 10);
     assert!(sim.done("paid").is_empty());
     assert!(sim.done("memo").is_empty());
     assert!(sim.done("small").is_empty());
     assert_eq!(
         sim.reminder_days("fee"),
-        [-3, 0, 7, 14, 30],
-        "fee invoices are chased"
+        [0, 7, 14, 30, 60],
+        "fee invoices are chased from their due date, without a heads-up"
+    );
+    assert!(
+        sim.done("fee")
+            .iter()
+            .all(|(_, k, _)| !matches!(k, ActionKind::Escalate | ActionKind::Note)),
+        "a fee invoice is never escalated on its own"
     );
     assert!(
         sim.done("fee")
