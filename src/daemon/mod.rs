@@ -39,7 +39,7 @@ pub use logging::LogStyle;
 /// off is safe: intents are journaled before acting and carry idempotency keys, so the
 /// next start finishes them without doing anything twice. Together with the flush this
 /// stays inside the 10 s systemd and operators expect.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The file in the state directory naming the address the HTTP server listens on.
 pub const HTTP_ADDR_FILE: &str = "http.addr";
