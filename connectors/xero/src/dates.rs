@@ -31,8 +31,9 @@ pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, DateError> {
             return Err(err());
         }
         if !offset.is_empty() {
-            let (o_sign, o_digits) = offset.split_at(1);
-            let valid = (o_sign == "+" || o_sign == "-")
+            // The first character may be any (multi-byte) character: strip, never split.
+            let o_digits = offset.strip_prefix(['+', '-']).unwrap_or("");
+            let valid = !o_digits.is_empty()
                 && o_digits.len() == 4
                 && o_digits.bytes().all(|b| b.is_ascii_digit());
             let hours: u32 = o_digits.get(..2).and_then(|h| h.parse().ok()).unwrap_or(99);

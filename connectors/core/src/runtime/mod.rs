@@ -13,7 +13,7 @@ pub mod tokens;
 pub use client::{ConnectionRuntime, HttpResponse, RuntimeBuildError, RuntimeSettings};
 pub use connect::{ConnectError, ConnectFlow, Connected, PendingConnect};
 pub use limiter::{LimitSpec, Permit, RateLimiter};
-pub use oauth::{parse_token_response, retry_after, OAuthClient, VendorOAuth};
+pub use oauth::{parse_token_response, retry_after, OAuthClient, VendorOAuth, MAX_RETRY_AFTER};
 pub use retry::{Backoff, RetryAction, RetryPolicy};
 pub use stats::{RuntimeStats, StatsSnapshot};
 pub use tokens::{HttpRefresher, TokenManager, TokenRefresher};

@@ -104,12 +104,17 @@ struct TokenErrorBody {
     error_description: Option<String>,
 }
 
+/// Lifetimes are kept within ten years: a vendor's (or a proxy's) absurd `expires_in`
+/// must not overflow the expiry instant.
+const MAX_LIFETIME_SECS: i64 = 10 * 366 * 86_400;
+
 fn seconds(v: &Option<serde_json::Value>) -> Option<i64> {
-    match v.as_ref()? {
+    let s = match v.as_ref()? {
         serde_json::Value::Number(n) => n.to_string().parse::<f64>().ok().map(|f| f as i64),
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    }
+    }?;
+    Some(s.clamp(0, MAX_LIFETIME_SECS))
 }
 
 /// Parses a token endpoint answer into tokens, keeping `previous_refresh` when the
@@ -176,7 +181,12 @@ pub fn parse_token_response(
     }
 }
 
-/// Reads `Retry-After` given in seconds (the form both vendors use).
+/// The longest `Retry-After` honoured: Xero's daily limit asks for up to a day. A longer
+/// (or absurd) value is cut to this, so `now + retry_after` can never overflow.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(2 * 86_400);
+
+/// Reads `Retry-After` given in seconds (the form both vendors use), at most
+/// [`MAX_RETRY_AFTER`].
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -186,7 +196,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     v.parse::<f64>()
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .map(|s| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 impl OAuthClient {

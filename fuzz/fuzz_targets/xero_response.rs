@@ -1,0 +1,11 @@
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+#[path = "../input.rs"]
+mod input;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let (status, headers, body) = input::split(data);
+    harness::xero_response(status, &headers, body);
+});
