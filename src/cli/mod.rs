@@ -240,30 +240,11 @@ pub fn main() -> ExitCode {
             now: None,
         } => run::run_daemon(config.config.as_deref(), log_format),
         Command::Status(c) => status::status(c.config.as_deref()),
-        Command::Demo { days, seed, speed } => demo::run(days, seed, speed),
-        other => {
-            eprintln!(
-                "overdued {}: not available yet in this build",
-                name_of(&other)
-            );
-            exit::UNAVAILABLE
+        Command::Run { once: false, now: Some(_), .. } => {
+            eprintln!("error: --now needs --once: the daemon always runs on the real clock");
+            exit::USAGE
         }
+        Command::Demo { days, seed, speed } => demo::run(days, seed, speed),
     };
     ExitCode::from(code)
-}
-
-fn name_of(c: &Command) -> &'static str {
-    match c {
-        Command::Check(_) => "check",
-        Command::Run { .. } => "run",
-        Command::Plan { .. } => "plan",
-        Command::Status(_) => "status",
-        Command::History { .. } => "history",
-        Command::Connect { .. } => "connect",
-        Command::Promise { .. } => "promise",
-        Command::Pause { .. } => "pause",
-        Command::Resume { .. } => "resume",
-        Command::Sandbox(_) => "sandbox",
-        Command::Demo { .. } => "demo",
-    }
 }

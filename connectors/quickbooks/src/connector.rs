@@ -369,6 +369,10 @@ fn advance(cursor: &SyncCursor, page: &[QboInvoice], more: bool) -> SyncCursor {
 
 #[async_trait]
 impl Connector for QuickBooksConnector {
+    fn runtime(&self) -> Option<&ConnectionRuntime> {
+        Some(&self.rt)
+    }
+
     fn system(&self) -> System {
         System::QuickBooks
     }

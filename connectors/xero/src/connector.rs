@@ -630,6 +630,10 @@ fn last_page(pagination: Option<Pagination>, page: u32, items: usize) -> bool {
 
 #[async_trait]
 impl Connector for XeroConnector {
+    fn runtime(&self) -> Option<&ConnectionRuntime> {
+        Some(&self.runtime)
+    }
+
     fn system(&self) -> System {
         System::Xero
     }
