@@ -39,6 +39,11 @@ pub enum CycleError {
         connection: String,
         source: ExecError,
     },
+    #[error("connection {connection}: {source}")]
+    Channels {
+        connection: String,
+        source: crate::channels::ChannelError,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,11 +104,25 @@ pub async fn run_cycle(
             )
         })
         .collect();
+    let mailer =
+        crate::channels::Mailer::from_config(&config.channels).map_err(|source| {
+            CycleError::Channels {
+                connection: name.clone(),
+                source,
+            }
+        })?;
+    let hooks = config
+        .channels
+        .webhook
+        .as_ref()
+        .map(crate::channels::webhook::shared);
     let executor = Executor {
         connector,
         store,
         clock,
         today: plan.local_date,
+        mailer: mailer.as_ref(),
+        hooks: hooks.as_ref(),
     };
     let exec = executor
         .run(intents)
@@ -112,6 +131,12 @@ pub async fn run_cycle(
             connection: name.clone(),
             source,
         })?;
+    if let Some(m) = &mailer {
+        // The digest is the owner's, not this connection's: its failure fails no cycle.
+        if let Err(e) = crate::channels::digest::send_if_due(config, store, clock, m).await {
+            tracing::warn!(error = %e, "daily digest not sent");
+        }
+    }
     Ok(CycleReport {
         connection: name,
         sync,
@@ -269,7 +294,16 @@ pub fn intent_from(
                 .as_ref()
                 .map(|m| (m.subject.clone(), m.body.clone()))
                 .unwrap_or_default();
-            ActionPayload::Remind { subject, body }
+            // Only channels that change how the reminder goes are recorded, so journals
+            // of system-email reminders read as they always have.
+            let smtp = a.channel.uses_smtp();
+            ActionPayload::Remind {
+                subject,
+                body,
+                channel: smtp.then_some(a.channel),
+                template: if smtp { a.template.clone() } else { None },
+                context: if smtp { a.context.clone() } else { None },
+            }
         }
         ActionKind::LateFee => {
             let fee = a.fee.as_ref();

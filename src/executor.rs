@@ -20,6 +20,11 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::channels::deliver::{self, Delivery};
+use crate::channels::webhook::{self, Hooks};
+use crate::channels::Mailer;
+use crate::engine::templates::MessageContext;
+use crate::engine::Channel;
 use crate::store::{AuditEvent, Hold, HoldTarget, JournalEntry, JournalState, Store, StoreError};
 use crate::sync::store_page;
 
@@ -30,6 +35,15 @@ pub enum ActionPayload {
     Remind {
         subject: String,
         body: String,
+        /// How the reminder reaches the customer; absent (journals written before SMTP
+        /// existed) means the accounting system's email.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<Channel>,
+        /// The step's template and values, for channels that render their own message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<MessageContext>,
     },
     LateFee {
         amount: Money,
@@ -103,6 +117,10 @@ pub struct Executor<'a> {
     pub clock: &'a dyn Clock,
     /// The business's calendar day now, for fee invoice dates.
     pub today: NaiveDate,
+    /// overdued's own email, for steps sent by SMTP.
+    pub mailer: Option<&'a Mailer>,
+    /// Where every action's outcome is announced, when webhooks are configured.
+    pub hooks: Option<&'a Hooks>,
 }
 
 impl Executor<'_> {
@@ -188,10 +206,14 @@ impl Executor<'_> {
             }
         };
         let holds = self.store.holds(&conn)?;
+        let mail = self.deliver_mail(&pending, &fresh, &holds).await?;
 
         for mut entry in pending {
             let snapshot = fresh.get(&entry.invoice_id);
-            let outcome = self.execute_one(&mut entry, snapshot, &holds).await?;
+            let outcome = self
+                .execute_one(&mut entry, snapshot, &holds, &mail)
+                .await?;
+            self.announce(&entry, &outcome);
             let reauth = matches!(&outcome, Outcome::Failed { error, .. } if error.starts_with("needs reconnect"));
             report.results.push((
                 entry.invoice_id.clone(),
@@ -217,19 +239,86 @@ impl Executor<'_> {
         Ok(report)
     }
 
+    /// Sends the SMTP part of every reminder about to go out, a customer's together, before
+    /// the per-action loop records each outcome.
+    async fn deliver_mail(
+        &self,
+        pending: &[JournalEntry],
+        fresh: &HashMap<String, InvoiceSnapshot>,
+        holds: &[(HoldTarget, Hold)],
+    ) -> Result<HashMap<String, Delivery>, ExecError> {
+        let Some(mailer) = self.mailer else {
+            return Ok(HashMap::new());
+        };
+        let now = self.clock.now();
+        let mut items = Vec::new();
+        for e in pending {
+            let Ok(ActionPayload::Remind {
+                subject,
+                body,
+                channel: Some(channel),
+                template,
+                context,
+            }) = serde_json::from_value::<ActionPayload>(e.payload.clone())
+            else {
+                continue;
+            };
+            let snapshot = fresh.get(&e.invoice_id);
+            if !channel.uses_smtp()
+                || gave_up(e, now)
+                || stale_reason(e, snapshot, holds).is_some()
+            {
+                continue;
+            }
+            let Some(snapshot) = snapshot else { continue };
+            items.push(deliver::Pending {
+                entry: e.clone(),
+                snapshot: snapshot.clone(),
+                template,
+                context,
+                subject,
+                body,
+            });
+        }
+        if items.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(deliver::deliver(mailer, self.store, self.clock, self.today, items).await?)
+    }
+
+    fn announce(&self, entry: &JournalEntry, outcome: &Outcome) {
+        let Some(hooks) = self.hooks else { return };
+        let (name, detail) = match outcome {
+            Outcome::Done { .. } => ("done", None),
+            Outcome::AlreadyDone => ("already_done", None),
+            Outcome::Skipped { reason } => ("skipped", Some(reason.clone())),
+            Outcome::Failed { error, .. } => ("failed", Some(error.clone())),
+        };
+        hooks.emit(webhook::Event {
+            event: "action".into(),
+            at: self.clock.now(),
+            connection: entry.connection.clone(),
+            invoice_id: entry.invoice_id.clone(),
+            customer_id: entry.customer_id.clone(),
+            kind: entry.kind.to_string(),
+            step: entry.step_id.clone(),
+            key: entry.key.clone(),
+            outcome: name.into(),
+            detail,
+        });
+    }
+
     async fn execute_one(
         &self,
         entry: &mut JournalEntry,
         fresh: Option<&InvoiceSnapshot>,
         holds: &[(HoldTarget, Hold)],
+        mail: &HashMap<String, Delivery>,
     ) -> Result<Outcome, ExecError> {
         let now = self.clock.now();
-        if let JournalState::Failed { at, .. } = &entry.state {
-            if now.signed_duration_since(*at) > Duration::days(RETRY_FOR_DAYS) {
-                let reason =
-                    format!("gave up: failed and not retried within {RETRY_FOR_DAYS} days");
-                return self.skip(entry, reason, false);
-            }
+        if gave_up(entry, now) {
+            let reason = format!("gave up: failed and not retried within {RETRY_FOR_DAYS} days");
+            return self.skip(entry, reason, false);
         }
         if let Some(reason) = stale_reason(entry, fresh, holds) {
             return self.skip(entry, reason.0, reason.1);
@@ -241,16 +330,28 @@ impl Executor<'_> {
         };
         let key = IdempotencyKey::from_stored(entry.key.clone());
         let result = match &payload {
-            ActionPayload::Remind { .. } => {
-                self.connector
-                    .send_reminder(
-                        &ReminderRequest {
-                            invoice_id: entry.invoice_id.clone(),
-                            to: None,
-                        },
-                        &key,
+            ActionPayload::Remind { channel, .. } => {
+                let channel = channel.unwrap_or(Channel::Email);
+                let system = if channel.uses_smtp() && !channel.uses_system_email() {
+                    None
+                } else {
+                    Some(
+                        self.connector
+                            .send_reminder(
+                                &ReminderRequest {
+                                    invoice_id: entry.invoice_id.clone(),
+                                    to: None,
+                                },
+                                &key,
+                            )
+                            .await,
                     )
-                    .await
+                };
+                match (system, channel.uses_smtp()) {
+                    (Some(r), false) => r,
+                    (Some(Err(e)), true) => Err(e),
+                    (_, _) => smtp_receipt(mail.get(&entry.key), self.clock.now()),
+                }
             }
             ActionPayload::LateFee {
                 amount,
@@ -424,6 +525,43 @@ impl Executor<'_> {
     }
 }
 
+/// Whether a failed action is too old to retry.
+fn gave_up(entry: &JournalEntry, now: DateTime<Utc>) -> bool {
+    matches!(&entry.state, JournalState::Failed { at, .. } if now.signed_duration_since(*at) > Duration::days(RETRY_FOR_DAYS))
+}
+
+/// The SMTP part of a reminder as a connector result: an outcome lost to a crash counts
+/// as sent (replayed) and is never sent again; see `channels::deliver`.
+fn smtp_receipt(
+    d: Option<&Delivery>,
+    at: DateTime<Utc>,
+) -> Result<overdued_connector::ActionReceipt, ConnectorError> {
+    match d {
+        Some(Delivery::Sent {
+            message_id,
+            replayed,
+        }) => Ok(overdued_connector::ActionReceipt {
+            created_id: Some(message_id.clone()),
+            at,
+            replayed: *replayed,
+        }),
+        Some(Delivery::SentUnknown { message_id }) => Ok(overdued_connector::ActionReceipt {
+            created_id: Some(message_id.clone()),
+            at,
+            replayed: true,
+        }),
+        Some(Delivery::Failed { error, retry: true }) => {
+            Err(ConnectorError::transient(format!("email: {error}")))
+        }
+        Some(Delivery::Failed { error, retry: false }) => {
+            Err(ConnectorError::Permanent(format!("email: {error}")))
+        }
+        None => Err(ConnectorError::Permanent(
+            "email: the step sends by SMTP but [channels.smtp] is not configured".into(),
+        )),
+    }
+}
+
 /// Why an action must not go out any more, if it must not; the flag says whether the
 /// reason is worth a log line (a payment is; a duplicate is not).
 fn stale_reason(
@@ -472,9 +610,10 @@ fn stale_reason(
 
 fn describe_done(payload: &ActionPayload, entry: &JournalEntry, created: Option<&str>) -> String {
     match payload {
-        ActionPayload::Remind { subject, .. } => {
-            format!("reminder sent ({}): {subject}", entry.step_id)
-        }
+        ActionPayload::Remind { subject, .. } => match created {
+            Some(id) => format!("reminder sent ({}): {subject} [{id}]", entry.step_id),
+            None => format!("reminder sent ({}): {subject}", entry.step_id),
+        },
         ActionPayload::LateFee {
             amount,
             explanation,

@@ -58,6 +58,8 @@ struct RawConfig {
     policies: BTreeMap<String, Policy>,
     #[serde(default)]
     engine: EngineSettings,
+    #[serde(default)]
+    channels: crate::channels::config::RawChannels,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +158,8 @@ pub struct Config {
     /// The same, compiled for the planner.
     pub policy_book: PolicyBook,
     pub engine: EngineSettings,
+    /// overdued's own email, digest and webhooks (`[channels]`).
+    pub channels: crate::channels::ChannelsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -446,6 +450,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             ));
         }
     }
+    let channels = crate::channels::config::validate(raw.channels, base, &raw.policies)?;
     Ok(Config {
         path: path.to_path_buf(),
         daemon,
@@ -453,6 +458,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
         policies: raw.policies,
         policy_book,
         engine,
+        channels,
     })
 }
 

@@ -196,7 +196,7 @@ impl StepAction {
 
     fn allowed_channels(self) -> &'static [Channel] {
         match self {
-            StepAction::Remind => &[Channel::Email, Channel::Owner],
+            StepAction::Remind => &[Channel::Email, Channel::Smtp, Channel::Both, Channel::Owner],
             StepAction::LateFee | StepAction::Note => &[Channel::Ledger],
             StepAction::Escalate => &[Channel::Owner],
         }
@@ -216,12 +216,36 @@ impl StepAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
-    /// To the customer, through the accounting system's own invoice email.
+    /// To the customer, through the accounting system's own invoice email (`"system"`,
+    /// or `"email"`, its first name, kept for existing configs).
+    #[serde(alias = "system")]
     Email,
+    /// To the customer, by overdued's own SMTP email from the step's template.
+    Smtp,
+    /// To the customer by both the system's email and SMTP.
+    Both,
     /// To the business owner (e.g. "call this customer"), never to the customer.
     Owner,
     /// Written into the ledger (notes, fee invoices).
     Ledger,
+}
+
+impl Channel {
+    /// Whether the step's message reaches the customer (and so counts against the
+    /// per-customer daily limit and is announced as "we will write to you again").
+    pub fn to_customer(self) -> bool {
+        matches!(self, Channel::Email | Channel::Smtp | Channel::Both)
+    }
+
+    /// Whether the accounting system sends its own invoice email.
+    pub fn uses_system_email(self) -> bool {
+        matches!(self, Channel::Email | Channel::Both)
+    }
+
+    /// Whether overdued sends the message itself by SMTP.
+    pub fn uses_smtp(self) -> bool {
+        matches!(self, Channel::Smtp | Channel::Both)
+    }
 }
 
 /// One `[[policies.NAME.steps]]` entry.
@@ -234,7 +258,8 @@ pub struct StepConfig {
     /// Template id (built-in or from `templates`); defaults by action.
     #[serde(default)]
     pub template: Option<String>,
-    /// Defaults by action: remind → email, late_fee/note → ledger, escalate → owner.
+    /// Defaults by action: remind → email (the system's), late_fee/note → ledger,
+    /// escalate → owner. A reminder may also go by `smtp` or `both`.
     #[serde(default)]
     pub channel: Option<Channel>,
     /// Stable id used in idempotency keys; defaults to the offset ("+7d"). Changing it

@@ -52,7 +52,7 @@ pub const PLACEHOLDERS: &[&str] = &[
 
 /// The values placeholders are filled with. Every field is already formatted for a
 /// reader ("USD 362.07", "31 October 2026").
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageContext {
     pub customer_name: String,
     pub customer_email: String,

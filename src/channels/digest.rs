@@ -1,0 +1,222 @@
+//! The owner's daily digest: the day's actions, the failures, what needs a person
+//! (calls to make, accounts to refer to collection, connections to reconnect) and the
+//! ageing table, in one email a day.
+//!
+//! The digest is journaled like any message (key `digest:DATE`), so it goes out once a
+//! day however many cycles run and whatever crashes.
+
+use chrono::{Duration, NaiveDate, TimeZone, Timelike, Utc};
+use overdued_connector::{ActionKind, Clock};
+use rust_decimal::Decimal;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::deliver::Delivery;
+use super::message::{build, message_id};
+use super::smtp::{Mailer, SendError};
+use super::templates::{AgeingRow, DigestContext, DigestLine};
+use super::ChannelError;
+use crate::config::Config;
+use crate::daemon::ageing::Bucket;
+use crate::daemon::status::connection_status;
+use crate::engine::dates::long_date;
+use crate::store::{AuditEvent, JournalEntry, JournalState, Store};
+
+/// The journal's pseudo-connection for digests.
+pub const DIGEST_CONNECTION: &str = "overdued/digest";
+
+/// One process sends at most one digest at a time (cycles of several connections run
+/// concurrently and each may find the digest due).
+static SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Sends today's digest if it is due (past the configured hour) and not yet sent.
+pub async fn send_if_due(
+    config: &Config,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    mailer: &Mailer,
+) -> Result<Option<Delivery>, ChannelError> {
+    let Some(dc) = &config.channels.digest else {
+        return Ok(None);
+    };
+    let _one = SENDING.lock().await;
+    let tz = config.daemon.time_zone;
+    let now = clock.now();
+    let local = now.with_timezone(&tz);
+    if local.hour() < dc.hour {
+        return Ok(None);
+    }
+    let date = local.date_naive();
+    let key = format!("digest:{date}");
+    match store.get_journal(&key)? {
+        Some(e) if matches!(e.state, JournalState::Done { .. }) => return Ok(None),
+        Some(mut e) if matches!(e.state, JournalState::Intent) => {
+            // Attempted before a crash: may have arrived; one digest missed beats two.
+            e.state = JournalState::Done {
+                at: now,
+                created_id: e.payload["message_id"].as_str().map(str::to_string),
+                replayed: true,
+            };
+            store.put_journal(&e)?;
+            warn!(date = %date, "digest outcome unknown after a restart; not resent");
+            return Ok(None);
+        }
+        _ => {}
+    }
+    let since = tz
+        .from_local_datetime(&date.and_hms_opt(dc.hour, 0, 0).unwrap_or_default())
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(now)
+        - Duration::days(1);
+    let ctx = context(config, store, now, since, date)?;
+    let rendered = mailer.templates.render("digest", &ctx)?;
+    let mid = message_id(&[key.as_str()], &mailer.settings.from);
+    let env = super::message::Envelope {
+        from: mailer.settings.from.clone(),
+        reply_to: None,
+        to: vec![dc.to.clone()],
+        bcc: Vec::new(),
+    };
+    let msg = build(&env, &rendered, &mid)?;
+    if let Err(e) = mailer.reachable().await {
+        return Ok(Some(Delivery::Failed {
+            error: e.to_string(),
+            retry: true,
+        }));
+    }
+    let mut entry = JournalEntry {
+        key: key.clone(),
+        connection: DIGEST_CONNECTION.into(),
+        invoice_id: String::new(),
+        customer_id: String::new(),
+        kind: ActionKind::Note,
+        step_id: "digest".into(),
+        planned_for: date,
+        created_at: now,
+        expected_amount_due: Decimal::ZERO,
+        payload: json!({"message_id": mid, "to": dc.to.to_string(), "subject": rendered.subject}),
+        state: JournalState::Intent,
+        audit_note_done: true,
+    };
+    store.put_journal(&entry)?;
+    let result = mailer.send(&msg).await;
+    let delivery = match &result {
+        Ok(()) => Delivery::Sent {
+            message_id: mid.clone(),
+            replayed: false,
+        },
+        Err(SendError::Unknown(_)) => Delivery::SentUnknown {
+            message_id: mid.clone(),
+        },
+        Err(e) => Delivery::Failed {
+            error: e.to_string(),
+            retry: true,
+        },
+    };
+    entry.state = match &delivery {
+        Delivery::Failed { error, retry } => JournalState::Failed {
+            at: clock.now(),
+            error: error.clone(),
+            attempts: 1,
+            retry: *retry,
+        },
+        Delivery::SentUnknown { .. } => JournalState::Done {
+            at: clock.now(),
+            created_id: Some(mid.clone()),
+            replayed: true,
+        },
+        Delivery::Sent { .. } => JournalState::Done {
+            at: clock.now(),
+            created_id: Some(mid.clone()),
+            replayed: false,
+        },
+    };
+    store.put_journal(&entry)?;
+    store.append_audit(&AuditEvent {
+        at: clock.now(),
+        connection: DIGEST_CONNECTION.into(),
+        invoice_id: None,
+        kind: "digest".into(),
+        message: match &result {
+            Ok(()) => format!("digest for {date} sent to {}", dc.to),
+            Err(e) => format!("digest for {date}: {e}"),
+        },
+        detail: entry.payload.clone(),
+    })?;
+    info!(date = %date, to = %dc.to, outcome = ?delivery, "digest");
+    Ok(Some(delivery))
+}
+
+/// What the digest says, from the store and audit log.
+pub fn context(
+    config: &Config,
+    store: &dyn Store,
+    now: chrono::DateTime<Utc>,
+    since: chrono::DateTime<Utc>,
+    date: NaiveDate,
+) -> Result<DigestContext, crate::store::StoreError> {
+    let mut ctx = DigestContext {
+        date: long_date(date),
+        actions: Vec::new(),
+        failed: Vec::new(),
+        attention: Vec::new(),
+        ageing: Vec::new(),
+    };
+    for c in &config.connections {
+        let name = c.name.as_str();
+        for ev in store.audit_since(name, since)? {
+            let line = DigestLine {
+                connection: name.to_string(),
+                message: ev.message.clone(),
+            };
+            match ev.kind.as_str() {
+                "action" => ctx.actions.push(line),
+                "failed" => ctx.failed.push(line),
+                _ => {}
+            }
+        }
+        let st = connection_status(config, c, store, now)?;
+        if st.needs_reconnect {
+            ctx.attention.push(format!(
+                "{name}: reconnect the connection (overdued connect {name}); nothing is chased until then"
+            ));
+        }
+        for n in &st.attention.escalated {
+            ctx.attention.push(format!(
+                "{name}: invoice {n} is referred for collection: call the customer, then refer it to your agency"
+            ));
+        }
+        for n in &st.attention.promises_due {
+            ctx.attention.push(format!(
+                "{name}: the promised payment of invoice {n} has not arrived: call the customer"
+            ));
+        }
+        if st.attention.failed_actions > 0 {
+            ctx.attention.push(format!(
+                "{name}: {} action(s) failed and are retried",
+                st.attention.failed_actions
+            ));
+        }
+        for (currency, buckets) in &st.ageing.by_currency {
+            let amt = |b: Bucket| {
+                buckets
+                    .get(&b)
+                    .map(|t| t.amount)
+                    .unwrap_or_default()
+                    .round_dp(2)
+                    .to_string()
+            };
+            ctx.ageing.push(AgeingRow {
+                connection: name.to_string(),
+                currency: currency.clone(),
+                current: amt(Bucket::Current),
+                d1_30: amt(Bucket::D1To30),
+                d31_60: amt(Bucket::D31To60),
+                d61_90: amt(Bucket::D61To90),
+                d90_plus: amt(Bucket::Over90),
+            });
+        }
+    }
+    Ok(ctx)
+}
