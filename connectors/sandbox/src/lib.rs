@@ -23,6 +23,16 @@
 //!   response byte for byte and changes nothing; only successful (2xx) responses are stored,
 //!   so a write that failed validation can be retried with the same key.
 //! - **Faults.** See [`FaultConfig`]; the control API never faults.
+//!
+//! # Routes
+//! QuickBooks: `/v3/company/{realmId}/{query,cdc,invoice,invoice/{id},invoice/{id}/send,customer/{id}}`,
+//! OAuth `/oauth2/quickbooks/authorize` and `/oauth2/v1/tokens/bearer`.
+//! Xero: `/api.xro/2.0/{Invoices,Invoices/{id},Invoices/{id}/Email,Invoices/{id}/History,Contacts,Contacts/{id}}`,
+//! `/connections`, OAuth `/identity/connect/authorize` and `/connect/token`.
+//! Control (`/_sandbox/`): `GET tenants`, `GET|POST clock`, `POST invoices`,
+//! `GET invoices/{system}/{tenant}/{id}`, `POST invoices/{system}/{tenant}/{id}/payments`,
+//! `GET|POST faults`, `POST token`, `POST revoke`, `GET|POST limits`, `GET ledger`,
+//! `GET stats`, `POST save`.
 
 use std::future::Future;
 use std::net::SocketAddr;

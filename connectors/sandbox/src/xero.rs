@@ -306,7 +306,6 @@ pub fn render_invoice(t: &Tenant, inv: &Invoice, with_lines: bool) -> Value {
                 "CreditNoteNumber": format!("CN-{}", &inv.number.trim_start_matches("INV-")),
                 "Type": "ACCRECCREDIT",
                 "AppliedAmount": num(inv.credited),
-                "DateString": day_string(inv.issue_date),
                 "Date": xero_day(inv.issue_date),
                 "Total": num(inv.credited),
                 "HasErrors": false
