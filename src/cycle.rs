@@ -104,13 +104,12 @@ pub async fn run_cycle(
             )
         })
         .collect();
-    let mailer =
-        crate::channels::Mailer::from_config(&config.channels).map_err(|source| {
-            CycleError::Channels {
-                connection: name.clone(),
-                source,
-            }
-        })?;
+    let mailer = crate::channels::Mailer::from_config(&config.channels).map_err(|source| {
+        CycleError::Channels {
+            connection: name.clone(),
+            source,
+        }
+    })?;
     let hooks = config
         .channels
         .webhook

@@ -264,9 +264,7 @@ impl Executor<'_> {
                 continue;
             };
             let snapshot = fresh.get(&e.invoice_id);
-            if !channel.uses_smtp()
-                || gave_up(e, now)
-                || stale_reason(e, snapshot, holds).is_some()
+            if !channel.uses_smtp() || gave_up(e, now) || stale_reason(e, snapshot, holds).is_some()
             {
                 continue;
             }
@@ -553,9 +551,10 @@ fn smtp_receipt(
         Some(Delivery::Failed { error, retry: true }) => {
             Err(ConnectorError::transient(format!("email: {error}")))
         }
-        Some(Delivery::Failed { error, retry: false }) => {
-            Err(ConnectorError::Permanent(format!("email: {error}")))
-        }
+        Some(Delivery::Failed {
+            error,
+            retry: false,
+        }) => Err(ConnectorError::Permanent(format!("email: {error}"))),
         None => Err(ConnectorError::Permanent(
             "email: the step sends by SMTP but [channels.smtp] is not configured".into(),
         )),

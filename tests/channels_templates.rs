@@ -22,9 +22,16 @@ fn snapshot(name: &str, r: &Rendered) {
         std::fs::write(&path, &text).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (write it with OVERDUED_UPDATE_SNAPSHOTS=1)", path.display()));
-    assert_eq!(text, want, "{name} changed; if intended, rewrite the snapshot");
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (write it with OVERDUED_UPDATE_SNAPSHOTS=1)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        text, want,
+        "{name} changed; if intended, rewrite the snapshot"
+    );
 }
 
 /// The step's message as the planner would fill it on the step's day.
@@ -35,8 +42,13 @@ fn context_for(day: i64, template: &str) -> StepContext {
     c.fee_notice = String::new();
     c.next_step = match template {
         "heads_up" | "due_today" => String::new(),
-        "final_notice" => "If the invoice is still unpaid on 29 January 2027, we will refer it for collection.".into(),
-        _ => "If payment has not reached us by 30 November 2026, we will write to you again.".into(),
+        "final_notice" => {
+            "If the invoice is still unpaid on 29 January 2027, we will refer it for collection."
+                .into()
+        }
+        _ => {
+            "If payment has not reached us by 30 November 2026, we will write to you again.".into()
+        }
     };
     if matches!(template, "stop_work" | "final_notice") {
         c.fee = Some("USD 25.00".into());
@@ -51,10 +63,19 @@ fn every_default_step_template_matches_its_snapshot() {
     let policy = Policy::default_policy();
     let mut seen = Vec::new();
     for step in &policy.steps {
-        let id = step.template.clone().expect("built-in steps name their template");
+        let id = step
+            .template
+            .clone()
+            .expect("built-in steps name their template");
         let day: i64 = step.offset.trim_end_matches('d').parse().unwrap();
         let r = t.render(&id, &context_for(day, &id)).unwrap();
-        snapshot(&format!("{id}_at_{}", step.offset.replace('+', "plus").replace('-', "minus")), &r);
+        snapshot(
+            &format!(
+                "{id}_at_{}",
+                step.offset.replace('+', "plus").replace('-', "minus")
+            ),
+            &r,
+        );
         seen.push(id);
     }
     // Not a step of the built-in policy, but sent whenever a promise is broken.
@@ -83,7 +104,16 @@ fn a_message_without_pay_link_or_next_step_reads_cleanly() {
 #[test]
 fn statement_digest_and_test_email_match_their_snapshots() {
     let t = Templates::built_in();
-    snapshot("statement", &t.render("statement", &StatementContext::sample()).unwrap());
-    snapshot("digest", &t.render("digest", &DigestContext::sample()).unwrap());
-    snapshot("test_email", &t.render("test_email", &TestContext::sample()).unwrap());
+    snapshot(
+        "statement",
+        &t.render("statement", &StatementContext::sample()).unwrap(),
+    );
+    snapshot(
+        "digest",
+        &t.render("digest", &DigestContext::sample()).unwrap(),
+    );
+    snapshot(
+        "test_email",
+        &t.render("test_email", &TestContext::sample()).unwrap(),
+    );
 }

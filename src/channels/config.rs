@@ -320,8 +320,7 @@ pub fn validate(
             .ok_or_else(|| {
                 (
                     "channels.webhook".to_string(),
-                    "secret or secret_file is required: receivers check the signature"
-                        .to_string(),
+                    "secret or secret_file is required: receivers check the signature".to_string(),
                 )
             })?;
             let max_attempts = w.max_attempts.unwrap_or(6);

@@ -98,9 +98,20 @@ pub async fn deliver(
                     );
                 }
                 JournalState::Intent => {
-                    let mid = r.payload["message_id"].as_str().unwrap_or_default().to_string();
-                    settle_unknown(store, clock, r, "overdued stopped before the outcome was recorded")?;
-                    out.insert(p.entry.key.clone(), Delivery::SentUnknown { message_id: mid });
+                    let mid = r.payload["message_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    settle_unknown(
+                        store,
+                        clock,
+                        r,
+                        "overdued stopped before the outcome was recorded",
+                    )?;
+                    out.insert(
+                        p.entry.key.clone(),
+                        Delivery::SentUnknown { message_id: mid },
+                    );
                 }
                 _ => to_send.push(p),
             },
@@ -252,7 +263,12 @@ fn fail_all(out: &mut HashMap<String, Delivery>, members: &[Pending], error: &st
     }
 }
 
-fn record(m: &Pending, detail: &serde_json::Value, state: JournalState, clock: &dyn Clock) -> JournalEntry {
+fn record(
+    m: &Pending,
+    detail: &serde_json::Value,
+    state: JournalState,
+    clock: &dyn Clock,
+) -> JournalEntry {
     JournalEntry {
         key: record_key(&m.entry.key),
         connection: record_connection(&m.entry.connection),
@@ -276,7 +292,10 @@ fn settle_unknown(
     mut r: JournalEntry,
     why: &str,
 ) -> Result<(), StoreError> {
-    let mid = r.payload["message_id"].as_str().unwrap_or_default().to_string();
+    let mid = r.payload["message_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let to = r.payload["to"].as_str().unwrap_or_default().to_string();
     r.state = JournalState::Done {
         at: clock.now(),

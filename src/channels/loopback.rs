@@ -106,7 +106,8 @@ impl Receiver {
 async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Inner>>) -> std::io::Result<()> {
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
-    w.write_all(b"220 localhost overdued loopback SMTP\r\n").await?;
+    w.write_all(b"220 localhost overdued loopback SMTP\r\n")
+        .await?;
     let mut from = String::new();
     let mut rcpt: Vec<String> = Vec::new();
     let mut line = String::new();

@@ -71,6 +71,9 @@ mod tests {
         let a = message_id(&["k1", "k2"], &from);
         assert_eq!(a, message_id(&["k2", "k1"], &from));
         assert_ne!(a, message_id(&["k1"], &from));
-        assert!(a.starts_with('<') && a.ends_with(".overdued@example.com>"), "{a}");
+        assert!(
+            a.starts_with('<') && a.ends_with(".overdued@example.com>"),
+            "{a}"
+        );
     }
 }

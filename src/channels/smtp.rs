@@ -53,11 +53,15 @@ impl Mailer {
     pub fn new(settings: SmtpConfig, templates: Arc<Templates>) -> Result<Mailer, ChannelError> {
         let t = |e: lettre::transport::smtp::Error| ChannelError::Transport(e.to_string());
         let mut b = match settings.security {
-            Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host).map_err(t)?,
+            Security::Tls => {
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host).map_err(t)?
+            }
             Security::Starttls => {
                 AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host).map_err(t)?
             }
-            Security::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host),
+            Security::Plain => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            }
         };
         b = b.port(settings.port).timeout(Some(settings.timeout));
         if let (Some(u), Some(p)) = (&settings.username, &settings.password) {

@@ -17,10 +17,19 @@ use crate::engine::templates::MessageContext;
 /// The templates shipped in the binary, by file name.
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("heads_up.txt", include_str!("../../templates/heads_up.txt")),
-    ("due_today.txt", include_str!("../../templates/due_today.txt")),
-    ("follow_up.txt", include_str!("../../templates/follow_up.txt")),
+    (
+        "due_today.txt",
+        include_str!("../../templates/due_today.txt"),
+    ),
+    (
+        "follow_up.txt",
+        include_str!("../../templates/follow_up.txt"),
+    ),
     ("firm.txt", include_str!("../../templates/firm.txt")),
-    ("stop_work.txt", include_str!("../../templates/stop_work.txt")),
+    (
+        "stop_work.txt",
+        include_str!("../../templates/stop_work.txt"),
+    ),
     (
         "final_notice.txt",
         include_str!("../../templates/final_notice.txt"),
@@ -29,10 +38,19 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "promise_broken.txt",
         include_str!("../../templates/promise_broken.txt"),
     ),
-    ("escalation.txt", include_str!("../../templates/escalation.txt")),
-    ("statement.txt", include_str!("../../templates/statement.txt")),
+    (
+        "escalation.txt",
+        include_str!("../../templates/escalation.txt"),
+    ),
+    (
+        "statement.txt",
+        include_str!("../../templates/statement.txt"),
+    ),
     ("digest.txt", include_str!("../../templates/digest.txt")),
-    ("test_email.txt", include_str!("../../templates/test_email.txt")),
+    (
+        "test_email.txt",
+        include_str!("../../templates/test_email.txt"),
+    ),
     ("_layout.html", include_str!("../../templates/_layout.html")),
 ];
 
@@ -170,7 +188,10 @@ impl Templates {
         let text = tidy(&body);
         let html_name = format!("{id}.html");
         let html = if self.origins.contains_key(&html_name) {
-            let t = self.env.get_template(&html_name).map_err(|e| self.err(&e))?;
+            let t = self
+                .env
+                .get_template(&html_name)
+                .map_err(|e| self.err(&e))?;
             let ctx = Value::from_serialize(ctx);
             let extra = minijinja::context! { subject => subject.clone(), text => text.clone() };
             t.render(minijinja::value::merge_maps([extra, ctx]))
@@ -238,8 +259,7 @@ fn error_at(origin: &str, e: &minijinja::Error) -> TemplateError {
     let message = match (e.kind(), e.detail()) {
         (ErrorKind::UndefinedError, Some(d)) => format!("undefined name: {d}"),
         (ErrorKind::UndefinedError, None) => {
-            "undefined name (see the variables each template may use in the documentation)"
-                .into()
+            "undefined name (see the variables each template may use in the documentation)".into()
         }
         (k, Some(d)) => format!("{k}: {d}"),
         (k, None) => k.to_string(),

@@ -131,9 +131,10 @@ async fn run(cfg: WebhookConfig, mut rx: mpsc::Receiver<Event>, base: Duration) 
             let (done, why) = match result {
                 Ok(r) if r.status().is_success() => (true, String::new()),
                 // A refusal other than "later" will not change on retry.
-                Ok(r) if r.status().is_client_error()
-                    && r.status().as_u16() != 408
-                    && r.status().as_u16() != 429 =>
+                Ok(r)
+                    if r.status().is_client_error()
+                        && r.status().as_u16() != 408
+                        && r.status().as_u16() != 429 =>
                 {
                     warn!(key = %ev.key, status = %r.status(), "webhook refused the event; not retried");
                     break;
