@@ -301,7 +301,11 @@ pub fn intent_from(
                 body,
                 channel: smtp.then_some(a.channel),
                 template: if smtp { a.template.clone() } else { None },
-                context: if smtp { a.context.clone() } else { None },
+                context: if smtp {
+                    a.context.clone().map(Box::new)
+                } else {
+                    None
+                },
             }
         }
         ActionKind::LateFee => {

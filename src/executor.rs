@@ -43,7 +43,7 @@ pub enum ActionPayload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         template: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        context: Option<MessageContext>,
+        context: Option<Box<MessageContext>>,
     },
     LateFee {
         amount: Money,
@@ -273,7 +273,7 @@ impl Executor<'_> {
                 entry: e.clone(),
                 snapshot: snapshot.clone(),
                 template,
-                context,
+                context: context.map(|c| *c),
                 subject,
                 body,
             });
