@@ -35,3 +35,30 @@ pub enum ChannelError {
     #[error(transparent)]
     Send(#[from] SendError),
 }
+
+/// Sends the test message (`test_email` template) to `to` through `[channels.smtp]`;
+/// returns its Message-ID.
+pub async fn send_test_email(
+    cfg: &ChannelsConfig,
+    to: &str,
+    today: chrono::NaiveDate,
+) -> Result<String, ChannelError> {
+    let mailer = Mailer::from_config(cfg)?
+        .ok_or_else(|| ChannelError::Transport("[channels.smtp] is not configured".into()))?;
+    let to: lettre::message::Mailbox = to
+        .parse()
+        .map_err(|e| ChannelError::Message(format!("{to:?} is not an email address: {e}")))?;
+    let ctx = templates::TestContext {
+        today: crate::engine::dates::long_date(today),
+        sender_name: mailer.sender_name(),
+    };
+    let rendered = mailer.templates.render("test_email", &ctx)?;
+    // Unique per run: a test message is meant to go out every time it is asked for.
+    let seed = format!("test:{to}:{}", rand::random::<u64>());
+    let mid = message::message_id(&[seed.as_str()], &mailer.settings.from);
+    let mut envelope = mailer.envelope(vec![to]);
+    envelope.bcc.clear();
+    let msg = message::build(&envelope, &rendered, &mid)?;
+    mailer.send(&msg).await?;
+    Ok(mid)
+}

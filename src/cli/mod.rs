@@ -10,6 +10,7 @@ mod once;
 mod plan;
 mod run;
 mod sandbox;
+mod send_test_email;
 mod status;
 
 use std::path::PathBuf;
@@ -57,6 +58,14 @@ pub struct ConfigArg {
 pub enum Command {
     /// Check the config file and print what it configures.
     Check(ConfigArg),
+    /// Send a test message through the configured SMTP server.
+    SendTestEmail {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where to send it.
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+    },
     /// Run the daemon: sync, plan and act on every connection.
     Run {
         #[command(flatten)]
@@ -183,6 +192,9 @@ pub fn main() -> ExitCode {
     let log_format = cli.log_format;
     let code = match cli.command {
         Command::Check(c) => check::run(&c),
+        Command::SendTestEmail { config, to } => {
+            send_test_email::run(config.config.as_deref(), &to)
+        }
         Command::Plan { config, at, json } => {
             plan::run(config.config.as_deref(), at.as_deref(), json)
         }
@@ -240,7 +252,11 @@ pub fn main() -> ExitCode {
             now: None,
         } => run::run_daemon(config.config.as_deref(), log_format),
         Command::Status(c) => status::status(c.config.as_deref()),
-        Command::Run { once: false, now: Some(_), .. } => {
+        Command::Run {
+            once: false,
+            now: Some(_),
+            ..
+        } => {
             eprintln!("error: --now needs --once: the daemon always runs on the real clock");
             exit::USAGE
         }
