@@ -30,7 +30,11 @@ async fn send_test_email_delivers_one_message() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let msgs = rx.messages();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].rcpt_to, vec!["me@example.org".to_string()]);
@@ -70,7 +74,11 @@ fn check_renders_templates_and_names_file_and_line() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("against a sample invoice: ok"));
 
     std::fs::write(
