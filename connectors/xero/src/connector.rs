@@ -265,7 +265,10 @@ impl XeroConnector {
                     b
                 },
                 |resp| {
-                    if let Some(pause) = self.budget.observe(&resp.headers) {
+                    // A 429's own Retry-After governs it (the runtime pauses the
+                    // limiter by it); its remaining-calls headers describe the refusal.
+                    let observed = if resp.status == 429 { None } else { self.budget.observe(&resp.headers) };
+                    if let Some(pause) = observed {
                         self.runtime
                             .limiter()
                             .pause_until(tokio::time::Instant::now() + pause);

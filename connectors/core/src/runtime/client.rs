@@ -164,13 +164,20 @@ impl ConnectionRuntime {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
             let mut used_token: Option<Secret> = None;
+            let pending_rejection = rejected.take();
             let result = self
-                .attempt(&build, &parse, rejected.take(), &mut used_token)
+                .attempt(&build, &parse, pending_rejection.clone(), &mut used_token)
                 .await;
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            // The refresh after a 401 failed before any request went out (e.g. its
+            // answer was lost): the next attempt must refresh again, not reuse the
+            // token the API already refused.
+            if used_token.is_none() {
+                rejected = pending_rejection;
+            }
             if let ConnectorError::RateLimited {
                 retry_after: Some(after),
                 ..
