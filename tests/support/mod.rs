@@ -454,7 +454,7 @@ pub fn canonical(rows: &[Row]) -> Vec<(String, String, String, String, String)> 
                     .get(&r.invoice_id)
                     .cloned()
                     .unwrap_or_else(|| r.invoice_id.clone()),
-                r.kind.clone(),
+                format!("{} {}", r.kind, r.action),
                 r.step.clone(),
                 r.amount
                     .map(|a| a.normalize().to_string())
@@ -496,4 +496,19 @@ pub fn journal_states(store: &dyn Store, conn: &str, invoice: &str) -> Vec<(Stri
 
 pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// What one multiset has that the other has not, both ways, for a readable failure.
+pub fn multiset_diff<T: Ord + Clone + std::fmt::Debug>(a: &[T], b: &[T]) -> String {
+    let mut only_a = a.to_vec();
+    let mut only_b = Vec::new();
+    for x in b {
+        match only_a.iter().position(|y| y == x) {
+            Some(p) => {
+                only_a.remove(p);
+            }
+            None => only_b.push(x.clone()),
+        }
+    }
+    format!("only in the first: {only_a:#?}\nonly in the second: {only_b:#?}")
 }
