@@ -278,3 +278,64 @@ fn the_example_config_is_valid() {
     assert_eq!(c.connections.len(), 2);
     assert_eq!(c.daemon.time_zone, chrono_tz::Europe::London);
 }
+
+#[test]
+fn channels_parse_with_secrets_and_defaults() {
+    let dir = dir_with_secret(0o600);
+    let text = format!(
+        "{GOOD}\n[channels]\nowner_email = \"Owner <owner@acme.example>\"\n\n[channels.smtp]\nhost = \"smtp.acme.example\"\nusername = \"billing\"\npassword_file = \"secret\"\nfrom = \"billing@acme.example\"\nfrom_name = \"Acme Accounts\"\ncopy_owner = true\n\n[channels.digest]\n\n[channels.webhook]\nurl = \"https://hooks.example/x\"\nsecret_file = \"secret\"\n"
+    );
+    let c = parse_in(dir.path(), &text).unwrap();
+    let s = c.channels.smtp.unwrap();
+    assert_eq!(s.port, 587);
+    assert_eq!(s.password.unwrap().expose(), "s3cr3t");
+    assert_eq!(s.from.to_string(), "Acme Accounts <billing@acme.example>");
+    assert_eq!(
+        s.copy_owner.unwrap().email.to_string(),
+        "owner@acme.example"
+    );
+    let d = c.channels.digest.unwrap();
+    assert_eq!(
+        (d.hour, d.to.email.to_string()),
+        (8, "owner@acme.example".into())
+    );
+    assert_eq!(c.channels.webhook.unwrap().secret.expose(), "s3cr3t");
+}
+
+#[test]
+fn channel_errors_are_located() {
+    let dir = dir_with_secret(0o600);
+    let text = format!("{GOOD}\n[channels.smtp]\nhost = \"h\"\nfrom = \"not an address\"\n");
+    let e = parse_in(dir.path(), &text).unwrap_err();
+    assert!(e.message.starts_with("channels.smtp.from:"), "{e}");
+    assert!(e.position.is_some(), "{e}");
+
+    let text = format!(
+        "{GOOD}\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\nchannel = \"smtp\"\n"
+    );
+    let e = parse_in(dir.path(), &text).unwrap_err();
+    assert!(
+        e.message.contains("policies.default.steps[0].channel")
+            && e.message.contains("[channels.smtp]"),
+        "{e}"
+    );
+
+    let text = format!(
+        "{GOOD}\n[channels.smtp]\nhost = \"h\"\nfrom = \"a@b.example\"\ncopy_owner = true\n"
+    );
+    let e = parse_in(dir.path(), &text).unwrap_err();
+    assert!(e.message.contains("owner_email"), "{e}");
+}
+
+#[test]
+fn email_is_still_the_system_channel_and_system_is_its_alias() {
+    let dir = dir_with_secret(0o600);
+    for ch in ["email", "system"] {
+        let text = format!(
+            "{GOOD}\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\nchannel = \"{ch}\"\n"
+        );
+        let c = parse_in(dir.path(), &text).unwrap();
+        let p = c.policy_book.get("default").unwrap();
+        assert_eq!(p.steps[0].channel, crate::engine::Channel::Email, "{ch}");
+    }
+}
