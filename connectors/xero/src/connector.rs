@@ -267,7 +267,11 @@ impl XeroConnector {
                 |resp| {
                     // A 429's own Retry-After governs it (the runtime pauses the
                     // limiter by it); its remaining-calls headers describe the refusal.
-                    let observed = if resp.status == 429 { None } else { self.budget.observe(&resp.headers) };
+                    let observed = if resp.status == 429 {
+                        None
+                    } else {
+                        self.budget.observe(&resp.headers)
+                    };
                     if let Some(pause) = observed {
                         self.runtime
                             .limiter()

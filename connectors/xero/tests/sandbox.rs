@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use overdued_connector::runtime::{ConnectFlow, LimitSpec, RetryPolicy};
 use overdued_connector::{
-    ActionKind, ActionReceipt, Clock, ConnectionId, Connector, ConnectorError, FeePosting,
-    IdempotencyKey, InvoiceSnapshot, InvoiceStatus, LateFeeRequest, ManualClock, Money,
-    NoteRequest, ReminderRequest, Secret, SyncCursor, TokenSet, TokenStore, TokenStoreError,
+    ActionKind, ActionReceipt, ConnectionId, Connector, ConnectorError, FeePosting, IdempotencyKey,
+    InvoiceSnapshot, InvoiceStatus, LateFeeRequest, ManualClock, Money, NoteRequest,
+    ReminderRequest, Secret, SyncCursor, TokenSet, TokenStore, TokenStoreError,
 };
 use overdued_sandbox::{
     FaultConfig, FaultKind, NewInvoice, RunningSandbox, Sandbox, SandboxOptions, System,
@@ -114,7 +114,7 @@ fn connector_for(
 }
 
 fn connector(env: &Env) -> XeroConnector {
-    connector_for(env, &env.tenant().to_string(), "acme-uk", |_| {})
+    connector_for(env, env.tenant(), "acme-uk", |_| {})
 }
 
 fn endpoint_requests(sb: &Sandbox, name: &str) -> u64 {
@@ -334,7 +334,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_kind_is_survived_without_duplicate_effects() {
     let env = sandbox(opts(150)).await;
-    let c = connector_for(&env, &env.tenant().to_string(), "acme-uk", |s| {
+    let c = connector_for(&env, env.tenant(), "acme-uk", |s| {
         s.request_timeout = Duration::from_secs(1)
     });
     let (all, _) = pass(&c, SyncCursor::initial()).await;
@@ -551,7 +551,7 @@ async fn actions_refused_by_xero_are_permanent_with_a_clear_reason() {
     );
 
     // Per-item validation errors inside a 200 are permanent too.
-    let bad = connector_for(&env, &env.tenant().to_string(), "bad-account", |s| {
+    let bad = connector_for(&env, env.tenant(), "bad-account", |s| {
         s.fee_account_code = "999999".into()
     });
     let fee = fee_request(inv, today, FeePosting::SeparateInvoice);
@@ -661,7 +661,11 @@ async fn a_lost_refresh_response_is_retried_with_the_previous_token_within_the_g
         }
     }
     env.sb().set_faults(FaultConfig::default());
-    assert!(lost() > 0, "a refresh answer was lost: {}", env.sb().stats());
+    assert!(
+        lost() > 0,
+        "a refresh answer was lost: {}",
+        env.sb().stats()
+    );
     assert!(c.stats().refresh_failures > 0);
     assert!(!c.needs_reconnect());
 
@@ -683,7 +687,10 @@ async fn a_lost_refresh_response_is_retried_with_the_previous_token_within_the_g
     assert_eq!(c.stats().refreshes, refreshes + 1);
     assert!(!c.needs_reconnect());
     let after = env.store.load_tokens("acme-uk").unwrap().unwrap();
-    assert_eq!(after.previous_refresh_token.as_ref(), Some(&now_held.refresh_token));
+    assert_eq!(
+        after.previous_refresh_token.as_ref(),
+        Some(&now_held.refresh_token)
+    );
     // Past the grace a superseded token is refused.
     env.sb()
         .set_now(env.sb().now() + chrono::Duration::minutes(31));
@@ -747,7 +754,7 @@ async fn five_thousand_invoices_without_a_single_rate_limit_violation() {
         ..opts(5000)
     })
     .await;
-    let c = connector_for(&env, &env.tenant().to_string(), "big", |s| {
+    let c = connector_for(&env, env.tenant(), "big", |s| {
         s.limits = LimitSpec::XERO.accelerated(SCALE)
     });
     let (all, _) = pass(&c, SyncCursor::initial()).await;
@@ -781,7 +788,7 @@ async fn five_thousand_invoices_without_a_single_rate_limit_violation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_reads_yield_to_actions_when_the_day_budget_runs_low() {
     let env = sandbox(opts(40)).await;
-    let c = connector_for(&env, &env.tenant().to_string(), "frugal", |s| {
+    let c = connector_for(&env, env.tenant(), "frugal", |s| {
         s.limits = LimitSpec {
             per_day: Some(40),
             ..LimitSpec::XERO
