@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod executor;
+pub mod ops;
 pub mod store;
 pub mod sync;

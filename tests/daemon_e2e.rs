@@ -955,3 +955,58 @@ fn startup_fails_fast_with_sysexits_codes() {
     assert!(took < Duration::from_secs(10));
     notify.wait_for("STOPPING=1");
 }
+
+/// While the daemon holds the store, `pause`, `resume` and `history` go through its
+/// admin endpoint and act on its store; errors keep their exit codes.
+#[test]
+fn hand_operations_go_through_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = start_sandbox(dir.path());
+    let cfg = sb.config.to_str().unwrap().to_string();
+    let mut d = spawn_daemon(&sb.config, None, "info");
+    let _addr = http_addr_from_log(&mut d);
+
+    let (code, out, err) = run_to_end(&[
+        "pause",
+        "sandbox-qbo",
+        "7",
+        "--customer",
+        "--reason",
+        "dispute: wrong quantity",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("sandbox-qbo: paused customer 7 (dispute: wrong quantity)"),
+        "{out}"
+    );
+
+    let (code, out, err) =
+        run_to_end(&["resume", "sandbox-qbo", "7", "--customer", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("resumed customer 7"), "{out}");
+
+    let (code, _, err) =
+        run_to_end(&["resume", "sandbox-qbo", "7", "--customer", "--config", &cfg]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("neither paused nor under a promise"), "{err}");
+
+    let (code, _, err) = run_to_end(&[
+        "history",
+        "sandbox-qbo",
+        "no-such-invoice",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("nothing is known about invoice"), "{err}");
+
+    d.signal(libc::SIGTERM);
+    let (status, _) = d.wait_exit(Duration::from_secs(20));
+    assert_eq!(status, Some(0));
+    // Without the daemon the same store answers directly: the audit kept both events.
+    let (code, _, err) =
+        run_to_end(&["resume", "sandbox-qbo", "7", "--customer", "--config", &cfg]);
+    assert_eq!(code, Some(64), "{err}");
+}

@@ -1,13 +1,16 @@
-//! `overdued promise`, `pause` and `resume`: a person steering the engine.
+//! `overdued promise`, `pause`, `resume` and `history`: a person steering the engine and
+//! looking back. They work on the store, or through the running daemon that holds it.
 
 use std::path::Path;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use crate::store::{AuditEvent, Hold, HoldKind, HoldTarget, Store};
+use crate::daemon::{ADMIN_TOKEN_FILE, HTTP_ADDR_FILE};
+use crate::ops::{self, Op, OpError};
+use crate::store::{SledStore, StoreError};
 
-use super::common::{load_config, open_store, parse_date, Fail};
+use super::common::{load_config, parse_date, Fail};
 use super::exit;
 
 pub fn promise(
@@ -17,9 +20,7 @@ pub fn promise(
     until: &str,
     amount: Option<&str>,
 ) -> u8 {
-    run(|| {
-        let c = load_config(config)?;
-        known_connection(&c, connection)?;
+    let op = || -> Result<Op, Fail> {
         let until = parse_date("--until", until)?;
         let amount = amount
             .map(|a| {
@@ -34,51 +35,14 @@ pub fn promise(
                     })
             })
             .transpose()?;
-        let store = open_store(&c)?;
-        let rec = store
-            .get_invoice(connection, invoice)
-            .map_err(io)?
-            .ok_or_else(|| unknown_invoice(connection, invoice))?;
-        let now = chrono::Utc::now();
-        let today = now.with_timezone(&c.daemon.time_zone).date_naive();
-        if until < today {
-            return Err(Fail(
-                exit::USAGE,
-                format!(
-                    "--until {until} is in the past (today is {today} in {})",
-                    c.daemon.time_zone
-                ),
-            ));
-        }
-        let hold = Hold::Promise {
+        Ok(Op::Promise {
+            connection: connection.into(),
+            invoice: invoice.into(),
             until,
             amount,
-            balance_when_made: Some(rec.snapshot.amount_due),
-            set_at: now,
-        };
-        store
-            .put_hold(connection, &HoldTarget::Invoice(invoice.into()), &hold)
-            .map_err(io)?;
-        let what = match amount {
-            Some(a) => format!("promise to pay {} {a} by {until}", rec.snapshot.currency),
-            None => format!(
-                "promise to pay the balance ({}) by {until}",
-                rec.snapshot.due_money()
-            ),
-        };
-        audit(
-            store.as_ref(),
-            connection,
-            Some(invoice),
-            "promise",
-            format!("{what}: no chasing until then"),
-        )?;
-        println!(
-            "{connection} invoice {}: {what} recorded; chasing resumes after it if still unpaid",
-            rec.snapshot.display_number()
-        );
-        Ok(())
-    })
+        })
+    };
+    run(config, op())
 }
 
 pub fn pause(
@@ -88,147 +52,99 @@ pub fn pause(
     customer: bool,
     reason: &str,
 ) -> u8 {
-    run(|| {
-        let c = load_config(config)?;
-        known_connection(&c, connection)?;
-        if reason.trim().is_empty() {
-            return Err(Fail(
-                exit::USAGE,
-                "--reason must say why (for example \"dispute: wrong quantity\")".into(),
-            ));
-        }
-        let store = open_store(&c)?;
-        let target = target(store.as_ref(), connection, id, customer)?;
-        let hold = Hold::Pause {
-            reason: reason.trim().into(),
-            set_at: chrono::Utc::now(),
-        };
-        store.put_hold(connection, &target, &hold).map_err(io)?;
-        let inv = if customer { None } else { Some(id) };
-        audit(
-            store.as_ref(),
-            connection,
-            inv,
-            "pause",
-            format!("paused {}: {}", describe(&target), reason.trim()),
-        )?;
-        println!(
-            "{connection}: paused {} ({})",
-            describe(&target),
-            reason.trim()
-        );
-        Ok(())
-    })
+    run(
+        config,
+        Ok(Op::Pause {
+            connection: connection.into(),
+            id: id.into(),
+            customer,
+            reason: reason.into(),
+        }),
+    )
 }
 
 pub fn resume(config: Option<&Path>, connection: &str, id: &str, customer: bool) -> u8 {
-    run(|| {
-        let c = load_config(config)?;
-        known_connection(&c, connection)?;
-        let store = open_store(&c)?;
-        let target = if customer {
-            HoldTarget::Customer(id.into())
-        } else {
-            HoldTarget::Invoice(id.into())
-        };
-        let paused = store
-            .remove_hold(connection, &target, HoldKind::Pause)
-            .map_err(io)?;
-        let promised = !customer
-            && store
-                .remove_hold(connection, &target, HoldKind::Promise)
-                .map_err(io)?;
-        if !paused && !promised {
-            return Err(Fail(
-                exit::USAGE,
-                format!(
-                    "{connection}: {} is neither paused nor under a promise",
-                    describe(&target)
-                ),
-            ));
-        }
-        let inv = if customer { None } else { Some(id) };
-        audit(
-            store.as_ref(),
-            connection,
-            inv,
-            "resume",
-            format!("resumed {}", describe(&target)),
-        )?;
-        println!("{connection}: resumed {}", describe(&target));
-        Ok(())
-    })
+    run(
+        config,
+        Ok(Op::Resume {
+            connection: connection.into(),
+            id: id.into(),
+            customer,
+        }),
+    )
 }
 
-fn run(f: impl FnOnce() -> Result<(), Fail>) -> u8 {
-    match f() {
-        Ok(()) => 0,
+pub fn history(config: Option<&Path>, connection: &str, invoice: &str) -> u8 {
+    run(
+        config,
+        Ok(Op::History {
+            connection: connection.into(),
+            invoice: invoice.into(),
+        }),
+    )
+}
+
+fn run(config: Option<&Path>, op: Result<Op, Fail>) -> u8 {
+    let result = op.and_then(|op| {
+        let c = load_config(config)?;
+        match SledStore::open(&c.daemon.state_dir) {
+            Ok(store) => {
+                ops::apply(&op, &c, &store, chrono::Utc::now()).map_err(|e| Fail(e.code, e.message))
+            }
+            Err(StoreError::Locked(lock)) => forward(&c.daemon.state_dir, &op)
+                .map_err(|e| Fail(e.code, format!("{lock}; asking it failed: {}", e.message)))?,
+            Err(e) => Err(Fail(exit::IOERR, e.to_string())),
+        }
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
         Err(e) => e.report(),
     }
 }
 
-fn known_connection(c: &crate::config::Config, name: &str) -> Result<(), Fail> {
-    if c.connection(name).is_none() {
-        let names: Vec<&str> = c.connections.iter().map(|c| c.name.as_str()).collect();
-        return Err(Fail(
-            exit::USAGE,
-            format!(
-                "no connection named {name:?} in {} (configured: {})",
-                c.path.display(),
-                names.join(", ")
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn target(
-    store: &dyn Store,
-    connection: &str,
-    id: &str,
-    customer: bool,
-) -> Result<HoldTarget, Fail> {
-    if customer {
-        return Ok(HoldTarget::Customer(id.into()));
-    }
-    store
-        .get_invoice(connection, id)
-        .map_err(io)?
-        .ok_or_else(|| unknown_invoice(connection, id))?;
-    Ok(HoldTarget::Invoice(id.into()))
-}
-
-fn describe(t: &HoldTarget) -> String {
-    match t {
-        HoldTarget::Invoice(id) => format!("invoice {id}"),
-        HoldTarget::Customer(id) => format!("customer {id}"),
-    }
-}
-
-fn unknown_invoice(connection: &str, id: &str) -> Fail {
-    Fail(exit::USAGE, format!("{connection}: no invoice with id {id:?} has been synced (ids are the system's: QuickBooks Id, Xero InvoiceID)"))
-}
-
-fn io(e: crate::store::StoreError) -> Fail {
-    Fail(exit::IOERR, e.to_string())
-}
-
-fn audit(
-    store: &dyn Store,
-    connection: &str,
-    invoice: Option<&str>,
-    kind: &str,
-    message: String,
-) -> Result<(), Fail> {
-    store
-        .append_audit(&AuditEvent {
-            at: chrono::Utc::now(),
-            connection: connection.into(),
-            invoice_id: invoice.map(String::from),
-            kind: kind.into(),
-            message,
-            detail: serde_json::Value::Null,
-        })
-        .and_then(|()| store.flush())
-        .map_err(io)
+/// Sends the operation to the daemon holding the store. The outer error is about
+/// reaching the daemon; the inner result is the operation's own.
+fn forward(state_dir: &Path, op: &Op) -> Result<Result<String, Fail>, OpError> {
+    let unavailable = |message: String| OpError {
+        code: exit::UNAVAILABLE,
+        message,
+    };
+    let read = |name: &str| {
+        let p = state_dir.join(name);
+        std::fs::read_to_string(&p)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| unavailable(format!("reading {}: {e}", p.display())))
+    };
+    let addr = read(HTTP_ADDR_FILE)?;
+    let token = read(ADMIN_TOKEN_FILE)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| unavailable(e.to_string()))?;
+    rt.block_on(async {
+        let url = format!("http://{addr}/admin/op");
+        let resp = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| unavailable(e.to_string()))?
+            .post(&url)
+            .bearer_auth(token)
+            .json(op)
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("POST {url}: {e}")))?;
+        let ok = resp.status().is_success();
+        if ok {
+            let text = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
+            Ok(Ok(text))
+        } else {
+            match resp.json::<OpError>().await {
+                Ok(e) => Ok(Err(Fail(e.code, e.message))),
+                Err(e) => Err(unavailable(format!("POST {url}: unexpected answer: {e}"))),
+            }
+        }
+    })
 }

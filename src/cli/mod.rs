@@ -4,7 +4,6 @@ mod check;
 mod common;
 mod connect;
 mod demo;
-mod history;
 mod holds;
 mod once;
 mod plan;
@@ -202,7 +201,7 @@ pub fn main() -> ExitCode {
             config,
             connection,
             invoice,
-        } => history::run(config.config.as_deref(), &connection, &invoice),
+        } => holds::history(config.config.as_deref(), &connection, &invoice),
         Command::Promise {
             config,
             connection,

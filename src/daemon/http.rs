@@ -40,6 +40,7 @@ pub fn admin_router() -> Router<AppState> {
     Router::new()
         .route("/status", get(admin_status))
         .route("/sync", post(admin_sync))
+        .route("/op", post(admin_op))
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, stop: CancellationToken) {
@@ -181,6 +182,27 @@ async fn admin_sync(State(s): State<AppState>, Query(q): Query<SyncQuery>) -> Re
         Json(serde_json::json!({"started": kicked})),
     )
         .into_response()
+}
+
+/// Runs a CLI operation (`promise`, `pause`, `resume`, `history`) on the daemon's store.
+async fn admin_op(State(s): State<AppState>, Json(op): Json<crate::ops::Op>) -> Response {
+    let r = tokio::task::spawn_blocking(move || {
+        let (_, config) = s.config();
+        crate::ops::apply(&op, &config, s.store.as_ref(), s.clock.now())
+    })
+    .await;
+    match r {
+        Ok(Ok(text)) => (StatusCode::OK, text).into_response(),
+        Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, Json(e)).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(crate::ops::OpError {
+                code: 70,
+                message: e.to_string(),
+            }),
+        )
+            .into_response(),
+    }
 }
 
 #[cfg(test)]
