@@ -551,7 +551,8 @@ fn evaluate(
     // collection apart from the invoice it belongs to would embarrass the owner.
     let mut track = reminder_track(policy, d);
     if inv.is_fee_invoice {
-        track.retain(|o| o.day >= 0 && !matches!(o.action, StepAction::Escalate | StepAction::Note));
+        track
+            .retain(|o| o.day >= 0 && !matches!(o.action, StepAction::Escalate | StepAction::Note));
     }
     let broken_sent_day = hist
         .actions

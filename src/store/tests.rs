@@ -130,7 +130,10 @@ fn every_record_type_round_trips() {
     s.put_journal(&done).unwrap();
     // Done, but its audit note is not in the ledger yet: still unfinished.
     assert_eq!(s.unfinished_journal("uk").unwrap(), vec![done.clone()]);
-    let done = JournalEntry { audit_note_done: true, ..done };
+    let done = JournalEntry {
+        audit_note_done: true,
+        ..done
+    };
     s.put_journal(&done).unwrap();
     assert!(s.unfinished_journal("uk").unwrap().is_empty());
     assert_eq!(s.journal_for_invoice("uk", "a1").unwrap(), vec![done]);

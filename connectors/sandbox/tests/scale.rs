@@ -14,9 +14,14 @@ use serde_json::Value;
 /// `OVERDUED_SCALE_INVOICES=100000 cargo test -p overdued-sandbox --release --test scale`.
 #[tokio::test]
 async fn sized_world_generates_and_syncs() {
-    match std::env::var("OVERDUED_SCALE_INVOICES").ok().and_then(|v| v.parse::<usize>().ok()) {
+    match std::env::var("OVERDUED_SCALE_INVOICES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         Some(n) => sync_all(n).await,
-        None => eprintln!("set OVERDUED_SCALE_INVOICES=100000 (release build) for the benchmark-sized world"),
+        None => eprintln!(
+            "set OVERDUED_SCALE_INVOICES=100000 (release build) for the benchmark-sized world"
+        ),
     }
 }
 
