@@ -914,6 +914,28 @@ mod tests {
     }
 
     #[test]
+    fn per_item_errors_inside_a_200_are_permanent() {
+        let bad: XeroInvoice = serde_json::from_str(
+            r#"{"InvoiceID":"00000000-0000-0000-0000-000000000000","HasErrors":true,"ValidationErrors":[{"Message":"Account code '999' is not a valid code for this document."}]}"#,
+        )
+        .unwrap();
+        match item_errors("create fee", &bad) {
+            Err(ConnectorError::Permanent(m)) => assert!(m.contains("Account code '999'"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let flagged: XeroInvoice =
+            serde_json::from_str(r#"{"InvoiceID":"x","HasErrors":true}"#).unwrap();
+        assert!(matches!(
+            item_errors("create fee", &flagged),
+            Err(ConnectorError::Permanent(_))
+        ));
+        let ok: XeroInvoice =
+            serde_json::from_str(r#"{"InvoiceID":"x","HasErrors":false,"ValidationErrors":[]}"#)
+                .unwrap();
+        assert!(item_errors("create fee", &ok).is_ok());
+    }
+
+    #[test]
     fn paging_ends_by_page_count_or_short_page() {
         let p = |count, items| {
             Some(Pagination {
