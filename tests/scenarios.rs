@@ -93,13 +93,13 @@ async fn reminders_fees_and_escalation_on_the_right_days_in_the_window() {
             journal_states(h.store.as_ref(), conn_of(i.system), &i.id)
         );
         // The fee invoices are invoices of their own (due 14 days after they are
-        // issued): reminded on the same schedule, never charged a fee themselves.
+        // issued): reminded from their due date on (no -3d heads-up), never charged a
+        // fee, never escalated or noted on their own (engine: `is_fee_invoice`).
         let fees = fee_invoices(&rows, &i.id);
         assert_eq!(fees.len(), 2, "{fees:?}");
         assert_eq!(
             actions_on(&rows, &fees[0]),
             vec![
-                act(d(3, 3), "remind", "-3d"),
                 act(d(3, 6), "remind", "0d"),
                 act(d(3, 13), "remind", "+7d"),
                 act(d(3, 20), "remind", "+14d"),
@@ -110,7 +110,6 @@ async fn reminders_fees_and_escalation_on_the_right_days_in_the_window() {
         assert_eq!(
             actions_on(&rows, &fees[1]),
             vec![
-                act(d(4, 3), "remind", "-3d"), // -3d is Friday 3 April
                 act(d(4, 6), "remind", "0d"),
                 act(d(4, 13), "remind", "+7d"),
                 act(d(4, 20), "remind", "+14d"),

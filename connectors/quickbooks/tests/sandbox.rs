@@ -470,8 +470,9 @@ async fn expired_access_tokens_are_refreshed_and_rotated() {
         .expect("bootstrapped tokens stored");
 
     // The vendor's clock moves past expiry while ours does not: a 401, one refresh, a retry.
+    // A day on, so the refresh token (Intuit keeps its value for 24 hours) rotates too.
     let sb = &env.running.sandbox;
-    sb.set_now(sb.now() + chrono::Duration::hours(2));
+    sb.set_now(sb.now() + chrono::Duration::hours(25));
     pass(&c, cursor.clone()).await;
     let s = c.runtime().stats();
     assert_eq!(s.status(401), 1);

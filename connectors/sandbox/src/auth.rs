@@ -1,5 +1,13 @@
 //! OAuth 2.0: authorization codes (with PKCE), access tokens that expire on the sandbox
 //! clock, refresh tokens that rotate, revocation.
+//!
+//! Rotation differs by vendor. Xero rotates the refresh token on every refresh and
+//! accepts the previous one for [`XERO_GRACE_SECS`] more. QuickBooks (Intuit's OAuth
+//! FAQ) changes a refresh token's value only about every 24 hours: a refresh within
+//! [`QBO_ROTATE_SECS`] of the current refresh token's issue returns that same refresh
+//! token (with its remaining lifetime); the first refresh after that rotates it, and the
+//! old one is void at once (no grace). Every rotation starts a new 100-day lifetime, so
+//! a grant refreshed at least once in 100 days never expires.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +24,9 @@ use crate::System;
 pub const QBO_ACCESS_SECS: i64 = 3600;
 /// Intuit's x_refresh_token_expires_in today (about 100 days).
 pub const QBO_REFRESH_SECS: i64 = 8_726_400;
+/// A QuickBooks refresh token keeps its value for this long after it was issued:
+/// refreshes within it return the same refresh token.
+pub const QBO_ROTATE_SECS: i64 = 24 * 3600;
 pub const XERO_ACCESS_SECS: i64 = 1800;
 pub const XERO_REFRESH_SECS: i64 = 60 * 24 * 3600;
 /// Xero lets the previous refresh token be used again for this long after a rotation.
@@ -59,6 +70,9 @@ pub struct AccessToken {
 pub struct RefreshToken {
     pub grant: usize,
     pub expires: DateTime<Utc>,
+    /// When it was issued (state files from before this field count as old).
+    #[serde(default)]
+    pub issued: DateTime<Utc>,
     /// When a newer refresh token replaced this one.
     pub superseded_at: Option<DateTime<Utc>>,
 }
@@ -107,6 +121,8 @@ pub struct GrantedTokens {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_in: i64,
+    /// Seconds the refresh token has left (QuickBooks' `x_refresh_token_expires_in`).
+    pub refresh_expires_in: i64,
 }
 
 /// Why an API call's bearer token was refused.
@@ -169,6 +185,7 @@ pub fn issue(w: &mut World, grant: usize) -> GrantedTokens {
         RefreshToken {
             grant,
             expires: now + Duration::seconds(refresh_secs(system)),
+            issued: now,
             superseded_at: None,
         },
     );
@@ -176,6 +193,36 @@ pub fn issue(w: &mut World, grant: usize) -> GrantedTokens {
         access_token: access,
         refresh_token: refresh,
         expires_in: access_secs(system),
+        refresh_expires_in: refresh_secs(system),
+    }
+}
+
+/// A new access token for a grant, handed out with the refresh token `refresh` that
+/// stays current (QuickBooks within [`QBO_ROTATE_SECS`] of its issue).
+fn issue_access(w: &mut World, grant: usize, refresh: &str) -> GrantedTokens {
+    let system = w.auth.grants[grant].system;
+    let access = w.new_token(match system {
+        System::QuickBooks => "qbo_at_",
+        System::Xero => "xero_at_",
+    });
+    let now = w.now;
+    w.auth.access.insert(
+        access.clone(),
+        AccessToken {
+            grant,
+            expires: now + Duration::seconds(access_secs(system)),
+        },
+    );
+    let left = w
+        .auth
+        .refresh
+        .get(refresh)
+        .map_or(0, |r| (r.expires - now).num_seconds().max(0));
+    GrantedTokens {
+        access_token: access,
+        refresh_token: refresh.to_string(),
+        expires_in: access_secs(system),
+        refresh_expires_in: left,
     }
 }
 
@@ -185,7 +232,7 @@ pub fn token_body(system: System, t: &GrantedTokens, scope: &str) -> Value {
             "token_type": "bearer",
             "expires_in": t.expires_in,
             "refresh_token": t.refresh_token,
-            "x_refresh_token_expires_in": QBO_REFRESH_SECS,
+            "x_refresh_token_expires_in": t.refresh_expires_in,
             "access_token": t.access_token,
         }),
         System::Xero => json!({
@@ -451,6 +498,18 @@ pub fn token(
             }
             let scope = g.scope.clone();
             let now = w.now;
+            if system == System::QuickBooks
+                && r.superseded_at.is_none()
+                && now < r.issued + Duration::seconds(QBO_ROTATE_SECS)
+            {
+                // Younger than 24 hours: the same refresh token again, nothing voided.
+                let t = issue_access(w, r.grant, rt);
+                return OAuthReply {
+                    status: 200,
+                    location: None,
+                    body: token_body(system, &t, &scope),
+                };
+            }
             if let Some(old) = w.auth.refresh.get_mut(rt) {
                 old.superseded_at.get_or_insert(now);
             }

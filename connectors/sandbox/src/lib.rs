@@ -16,7 +16,10 @@
 //! - **Strictness.** Where the vendors' behaviour is unclear the sandbox picks the stricter
 //!   reading: `Accept: application/json` is required (both vendors answer XML otherwise),
 //!   QuickBooks query values must be quoted, `MAXRESULTS` over 1000 and Xero `pageSize` over
-//!   1000 are errors, a QuickBooks refresh token is void as soon as it has been rotated,
+//!   1000 are errors, a QuickBooks refresh token is void as soon as it has been rotated
+//!   (it rotates only once it is 24 h old: refreshes before that return the same refresh
+//!   token, as Intuit's OAuth FAQ describes; Xero rotates on every refresh, with 30 minutes'
+//!   grace),
 //!   sending a QuickBooks invoice bumps its `SyncToken`, and Xero lists are ordered by
 //!   `UpdatedDateUTC` so an invoice changed mid-sync moves to the end.
 //! - **Idempotency.** A `requestid` / `Idempotency-Key` replay returns the stored original
@@ -59,7 +62,8 @@ mod xero_where;
 
 pub use auth::{
     GrantedTokens, DEFAULT_QBO_CLIENT_ID, DEFAULT_QBO_CLIENT_SECRET, DEFAULT_XERO_CLIENT_ID,
-    DEFAULT_XERO_CLIENT_SECRET, QBO_ACCESS_SECS, QBO_REFRESH_SECS, XERO_ACCESS_SECS,
+    DEFAULT_XERO_CLIENT_SECRET, QBO_ACCESS_SECS, QBO_REFRESH_SECS, QBO_ROTATE_SECS,
+    XERO_ACCESS_SECS,
     XERO_GRACE_SECS, XERO_REFRESH_SECS,
 };
 pub use faults::{FaultConfig, FaultKind};

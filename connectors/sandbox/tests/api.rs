@@ -529,10 +529,30 @@ async fn quickbooks_tokens_expire_rotate_and_revoke() {
         .expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let rt1 = tok["refresh_token"].as_str().expect("rt").to_string();
+    // Within 24 hours of its issue a refresh returns the same refresh token (Intuit
+    // changes its value only about once a day) with a new access token; it may be used
+    // again (a lost answer costs nothing).
+    let (s, t1) = refresh(&api, System::QuickBooks, &path, &rt1).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t1["refresh_token"].as_str(), Some(rt1.as_str()));
+    assert_ne!(t1["access_token"], tok["access_token"]);
+    assert_eq!(t1["x_refresh_token_expires_in"], 8_726_400 - 61 * 60);
+    api.rs.sandbox.set_now(t0 + Duration::hours(23) + Duration::minutes(59));
+    let (s, t1b) = refresh(&api, System::QuickBooks, &path, &rt1).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t1b["refresh_token"].as_str(), Some(rt1.as_str()));
+    api.qbo_token = t1b["access_token"].as_str().expect("at").to_string();
+    assert_eq!(
+        api.qbo_query("SELECT * FROM Customer").await.0,
+        StatusCode::OK
+    );
+    // From 24 hours on it rotates.
+    api.rs.sandbox.set_now(t0 + Duration::hours(24));
     let (s, t2) = refresh(&api, System::QuickBooks, &path, &rt1).await;
     assert_eq!(s, StatusCode::OK);
     let rt2 = t2["refresh_token"].as_str().expect("rt").to_string();
     assert_ne!(rt1, rt2);
+    assert_eq!(t2["x_refresh_token_expires_in"], 8_726_400);
     api.qbo_token = t2["access_token"].as_str().expect("at").to_string();
     assert_eq!(
         api.qbo_query("SELECT * FROM Customer").await.0,
@@ -543,16 +563,22 @@ async fn quickbooks_tokens_expire_rotate_and_revoke() {
         refresh(&api, System::QuickBooks, &path, &rt1).await.1["error"],
         "invalid_grant"
     );
+    // The new one is again returned as is for its first 24 hours.
+    let (s, t2b) = refresh(&api, System::QuickBooks, &path, &rt2).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t2b["refresh_token"].as_str(), Some(rt2.as_str()));
     // Rolling expiry: 99 days later the latest token still refreshes, and the new one
     // lasts another 100 days.
     api.rs.sandbox.set_now(t0 + Duration::days(99));
     let (s, t3) = refresh(&api, System::QuickBooks, &path, &rt2).await;
     assert_eq!(s, StatusCode::OK);
     let rt3 = t3["refresh_token"].as_str().expect("rt").to_string();
+    assert_ne!(rt2, rt3);
     api.rs.sandbox.set_now(t0 + Duration::days(198));
     let (s, t4) = refresh(&api, System::QuickBooks, &path, &rt3).await;
     assert_eq!(s, StatusCode::OK);
     let rt4 = t4["refresh_token"].as_str().expect("rt").to_string();
+    assert_ne!(rt3, rt4);
     // Unused for more than 100 days: expired.
     api.rs.sandbox.set_now(t0 + Duration::days(300));
     let (s, e) = refresh(&api, System::QuickBooks, &path, &rt4).await;
