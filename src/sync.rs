@@ -82,6 +82,14 @@ pub async fn sync_connection(
             Some(t) => now.signed_duration_since(t).to_std().unwrap_or_default() >= full_every,
         };
 
+    // An incremental pass from the very beginning reads every invoice of every status:
+    // it is a full reconciliation too, so the next one is due a full interval later
+    // rather than on the very next poll (which would read everything a second time).
+    let reads_everything = state.cursor.mode == SyncMode::Incremental
+        && state.cursor.since.is_none()
+        && state.cursor.position == SyncCursor::initial().position
+        && state.last_full_sync.is_none();
+
     let result = async {
         // Incremental first: it is what keeps the cache fresh between reconciliations,
         // and on a first run (no cursor) it reads everything once.
@@ -102,6 +110,9 @@ pub async fn sync_connection(
             if !page.more {
                 break;
             }
+        }
+        if reads_everything && !full_due {
+            state.last_full_sync = Some(now);
         }
         if full_due {
             report.full = true;
