@@ -537,7 +537,9 @@ async fn quickbooks_tokens_expire_rotate_and_revoke() {
     assert_eq!(t1["refresh_token"].as_str(), Some(rt1.as_str()));
     assert_ne!(t1["access_token"], tok["access_token"]);
     assert_eq!(t1["x_refresh_token_expires_in"], 8_726_400 - 61 * 60);
-    api.rs.sandbox.set_now(t0 + Duration::hours(23) + Duration::minutes(59));
+    api.rs
+        .sandbox
+        .set_now(t0 + Duration::hours(23) + Duration::minutes(59));
     let (s, t1b) = refresh(&api, System::QuickBooks, &path, &rt1).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(t1b["refresh_token"].as_str(), Some(rt1.as_str()));
