@@ -1010,3 +1010,99 @@ fn hand_operations_go_through_the_running_daemon() {
         run_to_end(&["resume", "sandbox-qbo", "7", "--customer", "--config", &cfg]);
     assert_eq!(code, Some(64), "{err}");
 }
+
+fn hmac_b64(body: &str, key: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Inbound webhooks: a signed QuickBooks event starts a sync at once; Xero's
+/// intent-to-receive check gets 200 or 401 with an empty body; a bad signature changes
+/// nothing.
+#[test]
+fn webhooks_verify_signatures_and_sync_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = start_sandbox(dir.path());
+    let mut text = std::fs::read_to_string(&sb.config).unwrap();
+    let realm = text
+        .lines()
+        .find_map(|l| l.strip_prefix("realm_id = \""))
+        .map(|r| r.trim_end_matches('"').to_string())
+        .unwrap();
+    text.push_str("\n[daemon.webhooks]\nquickbooks_verifier_token = \"qbo-verifier\"\nxero_webhook_key = \"xero-key\"\n");
+    std::fs::write(&sb.config, text).unwrap();
+    let mut d = spawn_daemon(&sb.config, None, "info");
+    let addr = http_addr_from_log(&mut d);
+    d.wait_stderr("sync finished");
+
+    // Xero's intent-to-receive check.
+    let intent = r#"{"events":[],"firstEventSequence":0,"lastEventSequence":0,"entropy":"QWERTY"}"#;
+    let good = hmac_b64(intent, "xero-key");
+    let r = http(
+        &addr,
+        "POST",
+        "/webhooks/xero",
+        &[
+            ("x-xero-signature", &good),
+            ("content-type", "application/json"),
+        ],
+        intent,
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, ""), "{}", r.headers);
+    let bad = hmac_b64(intent, "not-the-key");
+    let r = http(
+        &addr,
+        "POST",
+        "/webhooks/xero",
+        &[
+            ("x-xero-signature", &bad),
+            ("content-type", "application/json"),
+        ],
+        intent,
+    );
+    assert_eq!((r.status, r.body.as_str()), (401, ""));
+
+    // A QuickBooks payment event for the sandbox company starts its cycle at once.
+    let event = format!(
+        r#"{{"eventNotifications":[{{"realmId":"{realm}","dataChangeEvent":{{"entities":[{{"name":"Invoice","id":"130","operation":"Update","lastUpdated":"2026-01-05T10:00:00.000Z"}}]}}}}]}}"#
+    );
+    let r = http(
+        &addr,
+        "POST",
+        "/webhooks/quickbooks",
+        &[("intuit-signature", &hmac_b64(&event, "not-the-key"))],
+        &event,
+    );
+    assert_eq!(r.status, 401);
+    let r = http(
+        &addr,
+        "POST",
+        "/webhooks/quickbooks",
+        &[("intuit-signature", &hmac_b64(&event, "qbo-verifier"))],
+        &event,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    d.wait_stderr("webhook: change reported; syncing now");
+    let r = http(
+        &addr,
+        "POST",
+        "/webhooks/quickbooks",
+        &[("intuit-signature", &hmac_b64("{", "qbo-verifier"))],
+        "{",
+    );
+    assert_eq!(
+        r.status, 400,
+        "a signed but malformed body is refused clearly"
+    );
+
+    d.signal(libc::SIGTERM);
+    let (status, _) = d.wait_exit(Duration::from_secs(20));
+    assert_eq!(status, Some(0));
+    assert!(
+        !d.stderr_text().contains("qbo-verifier") && !d.stderr_text().contains("xero-key"),
+        "no webhook key in the log"
+    );
+}

@@ -73,6 +73,16 @@ struct RawDaemon {
     #[serde(default)]
     allow_clock_override: bool,
     http_listen: Option<String>,
+    webhooks: Option<RawWebhooks>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    quickbooks_verifier_token: Option<String>,
+    quickbooks_verifier_token_file: Option<String>,
+    xero_webhook_key: Option<String>,
+    xero_webhook_key_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +181,16 @@ pub struct DaemonConfig {
     pub mode: Mode,
     pub allow_clock_override: bool,
     pub http_listen: SocketAddr,
+    /// Inbound webhooks (`[daemon.webhooks]`); off unless a key is configured.
+    pub webhooks: WebhookKeys,
+}
+
+/// The secrets that sign the vendors' webhook deliveries. A route answers only when its
+/// key is set.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookKeys {
+    pub quickbooks_verifier_token: Option<Secret>,
+    pub xero_webhook_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -330,6 +350,50 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
         Some(s) => base.join(s),
         None => PathBuf::from("/var/lib/overdued"),
     };
+    let webhooks = {
+        let w = d.webhooks.unwrap_or_default();
+        let field = |name: &str, file: &Option<String>, inline: &Option<String>| {
+            if file.is_some() && inline.is_none() {
+                format!("daemon.webhooks.{name}_file")
+            } else {
+                format!("daemon.webhooks.{name}")
+            }
+        };
+        WebhookKeys {
+            quickbooks_verifier_token: secret::resolve(
+                "quickbooks_verifier_token",
+                w.quickbooks_verifier_token.as_deref(),
+                w.quickbooks_verifier_token_file.as_deref(),
+                base,
+            )
+            .map_err(|m| {
+                (
+                    field(
+                        "quickbooks_verifier_token",
+                        &w.quickbooks_verifier_token_file,
+                        &w.quickbooks_verifier_token,
+                    ),
+                    m,
+                )
+            })?,
+            xero_webhook_key: secret::resolve(
+                "xero_webhook_key",
+                w.xero_webhook_key.as_deref(),
+                w.xero_webhook_key_file.as_deref(),
+                base,
+            )
+            .map_err(|m| {
+                (
+                    field(
+                        "xero_webhook_key",
+                        &w.xero_webhook_key_file,
+                        &w.xero_webhook_key,
+                    ),
+                    m,
+                )
+            })?,
+        }
+    };
     let daemon = DaemonConfig {
         state_dir,
         poll_interval,
@@ -338,6 +402,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
         mode: d.mode.unwrap_or_default(),
         allow_clock_override: d.allow_clock_override,
         http_listen,
+        webhooks,
     };
 
     let mut connections = Vec::new();

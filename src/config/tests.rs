@@ -339,3 +339,32 @@ fn email_is_still_the_system_channel_and_system_is_its_alias() {
         assert_eq!(p.steps[0].channel, crate::engine::Channel::Email, "{ch}");
     }
 }
+
+#[test]
+fn webhook_keys_are_secrets_and_located() {
+    let dir = dir_with_secret(0o600);
+    let text = format!("{GOOD}\n[daemon.webhooks]\nxero_webhook_key_file = \"secret\"\n");
+    let c = parse_in(dir.path(), &text).unwrap();
+    assert_eq!(
+        c.daemon.webhooks.xero_webhook_key.unwrap().expose(),
+        "s3cr3t"
+    );
+    assert!(
+        c.daemon.webhooks.quickbooks_verifier_token.is_none(),
+        "off unless configured"
+    );
+    let text = format!(
+        "{GOOD}\n[daemon.webhooks]\nxero_webhook_key_file = \"secret\"\nxero_webhook_key = \"x\"\n"
+    );
+    let e = parse_in(dir.path(), &text).unwrap_err();
+    assert!(
+        e.message.contains("daemon.webhooks.xero_webhook_key") && e.message.contains("not both"),
+        "{e}"
+    );
+    let e = parse_in(
+        dir.path(),
+        &format!("{GOOD}\n[daemon.webhooks]\nqbo_token = \"x\"\n"),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("qbo_token"), "{e}");
+}

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::Shared;
+use crate::store::Store;
 
 pub type AppState = Arc<Shared>;
 
@@ -26,6 +27,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/webhooks/quickbooks", post(webhook_quickbooks))
+        .route("/webhooks/xero", post(webhook_xero))
         .nest(
             "/admin",
             admin_router()
@@ -182,6 +185,115 @@ async fn admin_sync(State(s): State<AppState>, Query(q): Query<SyncQuery>) -> Re
         Json(serde_json::json!({"started": kicked})),
     )
         .into_response()
+}
+
+async fn webhook_quickbooks(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (_, config) = s.config();
+    let Some(key) = config.daemon.webhooks.quickbooks_verifier_token.clone() else {
+        return (StatusCode::NOT_FOUND, "webhooks are not configured\n").into_response();
+    };
+    let sig = headers
+        .get("intuit-signature")
+        .and_then(|v| v.to_str().ok());
+    if !super::webhooks::signature_ok(&body, key.expose(), sig) {
+        warn!(
+            system = "quickbooks",
+            "webhook refused: bad or missing intuit-signature"
+        );
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match super::webhooks::parse_quickbooks(&body) {
+        Ok(events) => {
+            dispatch(&s, &config, overdued_connector::System::QuickBooks, &events);
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            warn!(system = "quickbooks", error = %e, "webhook body refused");
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// Xero's intent-to-receive check sends good and bad signatures and wants 200 or 401
+/// with an empty body, within 5 s.
+async fn webhook_xero(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (_, config) = s.config();
+    let Some(key) = config.daemon.webhooks.xero_webhook_key.clone() else {
+        return (StatusCode::NOT_FOUND, "webhooks are not configured\n").into_response();
+    };
+    let sig = headers
+        .get("x-xero-signature")
+        .and_then(|v| v.to_str().ok());
+    if !super::webhooks::signature_ok(&body, key.expose(), sig) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match super::webhooks::parse_xero(&body) {
+        Ok(events) => {
+            dispatch(&s, &config, overdued_connector::System::Xero, &events);
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            warn!(system = "xero", error = %e, "webhook body refused");
+            StatusCode::BAD_REQUEST.into_response()
+        }
+    }
+}
+
+/// Starts the cycle of every connection an invoice or payment event names.
+fn dispatch(
+    s: &Shared,
+    config: &crate::config::Config,
+    system: overdued_connector::System,
+    events: &[super::webhooks::Event],
+) {
+    use crate::config::SystemConfig;
+    let mut kicked = std::collections::BTreeSet::new();
+    for e in events
+        .iter()
+        .filter(|e| matches!(e.entity.as_str(), "invoice" | "payment"))
+    {
+        let conn = config
+            .connections
+            .iter()
+            .filter(|c| c.enabled && c.system() == system)
+            .find(|c| {
+                let configured = match &c.system {
+                    SystemConfig::QuickBooks(q) => q.realm_id.clone(),
+                    SystemConfig::Xero(x) => Some(x.tenant.clone()),
+                };
+                let bound = s
+                    .store
+                    .get_tokens(&c.name)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.bound_to);
+                configured.as_deref() == Some(e.tenant.as_str())
+                    || bound.as_deref() == Some(e.tenant.as_str())
+            });
+        match conn {
+            Some(c) => {
+                tracing::info!(connection = %c.name, entity = %e.entity, id = %e.id, operation = %e.operation, "webhook: change reported; syncing now");
+                kicked.insert(c.name.clone());
+            }
+            None => {
+                warn!(system = %system, tenant = %e.tenant, id = %e.id, "webhook for a company or organisation no connection is configured for")
+            }
+        }
+    }
+    let conns = s.conns();
+    for name in kicked {
+        if let Some(c) = conns.get(&name) {
+            c.kick.notify_one();
+        }
+    }
 }
 
 /// Runs a CLI operation (`promise`, `pause`, `resume`, `history`) on the daemon's store.

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod scheduler;
 pub mod signals;
 pub mod status;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
