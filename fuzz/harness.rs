@@ -309,3 +309,26 @@ pub fn config_text(text: &str) {
         }
     }
 }
+
+// ---- webhook bodies ---------------------------------------------------------------------
+
+pub const QBO_WEBHOOK: &str = r#"{"eventNotifications":[{"realmId":"1269959970","dataChangeEvent":{"entities":[{"name":"Invoice","id":"130","operation":"Update","lastUpdated":"2026-11-23T10:00:00.000Z"}]}}]}"#;
+pub const QBO_CLOUDEVENTS: &str = r#"[{"specversion":"1.0","id":"e1","type":"qbo.invoice.updated.v1","time":"2026-11-23T10:00:00Z","intuitentityid":"130","intuitaccountid":"9341455322581846","data":{}}]"#;
+pub const XERO_WEBHOOK: &str = r#"{"events":[{"resourceUrl":"https://api.xero.com/api.xro/2.0/Invoices/aa","resourceId":"aa","eventDateUtc":"2026-11-23T10:00:00.000","eventType":"UPDATE","eventCategory":"INVOICE","tenantId":"t1","tenantType":"ORGANISATION"}],"firstEventSequence":1,"lastEventSequence":1,"entropy":"x"}"#;
+
+/// A webhook delivery as the daemon reads it: the signature check and both parsers
+/// answer every body, and every event they accept names a tenant and an id.
+pub fn webhook_body(body: &[u8]) {
+    use overdued::daemon::webhooks::{parse_quickbooks, parse_xero, signature_ok};
+    let _ = signature_ok(body, "key", Some("c2lnbmF0dXJl"));
+    for parsed in [parse_quickbooks(body), parse_xero(body)] {
+        match parsed {
+            Ok(events) => {
+                for e in events {
+                    let _ = (e.tenant.len(), e.id.len());
+                }
+            }
+            Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Fuzzing, bounded for CI, of everything overdued reads from outside: both vendors' JSON
 //! (pages, single reads, change feeds, faults, error bodies, limit and Retry-After
-//! headers), Xero's dates, OAuth token answers and the config file.
+//! headers), Xero's dates, OAuth token answers, inbound webhook bodies and the config file.
 //!
 //! The checks live in `fuzz/harness.rs` and are shared with the cargo-fuzz targets in
 //! `fuzz/` (long runs on nightly). Inputs come from three sources per target: byte-level
@@ -403,6 +403,16 @@ proptest! {
         ),
     ) {
         harness::token_response(status, &body);
+    }
+
+    #[test]
+    fn webhook_bodies(body in prop_oneof![
+        2 => prop::collection::vec(edit(), 1..6).prop_map(|e| apply(harness::QBO_WEBHOOK, &e)),
+        2 => prop::collection::vec(edit(), 1..6).prop_map(|e| apply(harness::QBO_CLOUDEVENTS, &e)),
+        2 => prop::collection::vec(edit(), 1..6).prop_map(|e| apply(harness::XERO_WEBHOOK, &e)),
+        1 => prop::collection::vec(any::<u8>(), 0..300),
+    ]) {
+        harness::webhook_body(&body);
     }
 
     #[test]
