@@ -689,7 +689,13 @@ fn service_lifecycle_against_the_sandbox() {
             )
             .unwrap_or(0.0)
         };
-        (ok("sandbox-qbo") >= 1.0 && ok("sandbox-xero") >= 1.0).then_some(m)
+        // The ageing gauges come from the status computed once a whole cycle (sync,
+        // plan, act) has ended, a moment after the sync counter moves.
+        let aged = m.get("overdued_open_invoices").is_some_and(|v| {
+            v.iter()
+                .any(|(l, _)| l.get("connection").map(String::as_str) == Some("sandbox-qbo"))
+        });
+        (ok("sandbox-qbo") >= 1.0 && ok("sandbox-xero") >= 1.0 && aged).then_some(m)
     });
     let first_metrics = m.clone();
     assert_eq!(

@@ -6,7 +6,6 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use crate::daemon::{ADMIN_TOKEN_FILE, HTTP_ADDR_FILE};
 use crate::ops::{self, Op, OpError};
 use crate::store::{SledStore, StoreError};
 
@@ -112,20 +111,13 @@ fn forward(state_dir: &Path, op: &Op) -> Result<Result<String, Fail>, OpError> {
         code: exit::UNAVAILABLE,
         message,
     };
-    let read = |name: &str| {
-        let p = state_dir.join(name);
-        std::fs::read_to_string(&p)
-            .map(|s| s.trim().to_string())
-            .map_err(|e| unavailable(format!("reading {}: {e}", p.display())))
-    };
-    let addr = read(HTTP_ADDR_FILE)?;
-    let token = read(ADMIN_TOKEN_FILE)?;
+    let (base, token) = crate::daemon::admin_endpoint(state_dir).map_err(unavailable)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| unavailable(e.to_string()))?;
     rt.block_on(async {
-        let url = format!("http://{addr}/admin/op");
+        let url = format!("{base}/admin/op");
         let resp = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()

@@ -7,7 +7,6 @@ use anyhow::{anyhow, Context};
 use overdued_connector::{Clock, SystemClock};
 
 use crate::daemon::status::{self, StatusReport};
-use crate::daemon::{ADMIN_TOKEN_FILE, HTTP_ADDR_FILE};
 use crate::store::{SledStore, StoreError};
 
 use super::exit;
@@ -48,19 +47,12 @@ pub fn status(config: Option<&Path>) -> u8 {
 /// Asks the running daemon, at the address and with the token it wrote into the state
 /// directory.
 fn from_daemon(state_dir: &Path) -> anyhow::Result<StatusReport> {
-    let read = |name: &str| {
-        let p = state_dir.join(name);
-        std::fs::read_to_string(&p)
-            .map(|s| s.trim().to_string())
-            .with_context(|| format!("reading {}", p.display()))
-    };
-    let addr = read(HTTP_ADDR_FILE)?;
-    let token = read(ADMIN_TOKEN_FILE)?;
+    let (base, token) = crate::daemon::admin_endpoint(state_dir).map_err(|e| anyhow!(e))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let url = format!("http://{addr}/admin/status");
+        let url = format!("{base}/admin/status");
         let resp = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?

@@ -47,6 +47,21 @@ pub const HTTP_ADDR_FILE: &str = "http.addr";
 /// The file in the state directory holding the bearer token `/admin/*` requires.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
+/// Where a running daemon's admin endpoint is and the token it accepts, from the files
+/// it wrote into the state directory: (`http://ADDR`, token).
+pub fn admin_endpoint(state_dir: &std::path::Path) -> Result<(String, String), String> {
+    let read = |name: &str| {
+        let p = state_dir.join(name);
+        std::fs::read_to_string(&p)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("reading {}: {e}", p.display()))
+    };
+    Ok((
+        format!("http://{}", read(HTTP_ADDR_FILE)?),
+        read(ADMIN_TOKEN_FILE)?,
+    ))
+}
+
 /// Builds the connector of one configured connection (`crate::connections::build` in
 /// the binary; fakes in tests).
 pub type ConnectorFactory = Arc<
