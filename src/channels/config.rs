@@ -213,20 +213,13 @@ pub fn validate(
             if let Some(n) = s.from_name.filter(|n| !n.trim().is_empty()) {
                 from.name = Some(n.trim().to_string());
             }
-            let password = secret::resolve(
+            let password = secret::resolve_at(
+                "channels.smtp",
                 "password",
                 s.password.as_deref(),
                 s.password_file.as_deref(),
                 base,
-            )
-            .map_err(|m| {
-                let f = if s.password_file.is_some() && s.password.is_none() {
-                    "channels.smtp.password_file"
-                } else {
-                    "channels.smtp.password"
-                };
-                (f.to_string(), m)
-            })?;
+            )?;
             if password.is_some() != s.username.is_some() {
                 return Err((
                     "channels.smtp.username".into(),
@@ -310,13 +303,13 @@ pub fn validate(
                     "must be an http or https URL".into(),
                 ));
             }
-            let secret = secret::resolve(
+            let secret = secret::resolve_at(
+                "channels.webhook",
                 "secret",
                 w.secret.as_deref(),
                 w.secret_file.as_deref(),
                 base,
-            )
-            .map_err(|m| ("channels.webhook.secret".to_string(), m))?
+            )?
             .ok_or_else(|| {
                 (
                     "channels.webhook".to_string(),

@@ -352,46 +352,22 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
     };
     let webhooks = {
         let w = d.webhooks.unwrap_or_default();
-        let field = |name: &str, file: &Option<String>, inline: &Option<String>| {
-            if file.is_some() && inline.is_none() {
-                format!("daemon.webhooks.{name}_file")
-            } else {
-                format!("daemon.webhooks.{name}")
-            }
-        };
+        let at = "daemon.webhooks";
         WebhookKeys {
-            quickbooks_verifier_token: secret::resolve(
+            quickbooks_verifier_token: secret::resolve_at(
+                at,
                 "quickbooks_verifier_token",
                 w.quickbooks_verifier_token.as_deref(),
                 w.quickbooks_verifier_token_file.as_deref(),
                 base,
-            )
-            .map_err(|m| {
-                (
-                    field(
-                        "quickbooks_verifier_token",
-                        &w.quickbooks_verifier_token_file,
-                        &w.quickbooks_verifier_token,
-                    ),
-                    m,
-                )
-            })?,
-            xero_webhook_key: secret::resolve(
+            )?,
+            xero_webhook_key: secret::resolve_at(
+                at,
                 "xero_webhook_key",
                 w.xero_webhook_key.as_deref(),
                 w.xero_webhook_key_file.as_deref(),
                 base,
-            )
-            .map_err(|m| {
-                (
-                    field(
-                        "xero_webhook_key",
-                        &w.xero_webhook_key_file,
-                        &w.xero_webhook_key,
-                    ),
-                    m,
-                )
-            })?,
+            )?,
         }
     };
     let daemon = DaemonConfig {
@@ -548,43 +524,26 @@ impl Common {
         if client_id.trim().is_empty() {
             return Err((format!("{at}.client_id"), "is empty".into()));
         }
-        let secret_field = |inline: &Option<String>, file: &Option<String>, name: &str| {
-            if file.is_some() && inline.is_none() {
-                format!("{at}.{name}_file")
-            } else {
-                format!("{at}.{name}")
-            }
-        };
-        let client_secret = secret::resolve(
+        let client_secret = secret::resolve_at(
+            at,
             "client_secret",
             client_secret.as_deref(),
             client_secret_file.as_deref(),
             base,
-        )
-        .map_err(|m| {
-            (
-                secret_field(&client_secret, &client_secret_file, "client_secret"),
-                m,
-            )
-        })?
+        )?
         .ok_or_else(|| {
             (
                 at.to_string(),
                 "client_secret or client_secret_file is required".to_string(),
             )
         })?;
-        let refresh = secret::resolve(
+        let refresh = secret::resolve_at(
+            at,
             "refresh_token",
             refresh_token.as_deref(),
             refresh_token_file.as_deref(),
             base,
-        )
-        .map_err(|m| {
-            (
-                secret_field(&refresh_token, &refresh_token_file, "refresh_token"),
-                m,
-            )
-        })?;
+        )?;
         Ok(Common {
             client_secret,
             refresh_token: refresh,

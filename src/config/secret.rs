@@ -29,6 +29,25 @@ pub fn resolve(
     }
 }
 
+/// [`resolve`] for the keys `{table}.{field}` and `{table}.{field}_file`, with an error
+/// that names the key to blame: the file key when only the file was given.
+pub fn resolve_at(
+    table: &str,
+    field: &str,
+    inline: Option<&str>,
+    file: Option<&str>,
+    base_dir: &Path,
+) -> Result<Option<Secret>, (String, String)> {
+    resolve(field, inline, file, base_dir).map_err(|m| {
+        let key = if file.is_some() && inline.is_none() {
+            format!("{field}_file")
+        } else {
+            field.to_string()
+        };
+        (format!("{table}.{key}"), m)
+    })
+}
+
 /// Reads a secret file, refusing one that other users could read.
 pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
     let meta = std::fs::metadata(path).map_err(|e| {
@@ -131,6 +150,18 @@ mod tests {
     fn both_inline_and_file_is_refused() {
         let e = resolve("client_secret", Some("abc"), Some("x"), Path::new("/")).unwrap_err();
         assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key_to_blame() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) =
+            resolve_at("xero.uk", "client_secret", None, Some("nope"), dir.path()).unwrap_err();
+        assert_eq!(key, "xero.uk.client_secret_file");
+        let (key, m) =
+            resolve_at("xero.uk", "client_secret", Some("a"), Some("b"), dir.path()).unwrap_err();
+        assert_eq!(key, "xero.uk.client_secret");
+        assert!(m.contains("not both"), "{m}");
     }
 
     #[test]
