@@ -90,24 +90,19 @@ pub async fn sync_connection(
         && state.cursor.position == SyncCursor::initial().position
         && state.last_full_sync.is_none();
 
+    let conn_err = |source| SyncError::Connector {
+        connection: name.clone(),
+        source,
+    };
     let result = async {
         // Incremental first: it is what keeps the cache fresh between reconciliations,
         // and on a first run (no cursor) it reads everything once.
         loop {
-            let page =
-                conn.sync_page(&state.cursor)
-                    .await
-                    .map_err(|source| SyncError::Connector {
-                        connection: name.clone(),
-                        source,
-                    })?;
-            report.pages += 1;
-            report.invoices_read += page.invoices.len();
-            report.changed +=
-                store_page(store, clock, &name, page.invoices, &page.deleted).map_err(st_err)?;
-            state.cursor = page.next;
+            let (next, more) =
+                read_page(conn, store, clock, &name, &state.cursor, &mut report).await?;
+            state.cursor = next;
             store.put_sync_state(&name, &state).map_err(st_err)?;
-            if !page.more {
+            if !more {
                 break;
             }
         }
@@ -122,25 +117,12 @@ pub async fn sync_connection(
                 cursor = SyncCursor::full();
             }
             loop {
-                let page =
-                    conn.sync_page(&cursor)
-                        .await
-                        .map_err(|source| SyncError::Connector {
-                            connection: name.clone(),
-                            source,
-                        })?;
-                report.pages += 1;
-                report.invoices_read += page.invoices.len();
-                report.changed += store_page(store, clock, &name, page.invoices, &page.deleted)
-                    .map_err(st_err)?;
-                cursor = page.next;
-                state.full_cursor = if page.more {
-                    Some(cursor.clone())
-                } else {
-                    None
-                };
+                let (next, more) =
+                    read_page(conn, store, clock, &name, &cursor, &mut report).await?;
+                cursor = next;
+                state.full_cursor = more.then(|| cursor.clone());
                 store.put_sync_state(&name, &state).map_err(st_err)?;
-                if !page.more {
+                if !more {
                     break;
                 }
             }
@@ -148,22 +130,10 @@ pub async fn sync_connection(
             // in a way incremental sync did not show. Ask for them by id.
             let stale = stale_open_invoices(store, &name, started).map_err(st_err)?;
             if !stale.is_empty() {
-                let fresh =
-                    conn.fetch_invoices(&stale)
-                        .await
-                        .map_err(|source| SyncError::Connector {
-                            connection: name.clone(),
-                            source,
-                        })?;
+                let fresh = conn.fetch_invoices(&stale).await.map_err(conn_err)?;
                 report.changed += store_page(store, clock, &name, fresh, &[]).map_err(st_err)?;
             }
-            let customers =
-                conn.list_customers(None)
-                    .await
-                    .map_err(|source| SyncError::Connector {
-                        connection: name.clone(),
-                        source,
-                    })?;
+            let customers = conn.list_customers(None).await.map_err(conn_err)?;
             report.customers = customers.len();
             for c in &customers {
                 store.put_customer(c).map_err(st_err)?;
@@ -190,6 +160,35 @@ pub async fn sync_connection(
             Err(e)
         }
     }
+}
+
+/// Reads and stores one page of a pass; the caller stores the returned cursor once the
+/// page is stored. Returns the next cursor and whether the pass goes on.
+async fn read_page(
+    conn: &dyn Connector,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    name: &str,
+    cursor: &SyncCursor,
+    report: &mut SyncReport,
+) -> Result<(SyncCursor, bool), SyncError> {
+    let page = conn
+        .sync_page(cursor)
+        .await
+        .map_err(|source| SyncError::Connector {
+            connection: name.to_string(),
+            source,
+        })?;
+    report.pages += 1;
+    report.invoices_read += page.invoices.len();
+    report.changed +=
+        store_page(store, clock, name, page.invoices, &page.deleted).map_err(|source| {
+            SyncError::Store {
+                connection: name.to_string(),
+                source,
+            }
+        })?;
+    Ok((page.next, page.more))
 }
 
 fn stale_open_invoices(
