@@ -331,7 +331,6 @@ pub fn intent_from(
         key: a.key.clone(),
         connection: a.connection.as_str().to_string(),
         invoice_id: a.invoice_id.clone(),
-        invoice_number: a.invoice_number.clone(),
         customer_id: a.customer_id.clone(),
         kind: a.kind,
         step_id: a.step_id.clone(),

@@ -69,7 +69,6 @@ pub struct Intent {
     pub key: IdempotencyKey,
     pub connection: String,
     pub invoice_id: String,
-    pub invoice_number: String,
     pub customer_id: String,
     pub kind: ActionKind,
     pub step_id: String,
@@ -412,7 +411,7 @@ impl Executor<'_> {
                     JournalState::Failed { attempts, .. } => attempts + 1,
                     _ => 1,
                 };
-                let error = error_text(&e);
+                let error = e.to_string();
                 warn!(connection = %entry.connection, invoice = %entry.invoice_id, action = %entry.kind, step = %entry.step_id, key = %entry.key, error = %error, retry, "action failed");
                 entry.state = JournalState::Failed {
                     at: self.clock.now(),
@@ -516,7 +515,7 @@ impl Executor<'_> {
             }
             Err(e) => {
                 // Retried next cycle under the same key; the action itself is done.
-                warn!(connection = %entry.connection, invoice = %entry.invoice_id, key = %entry.key, error = %error_text(&e), "audit note not written yet");
+                warn!(connection = %entry.connection, invoice = %entry.invoice_id, key = %entry.key, error = %e, "audit note not written yet");
             }
         }
         Ok(())
@@ -624,8 +623,4 @@ fn describe_done(payload: &ActionPayload, entry: &JournalEntry, created: Option<
         ActionPayload::Note { text } => format!("note written: {text}"),
         ActionPayload::Escalate { text } => format!("escalated for collection: {text}"),
     }
-}
-
-fn error_text(e: &ConnectorError) -> String {
-    e.to_string()
 }
