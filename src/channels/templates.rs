@@ -275,29 +275,7 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Empty values (no fee, nothing next) would leave blank paragraphs: collapse runs of
-/// blank lines so the message reads as if written for the case.
-pub fn tidy(body: &str) -> String {
-    let mut out = String::with_capacity(body.len());
-    let mut blank_run = 0;
-    for line in body.lines() {
-        let line = line.trim_end();
-        if line.is_empty() {
-            blank_run += 1;
-            if blank_run > 1 || out.is_empty() {
-                continue;
-            }
-        } else {
-            blank_run = 0;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    while out.ends_with("\n\n") {
-        out.pop();
-    }
-    out
-}
+pub use crate::engine::templates::tidy;
 
 fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());

@@ -165,7 +165,7 @@ fn render_text(src: &str, ctx: &MessageContext) -> Result<String, TemplateError>
 
 /// Placeholders that render empty (no fee, nothing next) would leave blank paragraphs;
 /// collapse runs of blank lines so the message reads as if written for the case.
-fn tidy(body: &str) -> String {
+pub fn tidy(body: &str) -> String {
     let mut out = String::with_capacity(body.len());
     let mut blank_run = 0;
     for line in body.lines() {
