@@ -383,13 +383,12 @@ impl XeroConnector {
         }
     }
 
-    async fn fee_as_separate_invoice(
+    /// The fee's line item, booked to the configured account (and item, if any).
+    fn fee_line(
         &self,
         req: &LateFeeRequest,
-        key: &IdempotencyKey,
-    ) -> Result<ActionReceipt, ConnectorError> {
-        let op = "create Xero late-fee invoice";
-        let amount = req.amount.rounded();
+        amount: overdued_connector::Money,
+    ) -> Result<Value, ConnectorError> {
         let mut line = json!({
             "Description": req.description,
             "Quantity": 1,
@@ -404,6 +403,17 @@ impl XeroConnector {
         {
             line["ItemCode"] = json!(item);
         }
+        Ok(line)
+    }
+
+    async fn fee_as_separate_invoice(
+        &self,
+        req: &LateFeeRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ActionReceipt, ConnectorError> {
+        let op = "create Xero late-fee invoice";
+        let amount = req.amount.rounded();
+        let line = self.fee_line(req, amount)?;
         let body = json!({"Invoices": [{
             "Type": "ACCREC",
             "Status": "AUTHORISED",
@@ -483,20 +493,7 @@ impl XeroConnector {
             )));
         }
         let mut lines: Vec<Value> = original.line_items.iter().map(strip_read_only).collect();
-        let mut line = json!({
-            "Description": req.description,
-            "Quantity": 1,
-            "UnitAmount": decimal_number(amount.amount)?,
-            "AccountCode": self.settings.fee_account_code,
-        });
-        if let Some(item) = self
-            .settings
-            .fee_item_code
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-        {
-            line["ItemCode"] = json!(item);
-        }
+        let line = self.fee_line(req, amount)?;
         lines.push(line);
         let body = json!({"Invoices": [{"InvoiceID": original.invoice_id, "LineItems": lines}]});
         let url = self
