@@ -30,7 +30,7 @@ pub fn open_store(c: &Config) -> Result<Arc<SledStore>, Fail> {
         .map_err(|e| {
             let hint = match &e {
                 StoreError::Locked(_) => {
-                    " (while the daemon runs, use its HTTP admin endpoints or stop it first)"
+                    " (stop the daemon first; status, history, promise, pause and resume work while it runs)"
                 }
                 _ => "",
             };

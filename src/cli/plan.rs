@@ -127,12 +127,11 @@ pub fn render(p: &ConnectionPlan) -> String {
     for a in &p.plan.actions {
         let _ = writeln!(
             s,
-            "  DO   {:<8} invoice {} (customer {}), {} days overdue: {} at step {} [{}]",
+            "  DO   {:<8} invoice {} (customer {}), {} days overdue, step {} of policy {}",
             a.kind.as_str(),
             a.invoice_number,
             a.customer_id,
             a.days_overdue,
-            a.kind.as_str().replace('_', " "),
             a.step_id,
             a.policy
         );
