@@ -110,6 +110,7 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore> {
         create_private_dir(dir)?;
         let lock = StateLock::acquire(dir)?;
+        remove_unfinished_snapshots(&dir.join("db"))?;
         let db = sled::Config::new()
             .path(dir.join("db"))
             // Bounded so an idle daemon with a large ledger stays small in memory.
@@ -159,6 +160,41 @@ impl SledStore {
             None => Ok(None),
         }
     }
+}
+
+/// sled 0.34.7 writes a snapshot to `snap.<lsn>.generating`, syncs it, then renames it
+/// to `snap.<lsn>`; but when it opens it reads the highest-named `snap.` file, counting
+/// the `.generating` ones. A process killed while writing one (SIGKILL, OOM, power) left
+/// a database that refused to open for good ("Read corrupted data", sled issues #1527 and
+/// #1533). An unrenamed file is by that protocol an unfinished snapshot the previous
+/// complete one (or the log itself) supersedes, so removing it loses nothing.
+fn remove_unfinished_snapshots(db_dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(db_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: db_dir.display().to_string(),
+                source,
+            })
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            tracing::warn!(
+                path = %path.display(),
+                "removed an unfinished store snapshot left by an interrupted run"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
