@@ -10,6 +10,7 @@ pub mod ageing;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod scheduler;

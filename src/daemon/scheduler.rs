@@ -101,6 +101,7 @@ pub async fn connection_task(shared: Arc<Shared>, name: String, stop: Cancellati
                 record(&shared, &name, &result, &mut local);
                 refresh_snapshot(&shared, &name).await;
                 maybe_summary(&shared, &name, &mut local);
+                super::memory::release_freed_memory();
             }
         }
         if stop.is_cancelled() {
