@@ -14,7 +14,7 @@ use crate::engine::{
     PlanInputs, PlannedAction, Promise,
 };
 use crate::executor::{ActionPayload, ExecError, ExecReport, Executor, Intent};
-use crate::store::{Hold, HoldTarget, JournalState, Store, StoreError};
+use crate::store::{Hold, HoldTarget, InvoiceRecord, JournalState, Store, StoreError};
 use crate::sync::{sync_connection, SyncError, SyncReport};
 
 /// Days a fee invoice gives the customer to pay it.
@@ -181,14 +181,8 @@ pub fn load_cases(
     connection: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<InvoiceCase>, StoreError> {
-    let mut records = Vec::new();
-    let recent = now - Duration::days(2);
-    store.for_each_invoice(connection, &mut |r| {
-        if r.snapshot.status.is_open() || r.seen_at >= recent {
-            records.push(r);
-        }
-        true
-    })?;
+    // Holds first, then one pass over the invoices that builds each case as it is read:
+    // with a million invoices an intermediate list of records doubled the peak memory.
     let mut invoice_holds: BTreeMap<String, Vec<Hold>> = BTreeMap::new();
     let mut customer_pauses: BTreeMap<String, Pause> = BTreeMap::new();
     for (target, hold) in store.holds(connection)? {
@@ -207,69 +201,98 @@ pub fn load_cases(
             }
         }
     }
-    let mut cases = Vec::with_capacity(records.len());
-    for r in records {
-        let id = r.snapshot.remote_id.clone();
-        let mut history = InvoiceHistory {
-            balance_history: r
-                .balance_history
-                .iter()
-                .map(|(on, balance)| BalanceChange {
-                    on: *on,
-                    balance: *balance,
-                })
-                .collect(),
-            customer_pause: customer_pauses.get(&r.snapshot.customer.id).cloned(),
-            ..InvoiceHistory::default()
-        };
-        for hold in invoice_holds.remove(&id).unwrap_or_default() {
-            match hold {
-                Hold::Promise {
+    let recent = now - Duration::days(2);
+    let mut cases = Vec::new();
+    let mut failed = None;
+    store.for_each_invoice(connection, &mut |r| {
+        if !(r.snapshot.status.is_open() || r.seen_at >= recent) {
+            return true;
+        }
+        let holds = invoice_holds
+            .remove(&r.snapshot.remote_id)
+            .unwrap_or_default();
+        match case_of(store, connection, r, holds, &customer_pauses) {
+            Ok(case) => {
+                cases.push(case);
+                true
+            }
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(cases)
+}
+
+fn case_of(
+    store: &dyn Store,
+    connection: &str,
+    r: InvoiceRecord,
+    holds: Vec<Hold>,
+    customer_pauses: &BTreeMap<String, Pause>,
+) -> Result<InvoiceCase, StoreError> {
+    let mut history = InvoiceHistory {
+        balance_history: r
+            .balance_history
+            .iter()
+            .map(|(on, balance)| BalanceChange {
+                on: *on,
+                balance: *balance,
+            })
+            .collect(),
+        customer_pause: customer_pauses.get(&r.snapshot.customer.id).cloned(),
+        ..InvoiceHistory::default()
+    };
+    for hold in holds {
+        match hold {
+            Hold::Promise {
+                until,
+                amount,
+                balance_when_made,
+                ..
+            } => {
+                history.promise = Some(Promise {
                     until,
                     amount,
                     balance_when_made,
-                    ..
-                } => {
-                    history.promise = Some(Promise {
-                        until,
-                        amount,
-                        balance_when_made,
-                    })
-                }
-                Hold::Pause { reason, .. } => {
-                    history.pause = Some(Pause {
-                        reason,
-                        until: None,
-                    })
-                }
+                })
+            }
+            Hold::Pause { reason, .. } => {
+                history.pause = Some(Pause {
+                    reason,
+                    until: None,
+                })
             }
         }
-        for e in store.journal_for_invoice(connection, &id)? {
-            let JournalState::Done { at, .. } = e.state else {
-                continue;
-            };
-            let (fee, period) = match serde_json::from_value::<ActionPayload>(e.payload.clone()) {
-                Ok(ActionPayload::LateFee { amount, period, .. }) => (Some(amount), Some(period)),
-                _ => (None, None),
-            };
-            if e.kind == ActionKind::Escalate {
-                history.escalated = true;
-            }
-            history.actions.push(ActionRecord {
-                kind: e.kind,
-                step_id: e.step_id,
-                key: IdempotencyKey::from_stored(e.key),
-                at,
-                fee,
-                period,
-            });
+    }
+    for e in store.journal_for_invoice(connection, &r.snapshot.remote_id)? {
+        let JournalState::Done { at, .. } = e.state else {
+            continue;
+        };
+        let (fee, period) = match serde_json::from_value::<ActionPayload>(e.payload.clone()) {
+            Ok(ActionPayload::LateFee { amount, period, .. }) => (Some(amount), Some(period)),
+            _ => (None, None),
+        };
+        if e.kind == ActionKind::Escalate {
+            history.escalated = true;
         }
-        cases.push(InvoiceCase {
-            invoice: r.snapshot,
-            history,
+        history.actions.push(ActionRecord {
+            kind: e.kind,
+            step_id: e.step_id,
+            key: IdempotencyKey::from_stored(e.key),
+            at,
+            fee,
+            period,
         });
     }
-    Ok(cases)
+    Ok(InvoiceCase {
+        invoice: r.snapshot,
+        history,
+    })
 }
 
 /// The journal intent for a planned action: `planned_for` is the plan's local date and
