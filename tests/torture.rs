@@ -35,7 +35,8 @@
 //! action was confirmed) and ids the sandbox mints at run time.
 //!
 //! `OVERDUED_TORTURE_KILLS` sets the number of kills (default 50; 1000 for the long
-//! form, which README's "Proof" section reports).
+//! form, which README's "Proof" section reports); `OVERDUED_TORTURE_SEED` the seed of
+//! the kill moments and of the lost responses (the world itself stays the same).
 
 mod support;
 
@@ -217,7 +218,7 @@ impl SandboxProcess {
             Some(&json!({
                 "rate": 0.2,
                 "kinds": ["lost_response"],
-                "seed": SEED + u64::from(self.starts),
+                "seed": torture_seed() + u64::from(self.starts),
                 "endpoints": WRITE_ENDPOINTS,
             })),
         );
@@ -356,6 +357,13 @@ fn clean(code: Option<i32>, stdout: &str, stderr: &str) -> bool {
         && !stderr.contains("cycle failed")
 }
 
+fn torture_seed() -> u64 {
+    std::env::var("OVERDUED_TORTURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEED)
+}
+
 fn kills_wanted() -> u32 {
     std::env::var("OVERDUED_TORTURE_KILLS")
         .ok()
@@ -409,7 +417,7 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
     });
 
     let mut w = World::start("tortured");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(SEED);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(torture_seed());
     let (mut kills, mut finished_first) = (0u32, 0u32);
     for i in 0..DAYS {
         if RESTART_DAYS.contains(&i) {
@@ -473,10 +481,11 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
     );
     let lost = |w: &World| w.lost + w.sandbox.lost_responses();
     eprintln!(
-        "torture: {DAYS} days, {kills} kills ({finished_first} runs finished before their kill), \
+        "torture (seed {}): {DAYS} days, {kills} kills ({finished_first} runs finished before their kill), \
          {} runs tortured / {} reference, {} effects ({} reminders, {} fees, {} escalations, \
          {} sandbox effects), lost responses {} / {}, {} sandbox restarts, {:.1} s (reference \
          {:.1} s)",
+        torture_seed(),
         w.runs,
         reference.runs,
         b.len(),
