@@ -68,9 +68,19 @@ impl QuickBooksConnector {
                 "the late fee item id is required".into(),
             ));
         }
+        let mut runtime = settings.runtime.clone();
+        // QuickBooks counts per realm and app.
+        runtime.limits_account.get_or_insert_with(|| {
+            format!(
+                "quickbooks {} app {} realm {}",
+                settings.api_base(),
+                settings.client_id,
+                settings.realm_id
+            )
+        });
         let rt = ConnectionRuntime::new(
             settings.connection.clone(),
-            settings.runtime.clone(),
+            runtime,
             settings.oauth_client(),
             settings.initial_refresh_token.clone(),
             token_store,

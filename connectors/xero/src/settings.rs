@@ -131,6 +131,13 @@ impl XeroSettings {
         RuntimeSettings {
             retry: self.retry,
             request_timeout: self.request_timeout,
+            // Xero counts per organisation and app.
+            limits_account: Some(format!(
+                "xero {} app {} tenant {}",
+                self.api_base.trim_end_matches('/'),
+                self.client_id,
+                self.tenant
+            )),
             ..RuntimeSettings::new(self.limits)
         }
     }

@@ -23,6 +23,10 @@ pub struct RuntimeSettings {
     /// Whole-request timeout (connect, send, read the body).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The vendor account the limits apply to (vendor, API base, app, realm or
+    /// organisation). Connectors of one account in a process share one limiter; `None`
+    /// gives the connector a limiter of its own.
+    pub limits_account: Option<String>,
 }
 
 impl RuntimeSettings {
@@ -32,6 +36,7 @@ impl RuntimeSettings {
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
+            limits_account: None,
         }
     }
 }
@@ -113,7 +118,10 @@ impl ConnectionRuntime {
         ConnectionRuntime {
             connection,
             http,
-            limiter: RateLimiter::new(settings.limits, stats.clone()),
+            limiter: match &settings.limits_account {
+                Some(account) => RateLimiter::for_account(account, settings.limits, stats.clone()),
+                None => RateLimiter::new(settings.limits, stats.clone()),
+            },
             retry: settings.retry,
             tokens,
             stats,

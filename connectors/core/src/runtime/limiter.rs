@@ -4,10 +4,18 @@
 //! window after it *finished*. The server counts a request somewhere between those two
 //! instants, so no window of the server's can ever see more requests than the limit,
 //! whatever the latency and however the server aligns its windows.
+//!
+//! The vendors count per account (a QuickBooks realm, a Xero organisation, each for one
+//! app), not per connector object: live connectors of the same account in one process
+//! (the one rebuilt after a config reload and its predecessor, two connections on one
+//! organisation) share one limiter through [`RateLimiter::for_account`], so a rebuilt
+//! connector does not start with an empty window the vendor still remembers. A process
+//! that starts afresh (`run --once`, a restart) cannot know the last minute's calls; it
+//! meets at most a 429, whose `Retry-After` it obeys.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -93,10 +101,12 @@ struct State {
     paused_until: Option<Instant>,
 }
 
-/// The limiter of one connection. Cheap to clone; clones share the limits.
+/// The limiter of one connection. Cheap to clone; clones share the limits. Waits are
+/// counted in the connection's own stats even when the limits are shared.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     inner: Arc<Inner>,
+    stats: Arc<RuntimeStats>,
 }
 
 #[derive(Debug)]
@@ -104,7 +114,6 @@ struct Inner {
     spec: LimitSpec,
     state: Mutex<State>,
     notify: Notify,
-    stats: Arc<RuntimeStats>,
 }
 
 /// A started request's slot; dropping it marks the request finished.
@@ -113,30 +122,38 @@ pub struct Permit {
     inner: Arc<Inner>,
 }
 
+/// The limits of the vendor accounts live connectors use. Weak: an account nobody uses
+/// any more is forgotten, so a limiter never outlives the runtime whose clock its
+/// instants came from.
+fn accounts() -> &'static Mutex<HashMap<String, Weak<Inner>>> {
+    static ACCOUNTS: OnceLock<Mutex<HashMap<String, Weak<Inner>>>> = OnceLock::new();
+    ACCOUNTS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
 impl RateLimiter {
+    /// A limiter of its own, shared with no other connector.
     pub fn new(spec: LimitSpec, stats: Arc<RuntimeStats>) -> Self {
-        let state = State {
-            in_flight: 0,
-            minute: Window {
-                len: spec.window,
-                cap: spec.per_window.max(1) as usize,
-                finished: VecDeque::new(),
-            },
-            day: spec.per_day.map(|cap| Window {
-                len: spec.day,
-                cap: cap.max(1) as usize,
-                finished: VecDeque::new(),
-            }),
-            paused_until: None,
-        };
         RateLimiter {
-            inner: Arc::new(Inner {
-                spec,
-                state: Mutex::new(state),
-                notify: Notify::new(),
-                stats,
-            }),
+            inner: Arc::new(Inner::new(spec)),
+            stats,
         }
+    }
+
+    /// The limiter of the vendor account `account` (a key naming the vendor, its API
+    /// base, the app and the realm or organisation), shared by every live connector of
+    /// that account in this process. Limits changed by the config start a fresh window.
+    pub fn for_account(account: &str, spec: LimitSpec, stats: Arc<RuntimeStats>) -> Self {
+        let mut map = accounts().lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        let inner = match map.get(account).and_then(Weak::upgrade) {
+            Some(inner) if inner.spec == spec => inner,
+            _ => {
+                let inner = Arc::new(Inner::new(spec));
+                map.insert(account.to_string(), Arc::downgrade(&inner));
+                inner
+            }
+        };
+        RateLimiter { inner, stats }
     }
 
     pub fn spec(&self) -> LimitSpec {
@@ -171,7 +188,7 @@ impl RateLimiter {
                             self.inner.notify.notify_one();
                         }
                         if waited {
-                            let s = &self.inner.stats;
+                            let s = &self.stats;
                             s.limiter_waits.fetch_add(1, Ordering::Relaxed);
                             s.limiter_wait_micros
                                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -194,6 +211,28 @@ impl RateLimiter {
 }
 
 impl Inner {
+    fn new(spec: LimitSpec) -> Inner {
+        let state = State {
+            in_flight: 0,
+            minute: Window {
+                len: spec.window,
+                cap: spec.per_window.max(1) as usize,
+                finished: VecDeque::new(),
+            },
+            day: spec.per_day.map(|cap| Window {
+                len: spec.day,
+                cap: cap.max(1) as usize,
+                finished: VecDeque::new(),
+            }),
+            paused_until: None,
+        };
+        Inner {
+            spec,
+            state: Mutex::new(state),
+            notify: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -286,7 +325,7 @@ mod tests {
                 "window starting at request {i} holds {in_window}"
             );
         }
-        assert_eq!(l.inner.stats.limiter_waits.load(Ordering::Relaxed), 2);
+        assert_eq!(l.stats.limiter_waits.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -376,5 +415,61 @@ mod tests {
         assert_eq!(s.per_window, 500);
         assert_eq!(s.concurrent, 10);
         assert_eq!(LimitSpec::XERO.per_day, Some(5000));
+    }
+
+    /// A connector rebuilt for the same account (config reload) must see
+    /// the calls its predecessor made in the window, or it bursts into a 429.
+    #[tokio::test(start_paused = true)]
+    async fn connectors_of_one_account_share_the_window() {
+        let spec = LimitSpec {
+            per_window: 3,
+            window: Duration::from_secs(60),
+            concurrent: 10,
+            per_day: None,
+            day: Duration::from_secs(86_400),
+        };
+        let account = "test shared-window realm 1";
+        let first = RateLimiter::for_account(account, spec, Arc::new(RuntimeStats::default()));
+        for _ in 0..3 {
+            drop(first.acquire().await);
+        }
+        // The daemon builds the new connector before it drops the old one.
+        let start = Instant::now();
+        let stats = Arc::new(RuntimeStats::default());
+        let rebuilt = RateLimiter::for_account(account, spec, stats.clone());
+        drop(first);
+        drop(rebuilt.acquire().await);
+        assert!(
+            start.elapsed() >= Duration::from_secs(60),
+            "the rebuilt connector waited for the window: {:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            stats.limiter_waits.load(Ordering::Relaxed),
+            1,
+            "counted as its own wait"
+        );
+
+        // Another account, and the same account under changed limits, start afresh.
+        let start = Instant::now();
+        let other = RateLimiter::for_account("test shared-window realm 2", spec, stats.clone());
+        let changed = LimitSpec {
+            per_window: 4,
+            ..spec
+        };
+        let reloaded = RateLimiter::for_account(account, changed, stats);
+        for _ in 0..3 {
+            drop(other.acquire().await);
+            drop(reloaded.acquire().await);
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+
+        // Once no connector of the account lives, it is forgotten.
+        drop((rebuilt, other, reloaded));
+        let fresh = RateLimiter::for_account(account, spec, Arc::new(RuntimeStats::default()));
+        for _ in 0..3 {
+            drop(fresh.acquire().await);
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }
