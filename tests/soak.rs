@@ -179,13 +179,7 @@ impl Faulty {
     fn client(&self) -> StatsSnapshot {
         let mut sum = StatsSnapshot::default();
         for c in &self.connectors {
-            let s = c.runtime().expect("a runtime").stats();
-            sum.calls += s.calls;
-            sum.retries += s.retries;
-            sum.transport_errors += s.transport_errors;
-            sum.refreshes += s.refreshes;
-            sum.refresh_failures += s.refresh_failures;
-            sum.limiter_waits += s.limiter_waits;
+            overdued::daemon::add_stats(&mut sum, &c.runtime().expect("a runtime").stats());
         }
         sum
     }
