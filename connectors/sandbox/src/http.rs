@@ -360,7 +360,7 @@ async fn handle(sb: Sandbox, req: Request<Incoming>, kill: Arc<Notify>) -> Respo
     }
     // Limits apply per tenant to the accounting APIs, once the tenant is known.
     let mut remaining = None;
-    let _permit = match (is_api, ep.system, &ep.tenant) {
+    let permit = match (is_api, ep.system, &ep.tenant) {
         (true, Some(system), Some(tenant)) if known_tenant(&sb, system, tenant) => {
             let admitted = lock(&sb.inner.limits).admit(system, tenant);
             match admitted {
@@ -411,7 +411,14 @@ async fn handle(sb: Sandbox, req: Request<Incoming>, kill: Arc<Notify>) -> Respo
         lock(&sb.inner.stats).status_5xx += 1;
     }
     match fault {
-        Some(FaultKind::LostResponse) => drop_connection(kill).await,
+        Some(FaultKind::LostResponse) => {
+            // The request is over for the server: free its concurrency slot before the
+            // client sees the connection close, as a server that crashed or lost the
+            // answer on the way no longer counts it; else a client retrying at once is
+            // counted twice.
+            drop(permit);
+            drop_connection(kill).await
+        }
         Some(FaultKind::Truncated) => {
             let full = reply.body.len();
             let cut = reply.body.slice(..full / 2);
