@@ -251,7 +251,7 @@ struct World {
     dir: tempfile::TempDir,
     config: PathBuf,
     runs: u32,
-    /// Effects lost with a sandbox restart's earlier faults count, summed here.
+    /// Responses lost before the last sandbox restart (a restarted sandbox counts from 0).
     lost: u64,
 }
 

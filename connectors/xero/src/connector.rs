@@ -312,6 +312,18 @@ impl XeroConnector {
         serde_json::from_slice(&resp.body).map_err(|e| malformed(op, e))
     }
 
+    /// The one invoice a write answers with, its per-item validation errors checked
+    /// (with `summarizeErrors=false` Xero reports them inside a 200).
+    fn written_invoice(op: &str, resp: &HttpResponse) -> Result<XeroInvoice, ConnectorError> {
+        let inv = Self::parse_invoices(op, resp)?
+            .invoices
+            .into_iter()
+            .next()
+            .ok_or_else(|| malformed(op, "no invoice in the answer"))?;
+        item_errors(op, &inv)?;
+        Ok(inv)
+    }
+
     fn to_snapshots(&self, invoices: &[XeroInvoice]) -> Vec<InvoiceSnapshot> {
         let mut out = Vec::with_capacity(invoices.len());
         for inv in invoices {
@@ -429,13 +441,7 @@ impl XeroConnector {
         call.query.push(("summarizeErrors", "false".into()));
         let (created, replayed) = self
             .call(call, |r| {
-                let env = Self::parse_invoices(op, r)?;
-                let inv = env
-                    .invoices
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| malformed(op, "no invoice in the answer"))?;
-                item_errors(op, &inv)?;
+                let inv = Self::written_invoice(op, r)?;
                 if inv.invoice_id.is_empty() {
                     return Err(malformed(op, "the created invoice has no InvoiceID"));
                 }
@@ -503,13 +509,7 @@ impl XeroConnector {
         call.query.push(("summarizeErrors", "false".into()));
         let replayed = self
             .call(call, |r| {
-                let env = Self::parse_invoices(op, r)?;
-                let inv = env
-                    .invoices
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| malformed(op, "no invoice in the answer"))?;
-                item_errors(op, &inv)?;
+                Self::written_invoice(op, r)?;
                 Ok(replay_header(r))
             })
             .await?;
