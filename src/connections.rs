@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use overdued_connector::runtime::LimitSpec;
 use overdued_connector::{Clock, ConnectionId, Connector, TokenStore};
 use overdued_quickbooks::{Environment, FeeSettings, QuickBooksConnector, QuickBooksSettings};
 use overdued_xero::{XeroConnector, XeroSettings};
@@ -14,7 +13,7 @@ use crate::config::{
 
 /// QuickBooks' built-in "Services" item, used for fee lines unless `fee_item_id` names
 /// the company's own late-fee item.
-pub const DEFAULT_QUICKBOOKS_FEE_ITEM: &str = "1";
+pub const DEFAULT_QUICKBOOKS_FEE_ITEM: &str = overdued_quickbooks::config::DEFAULT_FEE_ITEM;
 
 #[derive(Debug, thiserror::Error)]
 #[error("connection {connection}: {message}")]
@@ -84,7 +83,7 @@ pub fn quickbooks_settings(
     s.token_url = q.token_url.as_ref().map(|u| u.to_string());
     s.authorize_url = q.authorize_url.as_ref().map(|u| u.to_string());
     s.initial_refresh_token = c.initial_refresh_token.clone();
-    s.runtime.limits = LimitSpec::QUICKBOOKS.accelerated(c.limits_time_scale);
+    s.runtime.limits = overdued_quickbooks::limits::LIMITS.accelerated(c.limits_time_scale);
     s
 }
 
@@ -113,7 +112,7 @@ pub fn xero_settings(c: &ConnectionConfig, x: &XeroConfig) -> XeroSettings {
     s.fee_posting = c.fee_posting;
     s.fee_account_code = x.fee_account_code.clone();
     s.fee_item_code = x.fee_item_code.clone();
-    s.limits = LimitSpec::XERO.accelerated(c.limits_time_scale);
+    s.limits = overdued_xero::limits::LIMITS.accelerated(c.limits_time_scale);
     s
 }
 

@@ -256,11 +256,7 @@ impl Config {
 
 /// The scopes asked for when none are configured: a refresh token plus read/write of
 /// invoices and read of contacts.
-pub const DEFAULT_XERO_SCOPES: &[&str] = &[
-    "offline_access",
-    "accounting.transactions",
-    "accounting.contacts.read",
-];
+pub const DEFAULT_XERO_SCOPES: &[&str] = overdued_xero::config::DEFAULT_SCOPES;
 
 // ---- loading ---------------------------------------------------------------------------
 
@@ -396,12 +392,8 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             q.redirect_uri,
         )?;
         if let Some(r) = &q.realm_id {
-            if r.is_empty() || !r.chars().all(|c| c.is_ascii_digit()) {
-                return Err((
-                    format!("{at}.realm_id"),
-                    format!("{r:?} is not a QuickBooks realm id (digits only)"),
-                ));
-            }
+            overdued_quickbooks::config::check_realm_id(r)
+                .map_err(|m| (format!("{at}.realm_id"), m))?;
         }
         connections.push(ConnectionConfig {
             name,
@@ -439,18 +431,11 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             x.refresh_token_file,
             x.redirect_uri,
         )?;
-        if x.tenant.trim().is_empty() {
-            return Err((
-                format!("{at}.tenant"),
-                "is empty: give the organisation's tenant id or name".into(),
-            ));
-        }
+        overdued_xero::config::check_tenant(&x.tenant).map_err(|m| (format!("{at}.tenant"), m))?;
         let scopes = x
             .scopes
-            .unwrap_or_else(|| DEFAULT_XERO_SCOPES.iter().map(|s| s.to_string()).collect());
-        if !scopes.iter().any(|s| s == "offline_access") {
-            return Err((format!("{at}.scopes"), "must include offline_access, or Xero gives no refresh token and the connection dies after 30 minutes".into()));
-        }
+            .unwrap_or_else(overdued_xero::config::default_scopes);
+        overdued_xero::config::check_scopes(&scopes).map_err(|m| (format!("{at}.scopes"), m))?;
         connections.push(ConnectionConfig {
             name,
             policy: x.policy.unwrap_or_else(|| "default".into()),

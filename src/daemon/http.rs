@@ -197,7 +197,7 @@ async fn webhook_quickbooks(
         return (StatusCode::NOT_FOUND, "webhooks are not configured\n").into_response();
     };
     let sig = headers
-        .get("intuit-signature")
+        .get(overdued_quickbooks::webhook::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
     if !super::webhooks::signature_ok(&body, key.expose(), sig) {
         warn!(
@@ -230,7 +230,7 @@ async fn webhook_xero(
         return (StatusCode::NOT_FOUND, "webhooks are not configured\n").into_response();
     };
     let sig = headers
-        .get("x-xero-signature")
+        .get(overdued_xero::webhook::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
     if !super::webhooks::signature_ok(&body, key.expose(), sig) {
         return StatusCode::UNAUTHORIZED.into_response();

@@ -3,13 +3,15 @@
 //! only, so an event just starts the named connection's cycle at once: a payment stops
 //! reminders within seconds instead of at the next poll.
 //!
+//! Body shapes and header names are the vendors' own (`connectors/<vendor>/src/webhook.rs`);
+//! this module keeps the signature check and hands the body to the vendor's parser.
+//!
 //! Signatures are checked over the raw bytes, in constant time, before anything is
 //! parsed; a delivery with a bad signature gets 401 and an empty body (Xero's check sends
 //! some on purpose).
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -27,132 +29,9 @@ pub fn signature_ok(body: &[u8], key: &str, header: Option<&str>) -> bool {
     expected.len() == given.len() && bool::from(expected.as_slice().ct_eq(&given))
 }
 
-/// One change the vendor reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// QuickBooks realmId or Xero tenantId.
-    pub tenant: String,
-    /// `invoice`, `customer`, `contact`, ... lower case.
-    pub entity: String,
-    pub id: String,
-    pub operation: String,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("webhook body: {0}")]
-pub struct WebhookError(String);
-
-#[derive(Deserialize)]
-struct Legacy {
-    #[serde(rename = "eventNotifications")]
-    event_notifications: Vec<LegacyNotification>,
-}
-
-#[derive(Deserialize)]
-struct LegacyNotification {
-    #[serde(rename = "realmId")]
-    realm_id: String,
-    #[serde(rename = "dataChangeEvent")]
-    data_change_event: Option<LegacyChange>,
-}
-
-#[derive(Deserialize)]
-struct LegacyChange {
-    entities: Vec<LegacyEntity>,
-}
-
-#[derive(Deserialize)]
-struct LegacyEntity {
-    name: String,
-    id: String,
-    operation: String,
-}
-
-#[derive(Deserialize)]
-struct CloudEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    intuitentityid: String,
-    intuitaccountid: String,
-}
-
-/// Parses either QuickBooks body: the legacy `{"eventNotifications":[...]}` or the
-/// CloudEvents array (`type` like `qbo.invoice.updated.v1`), which may mix realms.
-pub fn parse_quickbooks(body: &[u8]) -> Result<Vec<Event>, WebhookError> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| WebhookError(format!("not JSON: {e}")))?;
-    if v.is_array() {
-        let events: Vec<CloudEvent> = serde_json::from_value(v)
-            .map_err(|e| WebhookError(format!("CloudEvents array: {e}")))?;
-        return events
-            .into_iter()
-            .map(|e| {
-                let mut parts = e.kind.split('.');
-                let (Some("qbo"), Some(entity), Some(op)) =
-                    (parts.next(), parts.next(), parts.next())
-                else {
-                    return Err(WebhookError(format!(
-                        "event type {:?} is not qbo.<entity>.<operation>.<version>",
-                        e.kind
-                    )));
-                };
-                Ok(Event {
-                    tenant: e.intuitaccountid,
-                    entity: entity.to_lowercase(),
-                    id: e.intuitentityid,
-                    operation: op.to_lowercase(),
-                })
-            })
-            .collect();
-    }
-    let legacy: Legacy =
-        serde_json::from_value(v).map_err(|e| WebhookError(format!("eventNotifications: {e}")))?;
-    Ok(legacy
-        .event_notifications
-        .into_iter()
-        .flat_map(|n| {
-            let realm = n.realm_id;
-            n.data_change_event
-                .into_iter()
-                .flat_map(|c| c.entities)
-                .map(move |e| Event {
-                    tenant: realm.clone(),
-                    entity: e.name.to_lowercase(),
-                    id: e.id,
-                    operation: e.operation.to_lowercase(),
-                })
-        })
-        .collect())
-}
-
-#[derive(Deserialize)]
-struct XeroBody {
-    events: Vec<XeroEvent>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct XeroEvent {
-    resource_id: String,
-    tenant_id: String,
-    event_category: String,
-    event_type: String,
-}
-
-/// Parses a Xero delivery; the intent-to-receive check has an empty `events` list.
-pub fn parse_xero(body: &[u8]) -> Result<Vec<Event>, WebhookError> {
-    let b: XeroBody =
-        serde_json::from_slice(body).map_err(|e| WebhookError(format!("Xero events: {e}")))?;
-    Ok(b.events
-        .into_iter()
-        .map(|e| Event {
-            tenant: e.tenant_id,
-            entity: e.event_category.to_lowercase(),
-            id: e.resource_id,
-            operation: e.event_type.to_lowercase(),
-        })
-        .collect())
-}
+pub use overdued_connector::webhook::{Event, WebhookError};
+pub use overdued_quickbooks::webhook::parse as parse_quickbooks;
+pub use overdued_xero::webhook::parse as parse_xero;
 
 #[cfg(test)]
 mod tests {
@@ -220,68 +99,6 @@ mod tests {
                 id: "40".into(),
                 operation: "update".into()
             }
-        );
-    }
-
-    #[test]
-    fn both_quickbooks_formats_parse() {
-        let legacy = br#"{"eventNotifications":[{"realmId":"123","dataChangeEvent":{"entities":[{"name":"Invoice","id":"130","operation":"Update","lastUpdated":"2026-11-23T10:00:00.000Z"}]}}]}"#;
-        assert_eq!(
-            parse_quickbooks(legacy).unwrap(),
-            vec![Event {
-                tenant: "123".into(),
-                entity: "invoice".into(),
-                id: "130".into(),
-                operation: "update".into()
-            }]
-        );
-        let cloud = br#"[{"specversion":"1.0","id":"e1","type":"qbo.invoice.updated.v1","time":"2026-11-23T10:00:00Z","intuitentityid":"130","intuitaccountid":"123","data":{}},
-                         {"specversion":"1.0","id":"e2","type":"qbo.payment.created.v1","intuitentityid":"9","intuitaccountid":"456"}]"#;
-        let ev = parse_quickbooks(cloud).unwrap();
-        assert_eq!(
-            ev[0],
-            Event {
-                tenant: "123".into(),
-                entity: "invoice".into(),
-                id: "130".into(),
-                operation: "updated".into()
-            }
-        );
-        assert_eq!(ev[1].tenant, "456", "a CloudEvents delivery may mix realms");
-    }
-
-    #[test]
-    fn bad_bodies_are_errors_not_panics() {
-        for body in [
-            &b""[..],
-            b"null",
-            b"{}",
-            b"[1]",
-            b"[{\"type\":\"invoice\",\"intuitentityid\":\"1\",\"intuitaccountid\":\"2\"}]",
-            b"\xff\xfe",
-        ] {
-            assert!(
-                parse_quickbooks(body).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(body)
-            );
-        }
-        assert!(parse_xero(b"{\"events\":[{}]}").is_err());
-        assert!(parse_xero(b"").is_err());
-    }
-
-    #[test]
-    fn xero_events_and_the_intent_to_receive_check_parse() {
-        assert!(parse_xero(br#"{"events":[],"firstEventSequence":0,"lastEventSequence":0,"entropy":"S0m3r4Nd0mt3xt"}"#).unwrap().is_empty());
-        let body = br#"{"events":[{"resourceUrl":"https://api.xero.com/api.xro/2.0/Invoices/aa","resourceId":"aa","eventDateUtc":"2026-11-23T10:00:00.000","eventType":"UPDATE","eventCategory":"INVOICE","tenantId":"t1","tenantType":"ORGANISATION"}],"firstEventSequence":1,"lastEventSequence":1,"entropy":"x"}"#;
-        assert_eq!(
-            parse_xero(body).unwrap(),
-            vec![Event {
-                tenant: "t1".into(),
-                entity: "invoice".into(),
-                id: "aa".into(),
-                operation: "update".into()
-            }]
         );
     }
 }

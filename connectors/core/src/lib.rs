@@ -13,6 +13,7 @@ pub mod money;
 pub mod runtime;
 pub mod secret;
 pub mod token;
+pub mod webhook;
 
 pub use action::{
     ActionKind, ActionReceipt, FeePosting, IdempotencyKey, LateFeeRequest, NoteRequest,
@@ -31,3 +32,4 @@ pub use runtime::{
 };
 pub use secret::Secret;
 pub use token::{TokenSet, TokenStore, TokenStoreError};
+pub use webhook::{Event, WebhookError};

@@ -50,14 +50,7 @@ impl QuickBooksConnector {
         token_store: Arc<dyn TokenStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, QuickBooksError> {
-        if settings.realm_id.trim().is_empty()
-            || !settings.realm_id.chars().all(|c| c.is_ascii_alphanumeric())
-        {
-            return Err(QuickBooksError::Settings(format!(
-                "realm id {:?} is not a QuickBooks company id",
-                settings.realm_id
-            )));
-        }
+        crate::config::check_realm_id(&settings.realm_id).map_err(QuickBooksError::Settings)?;
         if settings.client_id.is_empty() || settings.client_secret.is_empty() {
             return Err(QuickBooksError::Settings(
                 "client id and client secret are required".into(),

@@ -1,10 +1,18 @@
 //! The QuickBooks Online connector: incremental and full sync by
 //! `MetaData.LastUpdatedTime`, re-reads by id, reminders, late fees and notes through the
 //! Accounting API v3, on the shared connector runtime.
+//!
+//! Everything QuickBooks decides lives here, in files named as in `overdued-xero`:
+//! `limits.rs`, `oauth.rs`, `webhook.rs`, `config.rs` (its config table's rules),
+//! `settings.rs`, `connector.rs`.
 
+pub mod config;
 pub mod connector;
+pub mod limits;
+pub mod oauth;
 pub mod query;
 pub mod settings;
+pub mod webhook;
 pub mod wire;
 
 pub use connector::{QuickBooksConnector, QuickBooksError};

@@ -1,6 +1,6 @@
 //! What a QuickBooks connection needs to run; the root config maps onto this.
 
-use overdued_connector::runtime::{LimitSpec, OAuthClient, RuntimeSettings, VendorOAuth};
+use overdued_connector::runtime::{OAuthClient, RuntimeSettings, VendorOAuth};
 use overdued_connector::{ConnectionId, Currency, FeePosting, Secret};
 
 /// Which Intuit environment the app and company live in.
@@ -74,7 +74,7 @@ impl QuickBooksSettings {
             initial_refresh_token: None,
             home_currency: Currency::USD,
             fees,
-            runtime: RuntimeSettings::new(LimitSpec::QUICKBOOKS),
+            runtime: RuntimeSettings::new(crate::limits::LIMITS),
         }
     }
 
@@ -88,7 +88,7 @@ impl QuickBooksSettings {
 
     /// The vendor description with any endpoint overrides applied.
     pub fn vendor(&self) -> VendorOAuth {
-        let mut v = VendorOAuth::quickbooks();
+        let mut v = crate::oauth::vendor_oauth();
         if let Some(u) = &self.token_url {
             v.token_url = u.clone();
         }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use overdued_connector::runtime::{ConnectError, ConnectFlow, LimitSpec, RetryPolicy};
+use overdued_connector::runtime::{ConnectError, ConnectFlow, RetryPolicy};
 use overdued_connector::{
     ActionKind, Clock, ConnectionId, Connector, ConnectorError, FeePosting, IdempotencyKey,
     InvoiceSnapshot, InvoiceStatus, LateFeeRequest, ManualClock, Money, NoteRequest,
@@ -588,7 +588,7 @@ async fn ten_thousand_invoices_without_a_single_rate_limit_violation() {
     })
     .await;
     let c = connector_for(&env, &env.realm.clone(), "big", |s| {
-        s.runtime.limits = LimitSpec::QUICKBOOKS.accelerated(SCALE)
+        s.runtime.limits = overdued_quickbooks::limits::LIMITS.accelerated(SCALE)
     });
     let (all, _) = pass(&c, SyncCursor::initial()).await;
     assert_eq!(all.len(), 10_000);

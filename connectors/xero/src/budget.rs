@@ -217,7 +217,7 @@ mod tests {
     fn spec(per_day: u32) -> LimitSpec {
         LimitSpec {
             per_day: Some(per_day),
-            ..LimitSpec::XERO
+            ..crate::limits::LIMITS
         }
     }
 

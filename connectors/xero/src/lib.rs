@@ -12,14 +12,22 @@
 //!   (`RateLimited`) while actions still go.
 //! - `pay_url` stays empty in snapshots: Xero's online-invoice link is one extra call per
 //!   invoice; [`XeroConnector::online_invoice_url`] fetches it when needed.
+//!
+//! Everything Xero decides lives here, in files named as in `overdued-quickbooks`:
+//! `limits.rs`, `oauth.rs`, `webhook.rs`, `config.rs` (its config table's rules),
+//! `settings.rs`, `connector.rs`.
 
 pub mod budget;
+pub mod config;
 pub mod connector;
 pub mod dates;
 pub mod errors;
+pub mod limits;
 pub mod model;
+pub mod oauth;
 pub mod settings;
 pub mod tenant;
+pub mod webhook;
 
 pub use budget::{DayBudget, Remaining, Verdict};
 pub use connector::{

@@ -11,8 +11,8 @@ use overdued_connector::{ConnectionId, FeePosting, Secret};
 pub const DEFAULT_API_BASE: &str = "https://api.xero.com/api.xro/2.0";
 /// Where `GET /connections` lives.
 pub const DEFAULT_IDENTITY_BASE: &str = "https://api.xero.com";
-pub const DEFAULT_TOKEN_URL: &str = "https://identity.xero.com/connect/token";
-pub const DEFAULT_AUTHORIZE_URL: &str = "https://login.xero.com/identity/connect/authorize";
+pub const DEFAULT_TOKEN_URL: &str = crate::oauth::TOKEN_URL;
+pub const DEFAULT_AUTHORIZE_URL: &str = crate::oauth::AUTHORIZE_URL;
 /// The Sales revenue account in Xero's default chart of accounts.
 pub const DEFAULT_FEE_ACCOUNT_CODE: &str = "200";
 /// Below this share of the day's calls left, sync reads yield to reminders and fees.
@@ -61,7 +61,7 @@ impl XeroSettings {
             client_id: client_id.into(),
             client_secret,
             tenant: tenant.into(),
-            scopes: VendorOAuth::xero().scopes,
+            scopes: crate::oauth::vendor_oauth().scopes,
             api_base: DEFAULT_API_BASE.into(),
             identity_base: DEFAULT_IDENTITY_BASE.into(),
             token_url: DEFAULT_TOKEN_URL.into(),
@@ -70,7 +70,7 @@ impl XeroSettings {
             fee_posting: FeePosting::default(),
             fee_account_code: DEFAULT_FEE_ACCOUNT_CODE.into(),
             fee_item_code: None,
-            limits: LimitSpec::XERO,
+            limits: crate::limits::LIMITS,
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(60),
             day_reserve: DEFAULT_DAY_RESERVE,
@@ -100,7 +100,7 @@ impl XeroSettings {
         }
         if out.len() == 1 {
             out.extend(
-                VendorOAuth::xero()
+                crate::oauth::vendor_oauth()
                     .scopes
                     .into_iter()
                     .filter(|s| s != "offline_access"),
@@ -115,7 +115,7 @@ impl XeroSettings {
             authorize_url: self.authorize_url.clone(),
             token_url: self.token_url.clone(),
             scopes: self.effective_scopes(),
-            ..VendorOAuth::xero()
+            ..crate::oauth::vendor_oauth()
         }
     }
 

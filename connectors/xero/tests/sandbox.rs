@@ -755,7 +755,7 @@ async fn five_thousand_invoices_without_a_single_rate_limit_violation() {
     })
     .await;
     let c = connector_for(&env, env.tenant(), "big", |s| {
-        s.limits = LimitSpec::XERO.accelerated(SCALE)
+        s.limits = overdued_xero::limits::LIMITS.accelerated(SCALE)
     });
     let (all, _) = pass(&c, SyncCursor::initial()).await;
     assert_eq!(all.len(), 5000);
@@ -791,7 +791,7 @@ async fn sync_reads_yield_to_actions_when_the_day_budget_runs_low() {
     let c = connector_for(&env, env.tenant(), "frugal", |s| {
         s.limits = LimitSpec {
             per_day: Some(40),
-            ..LimitSpec::XERO
+            ..overdued_xero::limits::LIMITS
         };
         s.day_reserve = 0.10;
     });

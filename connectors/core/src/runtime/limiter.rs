@@ -37,24 +37,6 @@ pub struct LimitSpec {
 }
 
 impl LimitSpec {
-    /// QuickBooks Online: 500 requests a minute and 10 concurrent per realm.
-    pub const QUICKBOOKS: LimitSpec = LimitSpec {
-        per_window: 500,
-        window: Duration::from_secs(60),
-        concurrent: 10,
-        per_day: None,
-        day: Duration::from_secs(86_400),
-    };
-
-    /// Xero: 60 a minute, 5 concurrent and 5000 a day per organisation.
-    pub const XERO: LimitSpec = LimitSpec {
-        per_window: 60,
-        window: Duration::from_secs(60),
-        concurrent: 5,
-        per_day: Some(5000),
-        day: Duration::from_secs(86_400),
-    };
-
     /// The same limits with time running `factor` times faster, for a simulator that
     /// enforces the real limits at an accelerated time scale.
     pub fn accelerated(self, factor: u32) -> LimitSpec {
@@ -410,11 +392,18 @@ mod tests {
 
     #[test]
     fn acceleration_shrinks_windows_only() {
-        let s = LimitSpec::QUICKBOOKS.accelerated(60);
+        let spec = LimitSpec {
+            per_window: 500,
+            window: Duration::from_secs(60),
+            concurrent: 10,
+            per_day: Some(5000),
+            day: Duration::from_secs(86_400),
+        };
+        let s = spec.accelerated(60);
         assert_eq!(s.window, Duration::from_secs(1));
         assert_eq!(s.per_window, 500);
         assert_eq!(s.concurrent, 10);
-        assert_eq!(LimitSpec::XERO.per_day, Some(5000));
+        assert_eq!(s.per_day, Some(5000));
     }
 
     /// A connector rebuilt for the same account (config reload) must see

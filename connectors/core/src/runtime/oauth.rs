@@ -12,7 +12,8 @@ use crate::error::ConnectorError;
 use crate::secret::Secret;
 use crate::token::TokenSet;
 
-/// Where a vendor's OAuth endpoints are and what it wants on the way.
+/// Where a vendor's OAuth endpoints are and what it wants on the way; each vendor crate
+/// builds its own (`oauth.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VendorOAuth {
     /// For logs and errors: "quickbooks", "xero".
@@ -33,45 +34,6 @@ pub struct VendorOAuth {
     pub token_headers: Vec<(String, String)>,
     /// How long before expiry an access token is replaced.
     pub refresh_ahead: Duration,
-}
-
-impl VendorOAuth {
-    /// QuickBooks Online's endpoints and scope.
-    pub fn quickbooks() -> Self {
-        VendorOAuth {
-            system: "quickbooks",
-            authorize_url: "https://appcenter.intuit.com/connect/oauth2".into(),
-            token_url: "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer".into(),
-            scopes: vec!["com.intuit.quickbooks.accounting".into()],
-            extra_authorize_params: Vec::new(),
-            redirect_params: vec!["realmId".into()],
-            bound_param: Some("realmId".into()),
-            token_headers: vec![(
-                "x-include-refresh-token-hard-expires-in".into(),
-                "true".into(),
-            )],
-            refresh_ahead: Duration::from_secs(300),
-        }
-    }
-
-    /// Xero's endpoints; `offline_access` is what yields a refresh token.
-    pub fn xero() -> Self {
-        VendorOAuth {
-            system: "xero",
-            authorize_url: "https://login.xero.com/identity/connect/authorize".into(),
-            token_url: "https://identity.xero.com/connect/token".into(),
-            scopes: vec![
-                "offline_access".into(),
-                "accounting.transactions".into(),
-                "accounting.contacts.read".into(),
-            ],
-            extra_authorize_params: Vec::new(),
-            redirect_params: Vec::new(),
-            bound_param: None,
-            token_headers: Vec::new(),
-            refresh_ahead: Duration::from_secs(120),
-        }
-    }
 }
 
 /// An app's credentials at one vendor.
