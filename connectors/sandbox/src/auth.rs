@@ -9,14 +9,13 @@
 //! old one is void at once (no grace). Every rotation starts a new 100-day lifetime, so
 //! a grant refreshed at least once in 100 days never expires.
 
-use std::collections::BTreeMap;
-
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::credentials::{AccessToken, AuthCode, Grant, RefreshToken};
 use crate::util::{encode, param};
 use crate::world::World;
 use crate::System;
@@ -32,88 +31,6 @@ pub const XERO_REFRESH_SECS: i64 = 60 * 24 * 3600;
 /// Xero lets the previous refresh token be used again for this long after a rotation.
 pub const XERO_GRACE_SECS: i64 = 1800;
 const CODE_SECS: i64 = 600;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Client {
-    pub system: System,
-    pub client_id: String,
-    pub client_secret: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuthCode {
-    pub system: System,
-    pub client_id: String,
-    pub redirect_uri: String,
-    pub tenants: Vec<String>,
-    pub challenge: Option<String>,
-    pub scope: String,
-    pub expires: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Grant {
-    pub system: System,
-    pub tenants: Vec<String>,
-    pub scope: String,
-    pub revoked: bool,
-    pub created: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccessToken {
-    pub grant: usize,
-    pub expires: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RefreshToken {
-    pub grant: usize,
-    pub expires: DateTime<Utc>,
-    /// When it was issued (state files from before this field count as old).
-    #[serde(default)]
-    pub issued: DateTime<Utc>,
-    /// When a newer refresh token replaced this one.
-    pub superseded_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AuthState {
-    pub clients: Vec<Client>,
-    pub codes: BTreeMap<String, AuthCode>,
-    pub grants: Vec<Grant>,
-    pub access: BTreeMap<String, AccessToken>,
-    pub refresh: BTreeMap<String, RefreshToken>,
-}
-
-impl AuthState {
-    pub fn with_default_clients() -> AuthState {
-        AuthState {
-            clients: vec![
-                Client {
-                    system: System::QuickBooks,
-                    client_id: DEFAULT_QBO_CLIENT_ID.into(),
-                    client_secret: DEFAULT_QBO_CLIENT_SECRET.into(),
-                },
-                Client {
-                    system: System::Xero,
-                    client_id: DEFAULT_XERO_CLIENT_ID.into(),
-                    client_secret: DEFAULT_XERO_CLIENT_SECRET.into(),
-                },
-            ],
-            ..AuthState::default()
-        }
-    }
-
-    pub fn client(&self, system: System) -> Option<&Client> {
-        self.clients.iter().find(|c| c.system == system)
-    }
-}
-
-pub const DEFAULT_QBO_CLIENT_ID: &str = "sandbox-quickbooks-client";
-pub const DEFAULT_QBO_CLIENT_SECRET: &str = "sandbox-quickbooks-secret";
-pub const DEFAULT_XERO_CLIENT_ID: &str = "sandbox-xero-client";
-pub const DEFAULT_XERO_CLIENT_SECRET: &str = "sandbox-xero-secret";
 
 /// Tokens handed out for one grant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

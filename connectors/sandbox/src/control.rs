@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{Reply, Req};
+use crate::wire::{Reply, Req};
 use crate::world::{
     parse_datetime, parse_money, Behaviour, Customer, Invoice, Line, Status, World,
 };

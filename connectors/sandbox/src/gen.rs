@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 
-use crate::auth::AuthState;
+use crate::credentials::AuthState;
 use crate::world::{
     qbo_local_date, random_uuid, Behaviour, Customer, Invoice, Line, ScheduledPayment, Status,
     Tenant, World,

@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 mod control;
+mod credentials;
 mod faults;
 mod gen;
 mod http;
@@ -56,14 +57,18 @@ mod limits;
 mod qbo;
 mod qbo_query;
 mod util;
+mod wire;
 mod world;
 mod xero;
 mod xero_where;
 
 pub use auth::{
-    GrantedTokens, DEFAULT_QBO_CLIENT_ID, DEFAULT_QBO_CLIENT_SECRET, DEFAULT_XERO_CLIENT_ID,
-    DEFAULT_XERO_CLIENT_SECRET, QBO_ACCESS_SECS, QBO_REFRESH_SECS, QBO_ROTATE_SECS,
-    XERO_ACCESS_SECS, XERO_GRACE_SECS, XERO_REFRESH_SECS,
+    GrantedTokens, QBO_ACCESS_SECS, QBO_REFRESH_SECS, QBO_ROTATE_SECS, XERO_ACCESS_SECS,
+    XERO_GRACE_SECS, XERO_REFRESH_SECS,
+};
+pub use credentials::{
+    DEFAULT_QBO_CLIENT_ID, DEFAULT_QBO_CLIENT_SECRET, DEFAULT_XERO_CLIENT_ID,
+    DEFAULT_XERO_CLIENT_SECRET,
 };
 pub use faults::{FaultConfig, FaultKind};
 pub use limits::{

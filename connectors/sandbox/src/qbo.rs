@@ -9,9 +9,9 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::auth::{check_access, AccessError};
-use crate::http::{Reply, Req};
 use crate::qbo_query::{Cond, Entity, Op, Query};
 use crate::util::param;
+use crate::wire::{Reply, Req};
 use crate::world::{
     num, parse_money, qbo_local_date, qbo_offset, qbo_time, qbo_time_ms, Customer, DeletedStub,
     Invoice, Line, Status, StoredResponse, Tenant, World,

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::AuthState;
+use crate::credentials::AuthState;
 use crate::System;
 
 /// How a customer reacts to invoices and reminders. Deterministic: the same events at the

@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::auth::{check_access, AccessError};
-use crate::http::{Endpoint, Reply, Req};
 use crate::util::param;
+use crate::wire::{Endpoint, Reply, Req};
 use crate::world::{
     midnight, num, parse_money, xero_date, xero_day, Customer, HistoryRecord, Invoice, Line,
     Status, StoredResponse, Tenant, World,
