@@ -1,20 +1,18 @@
-//! End-to-end tests against the in-process API simulator (`overdued-sandbox`).
+//! End-to-end tests against the in-process API simulator (`overdued-sandbox`) of what
+//! only QuickBooks does; what every connector does is in `contract.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use overdued_connector::runtime::{ConnectError, ConnectFlow, RetryPolicy};
 use overdued_connector::{
-    ActionKind, Clock, ConnectionId, Connector, ConnectorError, FeePosting, IdempotencyKey,
-    InvoiceSnapshot, InvoiceStatus, LateFeeRequest, ManualClock, Money, NoteRequest,
-    ReminderRequest, SyncCursor, TokenSet, TokenStore, TokenStoreError,
+    Clock, ConnectionId, Connector, FeePosting, InvoiceSnapshot, InvoiceStatus, ManualClock,
+    SyncCursor, TokenSet, TokenStore, TokenStoreError,
 };
 use overdued_quickbooks::{Environment, FeeSettings, QuickBooksConnector, QuickBooksSettings};
-use overdued_sandbox::{FaultConfig, FaultKind, RunningSandbox, Sandbox, SandboxOptions, System};
-use rust_decimal::Decimal;
+use overdued_sandbox::{RunningSandbox, Sandbox, SandboxOptions, System};
 
 const TOKEN_PATH: &str = "/oauth2/v1/tokens/bearer";
 const AUTHORIZE_PATH: &str = "/oauth2/quickbooks/authorize";
@@ -64,12 +62,6 @@ fn api_requests(sb: &Sandbox) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-fn endpoint_requests(sb: &Sandbox, name: &str) -> Option<u64> {
-    sb.stats()
-        .get("requests")
-        .map(|r| r.get(name).and_then(|v| v.as_u64()).unwrap_or(0))
 }
 
 struct Env {
@@ -177,38 +169,6 @@ async fn pass(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_uses_the_minimum_number_of_queries() {
-    for n in [0usize, 1, 1000, 1001, 2500] {
-        let env = sandbox(opts(n)).await;
-        let c = connector(&env);
-        let before = c.runtime().stats().calls;
-        let (all, _) = pass(&c, SyncCursor::initial()).await;
-        let calls = c.runtime().stats().calls - before;
-        let ids: BTreeSet<&str> = all.iter().map(|i| i.remote_id.as_str()).collect();
-        assert_eq!(all.len(), n, "n={n}");
-        assert_eq!(ids.len(), n, "no duplicates, n={n}");
-        assert_eq!(calls as usize, n / 1000 + 1, "query calls for n={n}");
-        if let Some(q) = endpoint_requests(&env.running.sandbox, "quickbooks.query") {
-            assert_eq!(
-                q as usize,
-                n / 1000 + 1,
-                "sandbox-counted queries for n={n}"
-            );
-        }
-        // Full reconciliation sees exactly the open ones.
-        let (open, _) = pass(&c, SyncCursor::full()).await;
-        assert_eq!(
-            open.len(),
-            all.iter()
-                .filter(|i| i.status == InvoiceStatus::Open)
-                .count(),
-            "n={n}"
-        );
-        assert!(open.iter().all(|i| i.amount_due > Decimal::ZERO));
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_sync_reads_only_what_changed() {
     let env = sandbox(opts(300)).await;
     let c = connector(&env);
@@ -245,296 +205,6 @@ async fn incremental_sync_reads_only_what_changed() {
     let want: BTreeSet<&str> = open.iter().map(|i| i.remote_id.as_str()).collect();
     assert_eq!(got, want);
     assert!(changed.iter().all(|i| i.status == InvoiceStatus::Paid));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fetch_invoices_sees_payments_between_sync_and_action() {
-    let env = sandbox(opts(50)).await;
-    let c = connector(&env);
-    let (all, _) = pass(&c, SyncCursor::initial()).await;
-    let open: Vec<&InvoiceSnapshot> = all
-        .iter()
-        .filter(|i| i.status == InvoiceStatus::Open)
-        .take(2)
-        .collect();
-    let (paid, still) = (open[0], open[1]);
-    let sb = &env.running.sandbox;
-    sb.add_payment(
-        System::QuickBooks,
-        &env.realm,
-        &paid.remote_id,
-        paid.amount_due,
-        sb.now().date_naive(),
-    )
-    .unwrap();
-
-    let before = c.runtime().stats().calls;
-    let ids = vec![
-        paid.remote_id.clone(),
-        still.remote_id.clone(),
-        "987654".to_string(),
-    ];
-    let fresh = c.fetch_invoices(&ids).await.unwrap();
-    assert_eq!(
-        c.runtime().stats().calls - before,
-        1,
-        "one query for all ids"
-    );
-    assert_eq!(fresh.len(), 3);
-    assert_eq!(fresh[0].status, InvoiceStatus::Paid);
-    assert_eq!(fresh[0].amount_due, Decimal::ZERO);
-    assert_eq!(fresh[1].status, InvoiceStatus::Open);
-    assert_eq!(fresh[1].amount_due, still.amount_due);
-    assert_eq!(fresh[2].status, InvoiceStatus::Deleted);
-    assert_eq!(fresh[2].remote_id, "987654");
-
-    let customers = c.list_customers(None).await.unwrap();
-    assert_eq!(customers.len(), 20);
-    assert!(customers.iter().any(|c| c.email.is_some()));
-}
-
-fn fee_request(
-    inv: &InvoiceSnapshot,
-    today: chrono::NaiveDate,
-    posting: FeePosting,
-) -> LateFeeRequest {
-    LateFeeRequest {
-        invoice_id: inv.remote_id.clone(),
-        invoice_number: inv.display_number().to_string(),
-        customer_id: inv.customer.id.clone(),
-        amount: Money::new(Decimal::from_str("12.50").unwrap(), inv.currency),
-        description: format!("Late payment fee on invoice {}", inv.display_number()),
-        posting,
-        issue_date: today,
-        due_date: today + chrono::Duration::days(14),
-    }
-}
-
-/// Retries an action as the executor would after an error, with the same key.
-async fn with_executor_retries<F, Fut>(
-    mut f: F,
-) -> Result<overdued_connector::ActionReceipt, ConnectorError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<overdued_connector::ActionReceipt, ConnectorError>>,
-{
-    let mut last = None;
-    for _ in 0..4 {
-        match f().await {
-            Ok(r) => return Ok(r),
-            Err(e) if e.is_retryable() => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.expect("an error"))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_fault_kind_is_survived_without_duplicate_effects() {
-    let env = sandbox(opts(120)).await;
-    let c = connector_for(&env, &env.realm.clone(), "acme-qbo", |s| {
-        s.runtime.request_timeout = Duration::from_secs(2)
-    });
-    let (all, _) = pass(&c, SyncCursor::initial()).await;
-    let open: Vec<InvoiceSnapshot> = all
-        .iter()
-        .filter(|i| i.status == InvoiceStatus::Open)
-        .take(12)
-        .cloned()
-        .collect();
-    assert!(open.len() >= 8, "enough open invoices to act on");
-    let today = env.running.sandbox.now().date_naive();
-
-    env.running.sandbox.set_faults(FaultConfig {
-        rate: 0.35,
-        kinds: FaultKind::ALL.to_vec(),
-        seed: 7,
-        endpoints: vec!["quickbooks.".into()],
-        slow_ms: 3000,
-        storm_length: 2,
-    });
-    let mut keys = Vec::new();
-    for (k, inv) in open.iter().enumerate() {
-        let conn = "acme-qbo";
-        let remind = IdempotencyKey::derive(conn, &inv.remote_id, ActionKind::Remind, "+7d");
-        let to = inv
-            .customer
-            .email
-            .clone()
-            .or_else(|| Some("ap@example.com".into()));
-        let req = ReminderRequest {
-            invoice_id: inv.remote_id.clone(),
-            to,
-        };
-        with_executor_retries(|| c.send_reminder(&req, &remind))
-            .await
-            .expect("reminder");
-        // Run twice: a second run of the same action must change nothing.
-        c.send_reminder(&req, &remind)
-            .await
-            .expect("reminder replay");
-        keys.push(remind.as_str().to_string());
-
-        let posting = if k % 3 == 0 {
-            FeePosting::LineOnOriginal
-        } else {
-            FeePosting::SeparateInvoice
-        };
-        let fee_key = IdempotencyKey::derive(conn, &inv.remote_id, ActionKind::LateFee, "+30d");
-        let fee = fee_request(inv, today, posting);
-        with_executor_retries(|| c.create_late_fee(&fee, &fee_key))
-            .await
-            .expect("fee");
-        with_executor_retries(|| c.create_late_fee(&fee, &fee_key))
-            .await
-            .expect("fee replay");
-        keys.push(fee_key.as_str().to_string());
-
-        let note_key = IdempotencyKey::derive(conn, &inv.remote_id, ActionKind::Note, "+7d");
-        let note = NoteRequest {
-            invoice_id: inv.remote_id.clone(),
-            text: format!("overdued: reminder sent ({})", remind),
-        };
-        with_executor_retries(|| c.add_note(&note, &note_key))
-            .await
-            .expect("note");
-        with_executor_retries(|| c.add_note(&note, &note_key))
-            .await
-            .expect("note replay");
-    }
-    let faults = env.running.sandbox.stats();
-    env.running.sandbox.set_faults(FaultConfig::default());
-
-    let ledger = env.running.sandbox.ledger();
-    let mut per: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for e in &ledger.effects {
-        *per.entry((e.invoice_id.clone(), e.kind.clone()))
-            .or_default() += 1;
-    }
-    for inv in &open {
-        for kind in ["email", "fee", "note"] {
-            assert_eq!(
-                per.get(&(inv.remote_id.clone(), kind.to_string())),
-                Some(&1),
-                "{kind} on {} (faults: {faults})",
-                inv.remote_id
-            );
-        }
-    }
-    let stats = c.runtime().stats();
-    assert!(
-        stats.retries > 0,
-        "faults were injected and retried: {stats:?}"
-    );
-
-    // The notes kept what was there and the fees landed where asked.
-    let fresh = c
-        .fetch_invoices(&open.iter().map(|i| i.remote_id.clone()).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    for (k, (before, after)) in open.iter().zip(&fresh).enumerate() {
-        assert!(
-            after.memo.contains("overdued: reminder sent"),
-            "{}",
-            after.memo
-        );
-        if k % 3 == 0 {
-            assert_eq!(
-                after.total,
-                before.total + Decimal::from_str("12.50").unwrap(),
-                "fee line on {}",
-                before.remote_id
-            );
-        } else {
-            assert_eq!(after.total, before.total);
-        }
-    }
-    let (fees, _) = pass(&c, SyncCursor::initial()).await;
-    let fee_invoices = fees.iter().filter(|i| i.is_fee_invoice).count();
-    assert_eq!(
-        fee_invoices,
-        open.iter().enumerate().filter(|(k, _)| k % 3 != 0).count()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_access_tokens_are_refreshed_and_rotated() {
-    let env = sandbox(opts(10)).await;
-    let c = connector(&env);
-    let (all, cursor) = pass(&c, SyncCursor::initial()).await;
-    assert_eq!(all.len(), 10);
-    let first = env
-        .store
-        .load_tokens("acme-qbo")
-        .unwrap()
-        .expect("bootstrapped tokens stored");
-
-    // The vendor's clock moves past expiry while ours does not: a 401, one refresh, a retry.
-    // A day on, so the refresh token (Intuit keeps its value for 24 hours) rotates too.
-    let sb = &env.running.sandbox;
-    sb.set_now(sb.now() + chrono::Duration::hours(25));
-    pass(&c, cursor.clone()).await;
-    let s = c.runtime().stats();
-    assert_eq!(s.status(401), 1);
-    let second = env.store.load_tokens("acme-qbo").unwrap().unwrap();
-    assert_ne!(
-        second.refresh_token, first.refresh_token,
-        "rotated refresh token stored"
-    );
-    assert_ne!(second.access_token, first.access_token);
-
-    // Our clock nearing expiry refreshes ahead, with no 401.
-    env.clock.set(sb.now() + chrono::Duration::minutes(58));
-    sb.set_now(sb.now() + chrono::Duration::minutes(58));
-    pass(&c, cursor).await;
-    let s2 = c.runtime().stats();
-    assert_eq!(s2.status(401), 1, "no further 401");
-    assert_eq!(s2.refreshes, s.refreshes + 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_grant_needs_reconnect_and_other_connections_keep_running() {
-    let env = sandbox(SandboxOptions {
-        quickbooks_tenants: 2,
-        ..opts(20)
-    })
-    .await;
-    let realms: Vec<String> = env
-        .running
-        .sandbox
-        .tenants()
-        .into_iter()
-        .filter(|t| t.system == System::QuickBooks)
-        .map(|t| t.id)
-        .collect();
-    let a = connector_for(&env, &realms[0], "a", |_| {});
-    let b = connector_for(&env, &realms[1], "b", |_| {});
-    pass(&a, SyncCursor::initial()).await;
-    pass(&b, SyncCursor::initial()).await;
-
-    env.running.sandbox.revoke(System::QuickBooks, &realms[0]);
-    let e = a.sync_page(&SyncCursor::initial()).await.unwrap_err();
-    assert!(matches!(e, ConnectorError::Reauth(_)), "{e}");
-    assert!(a.runtime().needs_reconnect());
-    assert!(
-        env.store.load_tokens("a").unwrap().unwrap().needs_reconnect,
-        "flag persisted"
-    );
-    let calls = a.runtime().stats().calls;
-    for _ in 0..3 {
-        assert!(matches!(
-            a.sync_page(&SyncCursor::initial()).await,
-            Err(ConnectorError::Reauth(_))
-        ));
-    }
-    assert_eq!(
-        a.runtime().stats().calls,
-        calls,
-        "no API calls while it needs reconnect"
-    );
-
-    let (bs, _) = pass(&b, SyncCursor::initial()).await;
-    assert_eq!(bs.len(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
