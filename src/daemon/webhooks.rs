@@ -15,6 +15,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+pub use overdued_connector::webhook::{Event, WebhookError};
+pub use overdued_quickbooks::webhook::parse as parse_quickbooks;
+pub use overdued_xero::webhook::parse as parse_xero;
+
 /// base64(HMAC-SHA256(body, key)) compared with the header, in constant time.
 pub fn signature_ok(body: &[u8], key: &str, header: Option<&str>) -> bool {
     let Some(header) = header else { return false };
@@ -28,10 +32,6 @@ pub fn signature_ok(body: &[u8], key: &str, header: Option<&str>) -> bool {
     let expected = mac.finalize().into_bytes();
     expected.len() == given.len() && bool::from(expected.as_slice().ct_eq(&given))
 }
-
-pub use overdued_connector::webhook::{Event, WebhookError};
-pub use overdued_quickbooks::webhook::parse as parse_quickbooks;
-pub use overdued_xero::webhook::parse as parse_xero;
 
 #[cfg(test)]
 mod tests {
