@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::{check_access, AccessError};
 use crate::qbo_query::{Cond, Entity, Op, Query};
-use crate::util::param;
+use crate::util::{param, valid_email};
 use crate::wire::{Reply, Req};
 use crate::world::{
     num, parse_money, qbo_local_date, qbo_offset, qbo_time, qbo_time_ms, Customer, DeletedStub,
@@ -1366,15 +1366,4 @@ fn send_invoice(w: &mut World, t: usize, req: &Req, id: &str, rid: Option<&str>)
         200,
         &json!({"Invoice": render_invoice(tenant, &tenant.invoices[i]), "time": qbo_time_ms(now)}),
     )
-}
-
-pub fn valid_email(a: &str) -> bool {
-    let Some((local, domain)) = a.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !a.chars().any(char::is_whitespace)
 }

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::auth::{check_access, AccessError};
-use crate::util::param;
+use crate::util::{param, valid_email};
 use crate::wire::{Endpoint, Reply, Req};
 use crate::world::{
     midnight, num, parse_money, xero_date, xero_day, Customer, HistoryRecord, Invoice, Line,
@@ -1350,7 +1350,7 @@ fn email(w: &mut World, t: usize, id: &str, key: Option<&str>) -> Reply {
         return single_validation("Invoice must be of type ACCREC and have a status of SUBMITTED, AUTHORISED or PAID to be emailed");
     }
     let to = tenant.customers[inv.customer].email.clone();
-    if !crate::qbo::valid_email(&to) {
+    if !valid_email(&to) {
         return single_validation("The contact does not have a valid email address");
     }
     let number = inv.number.clone();
