@@ -5,6 +5,7 @@
 //! and URLs parsed and cross-references checked. Every error names
 //! `file:line:column` and the field.
 
+pub mod channels;
 mod duration;
 mod location;
 pub mod secret;
@@ -59,7 +60,7 @@ struct RawConfig {
     #[serde(default)]
     engine: EngineSettings,
     #[serde(default)]
-    channels: crate::channels::config::RawChannels,
+    channels: channels::RawChannels,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,7 +170,7 @@ pub struct Config {
     pub policy_book: PolicyBook,
     pub engine: EngineSettings,
     /// overdued's own email, digest and webhooks (`[channels]`).
-    pub channels: crate::channels::ChannelsConfig,
+    pub channels: channels::ChannelsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -491,7 +492,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             ));
         }
     }
-    let channels = crate::channels::config::validate(raw.channels, base, &raw.policies)?;
+    let channels = channels::validate(raw.channels, base, &raw.policies)?;
     Ok(Config {
         path: path.to_path_buf(),
         daemon,
