@@ -6,8 +6,6 @@
 //! HTTP server answers health checks, metrics and the CLI's admin requests while the
 //! daemon holds the store lock.
 
-pub mod ageing;
-pub mod health;
 pub mod http;
 pub mod logging;
 pub mod memory;
@@ -15,7 +13,6 @@ pub mod metrics;
 pub mod notify;
 pub mod scheduler;
 pub mod signals;
-pub mod status;
 pub mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError, ConnectionConfig};
+use crate::report::{ageing, health, status};
 use crate::store::{SledStore, Store, StoreError};
 
 pub use logging::LogStyle;

@@ -9,9 +9,10 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{status, Shared, SHUTDOWN_GRACE};
+use super::{Shared, SHUTDOWN_GRACE};
 use crate::cycle::{run_cycle, CycleError, CycleReport};
 use crate::executor::Outcome;
+use crate::report::status;
 
 /// Spread of the poll interval, so connections (and many installations) do not all
 /// hit the vendors at the same second.
