@@ -6,6 +6,7 @@
 //! `file:line:column` and the field.
 
 pub mod channels;
+pub mod diff;
 mod duration;
 mod location;
 pub mod secret;
@@ -194,7 +195,7 @@ pub struct WebhookKeys {
     pub xero_webhook_key: Option<Secret>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionConfig {
     pub name: String,
     pub policy: String,
@@ -211,13 +212,13 @@ pub struct ConnectionConfig {
     pub system: SystemConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SystemConfig {
     QuickBooks(QuickBooksConfig),
     Xero(XeroConfig),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuickBooksConfig {
     pub realm_id: Option<String>,
     pub environment: QuickBooksEnvironment,
@@ -227,7 +228,7 @@ pub struct QuickBooksConfig {
     pub fee_item_id: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct XeroConfig {
     /// Tenant id (a UUID) or organisation name.
     pub tenant: String,
