@@ -61,7 +61,7 @@ pub async fn connection_task(shared: Arc<Shared>, name: String, stop: Cancellati
         if stop.is_cancelled() {
             return;
         }
-        let (gen, cfg) = shared.config();
+        let (gen, cfg) = shared.config_for(&name);
         let Some(conn_cfg) = cfg.connection(&name).cloned() else {
             info!(connection = %name, "connection removed from the config; stopping its task");
             shared.conns().remove(&name);

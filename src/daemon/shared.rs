@@ -88,9 +88,34 @@ pub fn add_stats(into: &mut StatsSnapshot, s: &StatsSnapshot) {
     }
 }
 
+/// The config in effect.
+pub(super) struct Current {
+    /// Bumped by every accepted reload.
+    pub(super) gen: u64,
+    pub(super) config: Arc<Config>,
+    /// For each connection, the generation whose config added or changed its table. Its
+    /// task rebuilds the connector only when this moves past the one it was built for,
+    /// so a reload leaves the connections it did not touch running as they were.
+    pub(super) table_gen: BTreeMap<String, u64>,
+}
+
+impl Current {
+    pub(super) fn first(config: Config) -> Current {
+        Current {
+            gen: 0,
+            table_gen: config
+                .connections
+                .iter()
+                .map(|c| (c.name.clone(), 0))
+                .collect(),
+            config: Arc::new(config),
+        }
+    }
+}
+
 /// Everything the tasks and the HTTP handlers share.
 pub struct Shared {
-    pub(super) config: RwLock<(u64, Arc<Config>)>,
+    pub(super) config: RwLock<Current>,
     pub store: Arc<SledStore>,
     pub clock: Arc<dyn Clock>,
     pub factory: ConnectorFactory,
@@ -105,7 +130,18 @@ impl Shared {
     /// The config in effect and its generation (bumped by every accepted reload).
     pub fn config(&self) -> (u64, Arc<Config>) {
         let g = self.config.read().unwrap_or_else(|p| p.into_inner());
-        (g.0, g.1.clone())
+        (g.gen, g.config.clone())
+    }
+
+    /// The config in effect and the generation of `name`'s table in it (the last reload
+    /// that added or changed it), read together so a task never pairs a new generation
+    /// with an old table.
+    pub fn config_for(&self, name: &str) -> (u64, Arc<Config>) {
+        let g = self.config.read().unwrap_or_else(|p| p.into_inner());
+        (
+            g.table_gen.get(name).copied().unwrap_or(g.gen),
+            g.config.clone(),
+        )
     }
 
     pub fn conns(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ConnState>> {

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::shared::Current;
 use super::state_files::{new_token, write_private, ADMIN_TOKEN_FILE, HTTP_ADDR_FILE};
 use super::{http, notify, reload, scheduler, ConnState, ConnectorFactory, DaemonError, Shared};
 use crate::store::{SledStore, Store};
@@ -71,7 +72,7 @@ impl Daemon {
             .map(|c| (c.name.clone(), ConnState::new(c)))
             .collect();
         let shared = Arc::new(Shared {
-            config: RwLock::new((0, Arc::new(config))),
+            config: RwLock::new(Current::first(config)),
             store,
             started_at: opts.clock.now(),
             clock: opts.clock,
@@ -142,10 +143,10 @@ impl Daemon {
                 r = reload.recv() => match r {
                     Some(()) => {
                         notifier.reloading();
-                        reload::reload_config(&shared, &config_path);
+                        let diff = reload::reload_config(&shared, &config_path);
                         spawn_missing(&shared, &mut tasks, &tasks_stop);
-                        for c in shared.conns().values() {
-                            c.reload.notify_one();
+                        if let Some(diff) = diff {
+                            reload::wake_touched(&shared, &diff);
                         }
                         let (_, cfg) = shared.config();
                         notifier.ready(&format!("running: {} connection(s), mode {:?}, http://{}", cfg.connections.len(), cfg.daemon.mode, shared.http_addr));
