@@ -104,15 +104,23 @@ realm_id = "9341453"
 client_id = "abc"
 client_secret = "one"
 environment = "sandbox"
+api_base = "http://127.0.0.1:9/"
+token_url = "http://127.0.0.1:9/token"
 
 [xero.changed]
 client_id = "def"
 client_secret = "two"
+api_base = "http://127.0.0.1:9/"
+identity_base = "http://127.0.0.1:9/"
+token_url = "http://127.0.0.1:9/token"
 tenant = "Acme UK Ltd"
 
 [xero.removed]
 client_id = "ghi"
 client_secret = "three"
+api_base = "http://127.0.0.1:9/"
+identity_base = "http://127.0.0.1:9/"
+token_url = "http://127.0.0.1:9/token"
 tenant = "Acme AU Pty"
 "#;
 
@@ -132,19 +140,32 @@ tenant = "Acme AU Pty"
     /// A daemon's shared state with every connection of `config` that can be built
     /// built, as its tasks leave it after their first cycle.
     fn shared(config: Config) -> Shared {
+        let s = unstarted(config, real_factory());
+        let (_, cfg) = s.config();
+        for c in &cfg.connections {
+            let tokens: Arc<dyn TokenStore> = s.store.clone();
+            let built = (s.factory)(c, tokens, s.clock.clone()).ok();
+            s.conns().get_mut(&c.name).unwrap().connector = built;
+        }
+        s
+    }
+
+    fn real_factory() -> ConnectorFactory {
+        Arc::new(|c, tokens, clock| {
+            crate::connections::build(c, tokens, clock).map_err(|e| e.to_string())
+        })
+    }
+
+    /// A daemon's shared state before its tasks start.
+    fn unstarted(config: Config, factory: ConnectorFactory) -> Shared {
         let store = Arc::new(SledStore::open(&config.daemon.state_dir).unwrap());
         let clock: Arc<dyn overdued_connector::Clock> =
             Arc::new(ManualClock::new(chrono::Utc::now()));
-        let factory: ConnectorFactory = Arc::new(|c, tokens, clock| {
-            crate::connections::build(c, tokens, clock).map_err(|e| e.to_string())
-        });
-        let mut conns = BTreeMap::new();
-        for c in &config.connections {
-            let tokens: Arc<dyn TokenStore> = store.clone();
-            let mut state = ConnState::new(c);
-            state.connector = factory(c, tokens, clock.clone()).ok();
-            conns.insert(c.name.clone(), state);
-        }
+        let conns = config
+            .connections
+            .iter()
+            .map(|c| (c.name.clone(), ConnState::new(c)))
+            .collect::<BTreeMap<_, _>>();
         Shared {
             config: std::sync::RwLock::new(Current::first(config)),
             store,
@@ -211,5 +232,97 @@ tenant = "Acme AU Pty"
             .map(|(n, _)| n.clone())
             .collect();
         assert_eq!(woken, ["changed", "removed", "unbuilt"]);
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The whole path through the running tasks: after the first cycles, a reload leaves
+    /// the unchanged connection's connector in place, rebuilds the changed one at its next
+    /// cycle, starts the added one and stops the removed one.
+    #[tokio::test]
+    async fn running_tasks_rebuild_only_what_the_reload_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let builds: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let factory: ConnectorFactory = {
+            let builds = builds.clone();
+            let real = real_factory();
+            Arc::new(move |c, tokens, clock| {
+                *builds.lock().unwrap().entry(c.name.clone()).or_default() += 1;
+                real(c, tokens, clock)
+            })
+        };
+        let s = Arc::new(unstarted(config(BEFORE, dir.path()), factory));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut tasks = std::collections::HashMap::new();
+        crate::daemon::supervisor::spawn_missing(&s, &mut tasks, &stop);
+        let cycled = |s: &Shared, name: &str| {
+            s.conns()
+                .get(name)
+                .is_some_and(|c| c.syncs_ok + c.syncs_failed > 0)
+        };
+        until("the first cycles", || {
+            ["kept", "changed", "removed"].iter().all(|n| cycled(&s, n))
+        })
+        .await;
+        let count = |n: &str| builds.lock().unwrap().get(n).copied().unwrap_or(0);
+        assert_eq!(
+            (count("kept"), count("changed"), count("removed")),
+            (1, 1, 1)
+        );
+        let kept = s.conns()["kept"].connector.clone().expect("built");
+        let changed = s.conns()["changed"].connector.clone().expect("built");
+
+        let diff = apply(&s, config(&after(), dir.path()));
+        crate::daemon::supervisor::spawn_missing(&s, &mut tasks, &stop);
+        wake_touched(&s, &diff);
+        for n in ["kept", "changed"] {
+            let mut conns = s.conns();
+            let c = conns.get_mut(n).unwrap();
+            (c.syncs_ok, c.syncs_failed) = (0, 0);
+            c.kick.notify_one();
+        }
+        until("the next cycles", || {
+            ["kept", "changed", "added"].iter().all(|n| cycled(&s, n))
+        })
+        .await;
+        until("the removed task to stop", || {
+            tasks["removed"].is_finished()
+        })
+        .await;
+
+        assert_eq!(count("kept"), 1, "the unchanged connection is not rebuilt");
+        assert!(Arc::ptr_eq(
+            &kept,
+            s.conns()["kept"].connector.as_ref().unwrap()
+        ));
+        assert_eq!(
+            count("changed"),
+            2,
+            "the changed connection is rebuilt once"
+        );
+        assert!(!Arc::ptr_eq(
+            &changed,
+            s.conns()["changed"].connector.as_ref().unwrap()
+        ));
+        assert_eq!(count("added"), 1, "the added connection is started");
+        assert_eq!(count("removed"), 1);
+        assert!(
+            !s.conns().contains_key("removed"),
+            "the removed connection is gone"
+        );
+
+        stop.cancel();
+        for (_, t) in tasks {
+            t.await.unwrap();
+        }
     }
 }

@@ -195,7 +195,7 @@ impl Daemon {
 }
 
 /// Starts a task for every configured connection that has none.
-fn spawn_missing(
+pub(super) fn spawn_missing(
     shared: &Arc<Shared>,
     tasks: &mut HashMap<String, JoinHandle<()>>,
     stop: &CancellationToken,
