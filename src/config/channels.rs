@@ -1,5 +1,5 @@
-//! The `[channels]` section of the config: the settings only; the channels that use them
-//! live in `crate::channels`.
+//! The `[channels]` section of the config: the settings only; the email, digest and
+//! webhook channels that use them live in `src/channels/`.
 //!
 //! ```toml
 //! [channels]
