@@ -10,5 +10,6 @@ pub mod demo;
 pub mod engine;
 pub mod executor;
 pub mod ops;
+pub mod report;
 pub mod store;
 pub mod sync;

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use overdued::channels::webhook::{sign, Event, Hooks};
-use overdued::channels::WebhookConfig;
+use overdued::config::channels::WebhookConfig;
 use overdued_connector::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

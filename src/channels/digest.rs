@@ -17,9 +17,9 @@ use super::smtp::{Mailer, SendError};
 use super::templates::{AgeingRow, DigestContext, DigestLine};
 use super::ChannelError;
 use crate::config::Config;
-use crate::daemon::ageing::Bucket;
-use crate::daemon::status::connection_status;
 use crate::engine::dates::long_date;
+use crate::report::ageing::Bucket;
+use crate::report::status::connection_status;
 use crate::store::{AuditEvent, JournalEntry, JournalState, Store};
 
 /// The journal's pseudo-connection for digests.

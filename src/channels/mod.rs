@@ -7,7 +7,6 @@
 //! before the first byte goes out and the outcome after; a message whose outcome was lost
 //! to a crash is counted as sent and never repeated.
 
-pub mod config;
 pub mod deliver;
 pub mod digest;
 pub mod loopback;
@@ -16,7 +15,7 @@ pub mod smtp;
 pub mod templates;
 pub mod webhook;
 
-pub use config::{ChannelsConfig, DigestConfig, Security, SmtpConfig, WebhookConfig};
+use crate::config::channels::ChannelsConfig;
 pub use deliver::Delivery;
 pub use smtp::{Mailer, SendError};
 pub use templates::{Rendered, TemplateError, Templates};

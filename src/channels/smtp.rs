@@ -5,10 +5,10 @@ use std::sync::Arc;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::config::{ChannelsConfig, Security, SmtpConfig};
 use super::message::Envelope;
 use super::templates::Templates;
 use super::ChannelError;
+use crate::config::channels::{ChannelsConfig, Security, SmtpConfig};
 
 /// How a send ended when it did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,7 +20,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::config::WebhookConfig;
+use crate::config::channels::WebhookConfig;
 
 /// One action as sent to the webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

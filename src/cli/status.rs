@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use overdued_connector::{Clock, SystemClock};
 
-use crate::daemon::status::{self, StatusReport};
+use crate::report::status::{self, StatusReport};
 use crate::store::{SledStore, StoreError};
 
 use super::exit;

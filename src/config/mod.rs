@@ -5,6 +5,8 @@
 //! and URLs parsed and cross-references checked. Every error names
 //! `file:line:column` and the field.
 
+pub mod channels;
+pub mod diff;
 mod duration;
 mod location;
 pub mod secret;
@@ -59,7 +61,7 @@ struct RawConfig {
     #[serde(default)]
     engine: EngineSettings,
     #[serde(default)]
-    channels: crate::channels::config::RawChannels,
+    channels: channels::RawChannels,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,7 +171,7 @@ pub struct Config {
     pub policy_book: PolicyBook,
     pub engine: EngineSettings,
     /// overdued's own email, digest and webhooks (`[channels]`).
-    pub channels: crate::channels::ChannelsConfig,
+    pub channels: channels::ChannelsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -193,7 +195,7 @@ pub struct WebhookKeys {
     pub xero_webhook_key: Option<Secret>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionConfig {
     pub name: String,
     pub policy: String,
@@ -210,13 +212,13 @@ pub struct ConnectionConfig {
     pub system: SystemConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SystemConfig {
     QuickBooks(QuickBooksConfig),
     Xero(XeroConfig),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuickBooksConfig {
     pub realm_id: Option<String>,
     pub environment: QuickBooksEnvironment,
@@ -226,7 +228,7 @@ pub struct QuickBooksConfig {
     pub fee_item_id: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct XeroConfig {
     /// Tenant id (a UUID) or organisation name.
     pub tenant: String,
@@ -476,7 +478,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             ));
         }
     }
-    let channels = crate::channels::config::validate(raw.channels, base, &raw.policies)?;
+    let channels = channels::validate(raw.channels, base, &raw.policies)?;
     Ok(Config {
         path: path.to_path_buf(),
         daemon,

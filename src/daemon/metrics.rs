@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use overdued_connector::StatsSnapshot;
 
-use super::ageing::{Ageing, Bucket};
+use crate::report::ageing::{Ageing, Bucket};
 
 /// One connection as the metrics see it.
 #[derive(Debug, Clone, Default)]
@@ -319,14 +319,14 @@ mod tests {
         let mut usd = BTreeMap::new();
         usd.insert(
             Bucket::D1To30,
-            crate::daemon::ageing::Tally {
+            crate::report::ageing::Tally {
                 count: 2,
                 amount: dec!(10.50),
             },
         );
         usd.insert(
             Bucket::Over90,
-            crate::daemon::ageing::Tally {
+            crate::report::ageing::Tally {
                 count: 1,
                 amount: dec!(4.00),
             },

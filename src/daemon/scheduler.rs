@@ -9,9 +9,10 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{status, Shared, SHUTDOWN_GRACE};
+use super::{Shared, SHUTDOWN_GRACE};
 use crate::cycle::{run_cycle, CycleError, CycleReport};
 use crate::executor::Outcome;
+use crate::report::status;
 
 /// Spread of the poll interval, so connections (and many installations) do not all
 /// hit the vendors at the same second.
@@ -60,7 +61,7 @@ pub async fn connection_task(shared: Arc<Shared>, name: String, stop: Cancellati
         if stop.is_cancelled() {
             return;
         }
-        let (gen, cfg) = shared.config();
+        let (gen, cfg) = shared.config_for(&name);
         let Some(conn_cfg) = cfg.connection(&name).cloned() else {
             info!(connection = %name, "connection removed from the config; stopping its task");
             shared.conns().remove(&name);

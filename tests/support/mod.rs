@@ -1,4 +1,5 @@
-//! Shared helpers of the end-to-end proof tests (`tests/scenarios.rs`, `tests/crash.rs`):
+//! Shared helpers of the end-to-end proof tests (`tests/scenarios.rs`, `tests/torture.rs`,
+//! `tests/soak.rs`, `tests/channels_smtp.rs`):
 //! a sandbox with a config pointing at it, a store and a manual clock; a ledger reading
 //! that names every effect by the journal step it carries out.
 #![allow(dead_code)]

@@ -9,9 +9,13 @@
 //! app), not per connector object: live connectors of the same account in one process
 //! (the one rebuilt after a config reload and its predecessor, two connections on one
 //! organisation) share one limiter through [`RateLimiter::for_account`], so a rebuilt
-//! connector does not start with an empty window the vendor still remembers. A process
-//! that starts afresh (`run --once`, a restart) cannot know the last minute's calls; it
-//! meets at most a 429, whose `Retry-After` it obeys.
+//! connector does not start with an empty window the vendor still remembers. A reload
+//! rebuilds only the connections whose table changed, but it does rebuild those, and
+//! nothing forbids two tables naming one account (a QuickBooks realm may be learnt only
+//! at `connect`), so the sharing stays; keyed by account within the process, it needs no
+//! handle threaded through every vendor's builder. A process that starts afresh
+//! (`run --once`, a restart) cannot know the last minute's calls; it meets at most a 429,
+//! whose `Retry-After` it obeys.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;

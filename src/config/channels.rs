@@ -1,4 +1,5 @@
-//! The `[channels]` section of the config.
+//! The `[channels]` section of the config: the settings only; the email, digest and
+//! webhook channels that use them live in `src/channels/`.
 //!
 //! ```toml
 //! [channels]
@@ -31,7 +32,7 @@ use lettre::message::Mailbox;
 use overdued_connector::Secret;
 use serde::Deserialize;
 
-use crate::config::{secret, HumanDuration};
+use super::{secret, HumanDuration};
 use crate::engine::Policy;
 
 type Invalid = (String, String);
