@@ -1,0 +1,213 @@
+//! A state directory written by the release before the typed journal (format version 1,
+//! `tests/fixtures/state-v1`) opens with this release and the next cycle continues it:
+//! no action repeated, none lost.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use overdued::channels::loopback::Receiver;
+use overdued::cycle::run_all_once;
+use overdued::store::{SledStore, Store};
+use overdued_connector::{Clock, ManualClock, TokenStore};
+use overdued_sandbox::{Sandbox, SandboxOptions};
+use support::*;
+
+/// The channels the fixture was written with (SMTP to a loopback receiver, the digest).
+pub fn fixture_channels(port: u16) -> String {
+    format!(
+        r#"
+[channels]
+owner_email = "Owner <owner@example.com>"
+
+[channels.smtp]
+host = "127.0.0.1"
+port = {port}
+security = "plain"
+from = "billing@example.com"
+from_name = "Example Ltd Accounts"
+reply_to = "accounts@example.com"
+
+[channels.digest]
+hour = 8
+"#
+    )
+}
+
+/// The policy the fixture was written with: every kind of action in sixteen days.
+pub const FIXTURE_POLICY: &str = r#"
+[policies.default]
+max_reminders_per_customer_per_day = 1
+
+[[policies.default.steps]]
+offset = "0d"
+action = "remind"
+template = "due_today"
+
+[[policies.default.steps]]
+offset = "+7d"
+action = "remind"
+template = "follow_up"
+channel = "smtp"
+
+[[policies.default.steps]]
+offset = "+10d"
+action = "note"
+
+[[policies.default.steps]]
+offset = "+14d"
+action = "late_fee"
+
+[[policies.default.steps]]
+offset = "+15d"
+action = "escalate"
+template = "escalation"
+
+[policies.default.late_fee]
+model = "fixed"
+amount = "40.00"
+every_days = 30
+cap_amount = "80.00"
+"#;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read fixture") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+struct Resumed {
+    running: overdued_sandbox::RunningSandbox,
+    config: overdued::config::Config,
+    store: Arc<SledStore>,
+    clock: Arc<ManualClock>,
+    rx: Receiver,
+    _dir: tempfile::TempDir,
+}
+
+impl Resumed {
+    async fn open() -> Resumed {
+        let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-v1");
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(&fixture.join("state"), &dir.path().join("state"));
+        std::fs::copy(
+            fixture.join("sandbox-world.json"),
+            dir.path().join("sandbox-world.json"),
+        )
+        .expect("copy world");
+        let start = london(date(2026, 3, 17), 10, 0);
+        let opts = SandboxOptions {
+            state_file: Some(dir.path().join("sandbox-world.json")),
+            ..empty_world(start)
+        };
+        let running = Sandbox::start(opts, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("sandbox starts");
+        let rx = Receiver::start().await.expect("receiver");
+        let policies = format!("{}\n{FIXTURE_POLICY}", fixture_channels(rx.addr.port()));
+        let path = dir.path().join("overdued.toml");
+        let text = config_text(
+            &running.sandbox,
+            &running.url(),
+            "state",
+            "Europe/London",
+            &policies,
+        );
+        std::fs::write(&path, &text).expect("write config");
+        let config = overdued::config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+        let store = Arc::new(SledStore::open(&config.daemon.state_dir).expect("store opens"));
+        Resumed {
+            running,
+            config,
+            store,
+            clock: Arc::new(ManualClock::new(start)),
+            rx,
+            _dir: dir,
+        }
+    }
+
+    async fn cycle_at(&self, t: chrono::DateTime<chrono::Utc>) {
+        self.running.sandbox.set_now(t);
+        self.clock.set(t);
+        let store: Arc<dyn Store> = self.store.clone();
+        let tokens: Arc<dyn TokenStore> = self.store.clone();
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        for (name, r) in run_all_once(&self.config, store, tokens, clock).await {
+            let rep = r.unwrap_or_else(|e| panic!("{t}: cycle of {name} failed: {e}"));
+            for (inv, kind, step, outcome) in &rep.exec.results {
+                assert!(
+                    !matches!(outcome, overdued::executor::Outcome::Failed { .. }),
+                    "{t}: {name} {inv} {kind} {step}: {outcome:?}"
+                );
+            }
+        }
+    }
+
+    fn ledger(&self) -> Vec<Row> {
+        read_ledger(
+            &self.running.sandbox.ledger().effects,
+            &[self.store.as_ref()],
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_dir_of_the_previous_release_continues_without_repeating_or_losing_an_action() {
+    let r = Resumed::open().await;
+    let before = r.ledger();
+    assert_eq!(
+        before.iter().filter(|x| !x.is_audit()).count(),
+        16,
+        "the fixture's ledger: {before:#?}"
+    );
+    assert_ledger_consistent(&before);
+
+    // The same day again: everything due was done by the previous release.
+    r.cycle_at(london(date(2026, 3, 17), 11, 0)).await;
+    let same_day = r.ledger();
+    assert_eq!(
+        same_day.len(),
+        before.len(),
+        "{}",
+        multiset_diff(&canonical(&same_day), &canonical(&before))
+    );
+    assert!(
+        r.rx.messages().is_empty(),
+        "no email repeated: {:#?}",
+        r.rx.messages()
+    );
+
+    // The next day: exactly the two escalations due (each with its ledger note), once each, and the day's digest.
+    r.cycle_at(london(date(2026, 3, 18), 10, 0)).await;
+    r.cycle_at(london(date(2026, 3, 18), 11, 0)).await;
+    let next = r.ledger();
+    assert_ledger_consistent(&next);
+    let mut new: Vec<_> = canonical(&next);
+    for row in canonical(&before) {
+        let i = new.iter().position(|x| *x == row).expect("nothing lost");
+        new.remove(i);
+    }
+    let mut steps: Vec<(String, String)> = new.iter().map(|x| (x.2.clone(), x.3.clone())).collect();
+    steps.sort();
+    assert_eq!(
+        steps,
+        vec![
+            ("note escalate".to_string(), "+15d".to_string()),
+            ("note escalate".to_string(), "+15d".to_string()),
+            ("note note".to_string(), "+15d".to_string()),
+            ("note note".to_string(), "+15d".to_string()),
+        ],
+        "{new:#?}"
+    );
+    let mails = r.rx.messages();
+    assert_eq!(mails.len(), 1, "one digest for 2026-03-18: {mails:#?}");
+    assert_journal_settled(r.store.as_ref());
+}
