@@ -7,10 +7,13 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use overdued::channels::digest::DIGEST_CONNECTION;
 use overdued::channels::loopback::Receiver;
 use overdued::cycle::run_all_once;
-use overdued::store::{SledStore, Store};
-use overdued_connector::{Clock, ManualClock, TokenStore};
+use overdued::store::{
+    ActionPayload, DigestSend, JournalPayload, JournalState, SledStore, SmtpSend, Store,
+};
+use overdued_connector::{ActionKind, Clock, IdempotencyKey, ManualClock, TokenStore};
 use overdued_sandbox::{Sandbox, SandboxOptions};
 use support::*;
 
@@ -159,6 +162,80 @@ impl Resumed {
     }
 }
 
+/// Every journal record of the fixture reads back as the typed payload its namespace
+/// stands for, under its old key string.
+fn assert_journal_typed(r: &Resumed, rows: &[Row]) {
+    let mut actions = 0;
+    let mut sends = 0;
+    for row in rows.iter().filter(|x| !x.is_audit()) {
+        let conn = conn_of(row.system);
+        for e in r
+            .store
+            .journal_for_invoice(conn, &row.invoice_id)
+            .expect("journal")
+        {
+            actions += 1;
+            let a = match &e.payload {
+                JournalPayload::Action(a) => a,
+                other => panic!("{}: an action's record reads as {other:?}", e.key),
+            };
+            let kind = match a {
+                ActionPayload::Remind { .. } => ActionKind::Remind,
+                ActionPayload::LateFee { .. } => ActionKind::LateFee,
+                ActionPayload::Note { .. } => ActionKind::Note,
+                ActionPayload::Escalate { .. } => ActionKind::Escalate,
+            };
+            assert_eq!(kind, e.kind, "{}", e.key);
+            assert!(e.key.as_str().starts_with("od1-"), "{}", e.key);
+            // The key is the one the engine derives for the action: plans match it.
+            assert_eq!(
+                e.key,
+                IdempotencyKey::derive(conn, &e.invoice_id, e.kind, &e.step_id)
+            );
+            assert!(matches!(e.state, JournalState::Done { .. }), "{e:?}");
+        }
+        for e in r
+            .store
+            .journal_for_invoice(&format!("{conn}/smtp"), &row.invoice_id)
+            .expect("journal")
+        {
+            sends += 1;
+            let JournalPayload::SmtpSend(SmtpSend {
+                message_id,
+                actions,
+                ..
+            }) = &e.payload
+            else {
+                panic!("{}: an SMTP record reads as {:?}", e.key, e.payload);
+            };
+            assert!(!message_id.is_empty());
+            let action = r
+                .store
+                .get_journal(&e.key)
+                .expect("journal")
+                .expect("itself");
+            assert_eq!(action, e);
+            assert!(actions
+                .iter()
+                .any(|k| e.key.as_str() == format!("smtp:{k}")));
+        }
+    }
+    assert!(actions >= 14, "{actions} action records");
+    assert!(sends >= 4, "{sends} SMTP records");
+    let digests = r
+        .store
+        .journal_for_invoice(DIGEST_CONNECTION, "")
+        .expect("journal");
+    assert!(!digests.is_empty());
+    for e in digests {
+        assert!(
+            matches!(&e.payload, JournalPayload::Digest(DigestSend { message_id, .. }) if !message_id.is_empty()),
+            "{e:?}"
+        );
+        assert!(e.key.as_str().starts_with("digest:2026-03-"), "{}", e.key);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_dir_of_the_previous_release_continues_without_repeating_or_losing_an_action() {
     let r = Resumed::open().await;
@@ -169,6 +246,7 @@ async fn a_state_dir_of_the_previous_release_continues_without_repeating_or_losi
         "the fixture's ledger: {before:#?}"
     );
     assert_ledger_consistent(&before);
+    assert_journal_typed(&r, &before);
 
     // The same day again: everything due was done by the previous release.
     r.cycle_at(london(date(2026, 3, 17), 11, 0)).await;
