@@ -96,8 +96,18 @@ struct Resumed {
     _dir: tempfile::TempDir,
 }
 
-impl Resumed {
-    async fn open() -> Resumed {
+/// The fixture copied to a temporary directory, its sandbox world served, an SMTP
+/// receiver, and a config pointing at both, as of `start`; the store not yet opened.
+struct Prepared {
+    running: overdued_sandbox::RunningSandbox,
+    config: overdued::config::Config,
+    config_path: PathBuf,
+    rx: Receiver,
+    dir: tempfile::TempDir,
+}
+
+impl Prepared {
+    async fn new(start: chrono::DateTime<chrono::Utc>) -> Prepared {
         let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-v1");
         let dir = tempfile::tempdir().expect("tempdir");
         copy_dir(&fixture.join("state"), &dir.path().join("state"));
@@ -106,7 +116,6 @@ impl Resumed {
             dir.path().join("sandbox-world.json"),
         )
         .expect("copy world");
-        let start = london(date(2026, 3, 17), 10, 0);
         let opts = SandboxOptions {
             state_file: Some(dir.path().join("sandbox-world.json")),
             ..empty_world(start)
@@ -126,14 +135,28 @@ impl Resumed {
         );
         std::fs::write(&path, &text).expect("write config");
         let config = overdued::config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
-        let store = Arc::new(SledStore::open(&config.daemon.state_dir).expect("store opens"));
-        Resumed {
+        Prepared {
             running,
             config,
+            config_path: path,
+            rx,
+            dir,
+        }
+    }
+}
+
+impl Resumed {
+    async fn open() -> Resumed {
+        let start = london(date(2026, 3, 17), 10, 0);
+        let p = Prepared::new(start).await;
+        let store = Arc::new(SledStore::open(&p.config.daemon.state_dir).expect("store opens"));
+        Resumed {
+            running: p.running,
+            config: p.config,
             store,
             clock: Arc::new(ManualClock::new(start)),
-            rx,
-            _dir: dir,
+            rx: p.rx,
+            _dir: p.dir,
         }
     }
 
@@ -288,4 +311,91 @@ async fn a_state_dir_of_the_previous_release_continues_without_repeating_or_losi
     let mails = r.rx.messages();
     assert_eq!(mails.len(), 1, "one digest for 2026-03-18: {mails:#?}");
     assert_journal_settled(r.store.as_ref());
+}
+
+/// The daemon on the same state dir, the morning after: each connection's task does its
+/// escalation once, and the digest task sends the day's digest once, after both
+/// connections' cycles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_continues_a_previous_release_state_dir_and_sends_one_digest() {
+    let t = london(date(2026, 3, 18), 10, 0);
+    let p = Prepared::new(t).await;
+    p.running.sandbox.set_now(t);
+    let factory: overdued::daemon::ConnectorFactory = Arc::new(overdued::connections::build);
+    let daemon = overdued::daemon::Daemon::start(overdued::daemon::DaemonOptions {
+        config_path: p.config_path.clone(),
+        factory,
+        clock: Arc::new(ManualClock::new(t)),
+        notifier: overdued::daemon::notify::Notifier::disabled(),
+    })
+    .await
+    .expect("daemon starts");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let run = tokio::spawn(daemon.run(shutdown.clone(), reload_rx));
+
+    let escalations = |effects: &[overdued_sandbox::Effect]| {
+        effects
+            .iter()
+            .filter(|e| e.at >= t && e.kind == "note")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Two escalations and their two ledger notes, and the digest.
+    while escalations(&p.running.sandbox.ledger().effects) < 4 || p.rx.messages().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not finish the day: {} ledger notes, {} emails",
+            escalations(&p.running.sandbox.ledger().effects),
+            p.rx.messages().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Further wake-ups of the digest task (each cycle's end, the poll) send no other.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    shutdown.cancel();
+    run.await.expect("joins").expect("stops cleanly");
+
+    let mails = p.rx.messages();
+    assert_eq!(mails.len(), 1, "one digest: {mails:#?}");
+    // Sent after both connections' cycles of the day: it names both escalations of today.
+    let text = unqp(&mails[0].data);
+    for line in [
+        "qbo: invoice 1002 is referred for collection",
+        "xero: invoice INV-0002 is referred for collection",
+    ] {
+        assert!(text.contains(line), "{line:?} not in the digest:\n{text}");
+    }
+    let store = SledStore::open(&p.config.daemon.state_dir).expect("store opens");
+    let rows = read_ledger(&p.running.sandbox.ledger().effects, &[&store]);
+    assert_ledger_consistent(&rows);
+    let new: Vec<_> = rows.iter().filter(|r| r.at >= t).collect();
+    assert_eq!(new.len(), 4, "{new:#?}");
+    assert!(new.iter().all(|r| r.step == "+15d"), "{new:#?}");
+    let digest = store
+        .get_journal(&IdempotencyKey::digest(date(2026, 3, 18)))
+        .expect("journal")
+        .expect("the digest is journalled");
+    assert!(matches!(digest.payload, JournalPayload::Digest(_)));
+    assert!(matches!(digest.state, JournalState::Done { .. }));
+}
+
+/// Undoes quoted-printable (soft breaks and =XX).
+fn unqp(s: &str) -> String {
+    let s = s.replace("=\r\n", "");
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'=' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
