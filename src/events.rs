@@ -10,6 +10,10 @@ use tracing::{info, warn};
 
 use crate::store::JournalEntry;
 
+/// The target the action lines have always had, which users' log filters name (the demo
+/// quiets it, for one).
+const EXECUTOR: &str = "overdued::executor";
+
 /// Something that happened: [`InternalEvent::emit`] logs it and counts it.
 pub trait InternalEvent {
     fn emit(self, counts: &mut ActionCounts);
@@ -68,9 +72,9 @@ impl InternalEvent for ActionDone<'_> {
     fn emit(self, counts: &mut ActionCounts) {
         let e = self.entry;
         if e.kind == ActionKind::Escalate {
-            warn!(connection = %e.connection, invoice = %e.invoice_id, customer = %e.customer_id, step = %e.step_id, key = %e.key, "escalated: automatic reminders stop; refer to collection");
+            warn!(target: EXECUTOR, connection = %e.connection, invoice = %e.invoice_id, customer = %e.customer_id, step = %e.step_id, key = %e.key, "escalated: automatic reminders stop; refer to collection");
         } else {
-            info!(connection = %e.connection, invoice = %e.invoice_id, action = %e.kind, step = %e.step_id, key = %e.key, replayed = self.replayed, "action done");
+            info!(target: EXECUTOR, connection = %e.connection, invoice = %e.invoice_id, action = %e.kind, step = %e.step_id, key = %e.key, replayed = self.replayed, "action done");
         }
         counts.add(e.kind, ActionOutcome::Done);
     }
@@ -100,7 +104,7 @@ impl InternalEvent for ActionSkipped<'_> {
     fn emit(self, counts: &mut ActionCounts) {
         let e = self.entry;
         if self.notable {
-            info!(connection = %e.connection, invoice = %e.invoice_id, action = %e.kind, step = %e.step_id, reason = %self.reason, "action dropped before sending");
+            info!(target: EXECUTOR, connection = %e.connection, invoice = %e.invoice_id, action = %e.kind, step = %e.step_id, reason = %self.reason, "action dropped before sending");
         }
         counts.add(e.kind, ActionOutcome::Skipped);
     }
@@ -116,7 +120,7 @@ pub struct ActionFailed<'a> {
 impl InternalEvent for ActionFailed<'_> {
     fn emit(self, counts: &mut ActionCounts) {
         let e = self.entry;
-        warn!(connection = %e.connection, invoice = %e.invoice_id, action = %e.kind, step = %e.step_id, key = %e.key, error = %self.error, retry = self.retry, "action failed");
+        warn!(target: EXECUTOR, connection = %e.connection, invoice = %e.invoice_id, action = %e.kind, step = %e.step_id, key = %e.key, error = %self.error, retry = self.retry, "action failed");
         counts.add(e.kind, ActionOutcome::Failed);
     }
 }
@@ -129,7 +133,7 @@ pub struct InvoicesNotReread<'a> {
 
 impl InvoicesNotReread<'_> {
     pub fn emit(self) {
-        warn!(connection = %self.connection, error = %self.error, "cannot re-read invoices before acting; actions wait for the next cycle");
+        warn!(target: EXECUTOR, connection = %self.connection, error = %self.error, "cannot re-read invoices before acting; actions wait for the next cycle");
     }
 }
 
