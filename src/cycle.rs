@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use overdued_connector::{ActionKind, Clock, Connector, IdempotencyKey, Money};
+use overdued_connector::{ActionKind, Clock, Connector, Money};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tracing::info;
@@ -130,12 +130,6 @@ pub async fn run_cycle(
             connection: name.clone(),
             source,
         })?;
-    if let Some(m) = &mailer {
-        // The digest is the owner's, not this connection's: its failure fails no cycle.
-        if let Err(e) = crate::channels::digest::send_if_due(config, store, clock, m).await {
-            tracing::warn!(error = %e, "daily digest not sent");
-        }
-    }
     Ok(CycleReport {
         connection: name,
         sync,
@@ -273,8 +267,8 @@ fn case_of(
         let JournalState::Done { at, .. } = e.state else {
             continue;
         };
-        let (fee, period) = match serde_json::from_value::<ActionPayload>(e.payload.clone()) {
-            Ok(ActionPayload::LateFee { amount, period, .. }) => (Some(amount), Some(period)),
+        let (fee, period) = match e.payload.action() {
+            Some(ActionPayload::LateFee { amount, period, .. }) => (Some(*amount), Some(*period)),
             _ => (None, None),
         };
         if e.kind == ActionKind::Escalate {
@@ -283,7 +277,7 @@ fn case_of(
         history.actions.push(ActionRecord {
             kind: e.kind,
             step_id: e.step_id,
-            key: IdempotencyKey::from_stored(e.key),
+            key: e.key,
             at,
             fee,
             period,
@@ -364,7 +358,8 @@ pub fn intent_from(
 }
 
 /// One cycle on every enabled connection, concurrently: a slow or broken connection
-/// holds up none of the others. Each connection's result is reported separately.
+/// holds up none of the others. Each connection's result is reported separately. Then
+/// the owner's digest, once all the cycles have ended.
 pub async fn run_all_once(
     config: &Config,
     store: std::sync::Arc<dyn crate::store::Store>,
@@ -395,5 +390,26 @@ pub async fn run_all_once(
                 (conn_cfg.name.clone(), result)
             }
         });
-    futures::future::join_all(tasks).await
+    let results = futures::future::join_all(tasks).await;
+    send_digest(config, store.as_ref(), clock.as_ref()).await;
+    results
+}
+
+/// The owner's daily digest, if one is configured and due: run once all connections'
+/// cycles of the day have ended. Its failure fails no cycle; the next try sends it.
+pub async fn send_digest(config: &Config, store: &dyn Store, clock: &dyn Clock) {
+    if config.daemon.mode == Mode::DryRun || config.channels.digest.is_none() {
+        return;
+    }
+    let mailer = match crate::channels::Mailer::from_config(&config.channels) {
+        Ok(Some(m)) => m,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "daily digest not sent");
+            return;
+        }
+    };
+    if let Err(e) = crate::channels::digest::send_if_due(config, store, clock, &mailer).await {
+        tracing::warn!(error = %e, "daily digest not sent");
+    }
 }

@@ -13,55 +13,27 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use overdued_connector::{
-    ActionKind, Clock, Connector, ConnectorError, ErrorClass, FeePosting, IdempotencyKey,
-    InvoiceSnapshot, LateFeeRequest, Money, NoteRequest, ReminderRequest,
+    ActionKind, Clock, Connector, ConnectorError, ErrorClass, IdempotencyKey, InvoiceSnapshot,
+    LateFeeRequest, NoteRequest, ReminderRequest,
 };
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use serde::Serialize;
+use tracing::warn;
 
 use crate::channels::deliver::{self, Delivery};
 use crate::channels::webhook::{self, Hooks};
 use crate::channels::Mailer;
-use crate::engine::templates::MessageContext;
 use crate::engine::Channel;
-use crate::store::{AuditEvent, Hold, HoldTarget, JournalEntry, JournalState, Store, StoreError};
+use crate::events::{
+    ActionAlreadyDone, ActionCounts, ActionDone, ActionFailed, ActionOutcome, ActionSkipped,
+    ActionWaiting, InternalEvent, InvoicesNotReread,
+};
+use crate::store::{
+    AuditEvent, Hold, HoldTarget, JournalEntry, JournalPayload, JournalState, Store, StoreError,
+};
 use crate::sync::store_page;
 
-/// What exactly an action does, as recorded with its intent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ActionPayload {
-    Remind {
-        subject: String,
-        body: String,
-        /// How the reminder reaches the customer; absent (journals written before SMTP
-        /// existed) means the accounting system's email.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        channel: Option<Channel>,
-        /// The step's template and values, for channels that render their own message.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        template: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        context: Option<Box<MessageContext>>,
-    },
-    LateFee {
-        amount: Money,
-        description: String,
-        posting: FeePosting,
-        explanation: String,
-        /// The fee period charged (0 for the first).
-        period: u32,
-        /// Days the fee invoice gives the customer to pay.
-        due_in_days: u32,
-    },
-    Note {
-        text: String,
-    },
-    Escalate {
-        text: String,
-    },
-}
+pub use crate::store::ActionPayload;
 
 /// An action the plan wants done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,10 +53,31 @@ pub struct Intent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Done { replayed: bool },
+    Done {
+        replayed: bool,
+    },
     AlreadyDone,
-    Skipped { reason: String },
-    Failed { error: String, retry: bool },
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        error: String,
+        /// How the system's refusal is to be treated; a reconnect stops the run.
+        #[serde(skip)]
+        class: ErrorClass,
+        retry: bool,
+    },
+}
+
+impl Outcome {
+    pub fn name(&self) -> ActionOutcome {
+        match self {
+            Outcome::Done { .. } => ActionOutcome::Done,
+            Outcome::AlreadyDone => ActionOutcome::AlreadyDone,
+            Outcome::Skipped { .. } => ActionOutcome::Skipped,
+            Outcome::Failed { .. } => ActionOutcome::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -92,6 +85,9 @@ pub struct ExecReport {
     pub results: Vec<(String, ActionKind, String, Outcome)>,
     /// The connection needs a person to reconnect it; nothing more was attempted.
     pub needs_reconnect: bool,
+    /// The outcomes counted as their events were emitted.
+    #[serde(skip)]
+    pub counts: ActionCounts,
 }
 
 impl ExecReport {
@@ -129,8 +125,9 @@ impl Executor<'_> {
         let conn = self.connector.connection().as_str().to_string();
         let mut report = ExecReport::default();
         for intent in intents {
-            match self.store.get_journal(intent.key.as_str())? {
+            match self.store.get_journal(&intent.key)? {
                 Some(e) if matches!(e.state, JournalState::Done { .. }) => {
+                    ActionAlreadyDone { kind: intent.kind }.emit(&mut report.counts);
                     report.results.push((
                         intent.invoice_id,
                         intent.kind,
@@ -144,7 +141,7 @@ impl Executor<'_> {
                 _ => {}
             }
             self.store.put_journal(&JournalEntry {
-                key: intent.key.as_str().to_string(),
+                key: intent.key.clone(),
                 connection: intent.connection.clone(),
                 invoice_id: intent.invoice_id.clone(),
                 customer_id: intent.customer_id.clone(),
@@ -153,7 +150,7 @@ impl Executor<'_> {
                 planned_for: intent.planned_for,
                 created_at: self.clock.now(),
                 expected_amount_due: intent.expected_amount_due,
-                payload: serde_json::to_value(&intent.payload).unwrap_or_default(),
+                payload: JournalPayload::Action(intent.payload),
                 state: JournalState::Intent,
                 audit_note_done: false,
             })?;
@@ -187,15 +184,22 @@ impl Executor<'_> {
                 }
                 Err(e) => {
                     // Without fresh state nothing may be sent; intents stay for next time.
-                    warn!(connection = %conn, error = %e, "cannot re-read invoices before acting; actions wait for the next cycle");
+                    let error = e.to_string();
+                    InvoicesNotReread {
+                        connection: &conn,
+                        error: &error,
+                    }
+                    .emit();
                     report.needs_reconnect = e.class() == ErrorClass::Reauth;
                     for p in &pending {
+                        ActionWaiting { kind: p.kind }.emit(&mut report.counts);
                         report.results.push((
                             p.invoice_id.clone(),
                             p.kind,
                             p.step_id.clone(),
                             Outcome::Failed {
-                                error: e.to_string(),
+                                error: error.clone(),
+                                class: e.class(),
                                 retry: true,
                             },
                         ));
@@ -210,10 +214,16 @@ impl Executor<'_> {
         for mut entry in pending {
             let snapshot = fresh.get(&entry.invoice_id);
             let outcome = self
-                .execute_one(&mut entry, snapshot, &holds, &mail)
+                .execute_one(&mut entry, snapshot, &holds, &mail, &mut report.counts)
                 .await?;
             self.announce(&entry, &outcome);
-            let reauth = matches!(&outcome, Outcome::Failed { error, .. } if error.starts_with("needs reconnect"));
+            let reauth = matches!(
+                &outcome,
+                Outcome::Failed {
+                    class: ErrorClass::Reauth,
+                    ..
+                }
+            );
             report.results.push((
                 entry.invoice_id.clone(),
                 entry.kind,
@@ -245,20 +255,20 @@ impl Executor<'_> {
         pending: &[JournalEntry],
         fresh: &HashMap<String, InvoiceSnapshot>,
         holds: &[(HoldTarget, Hold)],
-    ) -> Result<HashMap<String, Delivery>, ExecError> {
+    ) -> Result<HashMap<IdempotencyKey, Delivery>, ExecError> {
         let Some(mailer) = self.mailer else {
             return Ok(HashMap::new());
         };
         let now = self.clock.now();
         let mut items = Vec::new();
         for e in pending {
-            let Ok(ActionPayload::Remind {
+            let Some(ActionPayload::Remind {
                 subject,
                 body,
                 channel: Some(channel),
                 template,
                 context,
-            }) = serde_json::from_value::<ActionPayload>(e.payload.clone())
+            }) = e.payload.action().cloned()
             else {
                 continue;
             };
@@ -285,11 +295,10 @@ impl Executor<'_> {
 
     fn announce(&self, entry: &JournalEntry, outcome: &Outcome) {
         let Some(hooks) = self.hooks else { return };
-        let (name, detail) = match outcome {
-            Outcome::Done { .. } => ("done", None),
-            Outcome::AlreadyDone => ("already_done", None),
-            Outcome::Skipped { reason } => ("skipped", Some(reason.clone())),
-            Outcome::Failed { error, .. } => ("failed", Some(error.clone())),
+        let detail = match outcome {
+            Outcome::Done { .. } | Outcome::AlreadyDone => None,
+            Outcome::Skipped { reason } => Some(reason.clone()),
+            Outcome::Failed { error, .. } => Some(error.clone()),
         };
         hooks.emit(webhook::Event {
             event: "action".into(),
@@ -299,8 +308,8 @@ impl Executor<'_> {
             customer_id: entry.customer_id.clone(),
             kind: entry.kind.to_string(),
             step: entry.step_id.clone(),
-            key: entry.key.clone(),
-            outcome: name.into(),
+            key: entry.key.to_string(),
+            outcome: outcome.name().as_str().into(),
             detail,
         });
     }
@@ -310,22 +319,28 @@ impl Executor<'_> {
         entry: &mut JournalEntry,
         fresh: Option<&InvoiceSnapshot>,
         holds: &[(HoldTarget, Hold)],
-        mail: &HashMap<String, Delivery>,
+        mail: &HashMap<IdempotencyKey, Delivery>,
+        counts: &mut ActionCounts,
     ) -> Result<Outcome, ExecError> {
         let now = self.clock.now();
         if gave_up(entry, now) {
             let reason = format!("gave up: failed and not retried within {RETRY_FOR_DAYS} days");
-            return self.skip(entry, reason, false);
+            return self.skip(entry, reason, false, counts);
         }
         if let Some(reason) = stale_reason(entry, fresh, holds) {
-            return self.skip(entry, reason.0, reason.1);
+            return self.skip(entry, reason.0, reason.1, counts);
         }
         let snap = fresh.expect("stale_reason returns a reason when the invoice is unknown");
-        let payload: ActionPayload = match serde_json::from_value(entry.payload.clone()) {
-            Ok(p) => p,
-            Err(e) => return self.skip(entry, format!("journal payload unreadable: {e}"), false),
+        let Some(payload) = entry.payload.action().cloned() else {
+            // A connection's open journal holds only its actions; the sends have their own.
+            return self.skip(
+                entry,
+                "journal record is not an action".into(),
+                false,
+                counts,
+            );
         };
-        let key = IdempotencyKey::from_stored(entry.key.clone());
+        let key = entry.key.clone();
         let result = match &payload {
             ActionPayload::Remind { channel, .. } => {
                 let channel = channel.unwrap_or(Channel::Email);
@@ -395,12 +410,12 @@ impl Executor<'_> {
                 );
                 self.store.put_journal(entry)?;
                 let message = describe_done(&payload, entry, receipt.created_id.as_deref());
-                if matches!(payload, ActionPayload::Escalate { .. }) {
-                    warn!(connection = %entry.connection, invoice = %entry.invoice_id, customer = %entry.customer_id, step = %entry.step_id, key = %entry.key, "escalated: automatic reminders stop; refer to collection");
-                } else {
-                    info!(connection = %entry.connection, invoice = %entry.invoice_id, action = %entry.kind, step = %entry.step_id, key = %entry.key, replayed = receipt.replayed, "action done");
+                ActionDone {
+                    entry,
+                    replayed: receipt.replayed,
                 }
-                self.audit(entry, "action", message, serde_json::json!({"key": entry.key, "step": entry.step_id, "payload": entry.payload}))?;
+                .emit(counts);
+                self.audit(entry, "action", message, serde_json::json!({"key": entry.key, "step": entry.step_id, "payload": payload}))?;
                 Ok(Outcome::Done {
                     replayed: receipt.replayed,
                 })
@@ -412,7 +427,6 @@ impl Executor<'_> {
                     _ => 1,
                 };
                 let error = e.to_string();
-                warn!(connection = %entry.connection, invoice = %entry.invoice_id, action = %entry.kind, step = %entry.step_id, key = %entry.key, error = %error, retry, "action failed");
                 entry.state = JournalState::Failed {
                     at: self.clock.now(),
                     error: error.clone(),
@@ -420,13 +434,23 @@ impl Executor<'_> {
                     retry,
                 };
                 self.store.put_journal(entry)?;
+                ActionFailed {
+                    entry,
+                    error: &error,
+                    retry,
+                }
+                .emit(counts);
                 self.audit(
                     entry,
                     "failed",
                     format!("{} ({}) failed: {error}", entry.kind, entry.step_id),
                     serde_json::json!({"key": entry.key, "retry": retry}),
                 )?;
-                Ok(Outcome::Failed { error, retry })
+                Ok(Outcome::Failed {
+                    error,
+                    class: e.class(),
+                    retry,
+                })
             }
         }
     }
@@ -435,7 +459,8 @@ impl Executor<'_> {
         &self,
         entry: &mut JournalEntry,
         reason: String,
-        log: bool,
+        notable: bool,
+        counts: &mut ActionCounts,
     ) -> Result<Outcome, ExecError> {
         entry.state = JournalState::Skipped {
             at: self.clock.now(),
@@ -443,9 +468,12 @@ impl Executor<'_> {
         };
         entry.audit_note_done = true;
         self.store.put_journal(entry)?;
-        if log {
-            info!(connection = %entry.connection, invoice = %entry.invoice_id, action = %entry.kind, step = %entry.step_id, reason = %reason, "action dropped before sending");
+        ActionSkipped {
+            entry,
+            reason: &reason,
+            notable,
         }
+        .emit(counts);
         self.audit(
             entry,
             "skipped",
@@ -477,9 +505,9 @@ impl Executor<'_> {
             JournalState::Done { at, .. } => *at,
             _ => return Ok(()),
         };
-        let what = match serde_json::from_value::<ActionPayload>(entry.payload.clone()) {
-            Ok(ActionPayload::Remind { .. }) => "reminder sent".to_string(),
-            Ok(ActionPayload::LateFee {
+        let what = match entry.payload.action() {
+            Some(ActionPayload::Remind { .. }) => "reminder sent".to_string(),
+            Some(ActionPayload::LateFee {
                 amount,
                 explanation,
                 ..
@@ -492,12 +520,7 @@ impl Executor<'_> {
             entry.step_id,
             entry.key
         );
-        let key = IdempotencyKey::derive(
-            &entry.connection,
-            &entry.invoice_id,
-            ActionKind::Note,
-            &format!("audit:{}", entry.key),
-        );
+        let key = IdempotencyKey::audit_note(&entry.connection, &entry.invoice_id, &entry.key);
         match self
             .connector
             .add_note(

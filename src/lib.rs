@@ -8,6 +8,7 @@ pub mod cycle;
 pub mod daemon;
 pub mod demo;
 pub mod engine;
+pub mod events;
 pub mod executor;
 pub mod ops;
 pub mod report;

@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use overdued::channels::loopback::{Received, Receiver};
 use overdued::cycle::run_cycle;
 use overdued::store::{
-    AuditEvent, Hold, HoldKind, HoldTarget, InvoiceRecord, JournalEntry, JournalState, SledStore,
-    Store, StoreError, SyncState,
+    AuditEvent, Hold, HoldKind, HoldTarget, InvoiceRecord, JournalEntry, JournalPayload,
+    JournalState, SledStore, Store, StoreError, SyncState,
 };
-use overdued_connector::{Clock, Customer, TokenSet, TokenStore};
+use overdued_connector::{Clock, Customer, IdempotencyKey, TokenSet, TokenStore};
 use overdued_sandbox::{Behaviour, NewInvoice, System};
 use rust_decimal_macros::dec;
 use support::*;
@@ -62,11 +62,11 @@ impl Store for CrashAfterSend {
     fn put_tokens(&self, c: &str, t: &TokenSet) -> Result<(), StoreError> {
         self.inner.put_tokens(c, t)
     }
-    fn get_journal(&self, k: &str) -> Result<Option<JournalEntry>, StoreError> {
+    fn get_journal(&self, k: &IdempotencyKey) -> Result<Option<JournalEntry>, StoreError> {
         self.inner.get_journal(k)
     }
     fn put_journal(&self, e: &JournalEntry) -> Result<(), StoreError> {
-        if e.key.starts_with("smtp:")
+        if matches!(e.payload, JournalPayload::SmtpSend(_))
             && !matches!(e.state, JournalState::Intent)
             && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
         {

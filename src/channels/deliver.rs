@@ -22,8 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use lettre::message::Mailbox;
-use overdued_connector::{Clock, InvoiceSnapshot, Money};
-use serde_json::json;
+use overdued_connector::{Clock, IdempotencyKey, InvoiceSnapshot, Money};
 use tracing::{info, warn};
 
 use super::message::{build, message_id};
@@ -31,7 +30,9 @@ use super::smtp::{Mailer, SendError};
 use super::templates::{CurrencyTotal, StatementContext, StatementLine, StepContext};
 use crate::engine::dates::long_date;
 use crate::engine::templates::MessageContext;
-use crate::store::{AuditEvent, JournalEntry, JournalState, Store, StoreError};
+use crate::store::{
+    AuditEvent, JournalEntry, JournalPayload, JournalState, SmtpSend, Store, StoreError,
+};
 
 /// How the SMTP part of one action ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,11 +57,6 @@ pub struct Pending {
     pub body: String,
 }
 
-/// The key of the SMTP record of action `key`.
-pub fn record_key(key: &str) -> String {
-    format!("smtp:{key}")
-}
-
 fn record_connection(connection: &str) -> String {
     format!("{connection}/smtp")
 }
@@ -82,11 +78,11 @@ pub async fn deliver(
     clock: &dyn Clock,
     today: NaiveDate,
     pending: Vec<Pending>,
-) -> Result<HashMap<String, Delivery>, StoreError> {
+) -> Result<HashMap<IdempotencyKey, Delivery>, StoreError> {
     let mut out = HashMap::new();
     let mut to_send: Vec<Pending> = Vec::new();
     for p in pending {
-        match store.get_journal(&record_key(&p.entry.key))? {
+        match store.get_journal(&IdempotencyKey::smtp_send(&p.entry.key))? {
             Some(r) => match r.state {
                 JournalState::Done { ref created_id, .. } => {
                     out.insert(
@@ -98,11 +94,7 @@ pub async fn deliver(
                     );
                 }
                 JournalState::Intent => {
-                    let mid = r.payload["message_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    settle_unknown(
+                    let mid = settle_unknown(
                         store,
                         clock,
                         r,
@@ -169,13 +161,13 @@ pub async fn deliver(
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let detail = json!({
-            "message_id": mid,
-            "to": to_text,
-            "subject": rendered.subject,
-            "statement": unit.statement.is_some(),
-            "actions": keys,
-        });
+        let detail = SmtpSend {
+            message_id: mid.clone(),
+            to: to_text.clone(),
+            subject: rendered.subject.clone(),
+            statement: unit.statement.is_some(),
+            actions: keys.iter().map(|k| k.to_string()).collect(),
+        };
         for m in &unit.members {
             store.put_journal(&record(m, &detail, JournalState::Intent, clock))?;
         }
@@ -244,14 +236,19 @@ pub async fn deliver(
                 invoice_id: Some(m.entry.invoice_id.clone()),
                 kind: "email".into(),
                 message: audit.clone(),
-                detail: detail.clone(),
+                detail: serde_json::to_value(&detail).unwrap_or_default(),
             })?;
         }
     }
     Ok(out)
 }
 
-fn fail_all(out: &mut HashMap<String, Delivery>, members: &[Pending], error: &str, retry: bool) {
+fn fail_all(
+    out: &mut HashMap<IdempotencyKey, Delivery>,
+    members: &[Pending],
+    error: &str,
+    retry: bool,
+) {
     for m in members {
         out.insert(
             m.entry.key.clone(),
@@ -263,14 +260,9 @@ fn fail_all(out: &mut HashMap<String, Delivery>, members: &[Pending], error: &st
     }
 }
 
-fn record(
-    m: &Pending,
-    detail: &serde_json::Value,
-    state: JournalState,
-    clock: &dyn Clock,
-) -> JournalEntry {
+fn record(m: &Pending, detail: &SmtpSend, state: JournalState, clock: &dyn Clock) -> JournalEntry {
     JournalEntry {
-        key: record_key(&m.entry.key),
+        key: IdempotencyKey::smtp_send(&m.entry.key),
         connection: record_connection(&m.entry.connection),
         invoice_id: m.entry.invoice_id.clone(),
         customer_id: m.entry.customer_id.clone(),
@@ -279,24 +271,30 @@ fn record(
         planned_for: m.entry.planned_for,
         created_at: clock.now(),
         expected_amount_due: m.entry.expected_amount_due,
-        payload: detail.clone(),
+        payload: JournalPayload::SmtpSend(detail.clone()),
         state,
         // The record is the email's own; the action's ledger note is the action's.
         audit_note_done: true,
     }
 }
 
+/// Settles a send whose outcome was lost as sent; returns its Message-ID.
 fn settle_unknown(
     store: &dyn Store,
     clock: &dyn Clock,
     mut r: JournalEntry,
     why: &str,
-) -> Result<(), StoreError> {
-    let mid = r.payload["message_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let to = r.payload["to"].as_str().unwrap_or_default().to_string();
+) -> Result<String, StoreError> {
+    let (mid, to, detail) = match &r.payload {
+        JournalPayload::SmtpSend(s) => (
+            s.message_id.clone(),
+            s.to.clone(),
+            serde_json::to_value(s).unwrap_or_default(),
+        ),
+        // An SMTP key always names an SMTP send; a record that does not is counted as
+        // sent all the same, since a repeat is the one outcome never acceptable.
+        _ => (String::new(), String::new(), serde_json::Value::Null),
+    };
     r.state = JournalState::Done {
         at: clock.now(),
         created_id: Some(mid.clone()),
@@ -316,8 +314,9 @@ fn settle_unknown(
         message: format!(
             "email to {to} ({mid}) was being sent when {why}; it may have been delivered, so it is counted as sent and not repeated"
         ),
-        detail: r.payload.clone(),
-    })
+        detail,
+    })?;
+    Ok(mid)
 }
 
 /// The customer's addresses as the ledger holds them ("a@x.com, b@y.com").

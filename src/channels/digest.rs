@@ -2,13 +2,15 @@
 //! (calls to make, accounts to refer to collection, connections to reconnect) and the
 //! ageing table, in one email a day.
 //!
-//! The digest is journaled like any message (key `digest:DATE`), so it goes out once a
-//! day however many cycles run and whatever crashes.
+//! The digest is journaled like any message (key [`IdempotencyKey::digest`] of the local
+//! day, payload [`JournalPayload::Digest`]), so it goes out once a day however often it
+//! is tried and whatever crashes. It is the owner's, not a connection's: the daemon runs
+//! it as a task of its own once every connection's cycle of the day has ended, and
+//! `run --once` after all its cycles.
 
 use chrono::{Duration, NaiveDate, TimeZone, Timelike, Utc};
-use overdued_connector::{ActionKind, Clock};
+use overdued_connector::{ActionKind, Clock, IdempotencyKey};
 use rust_decimal::Decimal;
-use serde_json::json;
 use tracing::{info, warn};
 
 use super::deliver::Delivery;
@@ -20,16 +22,14 @@ use crate::config::Config;
 use crate::engine::dates::long_date;
 use crate::report::ageing::Bucket;
 use crate::report::status::connection_status;
-use crate::store::{AuditEvent, JournalEntry, JournalState, Store};
+use crate::store::{AuditEvent, DigestSend, JournalEntry, JournalPayload, JournalState, Store};
 
 /// The journal's pseudo-connection for digests.
 pub const DIGEST_CONNECTION: &str = "overdued/digest";
 
-/// One process sends at most one digest at a time (cycles of several connections run
-/// concurrently and each may find the digest due).
-static SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Sends today's digest if it is due (past the configured hour) and not yet sent.
+///
+/// One caller at a time: the daemon's digest task, or `run --once` after its cycles.
 pub async fn send_if_due(
     config: &Config,
     store: &dyn Store,
@@ -39,7 +39,6 @@ pub async fn send_if_due(
     let Some(dc) = &config.channels.digest else {
         return Ok(None);
     };
-    let _one = SENDING.lock().await;
     let tz = config.daemon.time_zone;
     let now = clock.now();
     let local = now.with_timezone(&tz);
@@ -47,14 +46,18 @@ pub async fn send_if_due(
         return Ok(None);
     }
     let date = local.date_naive();
-    let key = format!("digest:{date}");
+    let key = IdempotencyKey::digest(date);
     match store.get_journal(&key)? {
         Some(e) if matches!(e.state, JournalState::Done { .. }) => return Ok(None),
         Some(mut e) if matches!(e.state, JournalState::Intent) => {
             // Attempted before a crash: may have arrived; one digest missed beats two.
+            let created_id = match &e.payload {
+                JournalPayload::Digest(d) => Some(d.message_id.clone()),
+                _ => None,
+            };
             e.state = JournalState::Done {
                 at: now,
-                created_id: e.payload["message_id"].as_str().map(str::to_string),
+                created_id,
                 replayed: true,
             };
             store.put_journal(&e)?;
@@ -85,6 +88,11 @@ pub async fn send_if_due(
             retry: true,
         }));
     }
+    let sent = DigestSend {
+        message_id: mid.clone(),
+        to: dc.to.to_string(),
+        subject: rendered.subject.clone(),
+    };
     let mut entry = JournalEntry {
         key: key.clone(),
         connection: DIGEST_CONNECTION.into(),
@@ -95,7 +103,7 @@ pub async fn send_if_due(
         planned_for: date,
         created_at: now,
         expected_amount_due: Decimal::ZERO,
-        payload: json!({"message_id": mid, "to": dc.to.to_string(), "subject": rendered.subject}),
+        payload: JournalPayload::Digest(sent.clone()),
         state: JournalState::Intent,
         audit_note_done: true,
     };
@@ -142,7 +150,7 @@ pub async fn send_if_due(
             Ok(()) => format!("digest for {date} sent to {}", dc.to),
             Err(e) => format!("digest for {date}: {e}"),
         },
-        detail: entry.payload.clone(),
+        detail: serde_json::to_value(&sent).unwrap_or_default(),
     })?;
     info!(date = %date, to = %dc.to, outcome = ?delivery, "digest");
     Ok(Some(delivery))

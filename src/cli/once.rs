@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use overdued_connector::{Clock, ManualClock, SystemClock};
 
 use crate::cycle::run_all_once;
-use crate::executor::Outcome;
+use crate::events::ActionOutcome;
 
 use super::common::{load_config, open_store, runtime, Fail};
 use super::exit;
@@ -62,10 +62,10 @@ fn once(config: Option<&Path>, now: Option<&str>) -> Result<u8, Fail> {
                     rep.sync.invoices_read,
                     rep.sync.changed,
                     rep.plan.actions.len(),
-                    e.count(|o| matches!(o, Outcome::Done { .. })),
-                    e.count(|o| matches!(o, Outcome::AlreadyDone)),
-                    e.count(|o| matches!(o, Outcome::Skipped { .. })),
-                    e.count(|o| matches!(o, Outcome::Failed { .. })),
+                    e.counts.of(ActionOutcome::Done),
+                    e.counts.of(ActionOutcome::AlreadyDone),
+                    e.counts.of(ActionOutcome::Skipped),
+                    e.counts.of(ActionOutcome::Failed),
                     if rep.dry_run { " (dry run: nothing sent)" } else { "" }
                 );
             }

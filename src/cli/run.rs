@@ -23,5 +23,5 @@ pub fn run_daemon(config: Option<&Path>, log_format: LogFormat) -> u8 {
 
 /// The real connectors.
 pub fn factory() -> ConnectorFactory {
-    Arc::new(|c, tokens, clock| crate::connections::build(c, tokens, clock).map_err(|e| e.message))
+    Arc::new(crate::connections::build)
 }

@@ -46,7 +46,7 @@ pub type ConnectorFactory = Arc<
             &ConnectionConfig,
             Arc<dyn TokenStore>,
             Arc<dyn Clock>,
-        ) -> Result<Arc<dyn Connector>, String>
+        ) -> Result<Arc<dyn Connector>, crate::connections::BuildError>
         + Send
         + Sync,
 >;

@@ -151,9 +151,7 @@ tenant = "Acme AU Pty"
     }
 
     fn real_factory() -> ConnectorFactory {
-        Arc::new(|c, tokens, clock| {
-            crate::connections::build(c, tokens, clock).map_err(|e| e.to_string())
-        })
+        Arc::new(crate::connections::build)
     }
 
     /// A daemon's shared state before its tasks start.
@@ -175,6 +173,7 @@ tenant = "Acme AU Pty"
             http_addr: "127.0.0.1:0".parse().unwrap(),
             conns: Mutex::new(conns),
             store_trouble: Mutex::new(None),
+            cycles_ended: crate::daemon::scheduler::CyclesEnded::default(),
             admin_token: "t".into(),
         }
     }

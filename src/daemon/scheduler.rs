@@ -1,17 +1,21 @@
-//! One task per connection: cycle, record, sleep (jittered), repeat.
+//! One task per connection: cycle, record, sleep (jittered), repeat. Beside them, one
+//! owner-wide task: the daily digest, once every connection's cycle of the day has ended.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Timelike, Utc};
 use overdued_connector::{Connector, ErrorClass, TokenStore};
 use rand::Rng;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{Shared, SHUTDOWN_GRACE};
-use crate::cycle::{run_cycle, CycleError, CycleReport};
-use crate::executor::Outcome;
+use crate::config::Config;
+use crate::cycle::{run_cycle, send_digest, CycleError, CycleReport};
+use crate::events::ActionOutcome;
 use crate::report::status;
 
 /// Spread of the poll interval, so connections (and many installations) do not all
@@ -100,6 +104,7 @@ pub async fn connection_task(shared: Arc<Shared>, name: String, stop: Cancellati
                 let Some(result) = result else { return };
                 log_cycle(&name, &result);
                 record(&shared, &name, &result, &mut local);
+                shared.cycles_ended.record(&name, shared.clock.now());
                 refresh_snapshot(&shared, &name).await;
                 maybe_summary(&shared, &name, &mut local);
                 super::memory::release_freed_memory();
@@ -163,10 +168,10 @@ fn rebuild(
                 .build_error_logged
                 .is_none_or(|t| now - t >= chrono::Duration::days(1));
             if due {
-                error!(connection = %name, reminder = local.build_error_logged.is_some(), error = %e, "connection CANNOT START; nothing is synced or chased for it until this is fixed");
+                error!(connection = %name, reminder = local.build_error_logged.is_some(), error = %e.message, "connection CANNOT START; nothing is synced or chased for it until this is fixed");
                 local.build_error_logged = Some(now);
             }
-            state.build_error = Some(e);
+            state.build_error = Some(e.message);
             local.connector = None;
             // Not marked built: retried every poll, since `overdued connect` may fix it.
         }
@@ -177,8 +182,8 @@ fn rebuild(
 pub fn log_cycle(name: &str, r: &Result<CycleReport, CycleError>) {
     match r {
         Ok(rep) => {
-            let failed = rep.exec.count(|o| matches!(o, Outcome::Failed { .. }));
-            let done = rep.exec.count(|o| matches!(o, Outcome::Done { .. }));
+            let failed = rep.exec.counts.of(ActionOutcome::Failed);
+            let done = rep.exec.counts.of(ActionOutcome::Done);
             info!(
                 connection = %name,
                 invoices_read = rep.sync.invoices_read,
@@ -219,21 +224,13 @@ fn record(shared: &Shared, name: &str, r: &Result<CycleReport, CycleError>, loca
             c.last_success = Some(now);
             c.last_error = None;
             c.reauth = rep.exec.needs_reconnect;
-            for (_, kind, _, outcome) in &rep.exec.results {
-                let o = match outcome {
-                    Outcome::Done { .. } => "done",
-                    Outcome::AlreadyDone => "already_done",
-                    Outcome::Skipped { .. } => "skipped",
-                    Outcome::Failed { .. } => "failed",
-                };
-                match o {
-                    "done" => local.done_since_summary += 1,
-                    "failed" => local.failed_since_summary += 1,
-                    _ => {}
-                }
+            let counts = &rep.exec.counts;
+            local.done_since_summary += counts.of(ActionOutcome::Done);
+            local.failed_since_summary += counts.of(ActionOutcome::Failed);
+            for (kind, outcome, n) in counts.iter() {
                 *c.actions
-                    .entry((kind.as_str().to_string(), o.to_string()))
-                    .or_insert(0) += 1;
+                    .entry((kind.as_str().to_string(), outcome.as_str().to_string()))
+                    .or_insert(0) += n;
             }
             drop(conns);
             shared.set_store_trouble(None);
@@ -342,9 +339,106 @@ fn maybe_summary(shared: &Shared, name: &str, local: &mut Local) {
     local.failed_since_summary = 0;
 }
 
+/// When each connection's last cycle ended; wakes the digest task at each end.
+#[derive(Default)]
+pub struct CyclesEnded {
+    ended: Mutex<BTreeMap<String, DateTime<Utc>>>,
+    notify: Notify,
+}
+
+impl CyclesEnded {
+    pub fn record(&self, connection: &str, at: DateTime<Utc>) {
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(connection.to_string(), at);
+        self.notify.notify_one();
+    }
+
+    /// Whether every one of `connections` (and at least one) ended a cycle at or after
+    /// `since`.
+    fn all_since(&self, connections: &[String], since: DateTime<Utc>) -> bool {
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        !connections.is_empty()
+            && connections
+                .iter()
+                .all(|c| ended.get(c).is_some_and(|t| *t >= since))
+    }
+}
+
+/// The owner's daily digest as a task of its own: sent once a day, after every running
+/// connection's first cycle past the digest hour has ended, so it reports the whole
+/// day's work of all of them. The journal keeps it to one a day across restarts.
+pub async fn digest_task(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let (_, cfg) = shared.config();
+        if cycles_of_the_day_ended(&shared, &cfg) {
+            send_digest(&cfg, shared.store.as_ref(), shared.clock.as_ref()).await;
+        }
+        let poll = cfg.daemon.poll_interval.0;
+        drop(cfg);
+        tokio::select! {
+            _ = shared.cycles_ended.notify.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Past today's digest hour, and every connection that can run (enabled, its connector
+/// built) has ended a cycle since that hour. One that cannot start holds nothing up: the
+/// digest is where the owner reads that it needs a person.
+fn cycles_of_the_day_ended(shared: &Shared, cfg: &Config) -> bool {
+    let Some(dc) = &cfg.channels.digest else {
+        return false;
+    };
+    let tz = cfg.daemon.time_zone;
+    let local = shared.clock.now().with_timezone(&tz);
+    if local.hour() < dc.hour {
+        return false;
+    }
+    let Some(since) = local
+        .date_naive()
+        .and_hms_opt(dc.hour, 0, 0)
+        .and_then(|t| tz.from_local_datetime(&t).earliest())
+        .map(|t| t.with_timezone(&Utc))
+    else {
+        return false;
+    };
+    let running: Vec<String> = shared
+        .conns()
+        .iter()
+        .filter(|(_, c)| c.enabled && c.connector.is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
+    shared.cycles_ended.all_since(&running, since)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_digest_waits_for_every_running_connection() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let ended = CyclesEnded::default();
+        let both = vec!["qbo".to_string(), "xero".to_string()];
+        let since = t("2026-03-18T08:00:00Z");
+        assert!(!ended.all_since(&both, since));
+        ended.record("qbo", t("2026-03-18T09:00:00Z"));
+        assert!(!ended.all_since(&both, since), "xero has not cycled");
+        ended.record("xero", t("2026-03-18T07:59:00Z"));
+        assert!(
+            !ended.all_since(&both, since),
+            "xero's cycle was before the hour"
+        );
+        ended.record("xero", t("2026-03-18T09:01:00Z"));
+        assert!(ended.all_since(&both, since));
+        assert!(
+            !ended.all_since(&[], since),
+            "no connection ran: nothing to report"
+        );
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

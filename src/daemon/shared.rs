@@ -123,6 +123,8 @@ pub struct Shared {
     pub http_addr: SocketAddr,
     pub conns: Mutex<BTreeMap<String, ConnState>>,
     pub store_trouble: Mutex<Option<String>>,
+    /// When each connection's last cycle ended, for the owner-wide digest task.
+    pub cycles_ended: super::scheduler::CyclesEnded,
     pub(super) admin_token: String,
 }
 

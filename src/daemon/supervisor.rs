@@ -80,6 +80,7 @@ impl Daemon {
             http_addr,
             conns: Mutex::new(conns),
             store_trouble: Mutex::new(None),
+            cycles_ended: scheduler::CyclesEnded::default(),
             admin_token,
         });
         Ok(Daemon {
@@ -117,6 +118,7 @@ impl Daemon {
         let tasks_stop = shutdown.child_token();
         let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
         spawn_missing(&shared, &mut tasks, &tasks_stop);
+        let digest = tokio::spawn(scheduler::digest_task(shared.clone(), tasks_stop.clone()));
 
         let (_, cfg) = shared.config();
         let summary = format!(
@@ -173,6 +175,11 @@ impl Daemon {
                 warn!(connection = %name, "cycle still running at the shutdown deadline; stopping it (the journal resumes it on the next start)");
                 abort.abort();
             }
+        }
+        let abort_digest = digest.abort_handle();
+        if tokio::time::timeout_at(deadline, digest).await.is_err() {
+            warn!("digest still being sent at the shutdown deadline; the journal settles it on the next start");
+            abort_digest.abort();
         }
         http_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), server).await;

@@ -547,7 +547,7 @@ fn action_lines(
                     format!("held back  {kind} on {number} · {customer}: {reason}"),
                 ));
             }
-            Outcome::Failed { error, retry } => {
+            Outcome::Failed { error, retry, .. } => {
                 lines.push((
                     RANK_TROUBLE,
                     format!(

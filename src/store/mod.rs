@@ -5,7 +5,7 @@ mod lock;
 mod records;
 mod sled_store;
 
-use overdued_connector::{Customer, TokenSet};
+use overdued_connector::{Customer, IdempotencyKey, TokenSet};
 
 pub use lock::{LockError, StateLock};
 pub use records::*;
@@ -66,7 +66,7 @@ pub trait Store: Send + Sync {
     /// Durable: a rotated refresh token lost to a crash means a manual reconnect.
     fn put_tokens(&self, connection: &str, t: &TokenSet) -> Result<()>;
 
-    fn get_journal(&self, key: &str) -> Result<Option<JournalEntry>>;
+    fn get_journal(&self, key: &IdempotencyKey) -> Result<Option<JournalEntry>>;
     /// Durable: intents are recorded before acting, outcomes before moving on.
     fn put_journal(&self, e: &JournalEntry) -> Result<()>;
     /// Every journal entry of one invoice, oldest first.

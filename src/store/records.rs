@@ -2,12 +2,21 @@
 //! release can read (or refuse clearly) what an earlier one wrote.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use overdued_connector::{ActionKind, InvoiceSnapshot, SyncCursor};
+use overdued_connector::{
+    ActionKind, FeePosting, IdempotencyKey, InvoiceSnapshot, Money, SyncCursor,
+};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::templates::MessageContext;
+use crate::engine::Channel;
+
 /// The format version of every record this release writes.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: journal entries carry a typed [`JournalPayload`]. Version-1 journal entries (an
+/// untyped payload, told apart by the key's namespace) are migrated as they are read,
+/// by [`JournalEntry::from_v1`]; every other record is the same in both versions.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The cached state of one invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,10 +89,11 @@ impl JournalEntry {
     }
 }
 
-/// One action in the journal, keyed by its idempotency key.
+/// One record in the journal, keyed by its idempotency key: an action on an invoice, or
+/// one of the sends that carry actions out or report on them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
-    pub key: String,
+    pub key: IdempotencyKey,
     pub connection: String,
     pub invoice_id: String,
     pub customer_id: String,
@@ -96,13 +106,139 @@ pub struct JournalEntry {
     /// The balance the plan saw; the executor re-checks it before acting.
     #[serde(with = "rust_decimal::serde::str")]
     pub expected_amount_due: Decimal,
-    /// What exactly to do (message, fee quote, ...), as the engine wrote it.
-    pub payload: serde_json::Value,
+    pub payload: JournalPayload,
     pub state: JournalState,
     /// The idempotency key of the audit note written to the ledger for this action,
     /// once it has been written.
     #[serde(default)]
     pub audit_note_done: bool,
+}
+
+/// What a journal record stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalPayload {
+    /// An action on an invoice, as the engine decided it (key [`IdempotencyKey::derive`]).
+    Action(ActionPayload),
+    /// The email that carries out one or more reminders (key
+    /// [`IdempotencyKey::smtp_send`] of each reminder).
+    SmtpSend(SmtpSend),
+    /// The owner's digest of one day (key [`IdempotencyKey::digest`]).
+    Digest(DigestSend),
+}
+
+impl JournalPayload {
+    pub fn action(&self) -> Option<&ActionPayload> {
+        match self {
+            JournalPayload::Action(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// What exactly an action does, as recorded with its intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ActionPayload {
+    Remind {
+        subject: String,
+        body: String,
+        /// How the reminder reaches the customer; absent (journals written before SMTP
+        /// existed) means the accounting system's email.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<Channel>,
+        /// The step's template and values, for channels that render their own message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<Box<MessageContext>>,
+    },
+    LateFee {
+        amount: Money,
+        description: String,
+        posting: FeePosting,
+        explanation: String,
+        /// The fee period charged (0 for the first).
+        period: u32,
+        /// Days the fee invoice gives the customer to pay.
+        due_in_days: u32,
+    },
+    Note {
+        text: String,
+    },
+    Escalate {
+        text: String,
+    },
+}
+
+/// One email overdued sent (or attempted) for reminders; the same record for each of
+/// the actions it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpSend {
+    pub message_id: String,
+    /// The recipients as written in the message ("Name <a@x>, b@y").
+    pub to: String,
+    pub subject: String,
+    /// A statement of several invoices rather than one reminder.
+    pub statement: bool,
+    /// The keys of the actions the message carries.
+    pub actions: Vec<String>,
+}
+
+/// The owner's digest of one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestSend {
+    pub message_id: String,
+    pub to: String,
+    pub subject: String,
+}
+
+/// A journal entry as format version 1 wrote it: the payload untyped, its kind told by
+/// the key's namespace (`smtp:` an SMTP send, `digest:` a digest, otherwise an action).
+#[derive(Debug, Deserialize)]
+pub(super) struct JournalEntryV1 {
+    key: String,
+    connection: String,
+    invoice_id: String,
+    customer_id: String,
+    kind: ActionKind,
+    step_id: String,
+    planned_for: NaiveDate,
+    created_at: DateTime<Utc>,
+    #[serde(with = "rust_decimal::serde::str")]
+    expected_amount_due: Decimal,
+    payload: serde_json::Value,
+    state: JournalState,
+    #[serde(default)]
+    audit_note_done: bool,
+}
+
+impl JournalEntry {
+    /// The entry a version-1 record stands for. The key string is kept byte for byte:
+    /// it is what the vendors and the ledger know the action by.
+    pub(super) fn from_v1(old: JournalEntryV1) -> Result<JournalEntry, serde_json::Error> {
+        let payload = if old.key.starts_with("smtp:") {
+            JournalPayload::SmtpSend(serde_json::from_value(old.payload)?)
+        } else if old.key.starts_with("digest:") {
+            JournalPayload::Digest(serde_json::from_value(old.payload)?)
+        } else {
+            JournalPayload::Action(serde_json::from_value(old.payload)?)
+        };
+        Ok(JournalEntry {
+            key: serde_json::from_value(serde_json::Value::String(old.key))?,
+            connection: old.connection,
+            invoice_id: old.invoice_id,
+            customer_id: old.customer_id,
+            kind: old.kind,
+            step_id: old.step_id,
+            planned_for: old.planned_for,
+            created_at: old.created_at,
+            expected_amount_due: old.expected_amount_due,
+            payload,
+            state: old.state,
+            audit_note_done: old.audit_note_done,
+        })
+    }
 }
 
 /// One line of the audit log: something overdued saw or did.

@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use overdued_connector::{Customer, TokenSet, TokenStore, TokenStoreError};
+use overdued_connector::{Customer, IdempotencyKey, TokenSet, TokenStore, TokenStoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
+use super::records::JournalEntryV1;
 use super::{
     AuditEvent, Hold, HoldKind, HoldTarget, InvoiceRecord, JournalEntry, Result, StateLock, Store,
     StoreError, SyncState, FORMAT_VERSION,
@@ -87,6 +88,24 @@ fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> 
     }
 }
 
+/// A journal entry of any version this release reads: version 1 is migrated here, so
+/// no caller ever sees an untyped payload.
+fn decode_journal(key: &[u8], bytes: &[u8]) -> Result<JournalEntry> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        tree: "journal",
+        key: String::from_utf8_lossy(key).into_owned(),
+        message,
+    };
+    match serde_json::from_slice::<VersionOnly>(bytes) {
+        Ok(VersionOnly { v: 1 }) => {
+            let env: EnvelopeIn<JournalEntryV1> =
+                serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+            JournalEntry::from_v1(env.r).map_err(|e| corrupt(format!("version 1 payload: {e}")))
+        }
+        _ => decode("journal", key, bytes),
+    }
+}
+
 fn key2(a: &str, b: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(a.len() + b.len() + 1);
     k.extend_from_slice(a.as_bytes());
@@ -143,6 +162,13 @@ impl SledStore {
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn journal_entry(&self, key: &[u8]) -> Result<Option<JournalEntry>> {
+        match self.journal.get(key).map_err(be)? {
+            Some(v) => decode_journal(key, &v).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn durable(&self) -> Result<()> {
@@ -292,19 +318,19 @@ impl Store for SledStore {
         self.durable()
     }
 
-    fn get_journal(&self, key: &str) -> Result<Option<JournalEntry>> {
-        self.get(&self.journal, "journal", key.as_bytes())
+    fn get_journal(&self, key: &IdempotencyKey) -> Result<Option<JournalEntry>> {
+        self.journal_entry(key.as_str().as_bytes())
     }
 
     fn put_journal(&self, e: &JournalEntry) -> Result<()> {
         let idx = key2(&e.connection, &format!("{}\0{}", e.invoice_id, e.key));
-        let open = key2(&e.connection, &e.key);
+        let open = key2(&e.connection, e.key.as_str());
         // One transaction so the indexes never disagree with the entry after a crash.
         let value = encode(e)?;
         let settled = e.is_settled();
         (&self.journal, &self.journal_by_invoice, &self.journal_open)
             .transaction(|(j, by_inv, open_t)| {
-                j.insert(e.key.as_bytes(), value.clone())?;
+                j.insert(e.key.as_str().as_bytes(), value.clone())?;
                 by_inv.insert(idx.clone(), &[])?;
                 if settled {
                     open_t.remove(open.clone())?;
@@ -332,7 +358,7 @@ impl Store for SledStore {
                 .rposition(|b| *b == SEP)
                 .map(|i| i + 1)
                 .unwrap_or(0)..];
-            if let Some(e) = self.get::<JournalEntry>(&self.journal, "journal", key)? {
+            if let Some(e) = self.journal_entry(key)? {
                 out.push(e);
             }
         }
@@ -349,7 +375,7 @@ impl Store for SledStore {
         for k in self.journal_open.scan_prefix(prefix(connection)).keys() {
             let k = k.map_err(be)?;
             let key = &k[connection.len() + 1..];
-            if let Some(e) = self.get::<JournalEntry>(&self.journal, "journal", key)? {
+            if let Some(e) = self.journal_entry(key)? {
                 out.push(e);
             }
         }

@@ -44,9 +44,14 @@ fn record(conn: &str, id: &str) -> InvoiceRecord {
     }
 }
 
-fn journal(key: &str, inv: &str, state: JournalState) -> JournalEntry {
+/// A distinct action key per name.
+fn key(name: &str) -> IdempotencyKey {
+    IdempotencyKey::derive("uk", "test", ActionKind::Remind, name)
+}
+
+fn journal(name: &str, inv: &str, state: JournalState) -> JournalEntry {
     JournalEntry {
-        key: key.into(),
+        key: key(name),
         connection: "uk".into(),
         invoice_id: inv.into(),
         customer_id: "c1".into(),
@@ -55,7 +60,13 @@ fn journal(key: &str, inv: &str, state: JournalState) -> JournalEntry {
         planned_for: NaiveDate::from_ymd_opt(2026, 10, 7).unwrap(),
         created_at: t("2026-10-07T09:00:00Z"),
         expected_amount_due: dec!(700.25),
-        payload: serde_json::json!({"subject": "Invoice INV-1"}),
+        payload: JournalPayload::Action(ActionPayload::Remind {
+            subject: "Invoice INV-1".into(),
+            body: "Please pay".into(),
+            channel: None,
+            template: None,
+            context: None,
+        }),
         state,
         audit_note_done: false,
     }
@@ -116,7 +127,7 @@ fn every_record_type_round_trips() {
 
     let j = journal("k1", "a1", JournalState::Intent);
     s.put_journal(&j).unwrap();
-    assert_eq!(s.get_journal("k1").unwrap().unwrap(), j);
+    assert_eq!(s.get_journal(&key("k1")).unwrap().unwrap(), j);
     assert_eq!(s.unfinished_journal("uk").unwrap(), vec![j.clone()]);
     let done = journal(
         "k1",
@@ -349,7 +360,7 @@ fn flushed_writes_survive_sigkill() {
         child.wait().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
         for k in &confirmed {
-            let e = s.get_journal(k).unwrap();
+            let e = s.get_journal(&key(k)).unwrap();
             assert!(
                 e.is_some(),
                 "round {round}: durable journal entry {k} lost after SIGKILL"
@@ -357,4 +368,90 @@ fn flushed_writes_survive_sigkill() {
         }
         assert!(!confirmed.is_empty());
     }
+}
+
+/// Journal records as format version 1 wrote them (taken from a state dir of that
+/// release): each namespace migrates to its typed payload, keys kept byte for byte.
+#[test]
+fn version_1_journal_records_read_as_typed_payloads() {
+    let action = r#"{"v":1,"r":{"key":"od1-02d34c902b748def61020ac6cba80c2b91e5","connection":"qbo","invoice_id":"3","customer_id":"2","kind":"late_fee","step_id":"+14d/p0","planned_for":"2026-03-16","created_at":"2026-03-16T10:00:00Z","expected_amount_due":"200.00","payload":{"type":"late_fee","amount":{"amount":"40.00","currency":"GBP"},"description":"Late fee","posting":"separate_invoice","explanation":"fixed 40.00","period":0,"due_in_days":14},"state":{"state":"done","at":"2026-03-16T10:00:00Z","created_id":"6","replayed":false},"audit_note_done":true}}"#;
+    let smtp = r#"{"v":1,"r":{"key":"smtp:od1-43d10003c71f427f46d2ca0a6c53f5529869","connection":"qbo/smtp","invoice_id":"3","customer_id":"2","kind":"remind","step_id":"+7d","planned_for":"2026-03-09","created_at":"2026-03-09T10:00:00Z","expected_amount_due":"200.00","payload":{"message_id":"<a@example.com>","to":"Alder <alder@x.example>","subject":"Invoice 1001","statement":false,"actions":["od1-43d10003c71f427f46d2ca0a6c53f5529869"]},"state":{"state":"intent"},"audit_note_done":true}}"#;
+    let digest = r#"{"v":1,"r":{"key":"digest:2026-03-16","connection":"overdued/digest","invoice_id":"","customer_id":"","kind":"note","step_id":"digest","planned_for":"2026-03-16","created_at":"2026-03-16T10:00:00Z","expected_amount_due":"0","payload":{"message_id":"<d@example.com>","to":"Owner <owner@example.com>","subject":"Digest"},"state":{"state":"done","at":"2026-03-16T10:00:01Z","created_id":"<d@example.com>","replayed":false},"audit_note_done":true}}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        "od1-02d34c902b748def61020ac6cba80c2b91e5",
+        "smtp:od1-43d10003c71f427f46d2ca0a6c53f5529869",
+        "digest:2026-03-16",
+    ];
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let j = db.open_tree("journal").unwrap();
+        for (k, v) in keys.iter().zip([action, smtp, digest]) {
+            j.insert(k.as_bytes(), v.as_bytes().to_vec()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    let fee_key = IdempotencyKey::derive("qbo", "3", ActionKind::LateFee, "+14d/p0");
+    let fee = s.get_journal(&fee_key).unwrap().unwrap();
+    assert_eq!(fee.key, fee_key);
+    assert!(matches!(
+        fee.payload,
+        JournalPayload::Action(ActionPayload::LateFee { period: 0, due_in_days: 14, ref amount, .. })
+            if amount.amount == dec!(40.00)
+    ));
+    let remind = IdempotencyKey::derive("qbo", "3", ActionKind::Remind, "0d");
+    let sent = s
+        .get_journal(&IdempotencyKey::smtp_send(&remind))
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent.key.as_str(), keys[1]);
+    assert!(matches!(
+        &sent.payload,
+        JournalPayload::SmtpSend(SmtpSend { message_id, actions, statement: false, .. })
+            if message_id == "<a@example.com>" && actions == &vec![remind.as_str().to_string()]
+    ));
+    let day = s
+        .get_journal(&IdempotencyKey::digest(
+            NaiveDate::from_ymd_opt(2026, 3, 16).unwrap(),
+        ))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        &day.payload,
+        JournalPayload::Digest(DigestSend { message_id, .. }) if message_id == "<d@example.com>"
+    ));
+
+    // Written back, a migrated record is a version-2 record and reads the same.
+    s.put_journal(&sent).unwrap();
+    assert_eq!(
+        s.get_journal(&IdempotencyKey::smtp_send(&remind))
+            .unwrap()
+            .unwrap(),
+        sent
+    );
+}
+
+#[test]
+fn an_unreadable_version_1_payload_is_named_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("journal").unwrap().insert(
+            b"digest:2026-03-16",
+            br#"{"v":1,"r":{"key":"digest:2026-03-16","connection":"overdued/digest","invoice_id":"","customer_id":"","kind":"note","step_id":"digest","planned_for":"2026-03-16","created_at":"2026-03-16T10:00:00Z","expected_amount_due":"0","payload":{"to":"Owner"},"state":{"state":"intent"},"audit_note_done":true}}"#.to_vec(),
+        ).unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    let e = s
+        .get_journal(&IdempotencyKey::digest(
+            NaiveDate::from_ymd_opt(2026, 3, 16).unwrap(),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("journal/digest:2026-03-16") && e.contains("message_id"),
+        "{e}"
+    );
 }

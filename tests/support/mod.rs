@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use overdued::config::Config;
 use overdued::cycle::{run_all_once, CycleReport};
 use overdued::store::{JournalState, SledStore, Store};
-use overdued_connector::{ActionKind, Clock, IdempotencyKey, ManualClock, TokenStore};
+use overdued_connector::{Clock, IdempotencyKey, ManualClock, TokenStore};
 use overdued_sandbox::{
     Behaviour, CreatedInvoice, Effect, NewInvoice, RunningSandbox, Sandbox, SandboxOptions, System,
 };
@@ -319,17 +319,15 @@ pub fn read_ledger(effects: &[Effect], stores: &[&dyn Store]) -> Vec<Row> {
                 .journal_for_invoice(conn, &e.invoice_id)
                 .expect("journal")
             {
-                let audit = IdempotencyKey::derive(
-                    conn,
-                    &j.invoice_id,
-                    ActionKind::Note,
-                    &format!("audit:{}", j.key),
-                );
+                let audit = IdempotencyKey::audit_note(conn, &j.invoice_id, &j.key);
                 steps.insert(
                     audit.as_str().to_string(),
                     ("audit".into(), format!("audit:{}", j.step_id)),
                 );
-                steps.insert(j.key.clone(), (j.kind.as_str().into(), j.step_id.clone()));
+                steps.insert(
+                    j.key.as_str().to_string(),
+                    (j.kind.as_str().into(), j.step_id.clone()),
+                );
             }
         }
     }

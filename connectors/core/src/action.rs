@@ -61,9 +61,25 @@ impl IdempotencyKey {
         IdempotencyKey(format!("od1-{hex}"))
     }
 
-    /// Wraps a key read back from the journal.
-    pub fn from_stored(s: String) -> Self {
-        IdempotencyKey(s)
+    /// The key of the ledger note that records action `action` on its invoice.
+    pub fn audit_note(connection: &str, invoice: &str, action: &IdempotencyKey) -> Self {
+        Self::derive(
+            connection,
+            invoice,
+            ActionKind::Note,
+            &format!("audit:{}", action.0),
+        )
+    }
+
+    /// The key of the SMTP send that carries out action `action`. SMTP has no
+    /// idempotency key of its own: this one names the send's journal record.
+    pub fn smtp_send(action: &IdempotencyKey) -> Self {
+        IdempotencyKey(format!("smtp:{}", action.0))
+    }
+
+    /// The key of the owner's digest of local day `day`: one a day.
+    pub fn digest(day: NaiveDate) -> Self {
+        IdempotencyKey(format!("digest:{day}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -152,6 +168,30 @@ mod tests {
         assert_ne!(
             IdempotencyKey::derive("ab", "c", ActionKind::Note, "x"),
             IdempotencyKey::derive("a", "bc", ActionKind::Note, "x")
+        );
+    }
+
+    /// Journals written by earlier releases and the vendors' idempotency windows hold
+    /// these exact strings: a change here repeats actions.
+    #[test]
+    fn key_strings_of_every_namespace_are_pinned() {
+        let action = IdempotencyKey::derive("qbo", "3", ActionKind::Remind, "0d");
+        assert_eq!(action.as_str(), "od1-43d10003c71f427f46d2ca0a6c53f5529869");
+        assert_eq!(
+            IdempotencyKey::derive("qbo", "3", ActionKind::LateFee, "+14d/p0").as_str(),
+            "od1-02d34c902b748def61020ac6cba80c2b91e5"
+        );
+        assert_eq!(
+            IdempotencyKey::audit_note("qbo", "3", &action).as_str(),
+            "od1-8d2e1ef131721d5b75a5992467a811335057"
+        );
+        assert_eq!(
+            IdempotencyKey::smtp_send(&action).as_str(),
+            "smtp:od1-43d10003c71f427f46d2ca0a6c53f5529869"
+        );
+        assert_eq!(
+            IdempotencyKey::digest(NaiveDate::from_ymd_opt(2026, 3, 18).unwrap()).as_str(),
+            "digest:2026-03-18"
         );
     }
 }
