@@ -232,7 +232,7 @@ pub fn qbo_response(status: u16, header_pairs: &[(String, String)], body: &[u8])
 /// limit headers.
 pub fn xero_response(status: u16, header_pairs: &[(String, String)], body: &[u8]) {
     use overdued_xero::errors::classify;
-    use overdued_xero::model::{ApiError, ContactsEnvelope, InvoicesEnvelope};
+    use overdued_xero::wire::{ApiError, ContactsEnvelope, InvoicesEnvelope};
     use overdued_xero::Remaining;
     let resp = response(status, header_pairs, body);
     let _ = Remaining::from_headers(&resp.headers);

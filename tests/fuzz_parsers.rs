@@ -525,7 +525,7 @@ fn config_doc() -> impl Strategy<Value = String> {
 #[test]
 fn seeds_parse() {
     use overdued_quickbooks::wire::{CdcEnvelope, QueryEnvelope};
-    use overdued_xero::model::{ContactsEnvelope, InvoicesEnvelope};
+    use overdued_xero::wire::{ContactsEnvelope, InvoicesEnvelope};
     let q: QueryEnvelope = serde_json::from_str(harness::QBO_QUERY).unwrap();
     assert_eq!(q.query.invoices.len(), 2);
     for i in &q.query.invoices {

@@ -4,7 +4,7 @@
 //!
 //! Everything QuickBooks decides lives here, in files named as in `overdued-xero`:
 //! `limits.rs`, `oauth.rs`, `webhook.rs`, `config.rs` (its config table's rules),
-//! `settings.rs`, `connector.rs`.
+//! `settings.rs`, `connector.rs`, `wire.rs` (its JSON).
 
 pub mod config;
 pub mod connector;

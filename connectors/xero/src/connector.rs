@@ -19,9 +19,9 @@ use serde_json::{json, Value};
 use crate::budget::DayBudget;
 use crate::dates::{format_date, if_modified_since};
 use crate::errors::{classify, malformed, truncate_chars, XeroError};
-use crate::model::{tombstone, ContactsEnvelope, InvoicesEnvelope, Pagination, XeroInvoice};
 use crate::settings::XeroSettings;
 use crate::tenant::{looks_like_tenant_id, parse_connections, resolve_tenant, XeroTenant};
+use crate::wire::{tombstone, ContactsEnvelope, InvoicesEnvelope, Pagination, XeroInvoice};
 
 /// The most invoices or contacts one list call returns.
 pub const PAGE_SIZE: u32 = 1000;

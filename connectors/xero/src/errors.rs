@@ -4,7 +4,7 @@
 use overdued_connector::runtime::{retry_after, HttpResponse};
 use overdued_connector::{ConnectorError, Secret};
 
-use crate::model::ApiError;
+use crate::wire::ApiError;
 
 /// Errors of the Xero connector's own API (construction, tenant binding).
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@
 //!
 //! Everything Xero decides lives here, in files named as in `overdued-quickbooks`:
 //! `limits.rs`, `oauth.rs`, `webhook.rs`, `config.rs` (its config table's rules),
-//! `settings.rs`, `connector.rs`.
+//! `settings.rs`, `connector.rs`, `wire.rs` (its JSON).
 
 pub mod budget;
 pub mod config;
@@ -23,11 +23,11 @@ pub mod connector;
 pub mod dates;
 pub mod errors;
 pub mod limits;
-pub mod model;
 pub mod oauth;
 pub mod settings;
 pub mod tenant;
 pub mod webhook;
+pub mod wire;
 
 pub use budget::{DayBudget, Remaining, Verdict};
 pub use connector::{

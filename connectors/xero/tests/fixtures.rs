@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate};
 use overdued_connector::runtime::HttpResponse;
 use overdued_connector::{ConnectionId, ConnectorError, InvoiceStatus};
 use overdued_xero::errors::classify;
-use overdued_xero::model::{ContactsEnvelope, InvoicesEnvelope};
+use overdued_xero::wire::{ContactsEnvelope, InvoicesEnvelope};
 use rust_decimal::Decimal;
 
 fn shared_dir() -> Option<PathBuf> {
