@@ -24,7 +24,7 @@ pub use error::{ConnectorError, ErrorClass};
 pub use invoice::{
     ConnectionId, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, System, FEE_MARKER,
 };
-pub use money::{Currency, CurrencyError, Money};
+pub use money::{Currency, CurrencyError, HumanMoney, Money};
 pub use runtime::{
     ConnectFlow, ConnectionRuntime, LimitSpec, OAuthClient, RetryPolicy, RuntimeSettings,
     StatsSnapshot, VendorOAuth,
