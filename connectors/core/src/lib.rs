@@ -7,6 +7,7 @@
 pub mod action;
 pub mod clock;
 pub mod connector;
+pub mod document;
 pub mod error;
 pub mod invoice;
 pub mod money;
