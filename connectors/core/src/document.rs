@@ -34,7 +34,7 @@ mod tests {
         assert_eq!(check_pdf(b"%PDF-1.7\n...\n%%EOF"), Ok(()));
         assert_eq!(
             check_pdf(b"%PDF-1.4\n1 0 obj\nendo"),
-            Err(PdfProblem::Incomplete(19))
+            Err(PdfProblem::Incomplete(21))
         );
         assert_eq!(check_pdf(br#"{"Fault":{}}"#), Err(PdfProblem::NotPdf(12)));
         assert_eq!(check_pdf(b""), Err(PdfProblem::NotPdf(0)));
