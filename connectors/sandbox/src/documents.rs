@@ -36,7 +36,7 @@ use crate::{Sandbox, SandboxError, System};
 /// Whether the company takes online payments: its set flag, else the seeded default.
 pub fn takes_online_payments(t: &Tenant) -> bool {
     t.online_payments
-        .unwrap_or_else(|| digest(&[t.id.as_str(), "online-payments"])[0] % 5 != 0)
+        .unwrap_or_else(|| !digest(&[t.id.as_str(), "online-payments"])[0].is_multiple_of(5))
 }
 
 fn digest(parts: &[&str]) -> [u8; 32] {
@@ -134,7 +134,7 @@ pub fn invoice_pdf(t: &Tenant, inv: &Invoice) -> Vec<u8> {
     let xref = out.len();
     let _ = write!(out, "xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
     for off in offsets {
-        let _ = write!(out, "{off:010} 00000 n \n");
+        let _ = writeln!(out, "{off:010} 00000 n ");
     }
     let _ = write!(
         out,
