@@ -512,7 +512,7 @@ impl Connector for QuickBooksConnector {
         if !req.amount.is_positive() {
             return Err(ConnectorError::Permanent(format!(
                 "late fee of {} is not positive",
-                req.amount
+                req.amount.display_human()
             )));
         }
         let on_original = req.posting == FeePosting::LineOnOriginal

@@ -828,7 +828,8 @@ impl Connector for XeroConnector {
         if !req.amount.is_positive() {
             return Err(ConnectorError::Permanent(format!(
                 "late fee on {} must be positive, got {}",
-                req.invoice_number, req.amount
+                req.invoice_number,
+                req.amount.display_human()
             )));
         }
         match req.posting {
