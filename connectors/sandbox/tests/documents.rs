@@ -278,3 +278,39 @@ fn about_one_tenant_in_five_takes_no_online_payments_by_default() {
         .count();
     assert!((4..=32).contains(&without), "{without} of 80 without");
 }
+
+#[tokio::test]
+async fn quickbooks_pdf_reads_count_against_the_per_minute_limit() {
+    let api = Api::new(SandboxOptions {
+        enforce_limits: true,
+        ..small(20)
+    })
+    .await;
+    let inv = open_qbo_invoice(&api).await;
+    let url = api.url(&format!(
+        "/v3/company/{}/invoice/{}/pdf",
+        api.qbo_realm,
+        inv["Id"].as_str().expect("id")
+    ));
+    // The query above was the first call of the minute.
+    for n in 1..overdued_sandbox::QBO_PER_MINUTE {
+        let r = api
+            .http
+            .get(&url)
+            .bearer_auth(&api.qbo_token)
+            .header("accept", "application/pdf")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "call {n}");
+    }
+    let r = api
+        .http
+        .get(&url)
+        .bearer_auth(&api.qbo_token)
+        .header("accept", "application/pdf")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
