@@ -309,8 +309,10 @@ pub fn render_invoice(t: &Tenant, inv: &Invoice) -> Value {
     o.insert("Deposit".into(), json!(0));
     o.insert("AllowIPNPayment".into(), json!(false));
     o.insert("AllowOnlinePayment".into(), json!(false));
-    o.insert("AllowOnlineACHPayment".into(), json!(false));
-    o.insert("AllowOnlineCreditCardPayment".into(), json!(false));
+    // A company with QuickBooks Payments lets its invoices be paid online by default.
+    let online = crate::documents::takes_online_payments(t);
+    o.insert("AllowOnlineACHPayment".into(), json!(online));
+    o.insert("AllowOnlineCreditCardPayment".into(), json!(online));
     Value::Object(o)
 }
 

@@ -107,6 +107,7 @@ async fn quickbooks_gives_the_invoice_link_only_when_asked_and_when_the_company_
     assert!(plain.get("InvoiceLink").is_none(), "not without include");
     let linked = read_qbo(&api, id, Some("invoiceLink")).await;
     let link = linked["InvoiceLink"].as_str().expect("InvoiceLink");
+    assert_eq!(linked["AllowOnlineCreditCardPayment"], true);
     assert!(link.starts_with("https://"), "{link}");
     // The link is the invoice's own: stable across reads, different for another invoice.
     assert_eq!(
@@ -130,6 +131,7 @@ async fn quickbooks_gives_the_invoice_link_only_when_asked_and_when_the_company_
         .expect("flag"));
     let off = read_qbo(&api, id, Some("invoiceLink")).await;
     assert!(off.get("InvoiceLink").is_none());
+    assert_eq!(off["AllowOnlineCreditCardPayment"], false);
 }
 
 #[tokio::test]
