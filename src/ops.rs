@@ -98,10 +98,13 @@ pub fn apply(
                 .put_hold(connection, &HoldTarget::Invoice(invoice.clone()), &hold)
                 .map_err(io)?;
             let what = match amount {
-                Some(a) => format!("promise to pay {} {a} by {until}", rec.snapshot.currency),
+                Some(a) => format!(
+                    "promise to pay {} by {until}",
+                    overdued_connector::Money::new(*a, rec.snapshot.currency).display_human()
+                ),
                 None => format!(
                     "promise to pay the balance ({}) by {until}",
-                    rec.snapshot.due_money()
+                    rec.snapshot.due_money().display_human()
                 ),
             };
             audit(
@@ -284,8 +287,8 @@ pub fn history(
             s.display_number(),
             s.remote_id,
             s.customer.name,
-            s.due_money(),
-            s.total_money(),
+            s.due_money().display_human(),
+            s.total_money().amount_human(),
             s.due_date,
             s.status
         );

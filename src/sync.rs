@@ -275,20 +275,20 @@ fn describe_change(prev: Option<&InvoiceSnapshot>, now: &InvoiceSnapshot) -> Opt
         None => Some(format!(
             "first seen: {}, {} due of {}, due {}",
             status(now.status),
-            now.due_money(),
-            now.total_money(),
+            now.due_money().display_human(),
+            now.total_money().amount_human(),
             now.due_date
         )),
         Some(p) if p.status != now.status => Some(format!(
             "status {} -> {}, {} due",
             status(p.status),
             status(now.status),
-            now.due_money()
+            now.due_money().display_human()
         )),
         Some(p) if p.amount_due != now.amount_due => Some(format!(
             "amount due {} -> {}",
-            p.due_money(),
-            now.due_money()
+            p.due_money().display_human(),
+            now.due_money().amount_human()
         )),
         Some(p) if p.due_date != now.due_date => {
             Some(format!("due date {} -> {}", p.due_date, now.due_date))

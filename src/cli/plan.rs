@@ -137,7 +137,12 @@ pub fn render(p: &ConnectionPlan) -> String {
         );
         let _ = writeln!(s, "       why: {}", a.reason);
         if let Some(f) = &a.fee {
-            let _ = writeln!(s, "       fee: {} ({})", f.amount, f.explanation);
+            let _ = writeln!(
+                s,
+                "       fee: {} ({})",
+                f.amount.display_human(),
+                f.explanation
+            );
         }
         if let Some(m) = &a.message {
             let _ = writeln!(s, "       message: {}", m.subject);

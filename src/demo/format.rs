@@ -4,35 +4,34 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
+use overdued_connector::{Currency, Money};
 use rust_decimal::Decimal;
 
 use super::book::{Closing, PerCurrency, BUCKETS};
 
-/// `1234567.5` → `1,234,567.50`
-pub fn amount(d: Decimal) -> String {
-    let neg = d < Decimal::ZERO;
-    let s = format!("{:.2}", d.abs().round_dp(2));
-    let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
-    let mut grouped = String::with_capacity(int.len() + int.len() / 3);
-    for (i, ch) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(ch);
+/// `USD`, `1234567.5` → `1,234,567.50`: grouped, in the currency's minor units (JPY
+/// none), by the one formatter every text for people uses.
+pub fn amount(currency: &str, d: Decimal) -> String {
+    match currency.parse::<Currency>() {
+        Ok(c) => Money::new(d, c).amount_human().to_string(),
+        Err(_) => d.to_string(),
     }
-    format!("{}{grouped}.{frac}", if neg { "-" } else { "" })
 }
 
+/// `USD 1,234,567.50`
 pub fn money(currency: &str, d: Decimal) -> String {
-    format!("{currency} {}", amount(d))
+    match currency.parse::<Currency>() {
+        Ok(c) => Money::new(d, c).display_human().to_string(),
+        Err(_) => format!("{currency} {d}"),
+    }
 }
 
 /// `+1,200.00`, `-35.10`, `0.00`
-pub fn signed(d: Decimal) -> String {
+pub fn signed(currency: &str, d: Decimal) -> String {
     if d > Decimal::ZERO {
-        format!("+{}", amount(d))
+        format!("+{}", amount(currency, d))
     } else {
-        amount(d)
+        amount(currency, d)
     }
 }
 
@@ -139,9 +138,9 @@ impl Report<'_> {
             let _ = writeln!(
                 o,
                 "{label:<28}{:>18}{:>18}{:>16}",
-                amount(a),
-                amount(b),
-                signed(a - b)
+                amount(c, a),
+                amount(c, b),
+                signed(c, a - b)
             );
         }
         let _ = writeln!(
@@ -204,10 +203,10 @@ impl Report<'_> {
                 let row = cl.ageing.get(*c).copied().unwrap_or_default();
                 let _ = write!(o, "{:<20}", format!("{c} {label}"));
                 for v in row {
-                    let _ = write!(o, "{:>13}", amount(v));
+                    let _ = write!(o, "{:>13}", amount(c, v));
                 }
                 let total: Decimal = row.iter().copied().sum();
-                let _ = writeln!(o, "{:>14}", amount(total));
+                let _ = writeln!(o, "{:>14}", amount(c, total));
             }
         }
         let _ = writeln!(o);
@@ -237,14 +236,17 @@ mod tests {
 
     #[test]
     fn amounts_group_thousands_and_keep_cents() {
-        assert_eq!(amount(dec!(0)), "0.00");
-        assert_eq!(amount(dec!(999.5)), "999.50");
-        assert_eq!(amount(dec!(1000)), "1,000.00");
-        assert_eq!(amount(dec!(4554.613)), "4,554.61");
-        assert_eq!(amount(dec!(1234567.89)), "1,234,567.89");
-        assert_eq!(amount(dec!(-1234.5)), "-1,234.50");
-        assert_eq!(signed(dec!(12)), "+12.00");
-        assert_eq!(signed(dec!(-12)), "-12.00");
+        assert_eq!(amount("USD", dec!(0)), "0.00");
+        assert_eq!(amount("USD", dec!(999.5)), "999.50");
+        assert_eq!(amount("USD", dec!(1000)), "1,000.00");
+        assert_eq!(amount("USD", dec!(4554.613)), "4,554.61");
+        assert_eq!(amount("USD", dec!(1234567.89)), "1,234,567.89");
+        assert_eq!(amount("USD", dec!(-1234.5)), "-1,234.50");
+        assert_eq!(signed("USD", dec!(12)), "+12.00");
+        assert_eq!(signed("USD", dec!(-12)), "-12.00");
+        assert_eq!(amount("JPY", dec!(1234567)), "1,234,567");
+        assert_eq!(money("GBP", dec!(36262.55)), "GBP 36,262.55");
+        assert_eq!(money("KWD", dec!(1234.5)), "KWD 1,234.500");
     }
 
     #[test]

@@ -105,6 +105,30 @@ pub trait Connector: Send + Sync {
         key: &IdempotencyKey,
     ) -> Result<ActionReceipt, ConnectorError>;
 
+    /// The invoice's online payment page, where the customer can view and pay it, or
+    /// `None` when the ledger has none for it (the company takes no online payments, or
+    /// the invoice is not in a state the system offers one for). A read, through the
+    /// runtime like every other call.
+    ///
+    /// The default is for systems without online invoices; both vendors override it.
+    async fn online_payment_link(
+        &self,
+        invoice_id: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        let _ = invoice_id;
+        Ok(None)
+    }
+
+    /// The invoice as the system renders it for the customer, as PDF bytes.
+    ///
+    /// The default refuses, for systems that render no documents; both vendors override it.
+    async fn invoice_pdf(&self, invoice_id: &str) -> Result<Vec<u8>, ConnectorError> {
+        Err(ConnectorError::Permanent(format!(
+            "{} does not render invoice {invoice_id} as PDF",
+            self.system()
+        )))
+    }
+
     /// The shared runtime behind this connector (tokens, limiter, counters), for health
     /// checks and metrics.
     fn runtime(&self) -> Option<&crate::runtime::ConnectionRuntime> {

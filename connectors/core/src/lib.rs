@@ -7,6 +7,7 @@
 pub mod action;
 pub mod clock;
 pub mod connector;
+pub mod document;
 pub mod error;
 pub mod invoice;
 pub mod money;
@@ -25,7 +26,7 @@ pub use error::{ConnectorError, ErrorClass};
 pub use invoice::{
     ConnectionId, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, System, FEE_MARKER,
 };
-pub use money::{Currency, CurrencyError, Money};
+pub use money::{Currency, CurrencyError, HumanMoney, Money};
 pub use runtime::{
     ConnectFlow, ConnectionRuntime, LimitSpec, OAuthClient, RetryPolicy, RuntimeSettings,
     StatsSnapshot, VendorOAuth,

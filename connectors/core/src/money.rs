@@ -114,6 +114,67 @@ impl Money {
     pub fn is_positive(&self) -> bool {
         self.amount > Decimal::ZERO
     }
+
+    /// Money as people write it, for every text a person reads (email, plan, digest,
+    /// logs, demo): `USD 36,262.55`, `JPY 1,500`, `KWD -12.345`. The plain `Display`
+    /// stays ungrouped for machine-read text.
+    pub fn display_human(&self) -> HumanMoney {
+        HumanMoney {
+            money: *self,
+            with_code: true,
+        }
+    }
+
+    /// The grouped amount without the code (`36,262.55`), for a phrase that already
+    /// named the currency once, so it never reads "GBP 10.00 of GBP 250.00".
+    pub fn amount_human(&self) -> HumanMoney {
+        HumanMoney {
+            money: *self,
+            with_code: false,
+        }
+    }
+}
+
+/// [`Money`] formatted for people; see [`Money::display_human`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanMoney {
+    money: Money,
+    with_code: bool,
+}
+
+impl fmt::Display for HumanMoney {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let currency = self.money.currency;
+        let dp = currency.minor_units() as usize;
+        let rounded = currency.round(self.money.amount);
+        // Sign from the rounded value: -0.001 USD is "0.00", never "-0.00".
+        let sign = if rounded.is_sign_negative() && !rounded.is_zero() {
+            "-"
+        } else {
+            ""
+        };
+        let digits = format!("{:.*}", dp, rounded.abs());
+        let (int, frac) = match digits.split_once('.') {
+            Some((i, fr)) => (i, Some(fr)),
+            None => (digits.as_str(), None),
+        };
+        let mut grouped = String::with_capacity(int.len() + int.len() / 3);
+        for (i, ch) in int.chars().enumerate() {
+            if i > 0 && (int.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(ch);
+        }
+        if self.with_code {
+            write!(f, "{currency} ")?;
+        }
+        f.write_str(sign)?;
+        f.write_str(&grouped)?;
+        if let Some(frac) = frac {
+            write!(f, ".{frac}")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Money {
@@ -156,5 +217,59 @@ mod tests {
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(json, r#"{"amount":"1234.5","currency":"GBP"}"#);
         assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), m);
+    }
+
+    fn human(amount: Decimal, code: &str) -> String {
+        Money::new(amount, code.parse().unwrap())
+            .display_human()
+            .to_string()
+    }
+
+    #[test]
+    fn human_money_groups_thousands_in_the_currency_minor_units() {
+        assert_eq!(human(dec!(36262.55), "USD"), "USD 36,262.55");
+        assert_eq!(human(dec!(1234567.5), "GBP"), "GBP 1,234,567.50");
+        assert_eq!(human(dec!(999.999), "EUR"), "EUR 1,000.00");
+        assert_eq!(human(dec!(100), "USD"), "USD 100.00");
+        assert_eq!(human(dec!(1000), "USD"), "USD 1,000.00");
+        assert_eq!(
+            human(dec!(12345678901234.56), "USD"),
+            "USD 12,345,678,901,234.56"
+        );
+    }
+
+    #[test]
+    fn human_money_zero_and_negative() {
+        assert_eq!(human(Decimal::ZERO, "USD"), "USD 0.00");
+        assert_eq!(human(dec!(-0.001), "USD"), "USD 0.00");
+        assert_eq!(human(dec!(-1234.5), "GBP"), "GBP -1,234.50");
+        assert_eq!(human(dec!(-0.5), "JPY"), "JPY -1");
+        assert_eq!(human(dec!(-12), "EUR"), "EUR -12.00");
+    }
+
+    #[test]
+    fn human_money_follows_zero_and_three_decimal_currencies() {
+        assert_eq!(human(dec!(1500), "JPY"), "JPY 1,500");
+        assert_eq!(human(dec!(1234567.4), "JPY"), "JPY 1,234,567");
+        assert_eq!(human(dec!(0), "KRW"), "KRW 0");
+        assert_eq!(human(dec!(1234.5), "BHD"), "BHD 1,234.500");
+        assert_eq!(human(dec!(12.3456), "KWD"), "KWD 12.346");
+        assert_eq!(human(dec!(1000000), "KWD"), "KWD 1,000,000.000");
+    }
+
+    #[test]
+    fn human_amount_leaves_the_code_out() {
+        let m = Money::new(dec!(36262.55), Currency::GBP);
+        assert_eq!(m.amount_human().to_string(), "36,262.55");
+        assert_eq!(
+            format!(
+                "{} of {}",
+                Money::new(dec!(10), Currency::GBP).display_human(),
+                m.amount_human()
+            ),
+            "GBP 10.00 of 36,262.55"
+        );
+        // The machine form is unchanged.
+        assert_eq!(m.to_string(), "GBP 36262.55");
     }
 }

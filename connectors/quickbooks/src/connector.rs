@@ -21,6 +21,8 @@ use crate::query::{self, PAGE_SIZE};
 use crate::settings::QuickBooksSettings;
 use crate::wire::{json_number, parse_ok, InvoiceEnvelope, QboInvoice, QueryEnvelope};
 
+mod documents;
+
 const MINOR_VERSION: &str = "75";
 /// QuickBooks rejects a PrivateNote longer than this.
 const PRIVATE_NOTE_MAX: usize = 4000;
@@ -503,7 +505,7 @@ impl Connector for QuickBooksConnector {
         if !req.amount.is_positive() {
             return Err(ConnectorError::Permanent(format!(
                 "late fee of {} is not positive",
-                req.amount
+                req.amount.display_human()
             )));
         }
         let on_original = req.posting == FeePosting::LineOnOriginal
@@ -513,6 +515,17 @@ impl Connector for QuickBooksConnector {
         } else {
             self.fee_invoice(req, key).await
         }
+    }
+
+    async fn online_payment_link(
+        &self,
+        invoice_id: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        self.read_invoice_link(invoice_id).await
+    }
+
+    async fn invoice_pdf(&self, invoice_id: &str) -> Result<Vec<u8>, ConnectorError> {
+        self.read_invoice_pdf(invoice_id).await
     }
 
     async fn add_note(

@@ -74,6 +74,7 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
     match (&req.method, segs.as_slice()) {
         (&Method::GET, ["tenants"]) => Reply::json(200, &json!(sb.tenants())),
         (&Method::GET, ["clock"]) => Reply::json(200, &json!({"now": sb.now()})),
+        (&Method::POST, ["online-payments"]) => crate::documents::control(sb, req),
         (&Method::POST, ["clock"]) => {
             #[derive(Deserialize)]
             struct B {

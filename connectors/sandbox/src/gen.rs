@@ -349,6 +349,7 @@ fn tenant(
         next_numeric_id: 0,
         next_number: 0,
         idempotency: BTreeMap::new(),
+        online_payments: None,
         idx: Default::default(),
     };
     customers(rng, system, opts.customers.max(1), opts.start, &mut t);

@@ -185,6 +185,7 @@ fn classify(req: &Req) -> Endpoint {
                 (Some("invoice"), 4, _) => "quickbooks.invoice.write",
                 (Some("invoice"), 5, _) => "quickbooks.invoice.read",
                 (Some("invoice"), 6, _) if s[5] == "send" => "quickbooks.invoice.send",
+                (Some("invoice"), 6, _) if s[5] == "pdf" => "quickbooks.invoice.pdf",
                 (Some("customer"), _, _) => "quickbooks.customer",
                 _ => "quickbooks.other",
             };
@@ -195,10 +196,16 @@ fn classify(req: &Req) -> Endpoint {
             let name = match (s.get(2).map(String::as_str), s.len(), m) {
                 (Some("invoices"), 3, &Method::GET) => "xero.invoices.list",
                 (Some("invoices"), 3, _) => "xero.invoices.write",
+                (Some("invoices"), 4, &Method::GET) if crate::documents::wants_pdf(req) => {
+                    "xero.invoices.pdf"
+                }
                 (Some("invoices"), 4, &Method::GET) => "xero.invoices.get",
                 (Some("invoices"), 4, _) => "xero.invoices.write",
                 (Some("invoices"), 5, _) if s[4] == "email" => "xero.invoices.email",
                 (Some("invoices"), 5, _) if s[4] == "history" => "xero.invoices.history",
+                (Some("invoices"), 5, _) if s[4] == "onlineinvoice" => {
+                    "xero.invoices.onlineinvoice"
+                }
                 (Some("contacts"), _, _) => "xero.contacts",
                 _ => "xero.other",
             };

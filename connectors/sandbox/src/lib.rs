@@ -28,14 +28,15 @@
 //! - **Faults.** See [`FaultConfig`]; the control API never faults.
 //!
 //! # Routes
-//! QuickBooks: `/v3/company/{realmId}/{query,cdc,invoice,invoice/{id},invoice/{id}/send,customer/{id}}`,
+//! QuickBooks: `/v3/company/{realmId}/{query,cdc,invoice,invoice/{id},invoice/{id}/send,invoice/{id}/pdf,customer/{id}}`,
 //! OAuth `/oauth2/quickbooks/authorize` and `/oauth2/v1/tokens/bearer`.
-//! Xero: `/api.xro/2.0/{Invoices,Invoices/{id},Invoices/{id}/Email,Invoices/{id}/History,Contacts,Contacts/{id}}`,
+//! Xero: `/api.xro/2.0/{Invoices,Invoices/{id},Invoices/{id}/Email,Invoices/{id}/History,Invoices/{id}/OnlineInvoice,Contacts,Contacts/{id}}`,
 //! `/connections`, OAuth `/identity/connect/authorize` and `/connect/token`.
 //! Control (`/_sandbox/`): `GET tenants`, `GET|POST clock`, `POST invoices`,
 //! `GET invoices/{system}/{tenant}/{id}`, `POST invoices/{system}/{tenant}/{id}/payments`,
 //! `GET|POST faults`, `POST token`, `POST revoke`, `GET|POST limits`, `GET ledger`,
-//! `GET stats`, `POST save`.
+//! `GET stats`, `POST save`, `POST online-payments`.
+//! Invoice PDFs and payment links: see `documents`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ use serde::{Deserialize, Serialize};
 mod auth;
 mod control;
 mod credentials;
+mod documents;
 mod faults;
 mod gen;
 mod http;

@@ -39,7 +39,7 @@ fn validation(now: DateTime<Utc>, code: &str, message: &str, detail: &str, eleme
     fault(now, 400, code, message, detail, element, "ValidationFault")
 }
 
-fn not_found(now: DateTime<Utc>, entity: &str, id: &str) -> Reply {
+pub(crate) fn not_found(now: DateTime<Utc>, entity: &str, id: &str) -> Reply {
     validation(now, "610", "Object Not Found", &format!("Object Not Found : Something you're trying to use has been made inactive. Check the fields with accounts, customers, items, vendors or employees. ({entity} {id})"), "")
 }
 
@@ -88,6 +88,9 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
             "",
             "AUTHENTICATION",
         );
+    }
+    if let Some(r) = crate::documents::quickbooks_pdf(&w, t, req) {
+        return r;
     }
     if !req.wants_json() {
         return Reply::text(
@@ -181,10 +184,16 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
                 .invoice_index(&req.segs[4])
                 .filter(|&i| tenant.invoices[i].status != Status::Deleted)
             {
-                Some(i) => Reply::json(
-                    200,
-                    &json!({"Invoice": render_invoice(tenant, &tenant.invoices[i]), "time": qbo_time_ms(now)}),
-                ),
+                Some(i) => {
+                    let mut inv = render_invoice(tenant, &tenant.invoices[i]);
+                    crate::documents::quickbooks_include(
+                        tenant,
+                        &tenant.invoices[i],
+                        req,
+                        &mut inv,
+                    );
+                    Reply::json(200, &json!({"Invoice": inv, "time": qbo_time_ms(now)}))
+                }
                 None => not_found(now, "Invoice", &req.segs[4]),
             }
         }
@@ -300,8 +309,10 @@ pub fn render_invoice(t: &Tenant, inv: &Invoice) -> Value {
     o.insert("Deposit".into(), json!(0));
     o.insert("AllowIPNPayment".into(), json!(false));
     o.insert("AllowOnlinePayment".into(), json!(false));
-    o.insert("AllowOnlineACHPayment".into(), json!(false));
-    o.insert("AllowOnlineCreditCardPayment".into(), json!(false));
+    // A company with QuickBooks Payments lets its invoices be paid online by default.
+    let online = crate::documents::takes_online_payments(t);
+    o.insert("AllowOnlineACHPayment".into(), json!(online));
+    o.insert("AllowOnlineCreditCardPayment".into(), json!(online));
     Value::Object(o)
 }
 

@@ -217,6 +217,10 @@ pub struct Tenant {
     pub next_numeric_id: u64,
     pub next_number: u64,
     pub idempotency: BTreeMap<String, StoredResponse>,
+    /// Whether the company takes online payments; `None` is the seeded default (see
+    /// `documents::takes_online_payments`). Absent from older state files.
+    #[serde(default)]
+    pub online_payments: Option<bool>,
     #[serde(skip)]
     pub idx: TenantIndex,
 }

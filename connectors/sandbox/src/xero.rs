@@ -33,18 +33,18 @@ pub fn validation_error(elements: Vec<Value>, message: &str) -> Reply {
     )
 }
 
-fn single_validation(message: &str) -> Reply {
+pub(crate) fn single_validation(message: &str) -> Reply {
     validation_error(
         vec![json!({"ValidationErrors": [{"Message": message}]})],
         "A validation exception occurred",
     )
 }
 
-fn not_found() -> Reply {
+pub(crate) fn not_found() -> Reply {
     Reply::text(404, "The resource you're looking for cannot be found")
 }
 
-fn envelope(w: &mut World, key: &str, items: Value, pagination: Option<Value>) -> Value {
+pub(crate) fn envelope(w: &mut World, key: &str, items: Value, pagination: Option<Value>) -> Value {
     let mut m = Map::new();
     m.insert("Id".into(), json!(w.new_uuid()));
     m.insert("Status".into(), json!("OK"));
@@ -98,6 +98,9 @@ pub fn handle(sb: &Sandbox, req: &Req, ep: &Endpoint) -> Reply {
     let Some(t) = w.tenant_index(System::Xero, &tid).filter(|_| reach) else {
         return problem(403, "Forbidden", "AuthenticationUnsuccessful");
     };
+    if let Some(r) = crate::documents::xero(&mut w, t, req) {
+        return r;
+    }
     if !req.wants_json() {
         return Reply::text(
             406,
@@ -256,7 +259,7 @@ fn connections(w: &mut World, grant: usize, req: &Req) -> Reply {
     Reply::json(200, &Value::Array(list))
 }
 
-fn find_invoice(t: &Tenant, key: &str) -> Option<usize> {
+pub(crate) fn find_invoice(t: &Tenant, key: &str) -> Option<usize> {
     t.invoice_index(key)
         .or_else(|| t.idx.by_number.get(key).copied())
 }

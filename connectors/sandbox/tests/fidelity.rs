@@ -596,3 +596,80 @@ async fn responses_match_the_documented_shape_fixtures() {
         .expect("json");
     assert_shape(&json!([x["connection"]]), &conns, "connections", &[]);
 }
+
+#[tokio::test]
+async fn xero_online_invoice_matches_the_openapi_schema() {
+    let Some(dir) = shared() else { return };
+    let text = std::fs::read_to_string(dir.join("xero/xero_accounting.yaml")).expect("spec");
+    let root: Value = serde_yaml::from_str(&text).expect("yaml");
+    let spec = Spec { root };
+    let api = Api::new(small(60)).await;
+    let list: Value = api
+        .xero(Method::GET, "Invoices")
+        .query(&[("Statuses", "AUTHORISED")])
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let id = list["Invoices"][0]["InvoiceID"]
+        .as_str()
+        .expect("an authorised invoice")
+        .to_string();
+    let get = || async {
+        let r = api
+            .xero(Method::GET, &format!("Invoices/{id}/OnlineInvoice"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.expect("json")
+    };
+    let tenant = api.xero_tenant.clone();
+    let sb = &api.rs.sandbox;
+    sb.set_online_payments(overdued_sandbox::System::Xero, &tenant, true)
+        .expect("switch");
+    let with = get().await;
+    spec.check(&with, "OnlineInvoices");
+    let url = with["OnlineInvoices"][0]["OnlineInvoiceUrl"]
+        .as_str()
+        .expect("a url");
+    assert!(url.starts_with("https://in.xero.com/"), "{url}");
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("xero/examples/get_online_invoice_200.json"))
+            .expect("example"),
+    )
+    .expect("json");
+    spec.check(&example, "OnlineInvoices");
+    assert_shape(&example, &with, "OnlineInvoices", &[]);
+    // The organisation without online invoicing answers the same envelope, empty.
+    sb.set_online_payments(overdued_sandbox::System::Xero, &tenant, false)
+        .expect("switch");
+    let without = get().await;
+    spec.check(&without, "OnlineInvoices");
+    assert_eq!(without["OnlineInvoices"], json!([]));
+    // A draft has no online invoice: a validation error of the spec's Error shape.
+    let cid = list["Invoices"][0]["Contact"]["ContactID"]
+        .as_str()
+        .expect("contact");
+    let draft: Value = api
+        .xero(Method::PUT, "Invoices")
+        .json(&json!({"Invoices": [{"Type": "ACCREC", "Contact": {"ContactID": cid}, "Status": "DRAFT", "DueDate": "2026-02-01", "LineItems": [{"Description": "x", "UnitAmount": 1}]}]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let d = draft["Invoices"][0]["InvoiceID"]
+        .as_str()
+        .expect("draft id");
+    let r = api
+        .xero(Method::GET, &format!("Invoices/{d}/OnlineInvoice"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    spec.check(&r.json::<Value>().await.expect("json"), "Error");
+}

@@ -23,6 +23,8 @@ use crate::settings::XeroSettings;
 use crate::tenant::{looks_like_tenant_id, parse_connections, resolve_tenant, XeroTenant};
 use crate::wire::{tombstone, ContactsEnvelope, InvoicesEnvelope, Pagination, XeroInvoice};
 
+mod documents;
+
 /// The most invoices or contacts one list call returns.
 pub const PAGE_SIZE: u32 = 1000;
 /// The most ids one `IDs=` call carries (longer URLs fail).
@@ -69,6 +71,8 @@ struct Call<'a> {
     body: Option<Vec<u8>>,
     key: Option<&'a IdempotencyKey>,
     if_modified_since: Option<String>,
+    /// What the answer should be: JSON, or a rendered document such as a PDF.
+    accept: &'static str,
 }
 
 impl<'a> Call<'a> {
@@ -81,6 +85,7 @@ impl<'a> Call<'a> {
             body: None,
             key: None,
             if_modified_since: None,
+            accept: "application/json",
         }
     }
 
@@ -99,6 +104,7 @@ impl<'a> Call<'a> {
             body: Some(body.to_string().into_bytes()),
             key: Some(key),
             if_modified_since: None,
+            accept: "application/json",
         }
     }
 }
@@ -250,7 +256,7 @@ impl XeroConnector {
                         .request(call.method.clone(), &call.url)
                         .query(&call.query)
                         .header("xero-tenant-id", &tenant)
-                        .header(reqwest::header::ACCEPT, "application/json");
+                        .header(reqwest::header::ACCEPT, call.accept);
                     if let Some(k) = call.key {
                         b = b.header("Idempotency-Key", k.as_str());
                     }
@@ -822,13 +828,28 @@ impl Connector for XeroConnector {
         if !req.amount.is_positive() {
             return Err(ConnectorError::Permanent(format!(
                 "late fee on {} must be positive, got {}",
-                req.invoice_number, req.amount
+                req.invoice_number,
+                req.amount.display_human()
             )));
         }
         match req.posting {
             FeePosting::SeparateInvoice => self.fee_as_separate_invoice(req, key).await,
             FeePosting::LineOnOriginal => self.fee_as_line(req, key).await,
         }
+    }
+
+    async fn online_payment_link(
+        &self,
+        invoice_id: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        Ok(self
+            .online_invoice_url(invoice_id)
+            .await?
+            .filter(|u| !u.trim().is_empty()))
+    }
+
+    async fn invoice_pdf(&self, invoice_id: &str) -> Result<Vec<u8>, ConnectorError> {
+        self.read_invoice_pdf(invoice_id).await
     }
 
     async fn add_note(

@@ -11,7 +11,9 @@
 //!   `X-*-Remaining` headers are read as well, and when the day runs low sync reads yield
 //!   (`RateLimited`) while actions still go.
 //! - `pay_url` stays empty in snapshots: Xero's online-invoice link is one extra call per
-//!   invoice; [`XeroConnector::online_invoice_url`] fetches it when needed.
+//!   invoice; [`XeroConnector::online_invoice_url`] (behind
+//!   `Connector::online_payment_link`) fetches it when needed, and `Connector::invoice_pdf`
+//!   reads `GET /Invoices/{id}` with `Accept: application/pdf`.
 //!
 //! Everything Xero decides lives here, in files named as in `overdued-quickbooks`:
 //! `limits.rs`, `oauth.rs`, `webhook.rs`, `config.rs` (its config table's rules),
