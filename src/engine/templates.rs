@@ -2,8 +2,10 @@
 //!
 //! Placeholders are written `{name}`; `{{` and `}}` stand for literal braces. A name the
 //! renderer does not know is an error naming it, so a typo in a template is caught by
-//! `validate()` rather than mailed to a customer. A later issue replaces the renderer with
-//! minijinja; [`render_message`] is the one function that will change.
+//! `validate()` rather than mailed to a customer. These are the step texts the planner
+//! renders into each action; the SMTP channel renders its own minijinja templates
+//! (`src/channels/templates.rs`) from the same [`MessageContext`], so two syntaxes exist
+//! until they are unified.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,212 @@
+//! The reminder track: the policy's remind/note/escalate steps, repeats of the last
+//! reminder, and a pending "promise broken" message. Only the latest occurrence now due
+//! is considered.
+
+use overdued_connector::ActionKind;
+
+use super::promise::Broken;
+use super::{day_text, Ctx, Occurrence, SkipCode, Skipped};
+use crate::engine::policy::{Channel, CompiledPolicy, StepAction};
+
+pub(super) struct Reminders {
+    /// The whole track, for "what happens next".
+    pub track: Vec<Occurrence>,
+    /// The occurrences to act on today.
+    pub picked: Vec<Occurrence>,
+    pub notes: Vec<Skipped>,
+}
+
+pub(super) fn pick(
+    cx: &Ctx<'_>,
+    policy: &CompiledPolicy,
+    promise_broken: Option<&Broken>,
+) -> Reminders {
+    let inv = cx.inv;
+    let d = cx.d;
+    let horizon = cx.horizon;
+    // A late-fee invoice is owed and gets the reminders, but neither a heads-up before it
+    // is due nor an escalation of its own: referring a small fee to collection apart from
+    // the invoice it belongs to would embarrass the owner.
+    let mut track = reminder_track(policy, d);
+    if inv.is_fee_invoice {
+        track
+            .retain(|o| o.day >= 0 && !matches!(o.action, StepAction::Escalate | StepAction::Note));
+    }
+    let broken_sent_day = cx
+        .hist
+        .actions
+        .iter()
+        .filter(|r| r.kind == ActionKind::Remind && r.step_id.starts_with("promise/"))
+        .map(|r| (cx.local(r.at) - inv.due_date).num_days())
+        .max();
+    if let Some((id, day)) = promise_broken {
+        track.push(Occurrence {
+            day: *day,
+            step_id: id.clone(),
+            action: StepAction::Remind,
+            template: Some("promise_broken".into()),
+            // By the way the policy reaches the customer.
+            channel: policy
+                .steps
+                .iter()
+                .rev()
+                .find(|s| s.action == StepAction::Remind && s.channel.to_customer())
+                .map_or(Channel::Email, |s| s.channel),
+            label: format!("promise broken ({})", id.trim_start_matches("promise/")),
+        });
+        track.sort_by_key(|o| o.day);
+    }
+
+    let mut picked: Vec<Occurrence> = Vec::new();
+    let mut notes: Vec<Skipped> = Vec::new();
+    let latest_day = track.iter().filter(|o| o.day <= d).map(|o| o.day).max();
+    // Only while it can still be sent: a promise-broken message past the catch-up
+    // horizon is dropped and the ordinary sequence takes over again.
+    let broken_pending = promise_broken.filter(|(id, day)| {
+        !cx.is_done(ActionKind::Remind, id) && *day <= d && d - *day <= horizon
+    });
+    if let Some(day) = latest_day {
+        let group: Vec<&Occurrence> = track.iter().filter(|o| o.day == day).collect();
+        let escalating = group.iter().any(|o| o.action == StepAction::Escalate);
+        let undone: Vec<&Occurrence> = group
+            .iter()
+            .copied()
+            .filter(|o| {
+                expand(o)
+                    .iter()
+                    .any(|(k, _, _)| !cx.is_done(*k, &o.step_id))
+            })
+            .collect();
+        let late = d - day;
+        if undone.is_empty() {
+            let when = group
+                .iter()
+                .flat_map(|o| {
+                    expand(o)
+                        .into_iter()
+                        .filter_map(|(k, _, _)| cx.done.get(&cx.key(k, &o.step_id)))
+                })
+                .map(|r| cx.local(r.at))
+                .max();
+            notes.push(cx.skip(
+                Some(group[0].step_id.clone()),
+                SkipCode::AlreadyDone,
+                format!(
+                    "{} already done{}",
+                    group[0].label,
+                    when.map(|w| format!(" on {w}")).unwrap_or_default()
+                ),
+            ));
+        } else if late > horizon && !escalating {
+            for o in &undone {
+                notes.push(cx.skip(
+                    Some(o.step_id.clone()),
+                    SkipCode::BeyondHorizon,
+                    format!(
+                        "{} was due on {}, {late} days ago, beyond the catch-up horizon of {horizon} days",
+                        o.label,
+                        day_text(inv.due_date, day)
+                    ),
+                ));
+            }
+        } else {
+            for o in undone {
+                // A pending "promise broken" message speaks for the reminders missed
+                // during the promise; once sent, it supersedes them.
+                let is_broken_msg = o.step_id.starts_with("promise/");
+                let superseded = o.action == StepAction::Remind
+                    && !is_broken_msg
+                    && (broken_pending.is_some() || broken_sent_day.is_some_and(|b| b >= o.day));
+                if superseded && !escalating {
+                    notes.push(cx.skip(
+                        Some(o.step_id.clone()),
+                        SkipCode::AlreadyDone,
+                        format!("{} superseded by the promise-broken message", o.label),
+                    ));
+                } else {
+                    picked.push(o.clone());
+                }
+            }
+        }
+    }
+    // A promise-broken message due on a day with no other occurrence is its own group;
+    // when a later step is the latest group, still send it unless that group escalates.
+    if let Some((id, day)) = broken_pending {
+        let escalating = picked.iter().any(|o| o.action == StepAction::Escalate);
+        if !escalating && !picked.iter().any(|o| &o.step_id == id) && *day <= d {
+            picked.retain(|o| o.action != StepAction::Remind);
+            if let Some(o) = track.iter().find(|o| &o.step_id == id) {
+                picked.push(o.clone());
+            }
+        }
+    }
+    Reminders {
+        track,
+        picked,
+        notes,
+    }
+}
+
+/// The planned actions one occurrence stands for: escalation also writes a ledger note.
+pub(super) fn expand(o: &Occurrence) -> Vec<(ActionKind, Channel, Option<String>)> {
+    match o.action {
+        StepAction::Escalate => vec![
+            (
+                ActionKind::Note,
+                Channel::Ledger,
+                Some("escalation_note".into()),
+            ),
+            (ActionKind::Escalate, o.channel, None),
+        ],
+        a => vec![(a.kind(), o.channel, None)],
+    }
+}
+
+/// The reminder track: every non-fee step, then repeats of the last reminder up to the
+/// limit, before escalation, and far enough past `today_day` to say what comes next.
+fn reminder_track(policy: &CompiledPolicy, today_day: i64) -> Vec<Occurrence> {
+    let mut out: Vec<Occurrence> = policy
+        .steps
+        .iter()
+        .filter(|s| s.action != StepAction::LateFee)
+        .map(|s| Occurrence {
+            day: s.day,
+            step_id: s.id.clone(),
+            action: s.action,
+            template: s.template.clone(),
+            channel: s.channel,
+            label: format!("step {}", s.id),
+        })
+        .collect();
+    if let (Some(r), Some(last)) = (
+        &policy.repeat,
+        policy
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.action == StepAction::Remind),
+    ) {
+        let every = i64::from(r.every_days.max(1));
+        let mut n: u32 = 1;
+        loop {
+            let day = last.day + i64::from(n) * every;
+            if r.max.is_some_and(|m| n > m)
+                || policy.escalation_day.is_some_and(|e| day >= e)
+                || day > today_day.max(last.day) + every
+            {
+                break;
+            }
+            out.push(Occurrence {
+                day,
+                step_id: format!("{}/r{n}", last.id),
+                action: StepAction::Remind,
+                template: last.template.clone(),
+                channel: last.channel,
+                label: format!("repeat {n} of step {}", last.id),
+            });
+            n += 1;
+        }
+    }
+    out.sort_by_key(|o| o.day);
+    out
+}
