@@ -11,6 +11,7 @@
 //! minimum_amount_due = "5.00"
 //! exclude_markers = ["#nochase"]
 //! max_reminders_per_customer_per_day = 1
+//! notice_days = 7
 //!
 //! [[policies.default.steps]]
 //! offset = "-3d"
@@ -341,6 +342,10 @@ pub struct Policy {
     /// 0 means no limit. When several invoices of a customer are due a reminder the
     /// same day, the most overdue go first.
     pub max_reminders_per_customer_per_day: u32,
+    /// The least time between a reminder reaching the customer and a late fee,
+    /// stop-work notice, final notice or escalation; and between the final notice that
+    /// announces escalation and the escalation.
+    pub notice_days: u32,
     pub late_fee: Option<LateFeeConfig>,
     pub send_window: SendWindowConfig,
     /// Templates by id, overriding or adding to the built-in ones.
@@ -381,6 +386,7 @@ impl Policy {
             exclude_markers: vec![DEFAULT_EXCLUDE_MARKER.into()],
             overrides: Vec::new(),
             max_reminders_per_customer_per_day: 1,
+            notice_days: DEFAULT_NOTICE_DAYS,
             late_fee: None,
             send_window: SendWindowConfig::default(),
             templates: BTreeMap::new(),
@@ -559,6 +565,15 @@ impl Policy {
             (None, true) => None,
         };
 
+        for (field, m) in notice_problems(&steps, i64::from(self.notice_days)) {
+            let i = self
+                .steps
+                .iter()
+                .position(|s| parse_offset(&s.offset).ok() == Some(field.0) && s.action == field.1)
+                .unwrap_or(0);
+            errs.push(format!("{p}.steps[{i}]"), m);
+        }
+
         if let Some(r) = &self.repeat {
             if r.every_days == 0 {
                 errs.push(format!("{p}.repeat.every_days"), "must be at least 1");
@@ -633,6 +648,7 @@ impl Policy {
                 .collect(),
             overrides: self.overrides.clone(),
             max_reminders_per_customer_per_day: self.max_reminders_per_customer_per_day,
+            notice_days: i64::from(self.notice_days),
             late_fee,
             window: window.unwrap_or_else(SendWindow::always),
             templates,
@@ -640,6 +656,97 @@ impl Policy {
         };
         errs.finish(compiled)
     }
+}
+
+/// The built-in `notice_days`.
+pub const DEFAULT_NOTICE_DAYS: u32 = 7;
+
+/// Reminder templates that announce consequences, so they need a reminder before them.
+pub const NOTICE_TEMPLATES: &[&str] = &["stop_work", "final_notice"];
+
+impl CompiledStep {
+    /// A reminder by which the customer hears from us.
+    pub fn reaches_customer(&self) -> bool {
+        self.action == StepAction::Remind && self.channel.to_customer()
+    }
+
+    /// A step that must follow a reminder by `notice_days`: a late fee, an escalation,
+    /// or a stop-work or final notice.
+    pub fn needs_notice(&self) -> bool {
+        match self.action {
+            StepAction::LateFee | StepAction::Escalate => true,
+            StepAction::Remind => self
+                .template
+                .as_deref()
+                .is_some_and(|t| NOTICE_TEMPLATES.contains(&t)),
+            StepAction::Note => false,
+        }
+    }
+}
+
+/// The steps (by day and action) that the planner could never take on time because no
+/// reminder comes `notice_days` before them, each with a sentence naming it. `steps` are
+/// sorted by day.
+fn notice_problems(steps: &[CompiledStep], notice: i64) -> Vec<((i64, StepAction), String)> {
+    let mut out = Vec::new();
+    let name = |s: &CompiledStep| {
+        format!(
+            "step {} ({}{})",
+            s.id,
+            s.action.kind().as_str(),
+            s.template
+                .as_deref()
+                .map(|t| format!(", template {t}"))
+                .unwrap_or_default()
+        )
+    };
+    for s in steps.iter().filter(|s| s.needs_notice()) {
+        let warned = steps
+            .iter()
+            .filter(|r| r.reaches_customer() && !std::ptr::eq(*r, s) && r.day <= s.day - notice)
+            .map(|r| r.day)
+            .min();
+        if warned.is_none() {
+            let first = steps
+                .iter()
+                .filter(|r| r.reaches_customer() && !std::ptr::eq(*r, s))
+                .map(|r| format_offset(r.day))
+                .next();
+            out.push((
+                (s.day, s.action),
+                format!(
+                    "{} needs a reminder to the customer at least notice_days = {notice} days before it; {}",
+                    name(s),
+                    match first {
+                        Some(f) => format!("the first reminder is at {f}"),
+                        None => "no step reminds the customer".into(),
+                    }
+                ),
+            ));
+            continue;
+        }
+        if s.action == StepAction::Escalate {
+            // The last reminder before escalation says it is coming: it is the final notice.
+            let announce = steps
+                .iter()
+                .filter(|r| r.reaches_customer() && r.day < s.day)
+                .last();
+            if announce.is_none_or(|a| a.day > s.day - notice) {
+                out.push((
+                    (s.day, s.action),
+                    format!(
+                        "{} needs the final notice that announces it at least notice_days = {notice} days before it; {}",
+                        name(s),
+                        match announce {
+                            Some(a) => format!("the last reminder before it is {} at {}", a.id, format_offset(a.day)),
+                            None => "no reminder comes before it".into(),
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// A step with its offset parsed.
@@ -664,6 +771,7 @@ pub struct CompiledPolicy {
     pub exclude_markers: Vec<String>,
     pub overrides: Vec<CustomerOverride>,
     pub max_reminders_per_customer_per_day: u32,
+    pub notice_days: i64,
     pub late_fee: Option<LateFee>,
     pub window: SendWindow,
     pub templates: BTreeMap<String, MessageTemplate>,

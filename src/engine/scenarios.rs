@@ -156,6 +156,38 @@ impl Sim {
             .collect()
     }
 
+    /// Journals the reminders `invoice` was sent on time on these days after its due
+    /// date, as if overdued had chased it all along (steps named by their offset).
+    fn reminded_on(&mut self, invoice: &str, days: &[i64]) {
+        let tz = self.tz;
+        let case = self.case(invoice);
+        for day in days {
+            let step_id = crate::engine::dates::format_offset(*day);
+            let local = (case.invoice.due_date + Duration::days(*day))
+                .and_hms_opt(10, 0, 0)
+                .unwrap();
+            case.history
+                .actions
+                .push(crate::engine::plan::ActionRecord {
+                    kind: ActionKind::Remind,
+                    key: overdued_connector::IdempotencyKey::derive(
+                        case.invoice.connection.as_str(),
+                        &case.invoice.remote_id,
+                        ActionKind::Remind,
+                        &step_id,
+                    ),
+                    step_id,
+                    at: tz
+                        .from_local_datetime(&local)
+                        .earliest()
+                        .unwrap()
+                        .with_timezone(&Utc),
+                    fee: None,
+                    period: None,
+                });
+        }
+    }
+
     fn reminder_days(&self, invoice: &str) -> Vec<i64> {
         self.done(invoice)
             .into_iter()
@@ -249,7 +281,7 @@ fn default_sequence_over_four_months() {
 #[test]
 fn running_five_times_a_day_equals_running_once() {
     let tz = chrono_tz::Europe::London;
-    let policies = "[policies.default.repeat]\nevery_days = 3\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = 12\nevery_days = 7\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"+10d\"\naction = \"late_fee\"\n[[policies.default.steps]]\noffset = \"+40d\"\naction = \"escalate\"\n";
+    let policies = "[policies.default.repeat]\nevery_days = 3\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = 12\nevery_days = 7\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"+10d\"\naction = \"late_fee\"\n[[policies.default.steps]]\noffset = \"+40d\"\naction = \"escalate\"\n";
     let mut once = Sim::new(book(policies), tz)
         .with_invoice("1", "c1", 1000)
         .with_invoice("2", "c1", 500)
@@ -370,7 +402,7 @@ fn fixed_recurring_fee_respects_the_cap_and_is_announced() {
 #[test]
 fn interest_is_recomputed_after_a_partial_payment() {
     let policies = format!(
-        "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = \"10\"\nevery_days = 30\n"
+        "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = \"10\"\nevery_days = 30\n"
     );
     let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
     sim.run_days(-10..=44, 10);
@@ -749,6 +781,8 @@ fn the_plan_explains_itself_as_json() {
         .with_invoice("1", "c1", 1000)
         .with_invoice("2", "c2", 1000);
     sim.case("2").invoice.due_date = due() + Duration::days(40);
+    // Chased on time so far: the fee was disclosed and notice given (issue #13).
+    sim.reminded_on("1", &[-3, 0, 7, 14]);
     let p = sim.plan_at(sim.at(30, 10, 0));
     let fee = p
         .actions
@@ -798,7 +832,7 @@ proptest! {
         model in prop_oneof![Just("model = \"fixed\"\namount = 10"), Just("model = \"interest\"\npercent = 20")],
     ) {
         let policies = format!(
-            "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+20d\"\naction = \"late_fee\"\n[policies.default.late_fee]\n{model}\nevery_days = 7\ncap_amount = 100\n"
+            "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"+20d\"\naction = \"late_fee\"\n[policies.default.late_fee]\n{model}\nevery_days = 7\ncap_amount = 100\n"
         );
         let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
         for (i, minutes) in runs.iter().enumerate() {
@@ -861,6 +895,13 @@ fn the_plan_does_not_depend_on_the_order_of_its_inputs() {
     {
         sim = sim.with_invoice(&i.to_string(), customer, 100 + i as i64);
         sim.case(&i.to_string()).invoice.due_date = due() - Duration::days(*days);
+        // Chased on time up to the step now due, so fees and notices are not held back
+        // (issue #13).
+        let sent: Vec<i64> = [-3, 0, 7, 14, 30, 60]
+            .into_iter()
+            .filter(|d| *d <= days - 7)
+            .collect();
+        sim.reminded_on(&i.to_string(), &sent);
     }
     let forward = sim.plan_at(sim.at(0, 10, 0));
     sim.cases.reverse();

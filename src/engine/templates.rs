@@ -76,6 +76,16 @@ pub struct MessageContext {
     pub pay_line: String,
     /// The promised payment date, or empty.
     pub promise_date: String,
+    /// How many reminders about this invoice the customer was sent before this one.
+    #[serde(default)]
+    pub earlier_reminders: String,
+    /// The date of the first of them, or empty when there was none.
+    #[serde(default)]
+    pub first_reminder_date: String,
+    /// The late-fee terms to state before any fee is charged, or empty when no fee is
+    /// ahead: a fee is only charged once a message has disclosed it.
+    #[serde(default)]
+    pub fee_terms: String,
 }
 
 impl MessageContext {
@@ -95,6 +105,9 @@ impl MessageContext {
             "pay_link" => &self.pay_link,
             "pay_line" => &self.pay_line,
             "promise_date" => &self.promise_date,
+            "earlier_reminders" => &self.earlier_reminders,
+            "first_reminder_date" => &self.first_reminder_date,
+            "fee_terms" => &self.fee_terms,
             _ => return None,
         })
     }
@@ -116,6 +129,9 @@ impl MessageContext {
             pay_link: "https://pay.example/1037".into(),
             pay_line: "You can pay online at https://pay.example/1037.".into(),
             promise_date: "20 November 2026".into(),
+            earlier_reminders: "2".into(),
+            first_reminder_date: "31 October 2026".into(),
+            fee_terms: "If the invoice is still unpaid on 30 November 2026, a late payment fee of USD 25.00 will be added, as set out in our payment terms.".into(),
         }
     }
 }
@@ -193,6 +209,7 @@ pub fn tidy(body: &str) -> String {
 pub const BUILT_IN_IDS: &[&str] = &[
     "heads_up",
     "due_today",
+    "catch_up",
     "follow_up",
     "firm",
     "stop_work",
@@ -218,6 +235,8 @@ Thank you for your business. This is a friendly note that invoice {invoice_numbe
 
 If you have already arranged payment, thank you, and please ignore this message. If anything on the invoice looks wrong, just reply and we will put it right.
 
+{fee_terms}
+
 Kind regards",
         ),
         "due_today" => (
@@ -229,6 +248,26 @@ A quick reminder that invoice {invoice_number} for {amount_due} is due today, {d
 {pay_line}
 
 Thank you for paying promptly; it helps us keep serving you well. If you have any question about the invoice, simply reply to this message.
+
+{fee_terms}
+
+Kind regards",
+        ),
+        // The first message to an invoice overdued found already past due: courteous
+        // whatever its age, since the customer has not heard from us about it.
+        "catch_up" => (
+            "Invoice {invoice_number}: our records show it as unpaid",
+            "Dear {customer_name},
+
+Our records show invoice {invoice_number} for {amount_due} as unpaid; it was due on {due_date}. If you have already paid, thank you, and please ignore this message or let us know so we can match the payment.
+
+{pay_line}
+
+If anything on the invoice looks wrong, just reply and we will put it right.
+
+{fee_terms}
+
+{next_step}
 
 Kind regards",
         ),
@@ -244,6 +283,8 @@ If you have already paid, thank you, and please let us know so we can match the 
 
 {next_step}
 
+{fee_terms}
+
 Kind regards",
         ),
         "firm" => (
@@ -257,6 +298,8 @@ Invoice {invoice_number} for {amount_due} was due on {due_date} and is now {days
 If you cannot pay the full amount at once, reply with a date you can pay by, or propose instalments, and we will agree a plan with you.
 
 {next_step}
+
+{fee_terms}
 
 Kind regards",
         ),

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use overdued_connector::{ActionKind, Money};
 
+use super::conduct::Contact;
 use super::{day_text, Ctx, InvoiceHistory, SkipCode, Skipped};
 use crate::engine::fees::{quote_fee, ChargedFee, FeeInput, FeeQuote};
 use crate::engine::policy::{CompiledPolicy, StepAction};
@@ -16,6 +17,7 @@ pub(super) type FeeCandidate = (String, FeeQuote, i64);
 pub(super) fn candidate(
     cx: &Ctx<'_>,
     policy: &CompiledPolicy,
+    contact: &Contact,
     no_reminder_today: bool,
     notes: &mut Vec<Skipped>,
 ) -> Option<FeeCandidate> {
@@ -27,7 +29,9 @@ pub(super) fn candidate(
         .steps
         .iter()
         .find(|s| s.action == StepAction::LateFee)?;
-    let (period, start) = fee.period_on(d, step.day)?;
+    // The fee's periods run from its step as paced from the last message sent.
+    let step_day = contact.paced(step.day);
+    let (period, start) = fee.period_on(d, step_day)?;
     let id = format!("{}/p{period}", step.id);
     if policy.escalation_day.is_some_and(|e| start >= e) {
         // Fees stop with escalation; the escalation step handles the invoice.
@@ -44,6 +48,24 @@ pub(super) fn candidate(
                 ),
             ));
         }
+        return None;
+    }
+    // A fee only once the customer was told of it, in time: every reminder before the
+    // fee states its terms, so a reminder `notice_days` back is that disclosure.
+    if contact.warned(cx.today, policy.notice_days).is_none() {
+        notes.push(cx.skip(
+            Some(id),
+            SkipCode::AwaitingNotice,
+            format!(
+                "late fee period {period} held: it needs a reminder stating the fee at least {} days before (notice_days){}; it comes later",
+                policy.notice_days,
+                contact
+                    .sent
+                    .last()
+                    .map(|l| format!(", and the last went out on {l}"))
+                    .unwrap_or_else(|| ", and none has gone out".into())
+            ),
+        ));
         return None;
     }
     if d - start > horizon {

@@ -3,6 +3,7 @@
 
 use overdued_connector::{ActionKind, InvoiceSnapshot};
 
+use super::conduct::{self, Contact};
 use super::fees::{latest_fee, FeeCandidate};
 use super::reminders::expand;
 use super::{day_text, Candidate, Ctx, Occurrence, PlanError, PlannedAction};
@@ -13,13 +14,15 @@ use crate::engine::templates::{render_message, MessageContext, RenderedMessage};
 pub(super) fn candidates(
     cx: &Ctx<'_>,
     policy: &CompiledPolicy,
+    contact: &Contact,
     track: &[Occurrence],
     picked: &[Occurrence],
     fee_candidate: Option<FeeCandidate>,
 ) -> Result<Vec<Candidate>, PlanError> {
     let inv = cx.inv;
     let d = cx.d;
-    let ctx = context(cx, policy, track, fee_candidate.as_ref());
+    let ctx = context(cx, policy, contact, track, fee_candidate.as_ref());
+    let reminded_before = contact.sent.iter().any(|s| *s < cx.today);
     let render = |template: &str| -> Result<RenderedMessage, PlanError> {
         let t = policy
             .template(template)
@@ -97,7 +100,13 @@ pub(super) fn candidates(
             if cx.is_done(kind, &o.step_id) {
                 continue;
             }
-            let template = template.or(o.template.clone());
+            let template = template.or(o.template.clone()).map(|t| {
+                if kind == ActionKind::Remind && channel.to_customer() {
+                    conduct::template_for(&t, d, reminded_before).to_string()
+                } else {
+                    t
+                }
+            });
             let mut a = base(
                 kind,
                 &o.step_id,
@@ -133,6 +142,7 @@ pub(super) fn candidates(
 fn context(
     cx: &Ctx<'_>,
     policy: &CompiledPolicy,
+    contact: &Contact,
     track: &[Occurrence],
     fee_candidate: Option<&FeeCandidate>,
 ) -> MessageContext {
@@ -164,7 +174,11 @@ fn context(
             "Payment details are shown on the invoice.".to_string(),
         ),
     };
+    let earlier: Vec<_> = contact.sent.iter().filter(|s| **s < cx.today).collect();
     MessageContext {
+        earlier_reminders: earlier.len().to_string(),
+        first_reminder_date: earlier.first().map(|f| long_date(**f)).unwrap_or_default(),
+        fee_terms: fee_terms(policy, inv, hist),
         customer_name: inv.customer.name.clone(),
         customer_email: inv
             .customer
@@ -188,6 +202,36 @@ fn context(
             .map(|p| long_date(p.until))
             .unwrap_or_default(),
     }
+}
+
+/// The policy's fee terms, stated in every reminder until a fee is charged, so that no
+/// fee comes undisclosed.
+fn fee_terms(
+    policy: &CompiledPolicy,
+    inv: &InvoiceSnapshot,
+    hist: &super::InvoiceHistory,
+) -> String {
+    let Some(fee) = &policy.late_fee else {
+        return String::new();
+    };
+    let Some(step) = policy
+        .steps
+        .iter()
+        .find(|s| s.action == StepAction::LateFee)
+    else {
+        return String::new();
+    };
+    if inv.is_fee_invoice
+        || fee.min_invoice_amount.is_some_and(|m| inv.total < m)
+        || latest_fee(hist).is_some()
+    {
+        return String::new();
+    }
+    format!(
+        "Under our payment terms, {} is added to invoices unpaid {} days after their due date.",
+        fee.describe(inv.currency, inv.due_date),
+        step.day.max(0)
+    )
 }
 
 /// "What happens next", for the customer: the next reminder, fee or escalation after today.

@@ -34,6 +34,7 @@ use crate::engine::policy::{Channel, EngineSettings, PolicyBook, StepAction};
 use crate::engine::templates::{MessageContext, RenderedMessage, TemplateError};
 use crate::engine::window::WindowState;
 
+mod conduct;
 mod fees;
 mod gates;
 mod messages;
@@ -108,6 +109,9 @@ pub struct InvoiceHistory {
     /// Set when the invoice was marked for collection (by the engine or by hand).
     #[serde(default)]
     pub escalated: bool,
+    /// When overdued first saw the invoice; first seen past due, it is adopted.
+    #[serde(default)]
+    pub first_seen_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +182,9 @@ pub enum SkipCode {
     NoFee,
     OutsideWindow,
     CustomerLimit,
+    /// Held back until the customer has been told in time (`notice_days`), or until the
+    /// first contact's catch-up has gone out; it comes later.
+    AwaitingNotice,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -501,8 +508,21 @@ fn evaluate(
     };
     let reminders = reminders::pick(&cx, policy, promise_broken.as_ref());
     let mut skipped = reminders.notes;
-    let fee = fees::candidate(&cx, policy, reminders.picked.is_empty(), &mut skipped);
-    let candidates = messages::candidates(&cx, policy, &reminders.track, &reminders.picked, fee)?;
+    let fee = fees::candidate(
+        &cx,
+        policy,
+        &reminders.contact,
+        reminders.picked.is_empty(),
+        &mut skipped,
+    );
+    let candidates = messages::candidates(
+        &cx,
+        policy,
+        &reminders.contact,
+        &reminders.track,
+        &reminders.picked,
+        fee,
+    )?;
 
     if candidates.is_empty() && skipped.is_empty() {
         let first = reminders.track.iter().map(|o| o.day).min();

@@ -4,6 +4,7 @@
 
 use overdued_connector::ActionKind;
 
+use super::conduct::{self, Contact, CATCH_UP};
 use super::promise::Broken;
 use super::{day_text, Ctx, Occurrence, SkipCode, Skipped};
 use crate::engine::policy::{Channel, CompiledPolicy, StepAction};
@@ -14,6 +15,7 @@ pub(super) struct Reminders {
     /// The occurrences to act on today.
     pub picked: Vec<Occurrence>,
     pub notes: Vec<Skipped>,
+    pub contact: Contact,
 }
 
 pub(super) fn pick(
@@ -32,6 +34,17 @@ pub(super) fn pick(
         track
             .retain(|o| o.day >= 0 && !matches!(o.action, StepAction::Escalate | StepAction::Note));
     }
+    // The ladder runs from the last message actually sent: each later step keeps its gap.
+    let contact = Contact::read(cx, &track);
+    for o in &mut track {
+        o.day = contact.paced(o.day);
+    }
+    let customer_channel = policy
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.action == StepAction::Remind && s.channel.to_customer())
+        .map_or(Channel::Email, |s| s.channel);
     let broken_sent_day = cx
         .hist
         .actions
@@ -46,12 +59,7 @@ pub(super) fn pick(
             action: StepAction::Remind,
             template: Some("promise_broken".into()),
             // By the way the policy reaches the customer.
-            channel: policy
-                .steps
-                .iter()
-                .rev()
-                .find(|s| s.action == StepAction::Remind && s.channel.to_customer())
-                .map_or(Channel::Email, |s| s.channel),
+            channel: customer_channel,
             label: format!("promise broken ({})", id.trim_start_matches("promise/")),
         });
         track.sort_by_key(|o| o.day);
@@ -65,6 +73,46 @@ pub(super) fn pick(
     let broken_pending = promise_broken.filter(|(id, day)| {
         !cx.is_done(ActionKind::Remind, id) && *day <= d && d - *day <= horizon
     });
+    // An invoice the customer has not heard about from us gets a courteous catch-up
+    // first, whatever its age and whatever step is due: adopted invoices always, others
+    // when the due step is one with consequences.
+    if let Some(day) = latest_day.filter(|_| contact.sent.is_empty() && d > 0) {
+        let group: Vec<&Occurrence> = track.iter().filter(|o| o.day == day).collect();
+        let plain = group.iter().any(|o| {
+            o.action == StepAction::Remind && o.channel.to_customer() && !conduct::needs_notice(o)
+        });
+        if contact.adopted || !plain {
+            let why = if contact.adopted {
+                "adopted: overdued first saw it already past due"
+            } else {
+                "the customer has had no reminder about it"
+            };
+            for o in &group {
+                notes.push(cx.skip(
+                    Some(o.step_id.clone()),
+                    SkipCode::AwaitingNotice,
+                    format!("{} held: {why}, so the first message is a courteous catch-up; the ladder runs on from it", o.label),
+                ));
+            }
+            picked.push(Occurrence {
+                day: d,
+                step_id: CATCH_UP.into(),
+                action: StepAction::Remind,
+                template: Some(CATCH_UP.into()),
+                channel: customer_channel,
+                label: format!("catch-up reminder ({why})"),
+            });
+            return Reminders {
+                track,
+                picked,
+                notes,
+                contact,
+            };
+        }
+    }
+    let covered = |o: &Occurrence| {
+        !o.step_id.starts_with("promise/") && contact.caught_up_to.is_some_and(|c| o.day <= c)
+    };
     if let Some(day) = latest_day {
         let group: Vec<&Occurrence> = track.iter().filter(|o| o.day == day).collect();
         let escalating = group.iter().any(|o| o.action == StepAction::Escalate);
@@ -72,9 +120,10 @@ pub(super) fn pick(
             .iter()
             .copied()
             .filter(|o| {
-                expand(o)
-                    .iter()
-                    .any(|(k, _, _)| !cx.is_done(*k, &o.step_id))
+                !covered(o)
+                    && expand(o)
+                        .iter()
+                        .any(|(k, _, _)| !cx.is_done(*k, &o.step_id))
             })
             .collect();
         let late = d - day;
@@ -91,11 +140,16 @@ pub(super) fn pick(
             notes.push(cx.skip(
                 Some(group[0].step_id.clone()),
                 SkipCode::AlreadyDone,
-                format!(
-                    "{} already done{}",
-                    group[0].label,
-                    when.map(|w| format!(" on {w}")).unwrap_or_default()
-                ),
+                match when {
+                    None if covered(group[0]) => {
+                        format!("{} covered by the catch-up reminder", group[0].label)
+                    }
+                    _ => format!(
+                        "{} already done{}",
+                        group[0].label,
+                        when.map(|w| format!(" on {w}")).unwrap_or_default()
+                    ),
+                },
             ));
         } else if late > horizon && !escalating {
             for o in &undone {
@@ -140,10 +194,78 @@ pub(super) fn pick(
             }
         }
     }
+    hold_for_notice(cx, policy, &contact, &track, &mut picked, &mut notes);
     Reminders {
         track,
         picked,
         notes,
+        contact,
+    }
+}
+
+/// Holds back what has consequences until the customer was warned `notice_days` before;
+/// an escalation waits for the final notice that announces it, which is sent first when
+/// it never went out.
+fn hold_for_notice(
+    cx: &Ctx<'_>,
+    policy: &CompiledPolicy,
+    contact: &Contact,
+    track: &[Occurrence],
+    picked: &mut Vec<Occurrence>,
+    notes: &mut Vec<Skipped>,
+) {
+    let notice = policy.notice_days;
+    let today = cx.today;
+    let mut announce: Option<Occurrence> = None;
+    let mut held = Vec::new();
+    picked.retain(|o| {
+        if !conduct::needs_notice(o) {
+            return true;
+        }
+        let Some(first) = contact.warned(today, notice) else {
+            let last = contact
+                .sent
+                .last()
+                .map(|l| format!("the last reminder went out on {l}"))
+                .unwrap_or_else(|| "no reminder has gone out".into());
+            held.push(cx.skip(
+                Some(o.step_id.clone()),
+                SkipCode::AwaitingNotice,
+                format!("{} held: it needs a reminder at least {notice} days before (notice_days) and {last}; it comes later", o.label),
+            ));
+            return false;
+        };
+        if o.action != StepAction::Escalate || contact.announced(policy, today, notice).is_some() {
+            let _ = first;
+            return true;
+        }
+        // The final notice: the last reminder to the customer before the escalation.
+        let fin = track
+            .iter()
+            .filter(|f| f.action == StepAction::Remind && f.channel.to_customer() && f.day < o.day)
+            .filter(|f| !f.step_id.starts_with("promise/"))
+            .last();
+        let sent = fin.is_some_and(|f| cx.is_done(ActionKind::Remind, &f.step_id));
+        if let (Some(f), false) = (fin, sent) {
+            announce = Some(f.clone());
+        }
+        held.push(cx.skip(
+            Some(o.step_id.clone()),
+            SkipCode::AwaitingNotice,
+            format!(
+                "{} held: escalation comes at least {notice} days (notice_days) after the final notice announcing it, {}",
+                o.label,
+                if sent { "which went out too recently" } else { "which is sent first" }
+            ),
+        ));
+        false
+    });
+    notes.extend(held);
+    if let Some(f) = announce {
+        if !picked.iter().any(|p| p.step_id == f.step_id) {
+            picked.retain(|p| p.action != StepAction::Remind);
+            picked.push(f);
+        }
     }
 }
 

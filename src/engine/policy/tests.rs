@@ -194,7 +194,8 @@ fn fee_table_and_step_go_together() {
         paths(PolicyBook::compile(&doc.policies).unwrap_err()),
         ["policies.x.late_fee"]
     );
-    let doc = parse("[policies.x.late_fee]\nmodel = \"fixed\"\n[[policies.x.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n");
+    // With a reminder before it: a fee without notice is an error of its own (issue #13).
+    let doc = parse("[policies.x.late_fee]\nmodel = \"fixed\"\n[[policies.x.steps]]\noffset = \"0d\"\naction = \"remind\"\n[[policies.x.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n");
     assert_eq!(
         paths(PolicyBook::compile(&doc.policies).unwrap_err()),
         ["policies.x.late_fee.amount"]
