@@ -19,11 +19,10 @@ pub(super) struct Contact {
     pub sent: Vec<NaiveDate>,
     /// First sighting by overdued came after the due date.
     pub adopted: bool,
-    /// How many days the rest of the ladder runs behind the policy's offsets because the
-    /// last message was a catch-up, sent later than the step it spoke for.
+    /// How many days the rest of the ladder runs behind the policy's offsets because a
+    /// catch-up was sent later than the step it spoke for.
     pub shift: i64,
-    /// The day (on the policy's scale) the last message, a catch-up, stood for; later
-    /// steps shift.
+    /// The day (on the policy's scale) the latest catch-up stood for; later steps shift.
     pub last_stood_for: Option<i64>,
     /// Steps up to this day were spoken for by a catch-up message.
     pub caught_up_to: Option<i64>,
@@ -71,12 +70,14 @@ impl Contact {
             stood.push((date, day));
         }
         // Only a catch-up moves the ladder: it stands for a step the customer never had
-        // on its day, and the steps after it keep their gaps from it. A step merely
-        // caught up a few days late (downtime, a weekend) does not.
-        let last = match reminds.last() {
-            Some(r) if r.step_id == CATCH_UP => stood.last().copied(),
-            _ => None,
-        };
+        // on its day, and the steps after it keep their gaps from it, for good. A step
+        // merely caught up a few days late (downtime, a weekend) does not.
+        let last = reminds
+            .iter()
+            .zip(&stood)
+            .rev()
+            .find(|(r, _)| r.step_id == CATCH_UP)
+            .map(|(_, s)| *s);
         Contact {
             sent: stood.iter().map(|(d, _)| *d).collect(),
             adopted: cx.hist.first_seen_at.is_some_and(|t| cx.local(t) > due),

@@ -269,20 +269,27 @@ fn next_step_text(
         _ => None,
     };
     let date = |day: i64| long_date(day_text(inv.due_date, day));
-    match (next_reminder, next_fee) {
-        (r, Some((fday, desc))) if r.is_none_or(|r| fday <= r.day) => {
-            format!("If the invoice is still unpaid on {}, {desc} will be added, as set out in our payment terms.", date(fday))
-        }
-        (Some(r), _) if r.action == StepAction::Escalate => {
-            format!(
+    let fee = next_fee
+        .filter(|(fday, _)| next_reminder.is_none_or(|r| *fday <= r.day))
+        .map(|(fday, desc)| format!("If the invoice is still unpaid on {}, {desc} will be added, as set out in our payment terms.", date(fday)));
+    match (next_reminder, fee) {
+        // Escalation is always announced, even when a fee comes first: the message
+        // before it is the customer's notice of it.
+        (Some(r), fee) if r.action == StepAction::Escalate => {
+            let esc = format!(
                 "If the invoice is still unpaid on {}, we will refer it for collection.",
                 date(r.day)
-            )
+            );
+            match fee {
+                Some(f) => format!("{f} {esc}"),
+                None => esc,
+            }
         }
-        (Some(r), _) => format!(
+        (_, Some(f)) => f,
+        (Some(r), None) => format!(
             "If payment has not reached us by {}, we will write to you again.",
             date(r.day)
         ),
-        (None, _) => String::new(),
+        (None, None) => String::new(),
     }
 }

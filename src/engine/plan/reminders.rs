@@ -94,6 +94,19 @@ pub(super) fn pick(
                     format!("{} held: {why}, so the first message is a courteous catch-up; the ladder runs on from it", o.label),
                 ));
             }
+            // Say what follows as it will follow: once sent, the catch-up stands for the
+            // latest reminder due and the later steps keep their gaps from today.
+            let stood = track
+                .iter()
+                .filter(|o| o.action == StepAction::Remind && o.channel.to_customer() && o.day <= d)
+                .map(|o| o.day)
+                .max()
+                .unwrap_or(d);
+            for o in &mut track {
+                if o.day > stood && !o.step_id.starts_with("promise/") {
+                    o.day += d - stood;
+                }
+            }
             picked.push(Occurrence {
                 day: d,
                 step_id: CATCH_UP.into(),

@@ -241,3 +241,63 @@ max_reminders_per_customer_per_day = 3
     );
     assert!(book.resolve("nope", &inv).is_none());
 }
+
+fn steps(list: &[(&str, &str, Option<&str>)]) -> String {
+    let mut s = String::from("[policies.x]\nnotice_days = 7\n[policies.x.late_fee]\nmodel = \"fixed\"\namount = 10\n");
+    for (offset, action, template) in list {
+        s.push_str(&format!(
+            "[[policies.x.steps]]\noffset = \"{offset}\"\naction = \"{action}\"\n"
+        ));
+        if let Some(t) = template {
+            s.push_str(&format!("template = \"{t}\"\n"));
+        }
+    }
+    s
+}
+
+#[test]
+fn a_fee_without_notice_fails_naming_the_step() {
+    let doc = parse(&steps(&[
+        ("0d", "remind", Some("due_today")),
+        ("+3d", "late_fee", None),
+    ]));
+    let e = PolicyBook::compile(&doc.policies).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].path, "policies.x.steps[1]");
+    assert!(e.0[0].message.contains("step +3d (late_fee)"), "{e}");
+    assert!(e.0[0].message.contains("first reminder is at 0d"), "{e}");
+    // Seven days later it is fine.
+    let doc = parse(&steps(&[
+        ("0d", "remind", Some("due_today")),
+        ("+7d", "late_fee", None),
+    ]));
+    PolicyBook::compile(&doc.policies).unwrap();
+}
+
+#[test]
+fn an_escalation_needs_its_final_notice_notice_days_before() {
+    let doc = parse(&steps(&[
+        ("0d", "remind", Some("due_today")),
+        ("+14d", "late_fee", None),
+        ("+30d", "remind", Some("final_notice")),
+        ("+33d", "escalate", None),
+    ]));
+    let e = PolicyBook::compile(&doc.policies).unwrap_err();
+    assert_eq!(paths(e.clone()), ["policies.x.steps[3]"], "{e}");
+    assert!(e.0[0].message.contains("final notice"), "{e}");
+    assert!(e.0[0].message.contains("+30d at +30d"), "{e}");
+    // A stop-work notice with no reminder before it is refused too.
+    let doc = parse(&steps(&[("+30d", "remind", Some("stop_work"))]).replace(
+        "[policies.x.late_fee]\nmodel = \"fixed\"\namount = 10\n",
+        "",
+    ));
+    let e = PolicyBook::compile(&doc.policies).unwrap_err();
+    assert!(e.0[0].message.contains("template stop_work"), "{e}");
+    assert!(e.0[0].message.contains("no step reminds the customer"), "{e}");
+}
+
+#[test]
+fn the_built_in_policy_gives_notice() {
+    assert!(Policy::default_policy().validate("policies.default").is_ok());
+    assert_eq!(Policy::default_policy().notice_days, 7);
+}
