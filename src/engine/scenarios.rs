@@ -1167,3 +1167,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_fee_invoice_is_reminded_with_the_invoice_it_belongs_to() {
+    let mut sim = utc_sim(ALWAYS_OPEN)
+        .with_invoice("1", "c1", 1000)
+        .with_invoice("9", "c1", 25);
+    {
+        let fee = &mut sim.case("9").invoice;
+        fee.is_fee_invoice = true;
+        fee.number = Some("101-F".into());
+        fee.memo = "[overdued-fee] Late fee on invoice 101 (QuickBooks Id 1)".into();
+    }
+    sim.run_days(-3..=7, 10);
+    assert!(sim.done("9").is_empty(), "{:?}", sim.done("9"));
+    let p = sim.plan_at(sim.at(8, 10, 0));
+    let own = p.skipped.iter().find(|s| s.invoice_id == "9").unwrap();
+    assert_eq!(own.code, SkipCode::WithOriginal);
+    assert!(own.reason.contains("invoice 101"), "{}", own.reason);
+    let (_, follow_up) = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.invoice_id == "1" && a.step_id == "+7d")
+        .unwrap();
+    let body = &follow_up.message.as_ref().unwrap().body;
+    assert!(body.contains("invoice 101-F for USD 25.00"), "{body}");
+    // Once the original is paid, the fee invoice is chased on its own.
+    sim.case("1").invoice.status = InvoiceStatus::Paid;
+    let p = sim.plan_at(sim.at(14, 10, 0));
+    assert!(p.actions.iter().any(|a| a.invoice_id == "9"), "{p:#?}");
+}
+
+#[test]
+fn the_original_number_is_read_from_both_connectors_fee_memos() {
+    use crate::engine::plan::fee_original_number;
+    assert_eq!(
+        fee_original_number("[overdued-fee] Late fee on invoice 1001 (QuickBooks Id 7)"),
+        Some("1001")
+    );
+    assert_eq!(
+        fee_original_number("Late fee on INV-0042 [overdued-fee]"),
+        Some("INV-0042")
+    );
+    assert_eq!(fee_original_number("Consulting"), None);
+}

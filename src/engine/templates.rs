@@ -86,6 +86,10 @@ pub struct MessageContext {
     /// ahead: a fee is only charged once a message has disclosed it.
     #[serde(default)]
     pub fee_terms: String,
+    /// The open late-fee invoices of this invoice, reminded in the same message
+    /// ("invoice 1037-F for USD 25.00"), or empty.
+    #[serde(default)]
+    pub fee_invoices: String,
 }
 
 impl MessageContext {
@@ -108,6 +112,7 @@ impl MessageContext {
             "earlier_reminders" => &self.earlier_reminders,
             "first_reminder_date" => &self.first_reminder_date,
             "fee_terms" => &self.fee_terms,
+            "fee_invoices" => &self.fee_invoices,
             _ => return None,
         })
     }
@@ -131,6 +136,7 @@ impl MessageContext {
             promise_date: "20 November 2026".into(),
             earlier_reminders: "2".into(),
             first_reminder_date: "31 October 2026".into(),
+            fee_invoices: "invoice 1037-F for USD 25.00".into(),
             fee_terms: "If the invoice is still unpaid on 30 November 2026, a late payment fee of USD 25.00 will be added, as set out in our payment terms.".into(),
         }
     }
@@ -261,6 +267,8 @@ Kind regards",
 
 Our records show invoice {invoice_number} for {amount_due} as unpaid; it was due on {due_date}. If you have already paid, thank you, and please ignore this message or let us know so we can match the payment.
 
+{fee_notice}
+
 {pay_line}
 
 If anything on the invoice looks wrong, just reply and we will put it right.
@@ -277,6 +285,8 @@ Kind regards",
 
 We have not yet received payment of {amount_due} for invoice {invoice_number}, which was due on {due_date}. It may simply have been missed, so a copy is attached.
 
+{fee_notice}
+
 {pay_line}
 
 If you have already paid, thank you, and please let us know so we can match the payment. If there is a problem with the invoice, reply and we will sort it out.
@@ -292,6 +302,8 @@ Kind regards",
             "Dear {customer_name},
 
 Invoice {invoice_number} for {amount_due} was due on {due_date} and is now {days_overdue} days overdue. We would be grateful if you could arrange payment now.
+
+{fee_notice}
 
 {pay_line}
 

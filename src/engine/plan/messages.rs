@@ -159,6 +159,19 @@ fn context(
         ),
         (None, None) => String::new(),
     };
+    let fee_invoices = cx
+        .fee_invoices
+        .iter()
+        .map(|f| format!("invoice {} for {}", f.display_number(), f.due_money()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let fee_notice = if fee_invoices.is_empty() {
+        fee_notice
+    } else {
+        format!("{fee_notice} The late fee is on {fee_invoices}; please pay it together with this invoice.")
+            .trim_start()
+            .to_string()
+    };
     let fee_text = match (fee_candidate, latest_fee(hist)) {
         (Some((_, q, _)), _) => q.amount.to_string(),
         (None, Some((m, _))) => m.to_string(),
@@ -179,6 +192,7 @@ fn context(
         earlier_reminders: earlier.len().to_string(),
         first_reminder_date: earlier.first().map(|f| long_date(**f)).unwrap_or_default(),
         fee_terms: fee_terms(policy, inv, hist),
+        fee_invoices,
         customer_name: inv.customer.name.clone(),
         customer_email: inv
             .customer

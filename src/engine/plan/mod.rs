@@ -185,6 +185,8 @@ pub enum SkipCode {
     /// Held back until the customer has been told in time (`notice_days`), or until the
     /// first contact's catch-up has gone out; it comes later.
     AwaitingNotice,
+    /// A late-fee invoice, reminded in the messages of the open invoice it belongs to.
+    WithOriginal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,8 +262,9 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
     let mut actions = Vec::new();
     let mut skipped = Vec::new();
     let mut pending: Vec<(Candidate, String)> = Vec::new();
+    let related = Related::index(inputs.invoices);
     for case in inputs.invoices {
-        let ev = evaluate(inputs, case, today)?;
+        let ev = evaluate(inputs, case, today, &related)?;
         skipped.extend(ev.skipped);
         if let Some(policy) = ev.policy {
             pending.extend(ev.candidates.into_iter().map(|c| (c, policy.clone())));
@@ -429,9 +432,67 @@ fn day_text(due: NaiveDate, day: i64) -> NaiveDate {
     due + Duration::days(day)
 }
 
+/// Late-fee invoices and the invoices they belong to, found by the original's number in
+/// the fee invoice's memo (both connectors write "Late fee on [invoice] N").
+struct Related<'a> {
+    by_number: BTreeMap<(&'a str, &'a str), &'a InvoiceSnapshot>,
+    fees_of: BTreeMap<(&'a str, &'a str), Vec<&'a InvoiceSnapshot>>,
+}
+
+impl<'a> Related<'a> {
+    fn index(cases: &'a [InvoiceCase]) -> Related<'a> {
+        let mut by_number = BTreeMap::new();
+        let mut fees_of: BTreeMap<(&str, &str), Vec<&InvoiceSnapshot>> = BTreeMap::new();
+        for c in cases {
+            let inv = &c.invoice;
+            if inv.is_fee_invoice {
+                if let Some(n) = fee_original_number(&inv.memo) {
+                    if inv.status.is_open() && inv.amount_due > Decimal::ZERO {
+                        fees_of
+                            .entry((inv.connection.as_str(), n))
+                            .or_default()
+                            .push(inv);
+                    }
+                }
+            } else {
+                by_number.insert((inv.connection.as_str(), inv.display_number()), inv);
+            }
+        }
+        Related { by_number, fees_of }
+    }
+
+    /// The open invoice a fee invoice belongs to.
+    fn original_of(&self, fee: &InvoiceSnapshot) -> Option<&'a InvoiceSnapshot> {
+        let n = fee_original_number(&fee.memo)?;
+        self.by_number
+            .get(&(fee.connection.as_str(), n))
+            .copied()
+            .filter(|o| o.status.is_open() && o.amount_due > Decimal::ZERO)
+    }
+
+    fn fees_of(&self, inv: &InvoiceSnapshot) -> Vec<&'a InvoiceSnapshot> {
+        self.fees_of
+            .get(&(inv.connection.as_str(), inv.display_number()))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The original invoice's number in a fee invoice's memo: "Late fee on invoice 1001
+/// (QuickBooks Id 7) [overdued-fee]" or "Late fee on INV-0042 [overdued-fee]".
+pub fn fee_original_number(memo: &str) -> Option<&str> {
+    let rest = &memo[memo.find("Late fee on ")? + "Late fee on ".len()..];
+    let rest = rest.strip_prefix("invoice ").unwrap_or(rest);
+    rest.split_whitespace()
+        .next()
+        .filter(|n| !n.starts_with('['))
+}
+
 /// What every track reads about one invoice.
 pub(super) struct Ctx<'a> {
     pub inv: &'a InvoiceSnapshot,
+    /// For an invoice: its open late-fee invoices, reminded in its messages.
+    pub fee_invoices: Vec<&'a InvoiceSnapshot>,
     pub hist: &'a InvoiceHistory,
     pub settings: &'a EngineSettings,
     pub tz: Tz,
@@ -476,13 +537,15 @@ impl Ctx<'_> {
 
 /// One invoice, track by track: the gates that stop everything, the promise, the
 /// reminders, the fees, then the messages that speak for them.
-fn evaluate(
+fn evaluate<'a>(
     inputs: &PlanInputs<'_>,
-    case: &InvoiceCase,
+    case: &'a InvoiceCase,
     today: NaiveDate,
+    related: &Related<'a>,
 ) -> Result<Evaluated, PlanError> {
     let cx = Ctx {
         inv: &case.invoice,
+        fee_invoices: related.fees_of(&case.invoice),
         hist: &case.history,
         settings: inputs.settings,
         tz: inputs.time_zone,
@@ -498,6 +561,22 @@ fn evaluate(
             policy: None,
         })
     };
+    // A late-fee invoice is not chased through a ladder of its own while the invoice it
+    // belongs to is open: that invoice's messages remind of both.
+    if case.invoice.is_fee_invoice {
+        if let Some(o) = related.original_of(&case.invoice) {
+            if case.invoice.status.is_open() && case.invoice.amount_due > Decimal::ZERO {
+                return only(cx.skip(
+                    None,
+                    SkipCode::WithOriginal,
+                    format!(
+                        "late fee for invoice {}: reminded together with it",
+                        o.display_number()
+                    ),
+                ));
+            }
+        }
+    }
     let policy = match gates::policy_for(inputs, &cx)? {
         Ok(p) => p,
         Err(s) => return only(s),

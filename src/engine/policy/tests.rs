@@ -243,7 +243,9 @@ max_reminders_per_customer_per_day = 3
 }
 
 fn steps(list: &[(&str, &str, Option<&str>)]) -> String {
-    let mut s = String::from("[policies.x]\nnotice_days = 7\n[policies.x.late_fee]\nmodel = \"fixed\"\namount = 10\n");
+    let mut s = String::from(
+        "[policies.x]\nnotice_days = 7\n[policies.x.late_fee]\nmodel = \"fixed\"\namount = 10\n",
+    );
     for (offset, action, template) in list {
         s.push_str(&format!(
             "[[policies.x.steps]]\noffset = \"{offset}\"\naction = \"{action}\"\n"
@@ -293,11 +295,16 @@ fn an_escalation_needs_its_final_notice_notice_days_before() {
     ));
     let e = PolicyBook::compile(&doc.policies).unwrap_err();
     assert!(e.0[0].message.contains("template stop_work"), "{e}");
-    assert!(e.0[0].message.contains("no step reminds the customer"), "{e}");
+    assert!(
+        e.0[0].message.contains("no step reminds the customer"),
+        "{e}"
+    );
 }
 
 #[test]
 fn the_built_in_policy_gives_notice() {
-    assert!(Policy::default_policy().validate("policies.default").is_ok());
+    assert!(Policy::default_policy()
+        .validate("policies.default")
+        .is_ok());
     assert_eq!(Policy::default_policy().notice_days, 7);
 }
