@@ -1211,3 +1211,30 @@ fn the_original_number_is_read_from_both_connectors_fee_memos() {
     );
     assert_eq!(fee_original_number("Consulting"), None);
 }
+
+#[test]
+fn plan_json_keeps_kind_step_template_days_and_number_per_action() {
+    let policies = format!("{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}{FIXED_FEE}");
+    let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
+    sim.reminded_on("1", &[-3, 0, 7, 14]);
+    let p = sim.plan_at(sim.at(30, 10, 0));
+    let json: serde_json::Value = serde_json::to_value(&p).unwrap();
+    let actions = json["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{json:#}");
+    for a in actions {
+        for field in [
+            "kind",
+            "step_id",
+            "template",
+            "days_overdue",
+            "invoice_number",
+        ] {
+            assert!(a.get(field).is_some(), "{field} missing in {a:#}");
+        }
+        assert_eq!(a["invoice_number"], "101");
+        assert_eq!(a["days_overdue"], 30);
+    }
+    assert_eq!(actions[0]["kind"], "late_fee");
+    assert!(actions[0]["template"].is_null());
+    assert_eq!(actions[1]["template"], "stop_work");
+}

@@ -40,6 +40,10 @@ mod gates;
 mod messages;
 mod promise;
 mod reminders;
+mod summary;
+
+pub use conduct::CATCH_UP;
+pub use summary::{adoption_summary, AdoptionSummary, AGE_BANDS};
 
 /// An action already carried out (as journalled by the executor).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +153,8 @@ pub struct PlannedAction {
     /// The message to send (reminders to the customer, escalations to the owner).
     pub message: Option<RenderedMessage>,
     /// The template the message came from, so a channel can render its own version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Always written (`null` without a message): `plan --json` keeps it per action.
+    #[serde(default)]
     pub template: Option<String>,
     /// The values the message was rendered with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
