@@ -729,8 +729,8 @@ fn notice_problems(steps: &[CompiledStep], notice: i64) -> Vec<((i64, StepAction
             // The last reminder before escalation says it is coming: it is the final notice.
             let announce = steps
                 .iter()
-                .filter(|r| r.reaches_customer() && r.day < s.day)
-                .last();
+                .rev()
+                .find(|r| r.reaches_customer() && r.day < s.day);
             if announce.is_none_or(|a| a.day > s.day - notice) {
                 out.push((
                     (s.day, s.action),

@@ -586,9 +586,10 @@ fn evaluate<'a>(
         Ok(p) => p,
         Err(s) => return only(s),
     };
-    let promise_broken = match promise::broken(&cx) {
-        Ok(b) => b,
-        Err(s) => return only(s),
+    let promise_broken = match promise::state(&cx) {
+        promise::PromiseState::None => None,
+        promise::PromiseState::Standing(s) => return only(s),
+        promise::PromiseState::Broken(b) => Some(b),
     };
     let reminders = reminders::pick(&cx, policy, promise_broken.as_ref());
     let mut skipped = reminders.notes;

@@ -8,15 +8,21 @@ use super::{Ctx, SkipCode, Skipped};
 /// A broken promise's message: its step id (`"promise/2026-11-20"`) and its day.
 pub(super) type Broken = (String, i64);
 
-/// `Err`: a promise is still standing (nothing is done); `Ok(Some)`: it was broken.
-pub(super) fn broken(cx: &Ctx<'_>) -> Result<Option<Broken>, Skipped> {
+pub(super) enum PromiseState {
+    None,
+    /// Still standing: nothing is done, for this reason.
+    Standing(Skipped),
+    Broken(Broken),
+}
+
+pub(super) fn state(cx: &Ctx<'_>) -> PromiseState {
     let Some(pr) = &cx.hist.promise else {
-        return Ok(None);
+        return PromiseState::None;
     };
     let inv = cx.inv;
     let grace_end = pr.until + Duration::days(i64::from(cx.settings.promise_grace_days));
     if cx.today <= grace_end {
-        return Err(cx.skip(
+        return PromiseState::Standing(cx.skip(
             None,
             SkipCode::PromiseActive,
             format!(
@@ -31,10 +37,11 @@ pub(super) fn broken(cx: &Ctx<'_>) -> Result<Option<Broken>, Skipped> {
             (Some(a), Some(b)) => b - inv.amount_due + tolerance >= a,
             _ => false,
         };
-    Ok((!kept).then(|| {
-        (
-            format!("promise/{}", pr.until),
-            (grace_end - inv.due_date).num_days() + 1,
-        )
-    }))
+    if kept {
+        return PromiseState::None;
+    }
+    PromiseState::Broken((
+        format!("promise/{}", pr.until),
+        (grace_end - inv.due_date).num_days() + 1,
+    ))
 }

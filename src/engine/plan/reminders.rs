@@ -235,7 +235,7 @@ fn hold_for_notice(
         if !conduct::needs_notice(o) {
             return true;
         }
-        let Some(first) = contact.warned(today, notice) else {
+        if contact.warned(today, notice).is_none() {
             let last = contact
                 .sent
                 .last()
@@ -247,17 +247,16 @@ fn hold_for_notice(
                 format!("{} held: it needs a reminder at least {notice} days before (notice_days) and {last}; it comes later", o.label),
             ));
             return false;
-        };
+        }
         if o.action != StepAction::Escalate || contact.announced(policy, today, notice).is_some() {
-            let _ = first;
             return true;
         }
         // The final notice: the last reminder to the customer before the escalation.
         let fin = track
             .iter()
+            .rev()
             .filter(|f| f.action == StepAction::Remind && f.channel.to_customer() && f.day < o.day)
-            .filter(|f| !f.step_id.starts_with("promise/"))
-            .last();
+            .find(|f| !f.step_id.starts_with("promise/"));
         let sent = fin.is_some_and(|f| cx.is_done(ActionKind::Remind, &f.step_id));
         if let (Some(f), false) = (fin, sent) {
             announce = Some(f.clone());
