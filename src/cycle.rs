@@ -239,6 +239,7 @@ fn case_of(
             })
             .collect(),
         customer_pause: customer_pauses.get(&r.snapshot.customer.id).cloned(),
+        first_seen_at: Some(r.first_seen_at),
         ..InvoiceHistory::default()
     };
     for hold in holds {

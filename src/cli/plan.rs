@@ -10,7 +10,7 @@ use overdued_connector::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connections;
 use crate::cycle::make_plan;
-use crate::engine::Plan;
+use crate::engine::{adoption_summary, AdoptionSummary, Plan};
 use crate::store::{SledStore, Store};
 use crate::sync::sync_connection;
 
@@ -45,6 +45,9 @@ pub struct ConnectionPlan {
     pub system: String,
     /// Set when the cache could not be refreshed and the plan uses what was stored.
     pub sync_error: Option<String>,
+    /// Present while invoices await their first contact (a catch-up reminder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<AdoptionSummary>,
     #[serde(flatten)]
     pub plan: Plan,
 }
@@ -69,6 +72,7 @@ fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPla
             connection: conn_cfg.name.clone(),
             system: conn_cfg.system().to_string(),
             sync_error,
+            adoption: adoption_summary(&plan),
             plan,
         });
     }
@@ -121,6 +125,9 @@ pub fn render(p: &ConnectionPlan) -> String {
             p.system
         );
     }
+    if let Some(a) = &p.adoption {
+        s.push_str(&render_adoption(a));
+    }
     if p.plan.actions.is_empty() {
         let _ = writeln!(s, "  nothing to do");
     }
@@ -145,7 +152,12 @@ pub fn render(p: &ConnectionPlan) -> String {
             );
         }
         if let Some(m) = &a.message {
-            let _ = writeln!(s, "       message: {}", m.subject);
+            let _ = writeln!(
+                s,
+                "       message: {} (template {})",
+                m.subject,
+                a.template.as_deref().unwrap_or("-")
+            );
         }
     }
     for k in &p.plan.skipped {
@@ -156,4 +168,66 @@ pub fn render(p: &ConnectionPlan) -> String {
         );
     }
     s
+}
+
+/// The lines `plan` starts with while adoptions are pending.
+fn render_adoption(a: &AdoptionSummary) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  adoption: {} invoice(s) already past due have not heard from overdued; each first gets a courteous catch-up reminder, and the rest of the ladder runs on from it",
+        a.invoices
+    );
+    let bands: Vec<String> = a
+        .by_age
+        .iter()
+        .map(|(band, n)| format!("{band} days: {n}"))
+        .collect();
+    let _ = writeln!(s, "    by age: {}", bands.join(", "));
+    let first: Vec<String> = a.first.iter().map(|(t, n)| format!("{t} x{n}")).collect();
+    let _ = writeln!(s, "    first message: {}", first.join(", "));
+    if !a.held.is_empty() {
+        let held: Vec<String> = a
+            .held
+            .iter()
+            .map(|(step, n)| format!("step {step} x{n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "    held back until notice is given (no fee, stop-work, final notice or escalation before): {}",
+            held.join(", ")
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn the_adoption_summary_reads_as_bands_and_first_messages() {
+        let a = AdoptionSummary {
+            invoices: 3,
+            by_age: vec![
+                ("1-30".into(), 1),
+                ("31-60".into(), 0),
+                ("61-90".into(), 0),
+                ("90+".into(), 2),
+            ],
+            first: BTreeMap::from([("catch_up".into(), 3)]),
+            held: BTreeMap::from([("+90d".into(), 2)]),
+        };
+        let text = render_adoption(&a);
+        assert!(text.contains("adoption: 3 invoice(s)"), "{text}");
+        assert!(
+            text.contains("1-30 days: 1, 31-60 days: 0, 61-90 days: 0, 90+ days: 2"),
+            "{text}"
+        );
+        assert!(text.contains("first message: catch_up x3"), "{text}");
+        assert!(text.contains("step +90d x2"), "{text}");
+    }
 }

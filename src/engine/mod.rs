@@ -25,8 +25,8 @@ pub use fees::{
     NoFeeReason,
 };
 pub use plan::{
-    plan, ActionRecord, BalanceChange, InvoiceCase, InvoiceHistory, Pause, Plan, PlanError,
-    PlanInputs, PlannedAction, Promise, SkipCode, Skipped,
+    adoption_summary, plan, ActionRecord, AdoptionSummary, BalanceChange, InvoiceCase,
+    InvoiceHistory, Pause, Plan, PlanError, PlanInputs, PlannedAction, Promise, SkipCode, Skipped,
 };
 pub use policy::{
     Channel, CompiledPolicy, CustomerOverride, EngineSettings, FieldError, Policy, PolicyBook,

@@ -11,6 +11,7 @@
 //! minimum_amount_due = "5.00"
 //! exclude_markers = ["#nochase"]
 //! max_reminders_per_customer_per_day = 1
+//! notice_days = 7
 //!
 //! [[policies.default.steps]]
 //! offset = "-3d"
@@ -341,6 +342,10 @@ pub struct Policy {
     /// 0 means no limit. When several invoices of a customer are due a reminder the
     /// same day, the most overdue go first.
     pub max_reminders_per_customer_per_day: u32,
+    /// The least time between a reminder reaching the customer and a late fee,
+    /// stop-work notice, final notice or escalation; and between the final notice that
+    /// announces escalation and the escalation.
+    pub notice_days: u32,
     pub late_fee: Option<LateFeeConfig>,
     pub send_window: SendWindowConfig,
     /// Templates by id, overriding or adding to the built-in ones.
@@ -381,6 +386,7 @@ impl Policy {
             exclude_markers: vec![DEFAULT_EXCLUDE_MARKER.into()],
             overrides: Vec::new(),
             max_reminders_per_customer_per_day: 1,
+            notice_days: DEFAULT_NOTICE_DAYS,
             late_fee: None,
             send_window: SendWindowConfig::default(),
             templates: BTreeMap::new(),
@@ -559,6 +565,15 @@ impl Policy {
             (None, true) => None,
         };
 
+        for (field, m) in notice_problems(&steps, i64::from(self.notice_days)) {
+            let i = self
+                .steps
+                .iter()
+                .position(|s| parse_offset(&s.offset).ok() == Some(field.0) && s.action == field.1)
+                .unwrap_or(0);
+            errs.push(format!("{p}.steps[{i}]"), m);
+        }
+
         if let Some(r) = &self.repeat {
             if r.every_days == 0 {
                 errs.push(format!("{p}.repeat.every_days"), "must be at least 1");
@@ -633,6 +648,7 @@ impl Policy {
                 .collect(),
             overrides: self.overrides.clone(),
             max_reminders_per_customer_per_day: self.max_reminders_per_customer_per_day,
+            notice_days: i64::from(self.notice_days),
             late_fee,
             window: window.unwrap_or_else(SendWindow::always),
             templates,
@@ -640,6 +656,97 @@ impl Policy {
         };
         errs.finish(compiled)
     }
+}
+
+/// The built-in `notice_days`.
+pub const DEFAULT_NOTICE_DAYS: u32 = 7;
+
+/// Reminder templates that announce consequences, so they need a reminder before them.
+pub const NOTICE_TEMPLATES: &[&str] = &["stop_work", "final_notice"];
+
+impl CompiledStep {
+    /// A reminder by which the customer hears from us.
+    pub fn reaches_customer(&self) -> bool {
+        self.action == StepAction::Remind && self.channel.to_customer()
+    }
+
+    /// A step that must follow a reminder by `notice_days`: a late fee, an escalation,
+    /// or a stop-work or final notice.
+    pub fn needs_notice(&self) -> bool {
+        match self.action {
+            StepAction::LateFee | StepAction::Escalate => true,
+            StepAction::Remind => self
+                .template
+                .as_deref()
+                .is_some_and(|t| NOTICE_TEMPLATES.contains(&t)),
+            StepAction::Note => false,
+        }
+    }
+}
+
+/// The steps (by day and action) that the planner could never take on time because no
+/// reminder comes `notice_days` before them, each with a sentence naming it. `steps` are
+/// sorted by day.
+fn notice_problems(steps: &[CompiledStep], notice: i64) -> Vec<((i64, StepAction), String)> {
+    let mut out = Vec::new();
+    let name = |s: &CompiledStep| {
+        format!(
+            "step {} ({}{})",
+            s.id,
+            s.action.kind().as_str(),
+            s.template
+                .as_deref()
+                .map(|t| format!(", template {t}"))
+                .unwrap_or_default()
+        )
+    };
+    for s in steps.iter().filter(|s| s.needs_notice()) {
+        let warned = steps
+            .iter()
+            .filter(|r| r.reaches_customer() && !std::ptr::eq(*r, s) && r.day <= s.day - notice)
+            .map(|r| r.day)
+            .min();
+        if warned.is_none() {
+            let first = steps
+                .iter()
+                .filter(|r| r.reaches_customer() && !std::ptr::eq(*r, s))
+                .map(|r| format_offset(r.day))
+                .next();
+            out.push((
+                (s.day, s.action),
+                format!(
+                    "{} needs a reminder to the customer at least notice_days = {notice} days before it; {}",
+                    name(s),
+                    match first {
+                        Some(f) => format!("the first reminder is at {f}"),
+                        None => "no step reminds the customer".into(),
+                    }
+                ),
+            ));
+            continue;
+        }
+        if s.action == StepAction::Escalate {
+            // The last reminder before escalation says it is coming: it is the final notice.
+            let announce = steps
+                .iter()
+                .rev()
+                .find(|r| r.reaches_customer() && r.day < s.day);
+            if announce.is_none_or(|a| a.day > s.day - notice) {
+                out.push((
+                    (s.day, s.action),
+                    format!(
+                        "{} needs the final notice that announces it at least notice_days = {notice} days before it; {}",
+                        name(s),
+                        match announce {
+                            Some(a) => format!("the last reminder before it is {} at {}", a.id, format_offset(a.day)),
+                            None => "no reminder comes before it".into(),
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// A step with its offset parsed.
@@ -664,6 +771,7 @@ pub struct CompiledPolicy {
     pub exclude_markers: Vec<String>,
     pub overrides: Vec<CustomerOverride>,
     pub max_reminders_per_customer_per_day: u32,
+    pub notice_days: i64,
     pub late_fee: Option<LateFee>,
     pub window: SendWindow,
     pub templates: BTreeMap<String, MessageTemplate>,
@@ -815,248 +923,4 @@ pub fn validate(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Doc {
-        #[serde(default)]
-        engine: EngineSettings,
-        #[serde(default)]
-        policies: BTreeMap<String, Policy>,
-    }
-
-    fn parse(s: &str) -> Doc {
-        toml::from_str(s).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn paths(e: ValidationErrors) -> Vec<String> {
-        e.0.into_iter().map(|e| e.path).collect()
-    }
-
-    #[test]
-    fn no_policies_section_gives_the_built_in_default() {
-        let doc = parse("");
-        assert_eq!(doc.engine, EngineSettings::default());
-        let book = PolicyBook::compile(&doc.policies).unwrap();
-        let p = book.get(DEFAULT_POLICY).unwrap();
-        let days: Vec<i64> = p.steps.iter().map(|s| s.day).collect();
-        assert_eq!(days, [-3, 0, 7, 14, 30, 60, 90]);
-        assert_eq!(p.escalation_day, Some(90));
-        assert_eq!(p.max_reminders_per_customer_per_day, 1);
-        assert_eq!(p.marker_in("Please #NoChase this"), Some("#nochase"));
-        assert!(validate(&doc.engine, &doc.policies).is_ok());
-    }
-
-    #[test]
-    fn the_documented_example_parses_and_omitted_fields_inherit() {
-        let doc = parse(
-            r##"
-[engine]
-time_zone = "Europe/London"
-catch_up_horizon_days = 10
-promise_grace_days = 2
-
-[policies.default]
-minimum_amount_due = "5.00"
-exclude_markers = ["#nochase", "#legal"]
-
-[[policies.default.steps]]
-offset = "-3d"
-action = "remind"
-template = "heads_up"
-
-[[policies.default.steps]]
-offset = "+30d"
-action = "late_fee"
-
-[[policies.default.steps]]
-offset = "+30d"
-action = "remind"
-template = "stop_work"
-
-[[policies.default.steps]]
-offset = "+90d"
-action = "escalate"
-
-[policies.default.repeat]
-every_days = 7
-max = 4
-
-[policies.default.late_fee]
-model = "statutory_uk"
-reference_rates = [{ from = 2025-08-07, percent = 4.0 }, { from = "2026-02-05", percent = "3.75" }]
-every_days = 30
-cap_percent_of_invoice = 25
-
-[policies.default.send_window]
-cron = "* 9-16 * * Mon-Fri"
-holidays = [2026-12-25, "2026-12-28"]
-
-[[policies.default.overrides]]
-email_domain = "bigcorp.example"
-policy = "net60"
-
-[policies.default.templates.heads_up]
-subject = "Invoice {invoice_number} due {due_date}"
-body = "Hello {customer_name}"
-
-[policies.net60]
-minimum_amount_due = 100
-"##,
-        );
-        validate(&doc.engine, &doc.policies).unwrap();
-        let book = PolicyBook::compile(&doc.policies).unwrap();
-        let net60 = book.get("net60").unwrap();
-        assert_eq!(net60.minimum_amount_due, Decimal::from(100));
-        assert_eq!(
-            net60.steps.len(),
-            7,
-            "steps inherited from the built-in policy"
-        );
-        let d = book.get("default").unwrap();
-        assert_eq!(
-            d.template("heads_up").unwrap().body,
-            "Hello {customer_name}"
-        );
-        assert!(d.late_fee.is_some());
-        assert_eq!(doc.engine.tz().unwrap(), chrono_tz::Europe::London);
-    }
-
-    #[test]
-    fn errors_name_the_field_path() {
-        let doc = parse(
-            r##"
-[engine]
-time_zone = "Mars/Olympus"
-
-[[policies.strict.steps]]
-offset = "+7"
-action = "remind"
-
-[[policies.strict.steps]]
-offset = "+14d"
-action = "remind"
-template = "frim"
-
-[[policies.strict.steps]]
-offset = "+14d"
-action = "remind"
-id = "again"
-
-[[policies.strict.steps]]
-offset = "+20d"
-action = "escalate"
-channel = "email"
-
-[[policies.strict.steps]]
-offset = "+21d"
-action = "late_fee"
-
-[policies.strict.send_window]
-cron = "* 9-17 * * 1-5"
-holidays = ["2026-02-30"]
-
-[[policies.strict.overrides]]
-customer_id = "7"
-customer_name = "Acme"
-policy = "missing"
-
-[policies.strict.templates.custom]
-subject = "Hi {nmae}"
-body = "ok"
-"##,
-        );
-        let errs = validate(&doc.engine, &doc.policies).unwrap_err();
-        let text = errs.to_string();
-        let p = paths(errs);
-        for want in [
-            "engine.time_zone",
-            "policies.strict.steps[0].offset",
-            "policies.strict.steps[1].template",
-            "policies.strict.steps[2].offset",
-            "policies.strict.steps[3].channel",
-            "policies.strict.steps[4].offset",
-            "policies.strict.steps[4].action",
-            "policies.strict.send_window.holidays[0]",
-            "policies.strict.send_window.cron",
-            "policies.strict.overrides[0]",
-            "policies.strict.overrides[0].policy",
-            "policies.strict.templates.custom.subject",
-        ] {
-            assert!(p.iter().any(|x| x == want), "missing {want} in {p:?}");
-        }
-        assert!(text.contains("day names"), "{text}");
-        assert!(text.contains("{nmae}"), "{text}");
-    }
-
-    #[test]
-    fn unknown_fields_are_rejected_by_serde() {
-        let e = toml::from_str::<Doc>("[policies.x]\nminimum = 5\n")
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("unknown field `minimum`"), "{e}");
-        let e =
-            toml::from_str::<Doc>("[[policies.x.steps]]\noffset = \"1d\"\naction = \"shout\"\n")
-                .err()
-                .unwrap()
-                .to_string();
-        assert!(e.contains("unknown variant `shout`"), "{e}");
-    }
-
-    #[test]
-    fn fee_table_and_step_go_together() {
-        let doc = parse("[policies.x.late_fee]\nmodel = \"fixed\"\namount = 10\n");
-        assert_eq!(
-            paths(PolicyBook::compile(&doc.policies).unwrap_err()),
-            ["policies.x.late_fee"]
-        );
-        let doc = parse("[policies.x.late_fee]\nmodel = \"fixed\"\n[[policies.x.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n");
-        assert_eq!(
-            paths(PolicyBook::compile(&doc.policies).unwrap_err()),
-            ["policies.x.late_fee.amount"]
-        );
-    }
-
-    #[test]
-    fn overrides_resolve_by_id_name_and_domain() {
-        let doc = parse(
-            r#"
-[[policies.default.overrides]]
-customer_id = "7"
-exclude = true
-[[policies.default.overrides]]
-customer_name = "  big corp ltd "
-policy = "vip"
-[[policies.default.overrides]]
-email_domain = "@Example.COM"
-policy = "vip"
-[policies.vip]
-max_reminders_per_customer_per_day = 3
-"#,
-        );
-        let book = PolicyBook::compile(&doc.policies).unwrap();
-        let mut inv = crate::engine::plan::tests_support::invoice("1", "7", 1000);
-        assert!(matches!(
-            book.resolve("default", &inv),
-            Some(Resolution::Excluded { .. })
-        ));
-        inv.customer.id = "8".into();
-        inv.customer.name = "Big Corp Ltd".into();
-        assert!(
-            matches!(book.resolve("default", &inv), Some(Resolution::Policy { policy, .. }) if policy.name == "vip")
-        );
-        inv.customer.name = "Other".into();
-        inv.customer.email = Some("ap@example.com".into());
-        assert!(
-            matches!(book.resolve("default", &inv), Some(Resolution::Policy { policy, .. }) if policy.name == "vip")
-        );
-        inv.customer.email = Some("ap@notexample.com".into());
-        assert!(
-            matches!(book.resolve("default", &inv), Some(Resolution::Policy { policy, via: None }) if policy.name == "default")
-        );
-        assert!(book.resolve("nope", &inv).is_none());
-    }
-}
+mod tests;

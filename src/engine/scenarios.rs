@@ -156,6 +156,38 @@ impl Sim {
             .collect()
     }
 
+    /// Journals the reminders `invoice` was sent on time on these days after its due
+    /// date, as if overdued had chased it all along (steps named by their offset).
+    fn reminded_on(&mut self, invoice: &str, days: &[i64]) {
+        let tz = self.tz;
+        let case = self.case(invoice);
+        for day in days {
+            let step_id = crate::engine::dates::format_offset(*day);
+            let local = (case.invoice.due_date + Duration::days(*day))
+                .and_hms_opt(10, 0, 0)
+                .unwrap();
+            case.history
+                .actions
+                .push(crate::engine::plan::ActionRecord {
+                    kind: ActionKind::Remind,
+                    key: overdued_connector::IdempotencyKey::derive(
+                        case.invoice.connection.as_str(),
+                        &case.invoice.remote_id,
+                        ActionKind::Remind,
+                        &step_id,
+                    ),
+                    step_id,
+                    at: tz
+                        .from_local_datetime(&local)
+                        .earliest()
+                        .unwrap()
+                        .with_timezone(&Utc),
+                    fee: None,
+                    period: None,
+                });
+        }
+    }
+
     fn reminder_days(&self, invoice: &str) -> Vec<i64> {
         self.done(invoice)
             .into_iter()
@@ -249,7 +281,7 @@ fn default_sequence_over_four_months() {
 #[test]
 fn running_five_times_a_day_equals_running_once() {
     let tz = chrono_tz::Europe::London;
-    let policies = "[policies.default.repeat]\nevery_days = 3\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = 12\nevery_days = 7\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"+10d\"\naction = \"late_fee\"\n[[policies.default.steps]]\noffset = \"+40d\"\naction = \"escalate\"\n";
+    let policies = "[policies.default.repeat]\nevery_days = 3\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = 12\nevery_days = 7\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"+10d\"\naction = \"late_fee\"\n[[policies.default.steps]]\noffset = \"+40d\"\naction = \"escalate\"\n";
     let mut once = Sim::new(book(policies), tz)
         .with_invoice("1", "c1", 1000)
         .with_invoice("2", "c1", 500)
@@ -370,7 +402,7 @@ fn fixed_recurring_fee_respects_the_cap_and_is_announced() {
 #[test]
 fn interest_is_recomputed_after_a_partial_payment() {
     let policies = format!(
-        "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = \"10\"\nevery_days = 30\n"
+        "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[policies.default.late_fee]\nmodel = \"interest\"\npercent = \"10\"\nevery_days = 30\n"
     );
     let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
     sim.run_days(-10..=44, 10);
@@ -749,6 +781,8 @@ fn the_plan_explains_itself_as_json() {
         .with_invoice("1", "c1", 1000)
         .with_invoice("2", "c2", 1000);
     sim.case("2").invoice.due_date = due() + Duration::days(40);
+    // Chased on time so far: the fee was disclosed and notice given (issue #13).
+    sim.reminded_on("1", &[-3, 0, 7, 14]);
     let p = sim.plan_at(sim.at(30, 10, 0));
     let fee = p
         .actions
@@ -798,7 +832,7 @@ proptest! {
         model in prop_oneof![Just("model = \"fixed\"\namount = 10"), Just("model = \"interest\"\npercent = 20")],
     ) {
         let policies = format!(
-            "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"+20d\"\naction = \"late_fee\"\n[policies.default.late_fee]\n{model}\nevery_days = 7\ncap_amount = 100\n"
+            "{ALWAYS_OPEN}[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\n[[policies.default.steps]]\noffset = \"+20d\"\naction = \"late_fee\"\n[policies.default.late_fee]\n{model}\nevery_days = 7\ncap_amount = 100\n"
         );
         let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
         for (i, minutes) in runs.iter().enumerate() {
@@ -861,6 +895,13 @@ fn the_plan_does_not_depend_on_the_order_of_its_inputs() {
     {
         sim = sim.with_invoice(&i.to_string(), customer, 100 + i as i64);
         sim.case(&i.to_string()).invoice.due_date = due() - Duration::days(*days);
+        // Chased on time up to the step now due, so fees and notices are not held back
+        // (issue #13).
+        let sent: Vec<i64> = [-3, 0, 7, 14, 30, 60]
+            .into_iter()
+            .filter(|d| *d <= days - 7)
+            .collect();
+        sim.reminded_on(&i.to_string(), &sent);
     }
     let forward = sim.plan_at(sim.at(0, 10, 0));
     sim.cases.reverse();
@@ -889,4 +930,311 @@ fn the_plan_does_not_depend_on_the_order_of_its_inputs() {
         .collect();
     // c2: the 14-day invoice goes, the 7-day one waits for tomorrow.
     assert_eq!(limited, ["0", "2", "4"]);
+}
+
+// Issue #13: adoption, notice and disclosure.
+
+const FIXED_FEE: &str = "[policies.default.late_fee]\nmodel = \"fixed\"\namount = 25\n";
+
+impl Sim {
+    /// overdued first saw `invoice` on `day` (days after the due date).
+    fn first_seen(&mut self, invoice: &str, day: i64) {
+        let t = self.at(day, 0, 0);
+        self.case(invoice).history.first_seen_at = Some(t);
+    }
+}
+
+/// Checks what issue #13 requires of every action carried out, whatever the history.
+fn assert_conduct(log: &[(NaiveDate, PlannedAction)], notice: i64) -> Result<(), String> {
+    let mut by_invoice: BTreeMap<&str, Vec<&(NaiveDate, PlannedAction)>> = BTreeMap::new();
+    for e in log {
+        by_invoice.entry(&e.1.invoice_id).or_default().push(e);
+    }
+    for (inv, acts) in by_invoice {
+        let reminders: Vec<&(NaiveDate, PlannedAction)> = acts
+            .iter()
+            .copied()
+            .filter(|(_, a)| a.kind == ActionKind::Remind)
+            .collect();
+        for (on, a) in &acts {
+            let warned = |pred: &dyn Fn(&PlannedAction) -> bool| {
+                reminders
+                    .iter()
+                    .any(|(d, r)| *d <= *on - Duration::days(notice) && pred(r))
+            };
+            let notice_tpl = matches!(a.template.as_deref(), Some("stop_work" | "final_notice"));
+            if (a.kind == ActionKind::LateFee || a.kind == ActionKind::Escalate || notice_tpl)
+                && !warned(&|_| true)
+            {
+                return Err(format!(
+                    "invoice {inv}: {} {} on {on} without a reminder {notice} days before",
+                    a.kind, a.step_id
+                ));
+            }
+            if a.kind == ActionKind::Escalate
+                && !warned(&|r| {
+                    r.context
+                        .as_ref()
+                        .is_some_and(|c| c.next_step.contains("refer it for collection"))
+                })
+            {
+                return Err(format!(
+                    "invoice {inv}: escalated on {on} without a final notice announcing it {notice} days before"
+                ));
+            }
+            if a.kind == ActionKind::LateFee
+                && !reminders.iter().any(|(d, r)| {
+                    *d < *on
+                        && r.context.as_ref().is_some_and(|c| {
+                            c.fee_terms.contains("late payment fee")
+                                || c.next_step.contains("late payment fee")
+                        })
+                })
+            {
+                return Err(format!(
+                    "invoice {inv}: fee on {on} never disclosed in an earlier message"
+                ));
+            }
+            if a.template.as_deref() == Some("due_today") && a.days_overdue != 0 {
+                return Err(format!(
+                    "invoice {inv}: due_today sent {} days overdue",
+                    a.days_overdue
+                ));
+            }
+            if let Some(c) = &a.context {
+                if a.kind == ActionKind::Remind && notice_tpl && c.earlier_reminders == "0" {
+                    return Err(format!(
+                        "invoice {inv}: {:?} with no earlier reminder",
+                        a.template
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn adopted_invoices_of_any_age_first_get_only_a_catch_up() {
+    let policies = format!("{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}{FIXED_FEE}");
+    let ages = [1, 10, 20, 35, 65, 95, 150];
+    let mut sim = utc_sim(&policies);
+    for (i, age) in ages.iter().enumerate() {
+        let id = i.to_string();
+        sim = sim.with_invoice(&id, &format!("c{i}"), 1000);
+        sim.case(&id).invoice.due_date = due() - Duration::days(*age);
+        sim.first_seen(&id, 0);
+        // first seen today, which is `age` days after its own due date
+        sim.case(&id).history.first_seen_at = Some(sim.at(0, 9, 0));
+    }
+    let p = sim.plan_at(sim.at(0, 10, 0));
+    assert_eq!(p.actions.len(), ages.len(), "{:#?}", p.actions);
+    for a in &p.actions {
+        assert_eq!(a.kind, ActionKind::Remind, "{a:?}");
+        assert_eq!(a.step_id, "catch_up");
+        assert_eq!(a.template.as_deref(), Some("catch_up"));
+        let body = &a.message.as_ref().unwrap().body;
+        assert!(
+            body.contains("If you have already paid, thank you"),
+            "{body}"
+        );
+        assert!(!body.contains("earlier reminders"), "{body}");
+        let c = a.context.as_ref().unwrap();
+        assert_eq!(c.earlier_reminders, "0");
+        assert!(c.fee_terms.contains("late payment fee"), "{}", c.fee_terms);
+    }
+    // The steps it stands for are held, with the reason, not dropped silently.
+    assert!(p
+        .skipped
+        .iter()
+        .any(|s| s.code == SkipCode::AwaitingNotice && s.reason.contains("catch-up")));
+}
+
+#[test]
+fn an_adopted_ladder_runs_from_the_catch_up_and_escalates_only_after_notice() {
+    let policies = format!("{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}{FIXED_FEE}");
+    let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
+    sim.first_seen("1", 45);
+    sim.run_days(45..=200, 10);
+    let done = sim.done("1");
+    assert_eq!(done[0], (45, ActionKind::Remind, "catch_up".to_string()));
+    // The catch-up spoke for +30d (stop-work); the final notice keeps its 30-day gap
+    // after it, and escalation its 30 days after that.
+    let reminds: Vec<(i64, String)> = done
+        .iter()
+        .filter(|(_, k, _)| *k == ActionKind::Remind)
+        .map(|(d, _, s)| (*d, s.clone()))
+        .collect();
+    assert_eq!(
+        reminds,
+        [(45, "catch_up".to_string()), (75, "+60d".to_string())]
+    );
+    let esc: Vec<i64> = done
+        .iter()
+        .filter(|(_, k, _)| *k == ActionKind::Escalate)
+        .map(|(d, _, _)| *d)
+        .collect();
+    assert_eq!(esc, [105]);
+    assert_conduct(&sim.log, 7).unwrap();
+}
+
+#[test]
+fn an_invoice_never_reminded_gets_no_fee_or_notice_on_the_first_day() {
+    // Not adopted (seen before it fell due), but the daemon was off until day 31: the
+    // fee and the stop-work notice wait for a catch-up and notice_days after it.
+    let policies = format!("{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}[policies.default.late_fee]\nmodel = \"fixed\"\namount = 25\nevery_days = 30\n");
+    let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
+    sim.first_seen("1", -20);
+    let first = sim.run(sim.at(31, 10, 0));
+    let kinds: Vec<(ActionKind, &str, Option<&str>)> = first
+        .actions
+        .iter()
+        .map(|a| (a.kind, a.step_id.as_str(), a.template.as_deref()))
+        .collect();
+    assert_eq!(kinds, [(ActionKind::Remind, "catch_up", Some("catch_up"))]);
+    assert!(first
+        .skipped
+        .iter()
+        .any(|s| s.code == SkipCode::AwaitingNotice));
+    sim.run_days(32..=130, 10);
+    assert_conduct(&sim.log, 7).unwrap();
+    assert!(sim.log.iter().any(|(_, a)| a.kind == ActionKind::LateFee));
+}
+
+#[test]
+fn a_late_due_today_step_does_not_say_due_today() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-3..=-3, 10);
+    // Down on the due day; back two days later, within the catch-up horizon.
+    let p = sim.run(sim.at(2, 10, 0));
+    let a = &p.actions[0];
+    assert_eq!(a.step_id, "0d");
+    assert_eq!(a.template.as_deref(), Some("follow_up"));
+    assert!(!a.message.as_ref().unwrap().subject.contains("due today"));
+    let c = a.context.as_ref().unwrap();
+    assert_eq!(c.earlier_reminders, "1");
+    assert_eq!(c.first_reminder_date, "28 October 2026");
+}
+
+#[test]
+fn held_back_actions_come_later_rather_than_never() {
+    // A fee policy whose fee is held on the first day is charged once notice is given.
+    let policies = format!("{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}[policies.default.late_fee]\nmodel = \"fixed\"\namount = 25\nevery_days = 30\n");
+    let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
+    sim.first_seen("1", 40);
+    sim.run_days(40..=120, 10);
+    let fees: Vec<i64> = sim
+        .done("1")
+        .iter()
+        .filter(|(_, k, _)| *k == ActionKind::LateFee)
+        .map(|(d, _, _)| *d)
+        .collect();
+    assert!(!fees.is_empty());
+    assert!(fees[0] >= 47, "{fees:?}");
+    assert_conduct(&sim.log, 7).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn no_fee_notice_or_escalation_without_notice(
+        first_seen in -10i64..160,
+        ages in proptest::collection::vec(-5i64..150, 1..4),
+        down in proptest::collection::vec(any::<bool>(), 120),
+        every in prop_oneof![Just(""), Just("every_days = 14\n")],
+        notice in 3u32..10,
+    ) {
+        let policies = format!(
+            "{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}[policies.default]\nnotice_days = {notice}\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = 25\n{every}"
+        );
+        let mut sim = utc_sim(&policies);
+        for (i, age) in ages.iter().enumerate() {
+            let id = i.to_string();
+            sim = sim.with_invoice(&id, &format!("c{i}"), 1000);
+            sim.case(&id).invoice.due_date = due() - Duration::days(*age);
+            let seen = sim.at(first_seen.min(0), 0, 0);
+            sim.case(&id).history.first_seen_at = Some(seen);
+        }
+        for (i, off) in down.iter().enumerate() {
+            if !off {
+                let t = sim.at(i as i64, 10, 0);
+                sim.run(t);
+            }
+        }
+        if let Err(e) = assert_conduct(&sim.log, i64::from(notice)) {
+            return Err(TestCaseError::fail(e));
+        }
+    }
+}
+
+#[test]
+fn a_fee_invoice_is_reminded_with_the_invoice_it_belongs_to() {
+    let mut sim = utc_sim(ALWAYS_OPEN)
+        .with_invoice("1", "c1", 1000)
+        .with_invoice("9", "c1", 25);
+    {
+        let fee = &mut sim.case("9").invoice;
+        fee.is_fee_invoice = true;
+        fee.number = Some("101-F".into());
+        fee.memo = "[overdued-fee] Late fee on invoice 101 (QuickBooks Id 1)".into();
+    }
+    sim.run_days(-3..=7, 10);
+    assert!(sim.done("9").is_empty(), "{:?}", sim.done("9"));
+    let p = sim.plan_at(sim.at(8, 10, 0));
+    let own = p.skipped.iter().find(|s| s.invoice_id == "9").unwrap();
+    assert_eq!(own.code, SkipCode::WithOriginal);
+    assert!(own.reason.contains("invoice 101"), "{}", own.reason);
+    let (_, follow_up) = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.invoice_id == "1" && a.step_id == "+7d")
+        .unwrap();
+    let body = &follow_up.message.as_ref().unwrap().body;
+    assert!(body.contains("invoice 101-F for USD 25.00"), "{body}");
+    // Once the original is paid, the fee invoice is chased on its own.
+    sim.case("1").invoice.status = InvoiceStatus::Paid;
+    let p = sim.plan_at(sim.at(14, 10, 0));
+    assert!(p.actions.iter().any(|a| a.invoice_id == "9"), "{p:#?}");
+}
+
+#[test]
+fn the_original_number_is_read_from_both_connectors_fee_memos() {
+    use crate::engine::plan::fee_original_number;
+    assert_eq!(
+        fee_original_number("[overdued-fee] Late fee on invoice 1001 (QuickBooks Id 7)"),
+        Some("1001")
+    );
+    assert_eq!(
+        fee_original_number("Late fee on INV-0042 [overdued-fee]"),
+        Some("INV-0042")
+    );
+    assert_eq!(fee_original_number("Consulting"), None);
+}
+
+#[test]
+fn plan_json_keeps_kind_step_template_days_and_number_per_action() {
+    let policies = format!("{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}{FIXED_FEE}");
+    let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
+    sim.reminded_on("1", &[-3, 0, 7, 14]);
+    let p = sim.plan_at(sim.at(30, 10, 0));
+    let json: serde_json::Value = serde_json::to_value(&p).unwrap();
+    let actions = json["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{json:#}");
+    for a in actions {
+        for field in [
+            "kind",
+            "step_id",
+            "template",
+            "days_overdue",
+            "invoice_number",
+        ] {
+            assert!(a.get(field).is_some(), "{field} missing in {a:#}");
+        }
+        assert_eq!(a["invoice_number"], "101");
+        assert_eq!(a["days_overdue"], 30);
+    }
+    assert_eq!(actions[0]["kind"], "late_fee");
+    assert!(actions[0]["template"].is_null());
+    assert_eq!(actions[1]["template"], "stop_work");
 }

@@ -2,8 +2,10 @@
 //!
 //! Placeholders are written `{name}`; `{{` and `}}` stand for literal braces. A name the
 //! renderer does not know is an error naming it, so a typo in a template is caught by
-//! `validate()` rather than mailed to a customer. A later issue replaces the renderer with
-//! minijinja; [`render_message`] is the one function that will change.
+//! `validate()` rather than mailed to a customer. These are the step texts the planner
+//! renders into each action; the SMTP channel renders its own minijinja templates
+//! (`src/channels/templates.rs`) from the same [`MessageContext`], so two syntaxes exist
+//! until they are unified.
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +76,20 @@ pub struct MessageContext {
     pub pay_line: String,
     /// The promised payment date, or empty.
     pub promise_date: String,
+    /// How many reminders about this invoice the customer was sent before this one.
+    #[serde(default)]
+    pub earlier_reminders: String,
+    /// The date of the first of them, or empty when there was none.
+    #[serde(default)]
+    pub first_reminder_date: String,
+    /// The late-fee terms to state before any fee is charged, or empty when no fee is
+    /// ahead: a fee is only charged once a message has disclosed it.
+    #[serde(default)]
+    pub fee_terms: String,
+    /// The open late-fee invoices of this invoice, reminded in the same message
+    /// ("invoice 1037-F for USD 25.00"), or empty.
+    #[serde(default)]
+    pub fee_invoices: String,
 }
 
 impl MessageContext {
@@ -93,6 +109,10 @@ impl MessageContext {
             "pay_link" => &self.pay_link,
             "pay_line" => &self.pay_line,
             "promise_date" => &self.promise_date,
+            "earlier_reminders" => &self.earlier_reminders,
+            "first_reminder_date" => &self.first_reminder_date,
+            "fee_terms" => &self.fee_terms,
+            "fee_invoices" => &self.fee_invoices,
             _ => return None,
         })
     }
@@ -114,6 +134,10 @@ impl MessageContext {
             pay_link: "https://pay.example/1037".into(),
             pay_line: "You can pay online at https://pay.example/1037.".into(),
             promise_date: "20 November 2026".into(),
+            earlier_reminders: "2".into(),
+            first_reminder_date: "31 October 2026".into(),
+            fee_invoices: "invoice 1037-F for USD 25.00".into(),
+            fee_terms: "If the invoice is still unpaid on 30 November 2026, a late payment fee of USD 25.00 will be added, as set out in our payment terms.".into(),
         }
     }
 }
@@ -191,6 +215,7 @@ pub fn tidy(body: &str) -> String {
 pub const BUILT_IN_IDS: &[&str] = &[
     "heads_up",
     "due_today",
+    "catch_up",
     "follow_up",
     "firm",
     "stop_work",
@@ -216,6 +241,8 @@ Thank you for your business. This is a friendly note that invoice {invoice_numbe
 
 If you have already arranged payment, thank you, and please ignore this message. If anything on the invoice looks wrong, just reply and we will put it right.
 
+{fee_terms}
+
 Kind regards",
         ),
         "due_today" => (
@@ -228,6 +255,28 @@ A quick reminder that invoice {invoice_number} for {amount_due} is due today, {d
 
 Thank you for paying promptly; it helps us keep serving you well. If you have any question about the invoice, simply reply to this message.
 
+{fee_terms}
+
+Kind regards",
+        ),
+        // The first message to an invoice overdued found already past due: courteous
+        // whatever its age, since the customer has not heard from us about it.
+        "catch_up" => (
+            "Invoice {invoice_number}: our records show it as unpaid",
+            "Dear {customer_name},
+
+Our records show invoice {invoice_number} for {amount_due} as unpaid; it was due on {due_date}. If you have already paid, thank you, and please ignore this message or let us know so we can match the payment.
+
+{fee_notice}
+
+{pay_line}
+
+If anything on the invoice looks wrong, just reply and we will put it right.
+
+{fee_terms}
+
+{next_step}
+
 Kind regards",
         ),
         "follow_up" => (
@@ -236,11 +285,15 @@ Kind regards",
 
 We have not yet received payment of {amount_due} for invoice {invoice_number}, which was due on {due_date}. It may simply have been missed, so a copy is attached.
 
+{fee_notice}
+
 {pay_line}
 
 If you have already paid, thank you, and please let us know so we can match the payment. If there is a problem with the invoice, reply and we will sort it out.
 
 {next_step}
+
+{fee_terms}
 
 Kind regards",
         ),
@@ -250,11 +303,15 @@ Kind regards",
 
 Invoice {invoice_number} for {amount_due} was due on {due_date} and is now {days_overdue} days overdue. We would be grateful if you could arrange payment now.
 
+{fee_notice}
+
 {pay_line}
 
 If you cannot pay the full amount at once, reply with a date you can pay by, or propose instalments, and we will agree a plan with you.
 
 {next_step}
+
+{fee_terms}
 
 Kind regards",
         ),
