@@ -122,6 +122,10 @@ pub async fn run_cycle(
         today: plan.local_date,
         mailer: mailer.as_ref(),
         hooks: hooks.as_ref(),
+        policies: Some(crate::channels::facts::PolicyChoice {
+            book: &config.policy_book,
+            default: &conn_cfg.policy,
+        }),
     };
     let exec = executor
         .run(intents)

@@ -116,6 +116,8 @@ pub struct Executor<'a> {
     pub mailer: Option<&'a Mailer>,
     /// Where every action's outcome is announced, when webhooks are configured.
     pub hooks: Option<&'a Hooks>,
+    /// The policies, for what an email needs at send time (how to pay, the PDF).
+    pub policies: Option<crate::channels::facts::PolicyChoice<'a>>,
 }
 
 impl Executor<'_> {
@@ -290,7 +292,11 @@ impl Executor<'_> {
         if items.is_empty() {
             return Ok(HashMap::new());
         }
-        Ok(deliver::deliver(mailer, self.store, self.clock, self.today, items).await?)
+        let sources = crate::channels::facts::Sources {
+            connector: self.connector,
+            policies: self.policies,
+        };
+        Ok(deliver::deliver(mailer, self.store, self.clock, self.today, sources, items).await?)
     }
 
     fn announce(&self, entry: &JournalEntry, outcome: &Outcome) {

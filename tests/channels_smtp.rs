@@ -118,6 +118,9 @@ from_name = "Example Ltd Accounts"
 reply_to = "accounts@example.com"
 copy_owner = true
 
+[policies.default]
+payment_instructions = "Bank transfer to Example Ltd, sort code 12-34-56, account 12345678."
+
 [[policies.default.steps]]
 offset = "+7d"
 action = "remind"

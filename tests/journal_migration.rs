@@ -42,6 +42,7 @@ hour = 8
 pub const FIXTURE_POLICY: &str = r#"
 [policies.default]
 max_reminders_per_customer_per_day = 1
+payment_instructions = "Bank transfer to Example Ltd, sort code 12-34-56, account 12345678."
 
 [[policies.default.steps]]
 offset = "0d"

@@ -25,7 +25,8 @@ use lettre::message::Mailbox;
 use overdued_connector::{Clock, IdempotencyKey, InvoiceSnapshot, Money};
 use tracing::{info, warn};
 
-use super::message::{build, message_id};
+use super::facts::{self, FeeIndex, NotYet, SendFacts, Sources};
+use super::message::{build_with, message_id, FileAttachment};
 use super::smtp::{Mailer, SendError};
 use super::templates::{CurrencyTotal, StatementContext, StatementLine, StepContext};
 use crate::engine::dates::long_date;
@@ -68,15 +69,24 @@ struct Unit {
     rendered: Result<super::Rendered, String>,
     /// For a statement, how many invoices it lists.
     statement: Option<usize>,
+    attachments: Vec<FileAttachment>,
+}
+
+/// A pending reminder with the facts it is rendered from.
+struct Ready {
+    p: Pending,
+    facts: SendFacts,
 }
 
 /// Sends what `pending` asks for, grouping a customer's reminders into one statement,
-/// and returns each action's delivery by action key.
+/// and returns each action's delivery by action key. Every message is rendered from the
+/// facts read now (see [`facts`]), not from the plan's texts.
 pub async fn deliver(
     mailer: &Mailer,
     store: &dyn Store,
     clock: &dyn Clock,
     today: NaiveDate,
+    sources: Sources<'_>,
     pending: Vec<Pending>,
 ) -> Result<HashMap<IdempotencyKey, Delivery>, StoreError> {
     let mut out = HashMap::new();
@@ -114,7 +124,18 @@ pub async fn deliver(
         return Ok(out);
     }
 
-    let units = plan_units(mailer, store, today, to_send)?;
+    let fees = FeeIndex::read(store, &to_send[0].entry.connection)?;
+    let mut ready = Vec::new();
+    for p in to_send {
+        match facts::gather(sources, store, &fees, Some(&p.entry), &p.snapshot, today).await? {
+            Ok(facts) => ready.push(Ready { p, facts }),
+            Err(NotYet(error)) => {
+                warn!(invoice = %p.snapshot.display_number(), %error, "email waits");
+                out.insert(p.entry.key.clone(), Delivery::Failed { error, retry: true });
+            }
+        }
+    }
+    let units = plan_units(mailer, store, sources, &fees, today, ready, &mut out).await?;
     let mut reachable: Option<Result<(), SendError>> = None;
     for unit in units {
         let keys: Vec<&str> = unit.members.iter().map(|m| m.entry.key.as_str()).collect();
@@ -134,7 +155,12 @@ pub async fn deliver(
             (Ok(r), _) => r,
         };
         let mid = message_id(&keys, &mailer.settings.from);
-        let msg = match build(&mailer.envelope(unit.to.clone()), rendered, &mid) {
+        let msg = match build_with(
+            &mailer.envelope(unit.to.clone()),
+            rendered,
+            &mid,
+            &unit.attachments,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 fail_all(&mut out, &unit.members, &e.to_string(), false);
@@ -330,58 +356,188 @@ fn recipients(s: &InvoiceSnapshot) -> Vec<Mailbox> {
         .collect()
 }
 
-fn plan_units(
+#[allow(clippy::too_many_arguments)]
+async fn plan_units(
     mailer: &Mailer,
     store: &dyn Store,
+    sources: Sources<'_>,
+    fees: &FeeIndex,
     today: NaiveDate,
-    pending: Vec<Pending>,
+    ready: Vec<Ready>,
+    out: &mut HashMap<IdempotencyKey, Delivery>,
 ) -> Result<Vec<Unit>, StoreError> {
-    let mut by_customer: BTreeMap<(String, String), Vec<Pending>> = BTreeMap::new();
-    for p in pending {
+    let mut by_customer: BTreeMap<(String, String), Vec<Ready>> = BTreeMap::new();
+    for r in ready {
         by_customer
-            .entry((p.entry.connection.clone(), p.entry.customer_id.clone()))
+            .entry((r.p.entry.connection.clone(), r.p.entry.customer_id.clone()))
             .or_default()
-            .push(p);
+            .push(r);
     }
     let sender = mailer.sender_name();
     let mut units = Vec::new();
-    for ((connection, customer), members) in by_customer {
-        let to = recipients(&members[0].snapshot);
+    'customers: for ((connection, customer), members) in by_customer {
+        let to = recipients(&members[0].p.snapshot);
         let listing = if mailer.settings.statements {
             statement_listing(store, &connection, &customer, today, &members)?
         } else {
             Vec::new()
         };
         if listing.len() > 1 {
-            let ctx = statement_context(&members, &listing, today, &sender);
+            // Every listed invoice's facts: the members' as gathered, the others' now.
+            let mut listed: Vec<(InvoiceSnapshot, SendFacts, Option<usize>)> = Vec::new();
+            for s in listing {
+                let member = members
+                    .iter()
+                    .position(|m| m.p.snapshot.remote_id == s.remote_id);
+                let f = match member {
+                    Some(i) => members[i].facts.clone(),
+                    None => match facts::gather(sources, store, fees, None, &s, today).await? {
+                        Ok(f) => f,
+                        Err(NotYet(error)) => {
+                            warn!(customer = %customer, %error, "statement waits");
+                            for m in &members {
+                                out.insert(
+                                    m.p.entry.key.clone(),
+                                    Delivery::Failed {
+                                        error: error.clone(),
+                                        retry: true,
+                                    },
+                                );
+                            }
+                            continue 'customers;
+                        }
+                    },
+                };
+                listed.push((s, f, member));
+            }
+            let ctx = statement_context(&members, &listed, today, &sender);
+            let attachments = listed
+                .iter()
+                .filter_map(|(_, f, _)| f.pdf.clone())
+                .collect();
             units.push(Unit {
                 rendered: mailer
                     .templates
                     .render("statement", &ctx)
                     .map_err(|e| e.to_string()),
-                members,
+                statement: Some(listed.len()),
+                members: members.into_iter().map(|m| m.p).collect(),
                 to,
-                statement: Some(listing.len()),
+                attachments,
             });
             continue;
         }
         for m in members {
-            let rendered = match (&m.template, &m.context) {
-                (Some(t), Some(c)) if mailer.templates.has(t) => mailer
-                    .templates
-                    .render(t, &StepContext::from_message(c, &sender)),
-                _ => mailer.templates.plain(&m.subject, &m.body),
-            }
-            .map_err(|e| e.to_string());
+            let rendered = render_one(mailer, &m, today, &sender).map_err(|e| e.to_string());
             units.push(Unit {
                 rendered,
-                members: vec![m],
+                attachments: m.facts.pdf.iter().cloned().collect(),
+                members: vec![m.p],
                 to: to.clone(),
                 statement: None,
             });
         }
     }
     Ok(units)
+}
+
+/// The template for the invoice's state now, whatever the plan's day said: never "due
+/// today" off the due day, and a first message past the due date is the catch-up.
+pub fn template_at_send(planned: &str, days_overdue: i64, earlier_reminders: usize) -> &str {
+    const LADDER: &[&str] = &[
+        "heads_up",
+        "due_today",
+        "follow_up",
+        "firm",
+        "stop_work",
+        "final_notice",
+    ];
+    match planned {
+        t if days_overdue > 0 && earlier_reminders == 0 && LADDER.contains(&t) => "catch_up",
+        "heads_up" | "due_today" if days_overdue == 0 => "due_today",
+        "heads_up" | "due_today" if days_overdue < 0 => "heads_up",
+        "heads_up" | "due_today" => "follow_up",
+        t => t,
+    }
+}
+
+/// A step's values, with everything that may have changed since the plan read again.
+pub fn context_at_send(
+    planned: &MessageContext,
+    snapshot: &InvoiceSnapshot,
+    facts: &SendFacts,
+    today: NaiveDate,
+    sender: &str,
+) -> StepContext {
+    let mut c = StepContext::from_message(planned, sender);
+    c.customer_name = snapshot.customer.name.clone();
+    c.invoice_number = snapshot.display_number().to_string();
+    c.amount_due = snapshot.due_money().display_human().to_string();
+    c.invoice_total = snapshot.total_money().display_human().to_string();
+    c.due_date = long_date(snapshot.due_date);
+    c.days_overdue = snapshot.days_overdue(today);
+    c.today = long_date(today);
+    c.earlier_reminders = u32::try_from(facts.earlier_reminders.len()).unwrap_or(u32::MAX);
+    c.first_reminder_date = facts
+        .earlier_reminders
+        .first()
+        .map(|d| long_date(*d))
+        .unwrap_or_default();
+    if let Some(fee) = &facts.fee_invoice {
+        c.fee_invoice_number = fee.display_number().to_string();
+        c.fee_invoice_amount = fee.due_money().display_human().to_string();
+        // Charged: the terms were disclosed before; the fee itself is named now.
+        c.fee_terms = String::new();
+    }
+    c.pay_link = facts.pay_link.clone().unwrap_or_default();
+    c.payment_instructions = facts.payment_instructions.clone().unwrap_or_default();
+    c.pay_line = pay_paragraph(facts);
+    c.pdf_attached = facts.pdf.is_some();
+    c
+}
+
+/// How to pay, as one paragraph, for messages not rendered from a template file.
+fn pay_paragraph(facts: &SendFacts) -> String {
+    match (&facts.pay_link, &facts.payment_instructions) {
+        (Some(l), _) => format!("You can pay online at {l}."),
+        (None, Some(i)) => format!("How to pay: {i}"),
+        (None, None) => "Payment details are shown on the invoice.".into(),
+    }
+}
+
+fn render_one(
+    mailer: &Mailer,
+    m: &Ready,
+    today: NaiveDate,
+    sender: &str,
+) -> Result<super::Rendered, super::TemplateError> {
+    match (&m.p.template, &m.p.context) {
+        (Some(t), Some(c)) if mailer.templates.has(t) => {
+            let ctx = context_at_send(c, &m.p.snapshot, &m.facts, today, sender);
+            let id = template_at_send(t, ctx.days_overdue, m.facts.earlier_reminders.len());
+            let id = if mailer.templates.has(id) { id } else { t };
+            mailer.templates.render(id, &ctx)
+        }
+        _ => {
+            // The policy's own text, written for the plan's day: it goes as written,
+            // with how to pay added so no reminder leaves without it.
+            let mut body = m.p.body.trim_end().to_string();
+            let pay = pay_paragraph(&m.facts);
+            let link_there = m
+                .facts
+                .pay_link
+                .as_deref()
+                .is_some_and(|l| body.contains(l));
+            if !link_there {
+                body.push_str("\n\n");
+                body.push_str(&pay);
+            }
+            if m.facts.pdf.is_some() {
+                body.push_str("\n\nA copy of the invoice is attached.");
+            }
+            mailer.templates.plain(&m.p.subject, &body)
+        }
+    }
 }
 
 /// Every invoice a statement lists: the ones acted on now (as just re-read) and the
@@ -391,11 +547,11 @@ fn statement_listing(
     connection: &str,
     customer: &str,
     today: NaiveDate,
-    members: &[Pending],
+    members: &[Ready],
 ) -> Result<Vec<InvoiceSnapshot>, StoreError> {
     let mut by_id: BTreeMap<String, InvoiceSnapshot> = members
         .iter()
-        .map(|m| (m.snapshot.remote_id.clone(), m.snapshot.clone()))
+        .map(|m| (m.p.snapshot.remote_id.clone(), m.p.snapshot.clone()))
         .collect();
     store.for_each_invoice(connection, &mut |r| {
         let s = r.snapshot;
@@ -418,14 +574,14 @@ fn statement_listing(
 }
 
 fn statement_context(
-    members: &[Pending],
-    listing: &[InvoiceSnapshot],
+    members: &[Ready],
+    listed: &[(InvoiceSnapshot, SendFacts, Option<usize>)],
     today: NaiveDate,
     sender: &str,
 ) -> StatementContext {
-    let first = &members[0].snapshot;
+    let first = &members[0].p.snapshot;
     let mut totals: BTreeMap<String, Money> = BTreeMap::new();
-    for s in listing {
+    for (s, _, _) in listed {
         let t = totals
             .entry(s.currency.code().to_string())
             .or_insert_with(|| Money::zero(s.currency));
@@ -433,12 +589,10 @@ fn statement_context(
     }
     let mut notices: Vec<String> = Vec::new();
     for m in members {
-        if let Some(c) = &m.context {
-            for n in [&c.fee_notice, &c.next_step] {
-                let n = n.trim();
-                if !n.is_empty() && !notices.iter().any(|x| x == n) {
-                    notices.push(n.to_string());
-                }
+        if let Some(c) = &m.p.context {
+            let n = c.fee_terms.trim();
+            if !n.is_empty() && m.facts.fee_invoice.is_none() && !notices.iter().any(|x| x == n) {
+                notices.push(n.to_string());
             }
         }
     }
@@ -446,24 +600,37 @@ fn statement_context(
         customer_name: first.customer.name.clone(),
         customer_email: first.customer.email.clone().unwrap_or_default(),
         today: long_date(today),
-        invoices: listing
+        invoices: listed
             .iter()
-            .map(|s| StatementLine {
+            .map(|(s, f, member)| StatementLine {
                 invoice_number: s.display_number().to_string(),
-                amount_due: s.due_money().to_string(),
+                amount_due: s.due_money().display_human().to_string(),
                 due_date: long_date(s.due_date),
                 days_overdue: s.days_overdue(today),
-                pay_link: s.pay_url.clone().unwrap_or_default(),
+                pay_link: f.pay_link.clone().unwrap_or_default(),
+                late_fee_for: FeeIndex::original_of(s).unwrap_or_default().to_string(),
+                escalated: f.escalated_today,
+                next_step: member
+                    .and_then(|i| members[i].p.context.as_ref())
+                    .map(|c| c.next_step.clone())
+                    .unwrap_or_default(),
             })
             .collect(),
         totals: totals
             .into_iter()
             .map(|(currency, amount)| CurrencyTotal {
                 currency,
-                amount: amount.to_string(),
+                amount: amount.display_human().to_string(),
             })
             .collect(),
         notices,
         sender_name: sender.to_string(),
+        any_pay_link: listed.iter().any(|(_, f, _)| f.pay_link.is_some()),
+        payment_instructions: members[0]
+            .facts
+            .payment_instructions
+            .clone()
+            .unwrap_or_default(),
+        pdf_count: listed.iter().filter(|(_, f, _)| f.pdf.is_some()).count(),
     }
 }

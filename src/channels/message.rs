@@ -1,7 +1,8 @@
-//! Building a MIME message (multipart/alternative: plain text and HTML) with a
-//! deterministic Message-ID.
+//! Building a MIME message (multipart/alternative: plain text and HTML, inside
+//! multipart/mixed with the invoice PDFs when there are any) with a deterministic
+//! Message-ID.
 
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use sha2::{Digest, Sha256};
 
@@ -31,7 +32,56 @@ pub struct Envelope {
     pub bcc: Vec<Mailbox>,
 }
 
+/// A file sent with a message (an invoice PDF).
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileAttachment {
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for FileAttachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileAttachment")
+            .field("filename", &self.filename)
+            .field("content_type", &self.content_type)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl FileAttachment {
+    /// The PDF of invoice `number`, named so the customer recognises it.
+    pub fn invoice_pdf(number: &str, bytes: Vec<u8>) -> FileAttachment {
+        let safe: String = number
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        FileAttachment {
+            filename: format!("invoice-{safe}.pdf"),
+            content_type: "application/pdf".into(),
+            bytes,
+        }
+    }
+}
+
 pub fn build(env: &Envelope, msg: &Rendered, message_id: &str) -> Result<Message, ChannelError> {
+    build_with(env, msg, message_id, &[])
+}
+
+/// The message with `attachments` after its text.
+pub fn build_with(
+    env: &Envelope,
+    msg: &Rendered,
+    message_id: &str,
+    attachments: &[FileAttachment],
+) -> Result<Message, ChannelError> {
     let mut b = Message::builder()
         .message_id(Some(message_id.to_string()))
         .from(env.from.clone())
@@ -45,25 +95,65 @@ pub fn build(env: &Envelope, msg: &Rendered, message_id: &str) -> Result<Message
     for bcc in &env.bcc {
         b = b.bcc(bcc.clone());
     }
-    b.multipart(
-        MultiPart::alternative()
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(msg.text.clone()),
-            )
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_HTML)
-                    .body(msg.html.clone()),
-            ),
-    )
-    .map_err(|e| ChannelError::Message(e.to_string()))
+    let alternative = MultiPart::alternative()
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(msg.text.clone()),
+        )
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_HTML)
+                .body(msg.html.clone()),
+        );
+    let body = if attachments.is_empty() {
+        alternative
+    } else {
+        let mut mixed = MultiPart::mixed().multipart(alternative);
+        for a in attachments {
+            let ct = ContentType::parse(&a.content_type)
+                .map_err(|e| ChannelError::Message(format!("{}: {e}", a.content_type)))?;
+            mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(a.bytes.clone(), ct));
+        }
+        mixed
+    };
+    b.multipart(body)
+        .map_err(|e| ChannelError::Message(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attachments_go_in_a_mixed_part_after_the_text() {
+        let env = Envelope {
+            from: "billing@example.com".parse().unwrap(),
+            reply_to: None,
+            to: vec!["ap@customer.example".parse().unwrap()],
+            bcc: Vec::new(),
+        };
+        let r = Rendered {
+            subject: "Invoice 1037".into(),
+            text: "Dear customer".into(),
+            html: "<p>Dear customer</p>".into(),
+        };
+        let pdf = FileAttachment::invoice_pdf("1037/A", b"%PDF-1.4 test".to_vec());
+        assert_eq!(pdf.filename, "invoice-1037_A.pdf");
+        let raw = String::from_utf8(
+            build_with(&env, &r, "<x@example.com>", &[pdf])
+                .unwrap()
+                .formatted(),
+        )
+        .unwrap();
+        assert!(raw.contains("multipart/mixed"), "{raw}");
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        assert!(raw.contains("Content-Type: application/pdf"), "{raw}");
+        assert!(raw.contains("filename=\"invoice-1037_A.pdf\""), "{raw}");
+        let plain =
+            String::from_utf8(build(&env, &r, "<x@example.com>").unwrap().formatted()).unwrap();
+        assert!(!plain.contains("multipart/mixed"), "{plain}");
+    }
 
     #[test]
     fn message_id_is_deterministic_and_order_free() {

@@ -9,6 +9,7 @@
 
 pub mod deliver;
 pub mod digest;
+pub mod facts;
 pub mod loopback;
 pub mod message;
 pub mod smtp;

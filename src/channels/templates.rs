@@ -51,11 +51,16 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "test_email.txt",
         include_str!("../../templates/test_email.txt"),
     ),
+    ("catch_up.txt", include_str!("../../templates/catch_up.txt")),
+    ("_pay.txt", include_str!("../../templates/_pay.txt")),
+    ("_fee.txt", include_str!("../../templates/_fee.txt")),
+    ("_earlier.txt", include_str!("../../templates/_earlier.txt")),
     ("_layout.html", include_str!("../../templates/_layout.html")),
 ];
 
 /// The templates of customer messages, one per built-in step template.
 pub const STEP_TEMPLATES: &[&str] = &[
+    "catch_up",
     "heads_up",
     "due_today",
     "follow_up",
@@ -150,10 +155,12 @@ impl Templates {
         self.origins.contains_key(&format!("{id}.txt"))
     }
 
-    /// Every message template id, built-in or the user's.
+    /// Every message template id, built-in or the user's; `_NAME.txt` files are parts
+    /// the messages include, not messages.
     pub fn ids(&self) -> Vec<String> {
         self.origins
             .keys()
+            .filter(|n| !n.starts_with('_'))
             .filter_map(|n| n.strip_suffix(".txt"))
             .map(str::to_string)
             .collect()
@@ -348,6 +355,20 @@ pub struct StepContext {
     pub pay_line: String,
     pub promise_date: String,
     pub sender_name: String,
+    /// How many reminders about this invoice reached the customer before this one.
+    pub earlier_reminders: u32,
+    /// The date of the first of them, or empty.
+    pub first_reminder_date: String,
+    /// The late-fee terms still to be disclosed before any fee, or empty.
+    pub fee_terms: String,
+    /// The open late-fee invoice of this invoice, by its own number, or empty.
+    pub fee_invoice_number: String,
+    /// Its amount due ("USD 25.00"), or empty.
+    pub fee_invoice_amount: String,
+    /// The policy's `payment_instructions`, or empty.
+    pub payment_instructions: String,
+    /// Whether the invoice PDF goes with the message.
+    pub pdf_attached: bool,
 }
 
 impl StepContext {
@@ -368,11 +389,22 @@ impl StepContext {
             pay_line: m.pay_line.clone(),
             promise_date: m.promise_date.clone(),
             sender_name: sender_name.to_string(),
+            earlier_reminders: m.earlier_reminders.trim().parse().unwrap_or(0),
+            first_reminder_date: m.first_reminder_date.clone(),
+            fee_terms: m.fee_terms.clone(),
+            fee_invoice_number: String::new(),
+            fee_invoice_amount: String::new(),
+            payment_instructions: String::new(),
+            pdf_attached: false,
         }
     }
 
     pub fn sample() -> StepContext {
-        StepContext::from_message(&MessageContext::sample(), "Example Ltd Accounts")
+        let mut c = StepContext::from_message(&MessageContext::sample(), "Example Ltd Accounts");
+        c.payment_instructions =
+            "bank transfer to Example Ltd, sort code 12-34-56, account 12345678, quoting the invoice number".into();
+        c.pdf_attached = true;
+        c
     }
 }
 
@@ -383,6 +415,12 @@ pub struct StatementLine {
     pub due_date: String,
     pub days_overdue: i64,
     pub pay_link: String,
+    /// For a late-fee invoice, the number of the invoice the fee is for; else empty.
+    pub late_fee_for: String,
+    /// Marked for collection today: no longer in the reminder ladder.
+    pub escalated: bool,
+    /// What happens next about this invoice and when, or empty.
+    pub next_step: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -403,6 +441,12 @@ pub struct StatementContext {
     pub totals: Vec<CurrencyTotal>,
     pub notices: Vec<String>,
     pub sender_name: String,
+    /// Whether any listed invoice has an online payment link.
+    pub any_pay_link: bool,
+    /// The policy's `payment_instructions`, or empty.
+    pub payment_instructions: String,
+    /// How many invoice PDFs go with the statement.
+    pub pdf_count: usize,
 }
 
 impl StatementContext {
@@ -418,6 +462,19 @@ impl StatementContext {
                     due_date: "31 October 2026".into(),
                     days_overdue: 14,
                     pay_link: "https://pay.example/1037".into(),
+                    late_fee_for: String::new(),
+                    escalated: false,
+                    next_step: "If payment has not reached us by 30 November 2026, we will write to you again.".into(),
+                },
+                StatementLine {
+                    invoice_number: "1037-F".into(),
+                    amount_due: "USD 25.00".into(),
+                    due_date: "14 November 2026".into(),
+                    days_overdue: 0,
+                    pay_link: String::new(),
+                    late_fee_for: "1037".into(),
+                    escalated: false,
+                    next_step: String::new(),
                 },
                 StatementLine {
                     invoice_number: "1041".into(),
@@ -425,13 +482,19 @@ impl StatementContext {
                     due_date: "14 November 2026".into(),
                     days_overdue: 0,
                     pay_link: String::new(),
+                    late_fee_for: String::new(),
+                    escalated: false,
+                    next_step: String::new(),
                 },
                 StatementLine {
                     invoice_number: "1044".into(),
                     amount_due: "EUR 80.00".into(),
-                    due_date: "7 November 2026".into(),
-                    days_overdue: 7,
+                    due_date: "14 August 2026".into(),
+                    days_overdue: 92,
                     pay_link: String::new(),
+                    late_fee_for: String::new(),
+                    escalated: true,
+                    next_step: String::new(),
                 },
             ],
             totals: vec![
@@ -441,7 +504,7 @@ impl StatementContext {
                 },
                 CurrencyTotal {
                     currency: "USD".into(),
-                    amount: "USD 482.07".into(),
+                    amount: "USD 507.07".into(),
                 },
             ],
             notices: vec![
@@ -449,6 +512,9 @@ impl StatementContext {
                     .into(),
             ],
             sender_name: "Example Ltd Accounts".into(),
+            any_pay_link: true,
+            payment_instructions: "bank transfer to Example Ltd, sort code 12-34-56, account 12345678, quoting the invoice number".into(),
+            pdf_count: 4,
         }
     }
 }

@@ -350,6 +350,12 @@ pub struct Policy {
     pub send_window: SendWindowConfig,
     /// Templates by id, overriding or adding to the built-in ones.
     pub templates: BTreeMap<String, MessageTemplate>,
+    /// How to pay when the ledger has no online payment link for an invoice (bank
+    /// details, a pay page address); every SMTP reminder must say how to pay, so a
+    /// policy with a step sent by SMTP requires it.
+    pub payment_instructions: Option<String>,
+    /// Whether SMTP reminders carry the invoice PDF, read from the ledger at send time.
+    pub attach_pdf: bool,
 }
 
 impl Default for Policy {
@@ -390,6 +396,8 @@ impl Policy {
             late_fee: None,
             send_window: SendWindowConfig::default(),
             templates: BTreeMap::new(),
+            payment_instructions: None,
+            attach_pdf: true,
         }
     }
 
@@ -653,7 +661,25 @@ impl Policy {
             window: window.unwrap_or_else(SendWindow::always),
             templates,
             escalation_day,
+            payment_instructions: self
+                .payment_instructions
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+            attach_pdf: self.attach_pdf,
         };
+        if compiled.payment_instructions.is_none() {
+            if let Some(step) = compiled.steps.iter().find(|s| s.channel.uses_smtp()) {
+                errs.push(
+                    format!("{p}.payment_instructions"),
+                    format!(
+                        "policy {name:?} sends step {:?} by SMTP, so it needs payment_instructions: how a customer pays when the ledger has no online payment link (bank details or a pay page address)",
+                        step.id
+                    ),
+                );
+            }
+        }
         errs.finish(compiled)
     }
 }
@@ -776,6 +802,9 @@ pub struct CompiledPolicy {
     pub window: SendWindow,
     pub templates: BTreeMap<String, MessageTemplate>,
     pub escalation_day: Option<i64>,
+    /// Trimmed; `None` when not set.
+    pub payment_instructions: Option<String>,
+    pub attach_pdf: bool,
 }
 
 impl CompiledPolicy {

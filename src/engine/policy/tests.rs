@@ -308,3 +308,47 @@ fn the_built_in_policy_gives_notice() {
         .is_ok());
     assert_eq!(Policy::default_policy().notice_days, 7);
 }
+
+#[test]
+fn smtp_steps_need_payment_instructions_and_pdfs_attach_by_default() {
+    let smtp = r##"
+[[policies.mail.steps]]
+offset = "+7d"
+action = "remind"
+channel = "both"
+"##;
+    let doc = parse(smtp);
+    let e = validate(&doc.engine, &doc.policies).unwrap_err();
+    let errs: Vec<_> =
+        e.0.iter()
+            .filter(|e| e.path.ends_with("payment_instructions"))
+            .collect();
+    assert_eq!(errs.len(), 1, "{e}");
+    assert_eq!(errs[0].path, "policies.mail.payment_instructions");
+    assert!(errs[0].message.contains("\"mail\""), "{}", errs[0].message);
+    assert!(errs[0].message.contains("\"+7d\""), "{}", errs[0].message);
+
+    let doc = parse(&format!(
+        "[policies.mail]\npayment_instructions = \"  Bank transfer to 12-34-56 12345678  \"\n{smtp}"
+    ));
+    let book = PolicyBook::compile(&doc.policies).unwrap();
+    let p = book.get("mail").unwrap();
+    assert_eq!(
+        p.payment_instructions.as_deref(),
+        Some("Bank transfer to 12-34-56 12345678")
+    );
+    assert!(p.attach_pdf);
+
+    let doc = parse(&format!(
+        "[policies.mail]\npayment_instructions = \" \"\n{smtp}"
+    ));
+    assert!(
+        validate(&doc.engine, &doc.policies).is_err(),
+        "blank counts as missing"
+    );
+
+    // The system's own email says how to pay through the ledger's template.
+    let doc = parse("[policies.quiet]\nattach_pdf = false\n[[policies.quiet.steps]]\noffset = \"+7d\"\naction = \"remind\"\n");
+    let book = PolicyBook::compile(&doc.policies).unwrap();
+    assert!(!book.get("quiet").unwrap().attach_pdf);
+}
