@@ -34,14 +34,28 @@ fn snapshot(name: &str, r: &Rendered) {
     );
 }
 
-/// The step's message as the planner would fill it on the step's day.
+/// The step's message as it is rendered at send time on the step's day: reminders sent
+/// on the built-in policy's earlier days, the pay link, the attached PDF.
 fn context_for(day: i64, template: &str) -> StepContext {
     let mut c = StepContext::sample();
     c.days_overdue = day;
     c.fee = None;
     c.fee_notice = String::new();
+    c.fee_terms = String::new();
+    c.payment_instructions = String::new();
+    // The built-in ladder's customer reminders before `day`: -3, 0, 7, 14, 30, 60.
+    let earlier = [-3i64, 0, 7, 14, 30, 60]
+        .iter()
+        .filter(|d| **d < day)
+        .count();
+    c.earlier_reminders = earlier as u32;
+    c.first_reminder_date = if earlier > 0 {
+        "28 October 2026".into()
+    } else {
+        String::new()
+    };
     c.next_step = match template {
-        "heads_up" | "due_today" => String::new(),
+        "heads_up" | "due_today" | "catch_up" => String::new(),
         "final_notice" => {
             "If the invoice is still unpaid on 29 January 2027, we will refer it for collection."
                 .into()
@@ -50,9 +64,10 @@ fn context_for(day: i64, template: &str) -> StepContext {
             "If payment has not reached us by 30 November 2026, we will write to you again.".into()
         }
     };
-    if matches!(template, "stop_work" | "final_notice") {
+    if matches!(template, "stop_work" | "final_notice" | "escalation") {
         c.fee = Some("USD 25.00".into());
-        c.fee_notice = "A late payment fee of USD 25.00 was added on 30 November 2026, as set out in our payment terms.".into();
+        c.fee_invoice_number = "1037-F".into();
+        c.fee_invoice_amount = "USD 25.00".into();
     }
     c
 }
@@ -78,6 +93,10 @@ fn every_default_step_template_matches_its_snapshot() {
         );
         seen.push(id);
     }
+    // The first message to an invoice overdued adopted already past due.
+    let r = t.render("catch_up", &context_for(45, "catch_up")).unwrap();
+    snapshot("catch_up", &r);
+    seen.push("catch_up".into());
     // Not a step of the built-in policy, but sent whenever a promise is broken.
     let r = t
         .render("promise_broken", &context_for(21, "promise_broken"))
@@ -115,5 +134,110 @@ fn statement_digest_and_test_email_match_their_snapshots() {
     snapshot(
         "test_email",
         &t.render("test_email", &TestContext::sample()).unwrap(),
+    );
+}
+
+#[test]
+fn follow_up_says_how_many_reminders_came_before_and_since_when() {
+    let t = Templates::built_in();
+    let mut c = context_for(7, "follow_up");
+    c.earlier_reminders = 0;
+    c.first_reminder_date = String::new();
+    let none = t.render("follow_up", &c).unwrap();
+    snapshot("follow_up_no_earlier_reminders", &none);
+    assert!(none.text.contains("It may simply have been missed."));
+    assert!(!none.text.contains("written to you"), "{}", none.text);
+
+    c.earlier_reminders = 2;
+    c.first_reminder_date = "28 October 2026".into();
+    let two = t.render("follow_up", &c).unwrap();
+    snapshot("follow_up_two_earlier_reminders", &two);
+    assert!(
+        two.text
+            .contains("We have written to you about it 2 times since 28 October 2026."),
+        "{}",
+        two.text
+    );
+    assert!(!two.text.contains("It may simply have been missed."));
+
+    c.earlier_reminders = 1;
+    let one = t.render("follow_up", &c).unwrap();
+    assert!(
+        one.text
+            .contains("We wrote to you about it on 28 October 2026."),
+        "{}",
+        one.text
+    );
+}
+
+#[test]
+fn every_customer_message_says_how_to_pay_by_link_or_by_instructions() {
+    let t = Templates::built_in();
+    let instructions = "bank transfer to Example Ltd, sort code 12-34-56, account 12345678";
+    for id in STEP_TEMPLATES.iter().filter(|id| **id != "escalation") {
+        let day = if *id == "heads_up" { -3 } else { 20 };
+        let mut c = context_for(day, id);
+        let linked = t.render(id, &c).unwrap();
+        assert!(
+            linked
+                .text
+                .contains("You can pay online at https://pay.example/1037"),
+            "{id}: {}",
+            linked.text
+        );
+        assert!(
+            linked.text.contains("A copy of the invoice is attached."),
+            "{id}"
+        );
+        c.pay_link = String::new();
+        c.payment_instructions = instructions.into();
+        c.pdf_attached = false;
+        let told = t.render(id, &c).unwrap();
+        assert!(
+            told.text.contains(&format!("How to pay: {instructions}")),
+            "{id}: {}",
+            told.text
+        );
+        assert!(!told.text.contains("pay online"), "{id}");
+        assert!(!told.text.contains("attached"), "{id}: {}", told.text);
+    }
+    let mut c = context_for(20, "firm");
+    c.pay_link = String::new();
+    c.payment_instructions = instructions.into();
+    snapshot("firm_with_instructions", &t.render("firm", &c).unwrap());
+}
+
+#[test]
+fn a_late_step_never_says_due_today_and_names_the_fee_invoice() {
+    let t = Templates::built_in();
+    let mut c = context_for(0, "due_today");
+    let on_the_day = t.render("due_today", &c).unwrap();
+    assert!(on_the_day.text.contains("is due today, 31 October 2026"));
+    c.days_overdue = 6;
+    let late = t.render("due_today", &c).unwrap();
+    assert!(!late.text.contains("due today"), "{}", late.text);
+    assert!(!late.subject.contains("due today"), "{}", late.subject);
+    assert!(
+        late.text.contains("was due on 31 October 2026, 6 days ago"),
+        "{}",
+        late.text
+    );
+
+    let fee = t
+        .render("stop_work", &context_for(30, "stop_work"))
+        .unwrap();
+    assert!(
+        fee.text
+            .contains("Invoice 1037-F for USD 25.00 is the late fee for invoice 1037"),
+        "{}",
+        fee.text
+    );
+    let mut terms = context_for(14, "firm");
+    terms.fee_terms = "Under our payment terms, USD 25.00 is added to invoices unpaid 30 days after their due date.".into();
+    let disclosed = t.render("firm", &terms).unwrap();
+    assert!(
+        disclosed.text.contains(&terms.fee_terms),
+        "{}",
+        disclosed.text
     );
 }

@@ -508,7 +508,7 @@ impl StatementContext {
                 },
             ],
             notices: vec![
-                "If payment has not reached us by 30 November 2026, we will write to you again."
+                "Under our payment terms, USD 25.00 is added to invoices unpaid 30 days after their due date."
                     .into(),
             ],
             sender_name: "Example Ltd Accounts".into(),
