@@ -2,7 +2,8 @@
 //! multipart/mixed with the invoice PDFs when there are any) with a deterministic
 //! Message-ID.
 
-use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use sha2::{Digest, Sha256};
 
@@ -113,7 +114,11 @@ pub fn build_with(
         for a in attachments {
             let ct = ContentType::parse(&a.content_type)
                 .map_err(|e| ChannelError::Message(format!("{}: {e}", a.content_type)))?;
-            mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(a.bytes.clone(), ct));
+            // Always base64: a PDF is binary, and a text-looking one sent quoted-printable
+            // would have its line ends rewritten on the way.
+            let body = Body::new_with_encoding(a.bytes.clone(), ContentTransferEncoding::Base64)
+                .map_err(|_| ChannelError::Message(format!("{}: cannot encode", a.filename)))?;
+            mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(body, ct));
         }
         mixed
     };
@@ -149,6 +154,7 @@ mod tests {
         assert!(raw.contains("multipart/mixed"), "{raw}");
         assert!(raw.contains("multipart/alternative"), "{raw}");
         assert!(raw.contains("Content-Type: application/pdf"), "{raw}");
+        assert!(raw.contains("Content-Transfer-Encoding: base64"), "{raw}");
         assert!(raw.contains("filename=\"invoice-1037_A.pdf\""), "{raw}");
         let plain =
             String::from_utf8(build(&env, &r, "<x@example.com>").unwrap().formatted()).unwrap();
