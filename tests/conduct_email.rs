@@ -197,8 +197,14 @@ async fn read_ledger_now(
     now
 }
 
+/// What a message was found to carry.
+struct Found {
+    fee: bool,
+    link: bool,
+}
+
 /// Checks one message against the ledger as it was when the message was sent.
-fn check_message(m: &Received, watched: &[Watched], at: &LedgerNow, today: NaiveDate) -> bool {
+fn check_message(m: &Received, watched: &[Watched], at: &LedgerNow, today: NaiveDate) -> Found {
     let w = watched
         .iter()
         .find(|w| m.rcpt_to.contains(&w.email))
@@ -262,7 +268,10 @@ fn check_message(m: &Received, watched: &[Watched], at: &LedgerNow, today: Naive
     assert!(head.contains("base64"), "{head}");
     assert!(pdf.trim_start().starts_with("JVBERi"), "{ctx}");
     assert!(body.contains("A copy of the invoice is attached."), "{ctx}");
-    at.fees.contains_key(&key)
+    Found {
+        fee: at.fees.contains_key(&key),
+        link: at.links[&key].is_some(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,10 +318,22 @@ async fn every_email_is_true_at_send_time_says_how_to_pay_and_carries_the_pdf() 
     }
 
     let mut seen = 0;
-    let mut checked = BTreeMap::<System, usize>::new();
+    let mut checked = BTreeMap::<(System, bool), usize>::new();
     let mut with_fee = 0;
     let mut day = first_day;
     while day <= first_day + Duration::days(60) {
+        // Each system with online payments for half the time and without for the other.
+        if day == first_day || day == first_day + Duration::days(30) {
+            let first_half = day == first_day;
+            for (system, on) in [
+                (System::QuickBooks, first_half),
+                (System::Xero, !first_half),
+            ] {
+                h.sandbox()
+                    .set_online_payments(system, &h.tenant(system), on)
+                    .unwrap();
+            }
+        }
         let t = london(day, 10, 0);
         h.sandbox().set_now(t);
         h.clock.set(t);
@@ -322,14 +343,13 @@ async fn every_email_is_true_at_send_time_says_how_to_pay_and_carries_the_pdf() 
         h.cycle_at(t).await;
         let msgs = rx.messages();
         for m in &msgs[seen..] {
-            if check_message(m, &watched, &before, day) {
-                with_fee += 1;
-            }
+            let found = check_message(m, &watched, &before, day);
+            with_fee += usize::from(found.fee);
             let w = watched
                 .iter()
                 .find(|w| m.rcpt_to.contains(&w.email))
                 .unwrap();
-            *checked.entry(w.system).or_default() += 1;
+            *checked.entry((w.system, found.link)).or_default() += 1;
         }
         if day == first_day {
             // The first contact about every invoice, whatever its age, is the catch-up.
@@ -347,9 +367,18 @@ async fn every_email_is_true_at_send_time_says_how_to_pay_and_carries_the_pdf() 
         day += Duration::days(1);
     }
     for system in [System::QuickBooks, System::Xero] {
-        let n = checked.get(&system).copied().unwrap_or(0);
-        assert!(n > 14, "{system:?}: only {n} messages checked");
+        let linked = checked.get(&(system, true)).copied().unwrap_or(0);
+        let told = checked.get(&(system, false)).copied().unwrap_or(0);
+        assert!(
+            linked + told > 14,
+            "{system:?}: only {} messages checked",
+            linked + told
+        );
+        assert!(
+            linked > 0 && told > 0,
+            "{system:?}: {linked} with a link, {told} with instructions"
+        );
     }
     assert!(with_fee > 0, "some message named a late-fee invoice");
-    eprintln!("checked {checked:?} messages, {with_fee} naming a late-fee invoice");
+    eprintln!("checked (system, with link) {checked:?}; {with_fee} naming a late-fee invoice");
 }
