@@ -95,3 +95,55 @@ fn check_renders_templates_and_names_file_and_line() {
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert!(stdout.contains("tpl/firm.txt:4: undefined"), "{stdout}");
 }
+
+#[test]
+fn check_requires_payment_instructions_of_a_policy_that_emails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), 2525, "");
+    let base = std::fs::read_to_string(&path).unwrap();
+    let policy = "\n[policies.chase]\nattach_pdf = true\n\n[[policies.chase.steps]]\noffset = \"+7d\"\naction = \"remind\"\nchannel = \"smtp\"\n";
+    std::fs::write(&path, format!("{base}{policy}")).unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_overdued"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bad.stdout),
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert_eq!(bad.status.code(), Some(78), "{all}");
+    // The policy's table is where the key belongs: FILE:LINE:COLUMN points at it.
+    let line = base.lines().count() + 2;
+    let at = format!("overdued.toml:{line}:");
+    let hit = all
+        .lines()
+        .find(|l| l.contains("payment_instructions"))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(hit.contains(&at), "{hit} (want {at})\n{all}");
+    assert!(hit.contains("\"chase\""), "{hit}");
+
+    std::fs::write(
+        &path,
+        format!(
+            "{base}{}",
+            policy.replace(
+                "attach_pdf = true",
+                "payment_instructions = \"Pay at https://pay.example\""
+            )
+        ),
+    )
+    .unwrap();
+    let ok = Command::new(env!("CARGO_BIN_EXE_overdued"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(!all.contains("payment_instructions"), "{all}");
+}
