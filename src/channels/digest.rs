@@ -176,7 +176,7 @@ pub fn context(
         for ev in store.audit_since(name, since)? {
             let line = DigestLine {
                 connection: name.to_string(),
-                message: ev.message.clone(),
+                message: crate::report::delivery::audit_line(&ev, c.system()),
             };
             match ev.kind.as_str() {
                 "action" => ctx.actions.push(line),

@@ -107,6 +107,11 @@ pub(super) fn candidates(
                     t
                 }
             });
+            let channel = if kind == ActionKind::Remind {
+                policy.channel_for(&o.step_id, template.as_deref(), channel)
+            } else {
+                channel
+            };
             let mut a = base(
                 kind,
                 &o.step_id,
