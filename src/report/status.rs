@@ -97,17 +97,32 @@ pub fn connection_status(
                 r.snapshot.display_number().to_string(),
             ));
             if crate::engine::plan::no_email_reason(&r.snapshot).is_some() {
-                no_email.push(format!(
-                    "{} (invoice {})",
-                    r.snapshot.customer.name,
-                    r.snapshot.display_number()
+                no_email.push((
+                    r.snapshot.customer.id.clone(),
+                    format!(
+                        "{} (invoice {})",
+                        r.snapshot.customer.name,
+                        r.snapshot.display_number()
+                    ),
                 ));
             }
         }
         true
     })?;
+    // The customer record may have the address the invoice lacks (QuickBooks'
+    // PrimaryEmailAddr, sent as sendTo): only those with none anywhere are to call.
+    let mut to_call = Vec::new();
+    for (customer, line) in no_email {
+        let has_email = store
+            .get_customer(name, &customer)?
+            .and_then(|c| c.email)
+            .is_some_and(|e| e.contains('@'));
+        if !has_email {
+            to_call.push(line);
+        }
+    }
     let mut attention = Attention {
-        no_email,
+        no_email: to_call,
         ..Attention::default()
     };
     for (id, number) in &overdue_ids {
