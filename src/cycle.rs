@@ -288,10 +288,15 @@ fn case_of(
             period,
         });
     }
-    Ok(InvoiceCase {
-        invoice: r.snapshot,
-        history,
-    })
+    let mut invoice = r.snapshot;
+    // The invoice may carry no address (QuickBooks: no BillEmail) while the customer
+    // record has one: the planner judges "no email anywhere in the ledger" on both.
+    if invoice.customer.email.is_none() {
+        invoice.customer.email = store
+            .get_customer(connection, &invoice.customer.id)?
+            .and_then(|c| c.email);
+    }
+    Ok(InvoiceCase { invoice, history })
 }
 
 /// The journal intent for a planned action: `planned_for` is the plan's local date and

@@ -358,7 +358,15 @@ impl Executor<'_> {
                             .send_reminder(
                                 &ReminderRequest {
                                     invoice_id: entry.invoice_id.clone(),
-                                    to: None,
+                                    // No address on the invoice (QuickBooks: no BillEmail):
+                                    // the customer's own (PrimaryEmailAddr) as sendTo.
+                                    to: match &snap.customer.email {
+                                        Some(_) => None,
+                                        None => self
+                                            .store
+                                            .get_customer(&entry.connection, &snap.customer.id)?
+                                            .and_then(|c| c.email),
+                                    },
                                 },
                                 &key,
                             )

@@ -293,13 +293,17 @@ pub fn history(
             s.status
         );
     }
+    let system = rec.as_ref().map(|r| r.snapshot.system);
     for e in &events {
         let _ = writeln!(
             out,
             "{}  {:<9} {}",
             e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
             e.kind,
-            e.message
+            match system {
+                Some(sys) => crate::report::delivery::audit_line(e, sys),
+                None => e.message.clone(),
+            }
         );
     }
     let open: Vec<_> = journal.iter().filter(|j| !j.is_settled()).collect();

@@ -176,7 +176,7 @@ pub fn context(
         for ev in store.audit_since(name, since)? {
             let line = DigestLine {
                 connection: name.to_string(),
-                message: ev.message.clone(),
+                message: crate::report::delivery::audit_line(&ev, c.system()),
             };
             match ev.kind.as_str() {
                 "action" => ctx.actions.push(line),
@@ -195,6 +195,11 @@ pub fn context(
                 "{name}: invoice {n} is referred for collection: call the customer, then refer it to your agency"
             ));
         }
+        for n in &st.attention.no_email {
+            ctx.attention.push(format!(
+                "{name}: call {n}: the ledger has no email address, so no reminder can reach them"
+            ));
+        }
         for n in &st.attention.promises_due {
             ctx.attention.push(format!(
                 "{name}: the promised payment of invoice {n} has not arrived: call the customer"
@@ -207,13 +212,16 @@ pub fn context(
             ));
         }
         for (currency, buckets) in &st.ageing.by_currency {
+            // The row names its currency once; the amounts are grouped as people write them.
+            let cur = currency.parse::<overdued_connector::Currency>().ok();
             let amt = |b: Bucket| {
-                buckets
-                    .get(&b)
-                    .map(|t| t.amount)
-                    .unwrap_or_default()
-                    .round_dp(2)
-                    .to_string()
+                let a = buckets.get(&b).map(|t| t.amount).unwrap_or_default();
+                match cur {
+                    Some(c) => overdued_connector::Money::new(a, c)
+                        .amount_human()
+                        .to_string(),
+                    None => a.round_dp(2).to_string(),
+                }
             };
             ctx.ageing.push(AgeingRow {
                 connection: name.to_string(),

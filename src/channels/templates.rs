@@ -243,6 +243,21 @@ impl Templates {
         error_at(&origin, e)
     }
 
+    /// The subject line the email of step template `id` carries with the engine's values
+    /// `m`, rendered from the same file as the send, for previews (`plan`); `None` when no
+    /// file has the id (the policy's own text is sent).
+    pub fn step_subject(
+        &self,
+        id: &str,
+        m: &MessageContext,
+        sender_name: &str,
+    ) -> Option<Result<String, TemplateError>> {
+        self.has(id).then(|| {
+            self.render(id, &StepContext::from_message(m, sender_name))
+                .map(|r| r.subject)
+        })
+    }
+
     /// Renders every template against sample data; each error names its file and line.
     pub fn check(&self) -> Vec<TemplateError> {
         let mut errors = Vec::new();

@@ -9,6 +9,9 @@ pub fn run(arg: &ConfigArg) -> u8 {
     match config::load(&path) {
         Ok(c) => {
             print!("{}", summary(&c));
+            if let Some(w) = tone_warning(&c) {
+                println!("{w}");
+            }
             let (report, errors) = templates_report(&c);
             print!("{report}");
             if errors > 0 {
@@ -68,6 +71,44 @@ pub fn summary(c: &Config) -> String {
     }
     let _ = writeln!(s, "policies: {}", names.join(", "));
     s
+}
+
+/// Without SMTP, reminders go by the accounting system's own invoice email, which
+/// carries the invoice in the company's template and none of the ladder's words: one WARN
+/// line naming the steps whose words would matter. `None` with SMTP configured.
+pub fn tone_warning(c: &Config) -> Option<String> {
+    if c.channels.smtp.is_some() {
+        return None;
+    }
+    let steps: Vec<String> = c
+        .policy_book
+        .all()
+        .filter_map(|p| {
+            let s = p.tone_steps_by_system_email();
+            (!s.is_empty()).then(|| format!("policy {} steps {}", p.name, s.join(", ")))
+        })
+        .collect();
+    let systems: std::collections::BTreeSet<&str> = c
+        .connections
+        .iter()
+        .map(|conn| match conn.system {
+            SystemConfig::QuickBooks(_) => "QuickBooks'",
+            SystemConfig::Xero(_) => "Xero's",
+        })
+        .collect();
+    let by = if systems.is_empty() {
+        "the accounting system's".to_string()
+    } else {
+        systems.into_iter().collect::<Vec<_>>().join(" or ")
+    };
+    Some(format!(
+        "WARN: no [channels.smtp]: reminders go by {by} own invoice email (the invoice with your company template), so the ladder's words will not reach customers: the catch-up message to invoices first seen past due{}. Configure [channels.smtp] to send them; see README \"What each channel really sends\".",
+        if steps.is_empty() {
+            String::new()
+        } else {
+            format!(", and {}", steps.join("; "))
+        }
+    ))
 }
 
 /// Renders every message template (built-in or from `templates_dir`) against a sample

@@ -10,7 +10,8 @@ use overdued_connector::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connections;
 use crate::cycle::make_plan;
-use crate::engine::{adoption_summary, AdoptionSummary, Plan};
+use crate::engine::{adoption_summary, AdoptionSummary, Plan, PlannedAction};
+use crate::report::delivery::what_goes_out;
 use crate::store::{SledStore, Store};
 use crate::sync::sync_connection;
 
@@ -50,6 +51,9 @@ pub struct ConnectionPlan {
     pub adoption: Option<AdoptionSummary>,
     #[serde(flatten)]
     pub plan: Plan,
+    /// Per action (same order): what the customer really gets, for the text output.
+    #[serde(skip)]
+    pub goes_out: Vec<String>,
 }
 
 fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPlan>, Fail> {
@@ -59,6 +63,8 @@ fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPla
         Some(s) => noon_on(&c, parse_date("--at", s)?),
     };
     let store = open_store(&c)?;
+    // `check` reports a broken template; the preview then shows the engine's subject.
+    let templates = crate::channels::Templates::load(c.channels.templates_dir.as_deref()).ok();
     let rt = runtime()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut out = Vec::new();
@@ -68,15 +74,60 @@ fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPla
             .err();
         let (plan, _) = make_plan(&c, conn_cfg, store.as_ref(), now)
             .map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
+        let goes_out = plan
+            .actions
+            .iter()
+            .map(|a| goes_out(&c, templates.as_ref(), conn_cfg.system(), a))
+            .collect();
         out.push(ConnectionPlan {
             connection: conn_cfg.name.clone(),
             system: conn_cfg.system().to_string(),
             sync_error,
             adoption: adoption_summary(&plan),
             plan,
+            goes_out,
         });
     }
     Ok(out)
+}
+
+/// What the customer really gets from action `a`: on the system channel the vendor's
+/// own invoice email; by SMTP the subject line of the template file the email will be
+/// rendered from (the policy's own text when no file has the id).
+fn goes_out(
+    c: &Config,
+    templates: Option<&crate::channels::Templates>,
+    system: overdued_connector::System,
+    a: &PlannedAction,
+) -> String {
+    let engine_subject = a.message.as_ref().map(|m| m.subject.clone());
+    let subject = if a.channel.uses_smtp() {
+        let sender = c
+            .channels
+            .smtp
+            .as_ref()
+            .map(|s| {
+                s.from
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| s.from.email.to_string())
+            })
+            .unwrap_or_default();
+        match (templates, a.template.as_deref(), a.context.as_ref()) {
+            (Some(t), Some(id), Some(ctx)) => match t.step_subject(id, ctx, &sender) {
+                Some(Ok(s)) => Some(s),
+                Some(Err(e)) => Some(format!("(template error: {e})")),
+                None => engine_subject,
+            },
+            _ => engine_subject,
+        }
+    } else {
+        engine_subject
+    };
+    match subject {
+        Some(s) => what_goes_out(a.channel, system, &s),
+        None => String::new(),
+    }
 }
 
 /// Plans for a date look at mid-day, inside any business-hours send window.
@@ -131,7 +182,7 @@ pub fn render(p: &ConnectionPlan) -> String {
     if p.plan.actions.is_empty() {
         let _ = writeln!(s, "  nothing to do");
     }
-    for a in &p.plan.actions {
+    for (i, a) in p.plan.actions.iter().enumerate() {
         let _ = writeln!(
             s,
             "  DO   {:<8} invoice {} (customer {}), {} days overdue, step {} of policy {}",
@@ -151,11 +202,21 @@ pub fn render(p: &ConnectionPlan) -> String {
                 f.explanation
             );
         }
-        if let Some(m) = &a.message {
+        if a.message.is_some() {
+            let what = p
+                .goes_out
+                .get(i)
+                .filter(|g| !g.is_empty())
+                .cloned()
+                .unwrap_or_else(|| {
+                    a.message
+                        .as_ref()
+                        .map(|m| m.subject.clone())
+                        .unwrap_or_default()
+                });
             let _ = writeln!(
                 s,
-                "       message: {} (template {})",
-                m.subject,
+                "       sends: {what} (template {})",
                 a.template.as_deref().unwrap_or("-")
             );
         }

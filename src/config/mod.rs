@@ -479,6 +479,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
         }
     }
     let channels = channels::validate(raw.channels, base, &raw.policies)?;
+    let policy_book = policy_book.with_smtp(channels.smtp.is_some());
     Ok(Config {
         path: path.to_path_buf(),
         daemon,

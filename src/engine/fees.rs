@@ -363,7 +363,7 @@ impl LateFee {
             FeeModel::Fixed { amount } => {
                 format!(
                     "a late payment fee of {}{repeat}",
-                    Money::new(*amount, currency)
+                    Money::new(*amount, currency).display_human()
                 )
             }
             FeeModel::Percentage { percent } => {
@@ -489,7 +489,9 @@ fn floor_minor(currency: Currency, v: Decimal) -> Decimal {
 /// The fee due for `input.period`, or why none is.
 pub fn quote_fee(fee: &LateFee, input: &FeeInput<'_>) -> Result<FeeQuote, NoFee> {
     let cur = input.currency;
-    let money = |v: Decimal| Money::new(v, cur);
+    let money = |v: Decimal| Money::new(v, cur).display_human();
+    // A later amount in the same phrase as `money`: the currency is named once.
+    let amount_only = |v: Decimal| Money::new(v, cur).amount_human();
     if input.is_fee_invoice {
         return Err(no_fee(
             NoFeeReason::FeeInvoice,
@@ -503,7 +505,7 @@ pub fn quote_fee(fee: &LateFee, input: &FeeInput<'_>) -> Result<FeeQuote, NoFee>
                 format!(
                     "invoice total {} is below the late-fee minimum {}",
                     money(input.invoice_total),
-                    money(min)
+                    amount_only(min)
                 ),
             ));
         }
@@ -543,7 +545,7 @@ pub fn quote_fee(fee: &LateFee, input: &FeeInput<'_>) -> Result<FeeQuote, NoFee>
                     annual_percent.normalize(),
                     input.due_date,
                     money(owed),
-                    money(already)
+                    amount_only(already)
                 ),
             )
         }
@@ -574,7 +576,7 @@ pub fn quote_fee(fee: &LateFee, input: &FeeInput<'_>) -> Result<FeeQuote, NoFee>
                     rate.normalize(),
                     input.due_date,
                     money(cur.round(accrued)),
-                    money(already)
+                    amount_only(already)
                 ),
             )
         }
@@ -604,7 +606,7 @@ pub fn quote_fee(fee: &LateFee, input: &FeeInput<'_>) -> Result<FeeQuote, NoFee>
             amount = room;
             explanation.push_str(&format!(
                 "; limited by the {text} ({} charged before)",
-                money(already)
+                amount_only(already)
             ));
         }
     }
@@ -623,7 +625,7 @@ pub fn quote_fee(fee: &LateFee, input: &FeeInput<'_>) -> Result<FeeQuote, NoFee>
     }
     explanation.push_str(&format!(" = {} (period {})", money(amount), input.period));
     Ok(FeeQuote {
-        amount: money(amount),
+        amount: Money::new(amount, cur),
         period: input.period,
         explanation,
     })
@@ -643,14 +645,17 @@ fn compensation(regime: Statutory, cur: Currency, debt: Decimal) -> (Decimal, St
                 c,
                 format!(
                     "fixed compensation {} for a debt of {}",
-                    Money::new(c, cur),
-                    Money::new(debt, cur)
+                    Money::new(c, cur).display_human(),
+                    Money::new(debt, cur).display_human()
                 ),
             )
         }
         Statutory::Eu if cur == Currency::EUR => {
             let c = Decimal::from(40);
-            (c, format!("fixed compensation {}", Money::new(c, cur)))
+            (
+                c,
+                format!("fixed compensation {}", Money::new(c, cur).display_human()),
+            )
         }
         Statutory::Uk => (
             Decimal::ZERO,

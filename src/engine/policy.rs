@@ -507,6 +507,7 @@ impl Policy {
                 action: s.action,
                 template,
                 channel,
+                channel_set: s.channel.is_some(),
             });
         }
         if self.steps.is_empty() {
@@ -647,6 +648,7 @@ impl Policy {
         let compiled = CompiledPolicy {
             name: name.to_string(),
             steps,
+            tone_by_smtp: false,
             repeat,
             minimum_amount_due: self.minimum_amount_due,
             exclude_markers: self
@@ -686,6 +688,16 @@ impl Policy {
 
 /// The built-in `notice_days`.
 pub const DEFAULT_NOTICE_DAYS: u32 = 7;
+
+/// Reminder templates whose words matter: when SMTP is configured they go by SMTP unless
+/// the step names its channel ("fee_notice" is the id a policy may give its own).
+pub const TONE_TEMPLATES: &[&str] = &[
+    "catch_up",
+    "firm",
+    "stop_work",
+    "final_notice",
+    "fee_notice",
+];
 
 /// Reminder templates that announce consequences, so they need a reminder before them.
 pub const NOTICE_TEMPLATES: &[&str] = &["stop_work", "final_notice"];
@@ -783,6 +795,9 @@ pub struct CompiledStep {
     pub action: StepAction,
     pub template: Option<String>,
     pub channel: Channel,
+    /// The policy names the channel; otherwise it is the action's default, which a
+    /// configured SMTP channel may change for messages whose tone matters.
+    pub channel_set: bool,
 }
 
 /// A validated policy, ready for the planner.
@@ -791,6 +806,9 @@ pub struct CompiledPolicy {
     pub name: String,
     /// Sorted by day.
     pub steps: Vec<CompiledStep>,
+    /// SMTP is configured: reminders whose tone matters go by SMTP unless their step
+    /// names a channel (see [`CompiledPolicy::channel_for`]).
+    pub tone_by_smtp: bool,
     pub repeat: Option<RepeatConfig>,
     pub minimum_amount_due: Decimal,
     /// Lower-cased.
@@ -810,6 +828,54 @@ pub struct CompiledPolicy {
 impl CompiledPolicy {
     pub fn template(&self, id: &str) -> Option<&MessageTemplate> {
         self.templates.get(id)
+    }
+
+    /// The channel a reminder of step occurrence `step_id` (a repeat "+60d/r2" counts as
+    /// its step) with `template` really goes by. The system's own invoice email carries
+    /// none of our words, so when SMTP is configured, a message whose words matter goes
+    /// by SMTP unless the policy named the step's channel.
+    pub fn channel_for(&self, step_id: &str, template: Option<&str>, channel: Channel) -> Channel {
+        if !self.tone_by_smtp || channel != Channel::Email {
+            return channel;
+        }
+        let base = step_id.split('/').next().unwrap_or(step_id);
+        let step = self
+            .steps
+            .iter()
+            .find(|s| s.id == base && s.action == StepAction::Remind);
+        if step.is_some_and(|s| s.channel_set) {
+            return channel;
+        }
+        if self.tone_matters(template, step.map(|s| s.day)) {
+            Channel::Smtp
+        } else {
+            channel
+        }
+    }
+
+    /// Whether a reminder's words matter to the customer: a catch-up, firm, stop-work,
+    /// final or fee notice (a reminder on the day of the late-fee step).
+    pub fn tone_matters(&self, template: Option<&str>, day: Option<i64>) -> bool {
+        template.is_some_and(|t| TONE_TEMPLATES.contains(&t))
+            || day.is_some_and(|d| {
+                self.steps
+                    .iter()
+                    .any(|s| s.action == StepAction::LateFee && s.day == d)
+            })
+    }
+
+    /// The reminder steps whose words matter but go by the system's own invoice email,
+    /// as "+14d (firm)", for `check`'s warning when SMTP is not configured.
+    pub fn tone_steps_by_system_email(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| s.action == StepAction::Remind && s.channel == Channel::Email)
+            .filter(|s| self.tone_matters(s.template.as_deref(), Some(s.day)))
+            .map(|s| match &s.template {
+                Some(t) => format!("{} ({t})", s.id),
+                None => s.id.clone(),
+            })
+            .collect()
     }
 
     /// The first exclusion marker found in `memo`, case-insensitively.
@@ -882,6 +948,19 @@ impl PolicyBook {
         } else {
             Err(ValidationErrors(errs))
         }
+    }
+
+    /// Turns on [`CompiledPolicy::tone_by_smtp`] in every policy when SMTP is configured.
+    pub fn with_smtp(mut self, smtp_configured: bool) -> PolicyBook {
+        for p in self.policies.values_mut() {
+            p.tone_by_smtp = smtp_configured;
+        }
+        self
+    }
+
+    /// Every compiled policy.
+    pub fn all(&self) -> impl Iterator<Item = &CompiledPolicy> {
+        self.policies.values()
     }
 
     /// The book with only the built-in default policy.

@@ -794,7 +794,7 @@ fn the_plan_explains_itself_as_json() {
         Money::new(dec!(20), overdued_connector::Currency::USD)
     );
     assert!(
-        fee.reason.contains("2% of USD 1000.00 due = USD 20.00"),
+        fee.reason.contains("2% of USD 1,000.00 due = USD 20.00"),
         "{}",
         fee.reason
     );
@@ -1237,4 +1237,56 @@ fn plan_json_keeps_kind_step_template_days_and_number_per_action() {
     assert_eq!(actions[0]["kind"], "late_fee");
     assert!(actions[0]["template"].is_null());
     assert_eq!(actions[1]["template"], "stop_work");
+}
+
+#[test]
+fn a_customer_without_email_gets_no_request_and_the_owner_a_call() {
+    let mut sim = utc_sim(ALWAYS_OPEN)
+        .with_invoice("1", "c1", 36_262)
+        .with_invoice("2", "c2", 100);
+    sim.case("1").invoice.customer.email = None;
+    sim.reminded_on("1", &[-3, 0]);
+    sim.reminded_on("2", &[-3, 0]);
+    let p = sim.plan_at(sim.at(7, 10, 0));
+    assert!(
+        p.actions.iter().all(|a| a.invoice_id != "1"),
+        "no request for a customer without email: {:#?}",
+        p.actions
+    );
+    assert!(p.actions.iter().any(|a| a.invoice_id == "2"));
+    let s = p
+        .skipped
+        .iter()
+        .find(|s| s.invoice_id == "1" && s.code == SkipCode::NoEmail)
+        .expect("the no-email skip is in the plan");
+    assert_eq!(s.step_id.as_deref(), Some("+7d"));
+    assert!(s.reason.contains("Customer c1"), "{}", s.reason);
+    assert!(s.reason.contains("BillEmail"), "{}", s.reason);
+    assert!(s.reason.contains("call them"), "{}", s.reason);
+    // An address without '@' is no address either.
+    sim.case("1").invoice.customer.email = Some("  ".into());
+    let p = sim.plan_at(sim.at(7, 10, 0));
+    assert!(p.skipped.iter().any(|s| s.code == SkipCode::NoEmail));
+}
+
+#[test]
+fn explanations_write_money_as_people_do() {
+    let policies = format!("{ALWAYS_OPEN}[policies.default]\nminimum_amount_due = \"50000\"\n");
+    let mut sim = utc_sim(&policies)
+        .with_invoice("big", "c1", 36_262)
+        .with_invoice("paid", "c2", 100);
+    sim.case("paid").invoice.amount_due = Decimal::ZERO;
+    let p = sim.plan_at(sim.at(7, 10, 0));
+    let reason = |id: &str| {
+        p.skipped
+            .iter()
+            .find(|s| s.invoice_id == id)
+            .map(|s| s.reason.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        reason("big"),
+        "USD 36,262.00 due is below the minimum 50,000.00"
+    );
+    assert_eq!(reason("paid"), "nothing due (USD 0.00)");
 }

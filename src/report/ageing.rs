@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use overdued_connector::InvoiceSnapshot;
+use overdued_connector::{Currency, InvoiceSnapshot, Money};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -121,19 +121,25 @@ impl Ageing {
         for (cur, m) in &self.by_currency {
             let open = self.open(cur);
             let overdue = self.overdue(cur);
+            // The line names the currency once; amounts are grouped as people write them.
+            let currency = cur.parse::<Currency>().ok();
+            let amount = |a: Decimal| match currency {
+                Some(c) => Money::new(a, c).amount_human().to_string(),
+                None => a.to_string(),
+            };
             let buckets: Vec<String> = Bucket::ALL
                 .iter()
                 .map(|b| {
                     let t = m.get(b).cloned().unwrap_or_default();
-                    format!("{} {} ({})", b.as_str(), t.count, t.amount)
+                    format!("{} {} ({})", b.as_str(), t.count, amount(t.amount))
                 })
                 .collect();
             parts.push(format!(
                 "{cur} open {} ({}), overdue {} ({}): {}",
                 open.count,
-                open.amount,
+                amount(open.amount),
                 overdue.count,
-                overdue.amount,
+                amount(overdue.amount),
                 buckets.join(", ")
             ));
         }
@@ -282,8 +288,8 @@ mod tests {
         assert_eq!(a.by_currency["EUR"][&Bucket::D61To90].count, 1);
         assert_eq!(a.open("GBP"), Tally::default());
         let s = a.summary();
-        assert!(s.contains("USD open 4 (182.60), overdue 3 (82.5)"), "{s}");
-        assert!(s.contains("90+ 1 (7)"), "{s}");
+        assert!(s.contains("USD open 4 (182.60), overdue 3 (82.50)"), "{s}");
+        assert!(s.contains("90+ 1 (7.00)"), "{s}");
     }
 
     #[test]

@@ -3,5 +3,6 @@
 //! store, so they need no running daemon.
 
 pub mod ageing;
+pub mod delivery;
 pub mod health;
 pub mod status;

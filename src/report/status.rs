@@ -58,11 +58,18 @@ pub struct Attention {
     pub promises_due: Vec<String>,
     /// Actions that failed and will be retried.
     pub failed_actions: usize,
+    /// Overdue invoices of customers with no email address in the ledger: no reminder
+    /// can reach them, so someone should call ("Customer name (invoice N)").
+    #[serde(default)]
+    pub no_email: Vec<String>,
 }
 
 impl Attention {
     pub fn is_empty(&self) -> bool {
-        self.escalated.is_empty() && self.promises_due.is_empty() && self.failed_actions == 0
+        self.escalated.is_empty()
+            && self.promises_due.is_empty()
+            && self.failed_actions == 0
+            && self.no_email.is_empty()
     }
 }
 
@@ -79,6 +86,7 @@ pub fn connection_status(
     let sync = store.get_sync_state(name)?;
     let mut ageing = Ageing::default();
     let mut overdue_ids = Vec::new();
+    let mut no_email = Vec::new();
     let mut stored = 0usize;
     store.for_each_invoice(name, &mut |r| {
         stored += 1;
@@ -88,10 +96,35 @@ pub fn connection_status(
                 r.snapshot.remote_id.clone(),
                 r.snapshot.display_number().to_string(),
             ));
+            if crate::engine::plan::no_email_reason(&r.snapshot).is_some() {
+                no_email.push((
+                    r.snapshot.customer.id.clone(),
+                    format!(
+                        "{} (invoice {})",
+                        r.snapshot.customer.name,
+                        r.snapshot.display_number()
+                    ),
+                ));
+            }
         }
         true
     })?;
-    let mut attention = Attention::default();
+    // The customer record may have the address the invoice lacks (QuickBooks'
+    // PrimaryEmailAddr, sent as sendTo): only those with none anywhere are to call.
+    let mut to_call = Vec::new();
+    for (customer, line) in no_email {
+        let has_email = store
+            .get_customer(name, &customer)?
+            .and_then(|c| c.email)
+            .is_some_and(|e| e.contains('@'));
+        if !has_email {
+            to_call.push(line);
+        }
+    }
+    let mut attention = Attention {
+        no_email: to_call,
+        ..Attention::default()
+    };
     for (id, number) in &overdue_ids {
         let escalated = store.journal_for_invoice(name, id)?.iter().any(|e| {
             e.kind == ActionKind::Escalate && matches!(e.state, JournalState::Done { .. })
@@ -297,6 +330,13 @@ pub fn render_text(r: &StatusReport) -> String {
                     a.escalated.join(", ")
                 ));
             }
+            if !a.no_email.is_empty() {
+                out.push_str(&format!(
+                    "  attention:  {} with no email address in the ledger, call: {}\n",
+                    a.no_email.len(),
+                    a.no_email.join(", ")
+                ));
+            }
             if !a.promises_due.is_empty() {
                 out.push_str(&format!(
                     "  attention:  {} promise(s) to pay past their date: {}\n",
@@ -359,6 +399,7 @@ mod tests {
                 attention: Attention {
                     escalated: vec!["INV-7".into()],
                     promises_due: vec![],
+                    no_email: vec!["Wiley Hardware (invoice INV-9)".into()],
                     failed_actions: 2,
                 },
             }],
@@ -371,6 +412,12 @@ mod tests {
         );
         assert!(t.contains("2026-03-02T08:40:00Z (20m ago)"), "{t}");
         assert!(t.contains("1 escalated, call: INV-7"), "{t}");
+        assert!(
+            t.contains(
+                "1 with no email address in the ledger, call: Wiley Hardware (invoice INV-9)"
+            ),
+            "{t}"
+        );
         assert!(t.contains("2 failed action(s)"), "{t}");
         assert!(t.contains("full: never"), "{t}");
     }

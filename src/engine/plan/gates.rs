@@ -29,7 +29,7 @@ pub(super) fn policy_for<'p>(
     if inv.amount_due <= Decimal::ZERO {
         return stop(
             SkipCode::NothingDue,
-            format!("nothing due ({})", inv.due_money()),
+            format!("nothing due ({})", inv.due_money().display_human()),
         );
     }
     let policy = match inputs.policies.resolve(inputs.default_policy, inv) {
@@ -79,8 +79,8 @@ pub(super) fn policy_for<'p>(
             SkipCode::BelowMinimum,
             format!(
                 "{} due is below the minimum {}",
-                inv.due_money(),
-                Money::new(policy.minimum_amount_due, inv.currency)
+                inv.due_money().display_human(),
+                Money::new(policy.minimum_amount_due, inv.currency).amount_human()
             ),
         );
     }

@@ -107,6 +107,11 @@ pub(super) fn candidates(
                     t
                 }
             });
+            let channel = if kind == ActionKind::Remind {
+                policy.channel_for(&o.step_id, template.as_deref(), channel)
+            } else {
+                channel
+            };
             let mut a = base(
                 kind,
                 &o.step_id,
@@ -151,10 +156,11 @@ fn context(
     let fee_notice = match (fee_candidate, latest_fee(hist)) {
         (Some((_, q, _)), _) => format!(
             "A late payment fee of {} has been added today, as set out in our payment terms.",
-            q.amount
+            q.amount.display_human()
         ),
         (None, Some((m, at))) => format!(
-            "A late payment fee of {m} was added on {}, as set out in our payment terms.",
+            "A late payment fee of {} was added on {}, as set out in our payment terms.",
+            m.display_human(),
             long_date(cx.local(at))
         ),
         (None, None) => String::new(),
@@ -162,7 +168,13 @@ fn context(
     let fee_invoices = cx
         .fee_invoices
         .iter()
-        .map(|f| format!("invoice {} for {}", f.display_number(), f.due_money()))
+        .map(|f| {
+            format!(
+                "invoice {} for {}",
+                f.display_number(),
+                f.due_money().display_human()
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let fee_notice = if fee_invoices.is_empty() {
@@ -173,8 +185,8 @@ fn context(
             .to_string()
     };
     let fee_text = match (fee_candidate, latest_fee(hist)) {
-        (Some((_, q, _)), _) => q.amount.to_string(),
-        (None, Some((m, _))) => m.to_string(),
+        (Some((_, q, _)), _) => q.amount.display_human().to_string(),
+        (None, Some((m, _))) => m.display_human().to_string(),
         (None, None) => "none".into(),
     };
     let (pay_link, pay_line) = match inv.pay_url.as_deref().filter(|u| !u.trim().is_empty()) {
@@ -200,8 +212,8 @@ fn context(
             .clone()
             .unwrap_or_else(|| "no email on file".into()),
         invoice_number: inv.display_number().to_string(),
-        amount_due: inv.due_money().to_string(),
-        invoice_total: inv.total_money().to_string(),
+        amount_due: inv.due_money().display_human().to_string(),
+        invoice_total: inv.total_money().display_human().to_string(),
         due_date: long_date(inv.due_date),
         days_overdue: cx.d.to_string(),
         today: long_date(cx.today),

@@ -192,6 +192,9 @@ pub enum SkipCode {
     AwaitingNotice,
     /// A late-fee invoice, reminded in the messages of the open invoice it belongs to.
     WithOriginal,
+    /// A message to a customer with no email address anywhere in the ledger: no request
+    /// the system would refuse is made; the owner is asked to call instead.
+    NoEmail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -433,6 +436,32 @@ fn skip_from(a: &PlannedAction, code: SkipCode, reason: String) -> Skipped {
     }
 }
 
+/// Why no message can reach the invoice's customer, when the ledger holds no email
+/// address for them; `None` when it does.
+pub fn no_email_reason(inv: &InvoiceSnapshot) -> Option<String> {
+    if inv
+        .customer
+        .email
+        .as_deref()
+        .is_some_and(|e| e.contains('@'))
+    {
+        return None;
+    }
+    let where_ = match inv.system {
+        overdued_connector::System::QuickBooks => {
+            "no BillEmail on the invoice and no PrimaryEmailAddr on the customer in QuickBooks"
+        }
+        overdued_connector::System::Xero => "no email address on the contact in Xero",
+    };
+    Some(format!(
+        "{NO_EMAIL_REASON} for {} ({where_}): call them instead",
+        inv.customer.name
+    ))
+}
+
+/// How every no-email skip begins, so the owner's call list can find them.
+pub const NO_EMAIL_REASON: &str = "no email address";
+
 fn day_text(due: NaiveDate, day: i64) -> NaiveDate {
     due + Duration::days(day)
 }
@@ -600,7 +629,7 @@ fn evaluate<'a>(
         reminders.picked.is_empty(),
         &mut skipped,
     );
-    let candidates = messages::candidates(
+    let mut candidates = messages::candidates(
         &cx,
         policy,
         &reminders.contact,
@@ -608,6 +637,15 @@ fn evaluate<'a>(
         &reminders.picked,
         fee,
     )?;
+    if let Some(why) = no_email_reason(cx.inv) {
+        candidates.retain(|c| {
+            if !c.email_reminder {
+                return true;
+            }
+            skipped.push(skip_from(&c.action, SkipCode::NoEmail, why.clone()));
+            false
+        });
+    }
 
     if candidates.is_empty() && skipped.is_empty() {
         let first = reminders.track.iter().map(|o| o.day).min();

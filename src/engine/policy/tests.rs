@@ -352,3 +352,81 @@ channel = "both"
     let book = PolicyBook::compile(&doc.policies).unwrap();
     assert!(!book.get("quiet").unwrap().attach_pdf);
 }
+
+#[test]
+fn with_smtp_the_steps_whose_words_matter_go_by_smtp_unless_the_policy_says() {
+    let book = PolicyBook::built_in();
+    let p = book.get("default").unwrap();
+    assert_eq!(
+        p.tone_steps_by_system_email(),
+        ["+14d (firm)", "+30d (stop_work)", "+60d (final_notice)"]
+    );
+    // Without SMTP nothing changes.
+    assert_eq!(
+        p.channel_for("+14d", Some("firm"), Channel::Email),
+        Channel::Email
+    );
+
+    let book = PolicyBook::built_in().with_smtp(true);
+    let p = book.get("default").unwrap();
+    for (step, template) in [
+        ("+14d", "firm"),
+        ("+30d", "stop_work"),
+        ("+60d", "final_notice"),
+        ("+60d/r2", "final_notice"),
+        ("+7d", "catch_up"),
+    ] {
+        assert_eq!(
+            p.channel_for(step, Some(template), Channel::Email),
+            Channel::Smtp,
+            "{step} {template}"
+        );
+    }
+    for (step, template) in [
+        ("-3d", "heads_up"),
+        ("0d", "due_today"),
+        ("+7d", "follow_up"),
+    ] {
+        assert_eq!(
+            p.channel_for(step, Some(template), Channel::Email),
+            Channel::Email,
+            "{step} {template}"
+        );
+    }
+
+    // An explicit channel on the step wins.
+    let mut policy = Policy::default_policy();
+    policy.steps[3].channel = Some(Channel::Email);
+    let book = PolicyBook::compile(&BTreeMap::from([("default".to_string(), policy)]))
+        .unwrap()
+        .with_smtp(true);
+    let p = book.get("default").unwrap();
+    assert_eq!(p.steps[3].id, "+14d");
+    assert_eq!(
+        p.channel_for("+14d", Some("firm"), Channel::Email),
+        Channel::Email
+    );
+    assert_eq!(
+        p.channel_for("+30d", Some("stop_work"), Channel::Email),
+        Channel::Smtp
+    );
+}
+
+#[test]
+fn a_reminder_on_the_fee_day_is_a_fee_notice_whose_words_matter() {
+    let mut policy = Policy::default_policy();
+    policy.steps.push(StepConfig {
+        offset: "+30d".into(),
+        action: StepAction::LateFee,
+        template: None,
+        channel: None,
+        id: None,
+    });
+    policy.late_fee = Some(toml::from_str("model = \"fixed\"\namount = \"25\"\n").unwrap());
+    let book = PolicyBook::compile(&BTreeMap::from([("default".to_string(), policy)]))
+        .unwrap()
+        .with_smtp(true);
+    let p = book.get("default").unwrap();
+    assert!(p.tone_matters(Some("follow_up"), Some(30)));
+    assert!(!p.tone_matters(Some("follow_up"), Some(7)));
+}
