@@ -39,16 +39,18 @@ fn story(out: &str) -> String {
 
 #[test]
 fn demo_tells_a_deterministic_story_with_a_closing_comparison() {
-    let (first, elapsed) = demo(&["--days", "30", "--seed", "3"]);
+    // Long enough for escalations: the first day adopts the old debts with catch-ups,
+    // and escalation comes only a notice period after the final notice that follows.
+    let (first, elapsed) = demo(&["--days", "45", "--seed", "3"]);
     assert!(
-        elapsed < Duration::from_secs(60),
-        "30 days took {elapsed:?}"
+        elapsed < Duration::from_secs(90),
+        "45 days took {elapsed:?}"
     );
 
     let days: Vec<&str> = first.lines().filter(|l| l.starts_with("Day ")).collect();
     assert!(days.len() >= 20, "too few days with events: {days:?}");
     assert!(first.contains("Day 1 · Mon 5 Jan"), "{first}");
-    assert!(!first.contains("Day 31 "), "ran past --days: {first}");
+    assert!(!first.contains("Day 46 "), "ran past --days: {first}");
     let reminders = first
         .lines()
         .filter(|l| l.trim_start().starts_with("reminder "))
@@ -112,8 +114,69 @@ fn demo_tells_a_deterministic_story_with_a_closing_comparison() {
         "no timing line:\n{first}"
     );
 
-    let (second, _) = demo(&["--days", "30", "--seed", "3"]);
+    let (second, _) = demo(&["--days", "45", "--seed", "3"]);
     assert_eq!(story(&first), story(&second), "same seed, different story");
+}
+
+/// The lines of day `n`'s block of the log.
+fn day_block(out: &str, n: u32) -> Vec<&str> {
+    let head = format!("Day {n} · ");
+    out.lines()
+        .skip_while(|l| !l.starts_with(&head))
+        .skip(1)
+        .take_while(|l| !l.starts_with("Day ") && !l.is_empty())
+        .collect()
+}
+
+/// Installed over books full of old debts, the first day adopts them: a summary of the
+/// adoption, then only courteous catch-ups for what is past due; no fee, no stop-work or
+/// final notice and no escalation on day 1, and none before the customer had notice.
+#[test]
+fn demo_first_day_adopts_the_old_debts_with_catch_ups_only() {
+    let (out, _) = demo(&["--days", "10", "--seed", "3"]);
+    let day1 = day_block(&out, 1);
+    assert!(
+        day1.iter().any(|l| l.starts_with("  first sync ")),
+        "{day1:#?}"
+    );
+    let adoption = day1
+        .iter()
+        .find(|l| l.starts_with("  adoption "))
+        .unwrap_or_else(|| panic!("no adoption summary on day 1:\n{}", day1.join("\n")));
+    for band in ["1-30 days: ", "31-60 days: ", "61-90 days: ", "90+ days: "] {
+        assert!(adoption.contains(band), "no {band:?}: {adoption}");
+    }
+    assert!(adoption.contains("catch-up"), "{adoption}");
+    let reminders: Vec<&&str> = day1
+        .iter()
+        .filter(|l| l.trim_start().starts_with("reminder "))
+        .collect();
+    assert!(reminders.len() >= 20, "{reminders:#?}");
+    for l in &day1 {
+        for kind in ["late fee ", "escalated ", "note "] {
+            assert!(!l.trim_start().starts_with(kind), "on day 1: {l}");
+        }
+        for step in ["stop-work", "final notice", "escalation"] {
+            assert!(
+                !(l.trim_start().starts_with("reminder ") && l.ends_with(step)),
+                "on day 1: {l}"
+            );
+        }
+    }
+    // Whatever is already past due hears from overdued first by a catch-up.
+    for l in reminders.iter().filter(|l| l.contains(" days overdue ")) {
+        assert!(l.ends_with("catch-up (first message)"), "{l}");
+    }
+    // Notice before consequences: nothing of the kind in the first week either.
+    for n in 2..=7 {
+        for l in day_block(&out, n) {
+            assert!(
+                !l.trim_start().starts_with("late fee ")
+                    && !l.trim_start().starts_with("escalated "),
+                "day {n}, within notice_days of the first message: {l}"
+            );
+        }
+    }
 }
 
 #[test]

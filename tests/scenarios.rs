@@ -92,29 +92,48 @@ async fn reminders_fees_and_escalation_on_the_right_days_in_the_window() {
             "{:?}",
             journal_states(h.store.as_ref(), conn_of(i.system), &i.id)
         );
-        // The fee invoices are invoices of their own (due 14 days after they are
-        // issued): reminded from their due date on (no -3d heads-up), never charged a
-        // fee, never escalated or noted on their own (engine: `is_fee_invoice`).
+        // Late-fee invoices are not chased through a ladder of their own (issue #13,
+        // section 4): no reminder, fee, note or escalation on them; the customer is
+        // reminded of the fee in the messages about the invoice it belongs to.
         let fees = fee_invoices(&rows, &i.id);
         assert_eq!(fees.len(), 2, "{fees:?}");
-        assert_eq!(
-            actions_on(&rows, &fees[0]),
-            vec![
-                act(d(3, 6), "remind", "0d"),
-                act(d(3, 13), "remind", "+7d"),
-                act(d(3, 20), "remind", "+14d"),
-                act(d(5, 5), "remind", "+60d"),
-            ],
-            "first fee invoice (due 6 March)"
+        for (n, f) in fees.iter().enumerate() {
+            assert_eq!(
+                actions_on(&rows, f),
+                vec![],
+                "fee invoice {n} ({f}) has a ladder of its own"
+            );
+        }
+        let conn = conn_of(i.system);
+        let number_of = |id: &str| {
+            h.store
+                .get_invoice(conn, id)
+                .expect("store")
+                .unwrap_or_else(|| panic!("fee invoice {id} not synced"))
+                .snapshot
+                .display_number()
+                .to_string()
+        };
+        // The first reminder after the first fee (the +60d final notice of 23 March)
+        // names that fee's invoice; the second fee is charged in the same cycle and the
+        // message tells of it being added today.
+        let journal = h.store.journal_for_invoice(conn, &i.id).expect("journal");
+        let body = journal
+            .iter()
+            .find(|j| j.step_id == "+60d" && j.kind.as_str() == "remind")
+            .and_then(|j| match j.payload.action() {
+                Some(overdued::store::ActionPayload::Remind { body, .. }) => Some(body.clone()),
+                _ => None,
+            })
+            .expect("the +60d reminder's text");
+        let first_fee = number_of(&fees[0]);
+        assert!(
+            body.contains(&format!("invoice {first_fee} ")),
+            "the +60d reminder does not name fee invoice {first_fee}:\n{body}"
         );
-        assert_eq!(
-            actions_on(&rows, &fees[1]),
-            vec![
-                act(d(4, 6), "remind", "0d"),
-                act(d(4, 13), "remind", "+7d"),
-                act(d(4, 20), "remind", "+14d"),
-            ],
-            "second fee invoice (due 6 April)"
+        assert!(
+            body.contains("has been added today"),
+            "the +60d reminder does not tell of the second fee:\n{body}"
         );
     }
     assert_journal_settled(h.store.as_ref());

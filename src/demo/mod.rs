@@ -6,6 +6,7 @@
 //! that is removed at the end. The world starts on a fixed date so that one seed always
 //! prints the same story.
 
+mod adoption;
 mod book;
 mod format;
 mod sales;
@@ -25,6 +26,7 @@ use rust_decimal::Decimal;
 use crate::config::ConfigError;
 use crate::connections::BuildError;
 use crate::cycle::{run_all_once, CycleReport};
+use crate::engine::plan::CATCH_UP;
 use crate::executor::Outcome;
 use crate::store::{AuditEvent, Hold, HoldTarget, SledStore, Store, StoreError};
 use crate::sync::{sync_connection, SyncError};
@@ -230,6 +232,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<(), DemoErro
         let mut lines: Vec<(u8, String)> = Vec::new();
         if n == 1 {
             lines.push((0, opening_line(&book)));
+            lines.extend(adoption::lines(&reports).into_iter().map(|l| (0, l)));
             sales = Some(sales::Sales::new(
                 opts.seed,
                 chased.sandbox.tenants(),
@@ -444,6 +447,7 @@ fn step_label(kind: ActionKind, step: &str) -> String {
         .map(|s| s.3.to_string())
         .unwrap_or_else(|| match step.strip_prefix("promise/") {
             Some(date) => format!("promise of {date} broken"),
+            None if step == CATCH_UP => "catch-up (first message)".into(),
             None => format!("step {step}"),
         })
 }
