@@ -248,6 +248,30 @@ impl ConnectionConfig {
             SystemConfig::Xero(_) => System::Xero,
         }
     }
+
+    /// The ledger's identity ([`overdued_connector::ledger_scope`]) as far as the config
+    /// alone tells it: a QuickBooks `realm_id`, or a Xero `tenant` written as an id. A
+    /// Xero organisation named by its name is known only once bound at connect.
+    pub fn configured_ledger(&self) -> Option<String> {
+        let id = match &self.system {
+            SystemConfig::QuickBooks(q) => q.realm_id.clone()?,
+            SystemConfig::Xero(x) if overdued_xero::tenant::looks_like_tenant_id(&x.tenant) => {
+                x.tenant.clone()
+            }
+            SystemConfig::Xero(_) => return None,
+        };
+        Some(overdued_connector::ledger_scope(self.system(), &id))
+    }
+
+    /// The ledger's identity from the config, else from the realm or tenant the grant
+    /// was bound to at connect (`bound`, from the token store).
+    pub fn ledger(&self, bound: Option<&str>) -> Option<String> {
+        self.configured_ledger().or_else(|| {
+            bound
+                .filter(|b| !b.trim().is_empty())
+                .map(|b| overdued_connector::ledger_scope(self.system(), b))
+        })
+    }
 }
 
 impl Config {

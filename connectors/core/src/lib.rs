@@ -17,7 +17,7 @@ pub mod token;
 pub mod webhook;
 
 pub use action::{
-    ActionKind, ActionReceipt, FeePosting, IdempotencyKey, LateFeeRequest, NoteRequest,
+    ledger_scope, ActionKind, ActionReceipt, FeePosting, IdempotencyKey, LateFeeRequest, NoteRequest,
     ReminderRequest,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
