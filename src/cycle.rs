@@ -13,7 +13,7 @@ use crate::engine::{
     plan, ActionRecord, BalanceChange, InvoiceCase, InvoiceHistory, Pause, Plan, PlanError,
     PlanInputs, PlannedAction, Promise,
 };
-use crate::executor::{ActionPayload, ExecError, ExecReport, Executor, Intent};
+use crate::executor::{ActionPayload, CustomerLimits, ExecError, ExecReport, Executor, Intent};
 use crate::store::{Hold, HoldTarget, InvoiceRecord, JournalState, Store, StoreError};
 use crate::sync::{sync_connection, SyncError, SyncReport};
 
@@ -128,6 +128,8 @@ pub async fn run_cycle(
         today: plan.local_date,
         mailer: mailer.as_ref(),
         hooks: hooks.as_ref(),
+        ledger: &ledger,
+        limits: customer_limits(config, &plan, &cases),
     };
     let exec = executor
         .run(intents)
@@ -348,6 +350,40 @@ fn case_of(
     })
 }
 
+/// Each customer's reminders done this local day (from the journal, as the cases carry
+/// it) and daily limit (the strictest of the policies of the reminders planned for them).
+fn customer_limits(config: &Config, plan: &Plan, cases: &[InvoiceCase]) -> CustomerLimits {
+    let tz = config.daemon.time_zone;
+    let mut limits = CustomerLimits::default();
+    for c in cases {
+        for r in &c.history.actions {
+            if r.kind == ActionKind::Remind
+                && r.at.with_timezone(&tz).date_naive() == plan.local_date
+            {
+                *limits
+                    .sent_today
+                    .entry(c.invoice.customer.id.clone())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for a in plan.actions.iter().filter(|a| a.kind == ActionKind::Remind) {
+        let Some(p) = config.policy_book.get(&a.policy) else {
+            continue;
+        };
+        let l = p.max_reminders_per_customer_per_day;
+        if l == 0 {
+            continue;
+        }
+        limits
+            .limit
+            .entry(a.customer_id.clone())
+            .and_modify(|x| *x = (*x).min(l))
+            .or_insert(l);
+    }
+    limits
+}
+
 /// The journal intent for a planned action: `planned_for` is the plan's local date and
 /// `amount_due` the balance the planner saw, which the executor re-checks.
 pub fn intent_from(
@@ -425,15 +461,24 @@ pub async fn run_all_once(
     tokens: std::sync::Arc<dyn overdued_connector::TokenStore>,
     clock: std::sync::Arc<dyn Clock>,
 ) -> Vec<(String, Result<CycleReport, String>)> {
+    let shared =
+        config.shared_ledger(|n| store.get_tokens(n).ok().flatten().and_then(|t| t.bound_to));
     let tasks = config
         .connections
         .iter()
         .filter(|c| c.enabled)
         .map(|conn_cfg| {
+            let refused = shared
+                .as_ref()
+                .filter(|d| d.second == conn_cfg.name)
+                .map(|d| format!("{d} (as bound at `overdued connect`)"));
             let store = store.clone();
             let tokens = tokens.clone();
             let clock = clock.clone();
             async move {
+                if let Some(refused) = refused {
+                    return (conn_cfg.name.clone(), Err(refused));
+                }
                 let result = match crate::connections::build(conn_cfg, tokens, clock.clone()) {
                     Ok(connector) => run_cycle(
                         config,

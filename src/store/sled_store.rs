@@ -437,7 +437,11 @@ impl Store for SledStore {
             return Ok(0);
         }
         let mut moved = 0;
-        for k in self.journal_by_invoice.scan_prefix(prefix(connection)).keys() {
+        for k in self
+            .journal_by_invoice
+            .scan_prefix(prefix(connection))
+            .keys()
+        {
             let k = k.map_err(be)?;
             let key = &k[k
                 .iter()

@@ -190,12 +190,18 @@ mod tests {
             ledger_scope(crate::System::QuickBooks, "9341453"),
             "quickbooks:9341453"
         );
-        let x = ledger_scope(crate::System::Xero, " 0A1B2C3D-0000-4000-8000-00000000000F ");
+        let x = ledger_scope(
+            crate::System::Xero,
+            " 0A1B2C3D-0000-4000-8000-00000000000F ",
+        );
         assert_eq!(x, "xero:0a1b2c3d-0000-4000-8000-00000000000f");
         assert_ne!(
             IdempotencyKey::derive(&x, "1", ActionKind::Remind, "0d"),
             IdempotencyKey::derive(
-                &ledger_scope(crate::System::QuickBooks, "0a1b2c3d-0000-4000-8000-00000000000f"),
+                &ledger_scope(
+                    crate::System::QuickBooks,
+                    "0a1b2c3d-0000-4000-8000-00000000000f"
+                ),
                 "1",
                 ActionKind::Remind,
                 "0d"

@@ -531,12 +531,7 @@ impl Ctx<'_> {
     }
 
     fn key(&self, kind: ActionKind, step: &str) -> IdempotencyKey {
-        IdempotencyKey::derive(
-            self.ledger,
-            &self.inv.remote_id,
-            kind,
-            step,
-        )
+        IdempotencyKey::derive(self.ledger, &self.inv.remote_id, kind, step)
     }
 
     fn is_done(&self, kind: ActionKind, step: &str) -> bool {
