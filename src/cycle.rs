@@ -1,9 +1,9 @@
 //! One cycle for one connection: sync, plan, act.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use overdued_connector::{ActionKind, Clock, Connector, Money};
+use overdued_connector::{ActionKind, Clock, Connector, IdempotencyKey, Money};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tracing::info;
@@ -13,7 +13,7 @@ use crate::engine::{
     plan, ActionRecord, BalanceChange, InvoiceCase, InvoiceHistory, Pause, Plan, PlanError,
     PlanInputs, PlannedAction, Promise,
 };
-use crate::executor::{ActionPayload, ExecError, ExecReport, Executor, Intent};
+use crate::executor::{ActionPayload, CustomerLimits, ExecError, ExecReport, Executor, Intent};
 use crate::store::{Hold, HoldTarget, InvoiceRecord, JournalState, Store, StoreError};
 use crate::sync::{sync_connection, SyncError, SyncReport};
 
@@ -38,6 +38,11 @@ pub enum CycleError {
     Exec {
         connection: String,
         source: ExecError,
+    },
+    #[error("connection {connection}: which {what} it is bound to is not known yet: run `overdued connect {connection}` (or give it in the config)")]
+    UnknownLedger {
+        connection: String,
+        what: &'static str,
     },
     #[error("connection {connection}: {source}")]
     Channels {
@@ -74,7 +79,8 @@ pub async fn run_cycle(
     )
     .await?;
     let now = clock.now();
-    let (plan, cases) = make_plan(config, conn_cfg, store, now)?;
+    let ledger = open_ledger(conn_cfg, store)?;
+    let (plan, cases) = make_plan(config, conn_cfg, &ledger, store, now)?;
     let dry_run = config.daemon.mode == Mode::DryRun;
     if dry_run {
         for a in &plan.actions {
@@ -126,6 +132,8 @@ pub async fn run_cycle(
             book: &config.policy_book,
             default: &conn_cfg.policy,
         }),
+        ledger: &ledger,
+        limits: customer_limits(config, &plan, &cases),
     };
     let exec = executor
         .run(intents)
@@ -143,11 +151,41 @@ pub async fn run_cycle(
     })
 }
 
+/// The ledger a connection is bound to ([`overdued_connector::ledger_scope`]), with the
+/// journal the connection wrote before keys were derived from it re-keyed (once).
+pub fn open_ledger(conn_cfg: &ConnectionConfig, store: &dyn Store) -> Result<String, CycleError> {
+    let name = conn_cfg.name.as_str();
+    let st = |source| CycleError::Store {
+        connection: name.to_string(),
+        source,
+    };
+    let bound = store.get_tokens(name).map_err(st)?.and_then(|t| t.bound_to);
+    let ledger = conn_cfg
+        .ledger(bound.as_deref())
+        .ok_or_else(|| CycleError::UnknownLedger {
+            connection: name.to_string(),
+            what: match conn_cfg.system() {
+                overdued_connector::System::QuickBooks => "QuickBooks company (realm id)",
+                overdued_connector::System::Xero => "Xero organisation (tenant id)",
+            },
+        })?;
+    let moved = store
+        .rekey_journal(name, &ledger, &|e| {
+            IdempotencyKey::derive(&ledger, &e.invoice_id, e.kind, &e.step_id)
+        })
+        .map_err(st)?;
+    if moved > 0 {
+        info!(connection = %name, ledger = %ledger, moved, "journal re-keyed by ledger: unfinished actions keep the key already sent");
+    }
+    Ok(ledger)
+}
+
 /// The plan for one connection from what the store holds, as of `now`, with the
-/// invoices it was made from.
+/// invoices it was made from; `ledger` is [`open_ledger`]'s.
 pub fn make_plan(
     config: &Config,
     conn_cfg: &ConnectionConfig,
+    ledger: &str,
     store: &dyn Store,
     now: DateTime<Utc>,
 ) -> Result<(Plan, Vec<InvoiceCase>), CycleError> {
@@ -156,13 +194,14 @@ pub fn make_plan(
         connection: name.to_string(),
         source,
     };
-    let cases = load_cases(store, name, now).map_err(st)?;
+    let cases = load_cases_of(store, name, Some(ledger), now).map_err(st)?;
     let inputs = PlanInputs {
         now,
         time_zone: config.daemon.time_zone,
         settings: &config.engine,
         policies: &config.policy_book,
         default_policy: &conn_cfg.policy,
+        ledger,
         invoices: &cases,
     };
     let p = plan(&inputs).map_err(|source| CycleError::Plan {
@@ -177,6 +216,17 @@ pub fn make_plan(
 pub fn load_cases(
     store: &dyn Store,
     connection: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<InvoiceCase>, StoreError> {
+    load_cases_of(store, connection, None, now)
+}
+
+/// [`load_cases`], with each invoice's history read by `ledger` too (whatever name the
+/// connection had when it acted).
+pub fn load_cases_of(
+    store: &dyn Store,
+    connection: &str,
+    ledger: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<InvoiceCase>, StoreError> {
     // Holds first, then one pass over the invoices that builds each case as it is read:
@@ -209,7 +259,7 @@ pub fn load_cases(
         let holds = invoice_holds
             .remove(&r.snapshot.remote_id)
             .unwrap_or_default();
-        match case_of(store, connection, r, holds, &customer_pauses) {
+        match case_of(store, connection, ledger, r, holds, &customer_pauses) {
             Ok(case) => {
                 cases.push(case);
                 true
@@ -229,6 +279,7 @@ pub fn load_cases(
 fn case_of(
     store: &dyn Store,
     connection: &str,
+    ledger: Option<&str>,
     r: InvoiceRecord,
     holds: Vec<Hold>,
     customer_pauses: &BTreeMap<String, Pause>,
@@ -268,7 +319,16 @@ fn case_of(
             }
         }
     }
-    for e in store.journal_for_invoice(connection, &r.snapshot.remote_id)? {
+    let mut entries = store.journal_for_invoice(connection, &r.snapshot.remote_id)?;
+    if let Some(ledger) = ledger {
+        let mut seen: HashSet<IdempotencyKey> = entries.iter().map(|e| e.key.clone()).collect();
+        for e in store.journal_for_ledger(ledger, &r.snapshot.remote_id)? {
+            if seen.insert(e.key.clone()) {
+                entries.push(e);
+            }
+        }
+    }
+    for e in entries {
         let JournalState::Done { at, .. } = e.state else {
             continue;
         };
@@ -297,6 +357,40 @@ fn case_of(
             .and_then(|c| c.email);
     }
     Ok(InvoiceCase { invoice, history })
+}
+
+/// Each customer's reminders done this local day (from the journal, as the cases carry
+/// it) and daily limit (the strictest of the policies of the reminders planned for them).
+fn customer_limits(config: &Config, plan: &Plan, cases: &[InvoiceCase]) -> CustomerLimits {
+    let tz = config.daemon.time_zone;
+    let mut limits = CustomerLimits::default();
+    for c in cases {
+        for r in &c.history.actions {
+            if r.kind == ActionKind::Remind
+                && r.at.with_timezone(&tz).date_naive() == plan.local_date
+            {
+                *limits
+                    .sent_today
+                    .entry(c.invoice.customer.id.clone())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for a in plan.actions.iter().filter(|a| a.kind == ActionKind::Remind) {
+        let Some(p) = config.policy_book.get(&a.policy) else {
+            continue;
+        };
+        let l = p.max_reminders_per_customer_per_day;
+        if l == 0 {
+            continue;
+        }
+        limits
+            .limit
+            .entry(a.customer_id.clone())
+            .and_modify(|x| *x = (*x).min(l))
+            .or_insert(l);
+    }
+    limits
 }
 
 /// The journal intent for a planned action: `planned_for` is the plan's local date and
@@ -376,15 +470,24 @@ pub async fn run_all_once(
     tokens: std::sync::Arc<dyn overdued_connector::TokenStore>,
     clock: std::sync::Arc<dyn Clock>,
 ) -> Vec<(String, Result<CycleReport, String>)> {
+    let shared =
+        config.shared_ledger(|n| store.get_tokens(n).ok().flatten().and_then(|t| t.bound_to));
     let tasks = config
         .connections
         .iter()
         .filter(|c| c.enabled)
         .map(|conn_cfg| {
+            let refused = shared
+                .as_ref()
+                .filter(|d| d.second == conn_cfg.name)
+                .map(|d| format!("{d} (as bound at `overdued connect`)"));
             let store = store.clone();
             let tokens = tokens.clone();
             let clock = clock.clone();
             async move {
+                if let Some(refused) = refused {
+                    return (conn_cfg.name.clone(), Err(refused));
+                }
                 let result = match crate::connections::build(conn_cfg, tokens, clock.clone()) {
                     Ok(connector) => run_cycle(
                         config,

@@ -118,14 +118,22 @@ pub struct Executor<'a> {
     pub hooks: Option<&'a Hooks>,
     /// The policies, for what an email needs at send time (how to pay, the PDF).
     pub policies: Option<crate::channels::facts::PolicyChoice<'a>>,
+    /// The ledger the keys are derived from (`overdued_connector::ledger_scope`).
+    pub ledger: &'a str,
+    pub limits: CustomerLimits,
 }
 
 impl Executor<'_> {
-    /// Records the intents, then carries out every unfinished intent of the connection
-    /// (this run's and any a crash left behind).
+    /// Records the intents, then carries out those of them still unfinished (this
+    /// run's, and those a crash or a failure left that the plan still wants). An
+    /// unfinished action the plan has moved past, or whose retries ran out (counted
+    /// from the first attempt), is closed as superseded and never carried out; one the
+    /// plan does not want now is left for a later run. Reminders beyond a customer's
+    /// daily limit wait for another day.
     pub async fn run(&self, intents: Vec<Intent>) -> Result<ExecReport, ExecError> {
         let conn = self.connector.connection().as_str().to_string();
         let mut report = ExecReport::default();
+        let mut planned: HashSet<IdempotencyKey> = HashSet::new();
         for intent in intents {
             match self.store.get_journal(&intent.key)? {
                 Some(e) if matches!(e.state, JournalState::Done { .. }) => {
@@ -138,10 +146,45 @@ impl Executor<'_> {
                     ));
                     continue;
                 }
-                // An intent left by a crash is finished below, under the same key.
-                Some(e) if matches!(e.state, JournalState::Intent) => continue,
+                // Closed for good: its retries ran out, or the plan moved past it once.
+                Some(e) if matches!(e.state, JournalState::Superseded { .. }) => {
+                    let JournalState::Superseded { reason, .. } = e.state else {
+                        unreachable!()
+                    };
+                    report.results.push((
+                        intent.invoice_id,
+                        intent.kind,
+                        intent.step_id,
+                        Outcome::Skipped {
+                            reason: format!("superseded earlier: {reason}"),
+                        },
+                    ));
+                    continue;
+                }
+                // An intent left by a crash, or a failure still within its retry
+                // deadline, is finished below as it stands: same key, and its first
+                // attempt's time kept for the deadline.
+                Some(e)
+                    if matches!(
+                        e.state,
+                        JournalState::Intent | JournalState::Failed { retry: true, .. }
+                    ) =>
+                {
+                    // Left under a connection's former name: the renamed connection
+                    // finishes it (the key is the ledger's, the same under either name).
+                    if e.connection != intent.connection {
+                        let mut e = e;
+                        e.connection = intent.connection.clone();
+                        self.store.put_journal(&e)?;
+                        planned.insert(e.key);
+                    } else {
+                        planned.insert(e.key);
+                    }
+                    continue;
+                }
                 _ => {}
             }
+            planned.insert(intent.key.clone());
             self.store.put_journal(&JournalEntry {
                 key: intent.key.clone(),
                 connection: intent.connection.clone(),
@@ -155,14 +198,17 @@ impl Executor<'_> {
                 payload: JournalPayload::Action(intent.payload),
                 state: JournalState::Intent,
                 audit_note_done: false,
+                ledger: Some(self.ledger.to_string()),
+                sent_key: None,
             })?;
         }
 
-        let (notes_due, pending): (Vec<JournalEntry>, Vec<JournalEntry>) = self
+        let (notes_due, unfinished): (Vec<JournalEntry>, Vec<JournalEntry>) = self
             .store
             .unfinished_journal(&conn)?
             .into_iter()
             .partition(|e| matches!(e.state, JournalState::Done { .. }));
+        let pending = self.intake(unfinished, &planned, &mut report)?;
         if pending.is_empty() && notes_due.is_empty() {
             return Ok(report);
         }
@@ -250,6 +296,123 @@ impl Executor<'_> {
         Ok(report)
     }
 
+    /// Which unfinished actions are carried out now: those the plan wants, in its order,
+    /// within each customer's daily limit. The others are closed as superseded when the
+    /// plan has moved past them or their retry deadline passed, else left for later.
+    fn intake(
+        &self,
+        unfinished: Vec<JournalEntry>,
+        planned: &HashSet<IdempotencyKey>,
+        report: &mut ExecReport,
+    ) -> Result<Vec<JournalEntry>, ExecError> {
+        let now = self.clock.now();
+        // The reminder steps the plan wants now, by invoice: any other reminder step of
+        // the same invoice is one the plan moved past.
+        let current_reminders: HashMap<&str, Vec<&str>> = {
+            let mut m: HashMap<&str, Vec<&str>> = HashMap::new();
+            for e in unfinished.iter().filter(|e| planned.contains(&e.key)) {
+                if e.kind == ActionKind::Remind {
+                    m.entry(e.invoice_id.as_str())
+                        .or_default()
+                        .push(e.step_id.as_str());
+                }
+            }
+            m
+        };
+        let mut superseded = Vec::new();
+        let mut pending = Vec::new();
+        for e in &unfinished {
+            if let Some(reason) = retries_expired(e, now) {
+                superseded.push((e.clone(), reason));
+            } else if planned.contains(&e.key) {
+                pending.push(e.clone());
+            } else if let Some(steps) = current_reminders
+                .get(e.invoice_id.as_str())
+                .filter(|_| e.kind == ActionKind::Remind)
+            {
+                superseded.push((
+                    e.clone(),
+                    format!(
+                        "the plan moved past step {} to {}",
+                        e.step_id,
+                        steps.join(", ")
+                    ),
+                ));
+            }
+            // Otherwise the plan does not want it now (outside the sending window, a
+            // hold, the daily limit): left for a later run, never sent blind.
+        }
+        for (mut e, reason) in superseded {
+            self.supersede(&mut e, reason, &mut report.counts)?;
+            report.results.push((
+                e.invoice_id.clone(),
+                e.kind,
+                e.step_id.clone(),
+                Outcome::Skipped {
+                    reason: match &e.state {
+                        JournalState::Superseded { reason, .. } => format!("superseded: {reason}"),
+                        _ => unreachable!(),
+                    },
+                },
+            ));
+        }
+        let mut sent_today = self.limits.sent_today.clone();
+        let mut out = Vec::with_capacity(pending.len());
+        for e in pending {
+            if e.kind == ActionKind::Remind {
+                let limit = self.limits.limit_of(&e.customer_id);
+                let count = sent_today.entry(e.customer_id.clone()).or_default();
+                if limit > 0 && *count >= limit {
+                    ActionWaiting { kind: e.kind }.emit(&mut report.counts);
+                    report.results.push((
+                        e.invoice_id.clone(),
+                        e.kind,
+                        e.step_id.clone(),
+                        Outcome::Skipped {
+                            reason: format!(
+                                "customer already reminded {count} time(s) today (limit {limit}); left for another day"
+                            ),
+                        },
+                    ));
+                    continue;
+                }
+                *count += 1;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    fn supersede(
+        &self,
+        entry: &mut JournalEntry,
+        reason: String,
+        counts: &mut ActionCounts,
+    ) -> Result<(), ExecError> {
+        entry.state = JournalState::Superseded {
+            at: self.clock.now(),
+            reason: reason.clone(),
+        };
+        entry.audit_note_done = true;
+        self.store.put_journal(entry)?;
+        ActionSkipped {
+            entry,
+            reason: &reason,
+            notable: true,
+        }
+        .emit(counts);
+        self.audit(
+            entry,
+            "superseded",
+            format!(
+                "{} ({}) superseded, never carried out: {reason}",
+                entry.kind, entry.step_id
+            ),
+            serde_json::json!({"key": entry.key, "sent_key": entry.sent_key}),
+        )?;
+        Ok(())
+    }
+
     /// Sends the SMTP part of every reminder about to go out, a customer's together, before
     /// the per-action loop records each outcome.
     async fn deliver_mail(
@@ -275,7 +438,9 @@ impl Executor<'_> {
                 continue;
             };
             let snapshot = fresh.get(&e.invoice_id);
-            if !channel.uses_smtp() || gave_up(e, now) || stale_reason(e, snapshot, holds).is_some()
+            if !channel.uses_smtp()
+                || retries_expired(e, now).is_some()
+                || stale_reason(e, snapshot, holds).is_some()
             {
                 continue;
             }
@@ -328,10 +493,11 @@ impl Executor<'_> {
         mail: &HashMap<IdempotencyKey, Delivery>,
         counts: &mut ActionCounts,
     ) -> Result<Outcome, ExecError> {
-        let now = self.clock.now();
-        if gave_up(entry, now) {
-            let reason = format!("gave up: failed and not retried within {RETRY_FOR_DAYS} days");
-            return self.skip(entry, reason, false, counts);
+        if let Some(reason) = retries_expired(entry, self.clock.now()) {
+            self.supersede(entry, reason.clone(), counts)?;
+            return Ok(Outcome::Skipped {
+                reason: format!("superseded: {reason}"),
+            });
         }
         if let Some(reason) = stale_reason(entry, fresh, holds) {
             return self.skip(entry, reason.0, reason.1, counts);
@@ -346,7 +512,8 @@ impl Executor<'_> {
                 counts,
             );
         };
-        let key = entry.key.clone();
+        // The key the vendor may already hold for this action (see `JournalEntry::sent_key`).
+        let key = entry.vendor_key().clone();
         let result = match &payload {
             ActionPayload::Remind { channel, .. } => {
                 let channel = channel.unwrap_or(Channel::Email);
@@ -534,7 +701,7 @@ impl Executor<'_> {
             entry.step_id,
             entry.key
         );
-        let key = IdempotencyKey::audit_note(&entry.connection, &entry.invoice_id, &entry.key);
+        let key = entry.audit_note_key();
         match self
             .connector
             .add_note(
@@ -559,9 +726,37 @@ impl Executor<'_> {
     }
 }
 
-/// Whether a failed action is too old to retry.
-fn gave_up(entry: &JournalEntry, now: DateTime<Utc>) -> bool {
-    matches!(&entry.state, JournalState::Failed { at, .. } if now.signed_duration_since(*at) > Duration::days(RETRY_FOR_DAYS))
+/// Why an unfinished action is too old to carry out, if it is: its first attempt (the
+/// intent's recording, which later retries keep) was more than [`RETRY_FOR_DAYS`] ago.
+/// Counting from the last failure instead let an action failing daily live for ever,
+/// and go out beside the step that replaced it on the first good day.
+fn retries_expired(entry: &JournalEntry, now: DateTime<Utc>) -> Option<String> {
+    let first = entry.created_at;
+    (matches!(
+        entry.state,
+        JournalState::Intent | JournalState::Failed { .. }
+    ) && now.signed_duration_since(first) > Duration::days(RETRY_FOR_DAYS))
+    .then(|| {
+        format!(
+            "not carried out within {RETRY_FOR_DAYS} days of its first attempt ({})",
+            first.format("%Y-%m-%d %H:%M UTC")
+        )
+    })
+}
+
+/// The per-customer daily reminder limit, enforced where reminders go out: what the
+/// journal shows each customer was sent this local day, and each customer's limit
+/// (`max_reminders_per_customer_per_day` of the policies chasing them; 0 is none).
+#[derive(Debug, Clone, Default)]
+pub struct CustomerLimits {
+    pub sent_today: HashMap<String, u32>,
+    pub limit: HashMap<String, u32>,
+}
+
+impl CustomerLimits {
+    fn limit_of(&self, customer: &str) -> u32 {
+        self.limit.get(customer).copied().unwrap_or(0)
+    }
 }
 
 /// The SMTP part of a reminder as a connector result: an outcome lost to a crash counts

@@ -317,6 +317,7 @@ pub fn history(
                 } => format!("failed {attempts}x: {error}"),
                 JournalState::Done { .. } => "done, audit note pending".to_string(),
                 JournalState::Skipped { reason, .. } => reason.clone(),
+                JournalState::Superseded { reason, .. } => format!("superseded: {reason}"),
             };
             let _ = writeln!(
                 out,

@@ -77,6 +77,17 @@ impl Store for CrashAfterSend {
     fn journal_for_invoice(&self, c: &str, i: &str) -> Result<Vec<JournalEntry>, StoreError> {
         self.inner.journal_for_invoice(c, i)
     }
+    fn journal_for_ledger(&self, l: &str, i: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.journal_for_ledger(l, i)
+    }
+    fn rekey_journal(
+        &self,
+        c: &str,
+        l: &str,
+        rekey: &dyn Fn(&JournalEntry) -> IdempotencyKey,
+    ) -> Result<usize, StoreError> {
+        self.inner.rekey_journal(c, l, rekey)
+    }
     fn unfinished_journal(&self, c: &str) -> Result<Vec<JournalEntry>, StoreError> {
         self.inner.unfinished_journal(c)
     }

@@ -400,3 +400,121 @@ fn unqp(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The previous release keyed actions by the connection's name. Opening its journal
+/// re-keys every action by the ledger (system and realm/tenant id), so a renamed
+/// connection finds them; an intent it left unfinished keeps the key it may already have
+/// sent: here the vendor got the escalation under the old key and the answer was lost, and
+/// finishing the intent must not escalate a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_intent_of_the_previous_release_keeps_the_key_it_sent() {
+    let r = Resumed::open().await;
+    let t = london(date(2026, 3, 18), 10, 0);
+    r.running.sandbox.set_now(t);
+    r.clock.set(t);
+    let conn_cfg = r.config.connection(QBO).expect("qbo");
+    let ledger = conn_cfg
+        .configured_ledger()
+        .expect("realm id in the config");
+    let mut rec = None;
+    r.store
+        .for_each_invoice(QBO, &mut |i| {
+            if i.snapshot.display_number() == "1002" {
+                rec = Some(i);
+            }
+            rec.is_none()
+        })
+        .expect("invoices");
+    let rec = rec.expect("invoice 1002 in the fixture");
+    let id = rec.snapshot.remote_id.clone();
+    let old_key = IdempotencyKey::derive(QBO, &id, ActionKind::Escalate, "+15d");
+    let text = "Invoice 1002 is referred for collection.".to_string();
+    // What the previous release did before it was killed: the intent on disk (format
+    // version 1 reads as this), the call made, its answer lost.
+    r.store
+        .put_journal(&overdued::store::JournalEntry {
+            key: old_key.clone(),
+            connection: QBO.into(),
+            invoice_id: id.clone(),
+            customer_id: rec.snapshot.customer.id.clone(),
+            kind: ActionKind::Escalate,
+            step_id: "+15d".into(),
+            planned_for: date(2026, 3, 18),
+            created_at: t,
+            expected_amount_due: rec.snapshot.amount_due,
+            payload: JournalPayload::Action(ActionPayload::Escalate { text: text.clone() }),
+            state: JournalState::Intent,
+            audit_note_done: false,
+            ledger: None,
+            sent_key: None,
+        })
+        .expect("intent");
+    let tokens: Arc<dyn TokenStore> = r.store.clone();
+    let clock: Arc<dyn Clock> = r.clock.clone();
+    let connector = overdued::connections::build(conn_cfg, tokens, clock).expect("connector");
+    connector
+        .add_note(
+            &overdued_connector::NoteRequest {
+                invoice_id: id.clone(),
+                text,
+            },
+            &old_key,
+        )
+        .await
+        .expect("the lost call");
+    let notes_on = |effects: &[overdued_sandbox::Effect]| {
+        effects
+            .iter()
+            .filter(|e| e.at >= t && e.kind == "note" && e.invoice_id == id)
+            .map(|e| e.idempotency_key.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(notes_on(&r.running.sandbox.ledger().effects).len(), 1);
+
+    r.cycle_at(t).await;
+    r.cycle_at(london(date(2026, 3, 18), 11, 0)).await;
+
+    let new_key = IdempotencyKey::derive(&ledger, &id, ActionKind::Escalate, "+15d");
+    assert_ne!(new_key, old_key);
+    let e = r
+        .store
+        .get_journal(&new_key)
+        .expect("journal")
+        .expect("the intent, re-keyed by the ledger");
+    assert_eq!(e.sent_key.as_ref(), Some(&old_key));
+    assert_eq!(e.ledger.as_deref(), Some(ledger.as_str()));
+    assert!(matches!(e.state, JournalState::Done { .. }), "{e:?}");
+    assert!(r.store.get_journal(&old_key).expect("journal").is_none());
+    // One escalation (under the key first sent) and its audit note; nothing under the new key.
+    let keys = notes_on(&r.running.sandbox.ledger().effects);
+    assert_eq!(keys.len(), 2, "{keys:#?}");
+    assert!(keys.contains(&old_key.to_string()), "{keys:#?}");
+    assert!(!keys.contains(&new_key.to_string()), "{keys:#?}");
+
+    // Every action the previous release did is found by the ledger, under its new key,
+    // with the key the vendor knows it by.
+    let by_ledger = r.store.journal_for_ledger(&ledger, &id).expect("journal");
+    assert!(by_ledger.len() >= 4, "{by_ledger:#?}");
+    for e in by_ledger {
+        if e.sent_key.is_none() && e.created_at >= t && e.kind != ActionKind::Escalate {
+            // Written today by this release (the escalation's note): keyed by the ledger alone.
+            assert_eq!(e.ledger.as_deref(), Some(ledger.as_str()));
+            assert_eq!(
+                e.key,
+                IdempotencyKey::derive(&ledger, &id, e.kind, &e.step_id)
+            );
+            continue;
+        }
+        assert_eq!(
+            e.key,
+            IdempotencyKey::derive(&ledger, &id, e.kind, &e.step_id)
+        );
+        assert_eq!(
+            e.sent_key,
+            Some(IdempotencyKey::derive(QBO, &id, e.kind, &e.step_id)),
+            "{e:?}"
+        );
+    }
+    assert_ledger_consistent(&r.ledger());
+    assert_journal_settled(r.store.as_ref());
+}

@@ -870,6 +870,7 @@ fn scenario_plan(a: &ScenarioArgs) -> Res<Value> {
         settings: &c.engine,
         policies: &c.policy_book,
         default_policy: &cc.policy,
+        ledger: "quickbooks:bench",
         invoices: &cases,
     };
     let plan = overdued::engine::plan(&inputs).map_err(|e| e.to_string())?;

@@ -92,7 +92,7 @@ pub async fn deliver(
     let mut out = HashMap::new();
     let mut to_send: Vec<Pending> = Vec::new();
     for p in pending {
-        match store.get_journal(&IdempotencyKey::smtp_send(&p.entry.key))? {
+        match store.get_journal(&IdempotencyKey::smtp_send(p.entry.vendor_key()))? {
             Some(r) => match r.state {
                 JournalState::Done { ref created_id, .. } => {
                     out.insert(
@@ -288,7 +288,7 @@ fn fail_all(
 
 fn record(m: &Pending, detail: &SmtpSend, state: JournalState, clock: &dyn Clock) -> JournalEntry {
     JournalEntry {
-        key: IdempotencyKey::smtp_send(&m.entry.key),
+        key: IdempotencyKey::smtp_send(m.entry.vendor_key()),
         connection: record_connection(&m.entry.connection),
         invoice_id: m.entry.invoice_id.clone(),
         customer_id: m.entry.customer_id.clone(),
@@ -301,6 +301,8 @@ fn record(m: &Pending, detail: &SmtpSend, state: JournalState, clock: &dyn Clock
         state,
         // The record is the email's own; the action's ledger note is the action's.
         audit_note_done: true,
+        ledger: None,
+        sent_key: None,
     }
 }
 

@@ -106,6 +106,8 @@ pub async fn send_if_due(
         payload: JournalPayload::Digest(sent.clone()),
         state: JournalState::Intent,
         audit_note_done: true,
+        ledger: None,
+        sent_key: None,
     };
     store.put_journal(&entry)?;
     let result = mailer.send(&msg).await;

@@ -9,7 +9,7 @@ use overdued_connector::{Clock, SystemClock};
 
 use crate::config::Config;
 use crate::connections;
-use crate::cycle::make_plan;
+use crate::cycle::{make_plan, open_ledger};
 use crate::engine::{adoption_summary, AdoptionSummary, Plan, PlannedAction};
 use crate::report::delivery::what_goes_out;
 use crate::store::{SledStore, Store};
@@ -72,7 +72,8 @@ fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPla
         let sync_error = rt
             .block_on(refresh(&c, conn_cfg, store.clone(), clock.clone()))
             .err();
-        let (plan, _) = make_plan(&c, conn_cfg, store.as_ref(), now)
+        let (plan, _) = open_ledger(conn_cfg, store.as_ref())
+            .and_then(|ledger| make_plan(&c, conn_cfg, &ledger, store.as_ref(), now))
             .map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
         let goes_out = plan
             .actions

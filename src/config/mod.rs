@@ -248,9 +248,56 @@ impl ConnectionConfig {
             SystemConfig::Xero(_) => System::Xero,
         }
     }
+
+    /// The ledger's identity ([`overdued_connector::ledger_scope`]) as far as the config
+    /// alone tells it: a QuickBooks `realm_id`, or a Xero `tenant` written as an id. A
+    /// Xero organisation named by its name is known only once bound at connect.
+    pub fn configured_ledger(&self) -> Option<String> {
+        let id = match &self.system {
+            SystemConfig::QuickBooks(q) => q.realm_id.clone()?,
+            SystemConfig::Xero(x) if overdued_xero::tenant::looks_like_tenant_id(&x.tenant) => {
+                x.tenant.clone()
+            }
+            SystemConfig::Xero(_) => return None,
+        };
+        Some(overdued_connector::ledger_scope(self.system(), &id))
+    }
+
+    /// The ledger's identity from the config, else from the realm or tenant the grant
+    /// was bound to at connect (`bound`, from the token store).
+    pub fn ledger(&self, bound: Option<&str>) -> Option<String> {
+        self.configured_ledger().or_else(|| {
+            bound
+                .filter(|b| !b.trim().is_empty())
+                .map(|b| overdued_connector::ledger_scope(self.system(), b))
+        })
+    }
 }
 
 impl Config {
+    /// The first two connections on one ledger, if any: by the config alone, and by the
+    /// realm or tenant each was bound to at connect (`bound` gives it by connection name,
+    /// from the token store).
+    pub fn shared_ledger(&self, bound: impl Fn(&str) -> Option<String>) -> Option<SharedLedger> {
+        let mut seen: BTreeMap<String, &ConnectionConfig> = BTreeMap::new();
+        // A disabled table is how an owner keeps a connection aside; only the enabled chase.
+        for c in self.connections.iter().filter(|c| c.enabled) {
+            let Some(ledger) = c.ledger(bound(&c.name).as_deref()) else {
+                continue;
+            };
+            if let Some(first) = seen.get(&ledger) {
+                return Some(SharedLedger {
+                    ledger,
+                    system: c.system(),
+                    first: first.name.clone(),
+                    second: c.name.clone(),
+                });
+            }
+            seen.insert(ledger, c);
+        }
+        None
+    }
+
     pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
         self.connections.iter().find(|c| c.name == name)
     }
@@ -294,11 +341,62 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         message: e.message().trim().to_string(),
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    validate(raw, &base, path).map_err(|(field, message)| ConfigError {
+    let at = |field: &str| location::span_of(text, field);
+    let config = validate(raw, &base, path).map_err(|(field, message)| ConfigError {
         file: path.to_path_buf(),
-        position: location::span_of(text, &field).map(|s| location::line_col(text, s.start)),
+        position: at(&field).map(|s| location::line_col(text, s.start)),
         message: format!("{field}: {message}"),
-    })
+    })?;
+    if let Some(d) = config.shared_ledger(|_| None) {
+        // Reported at the one written second: the first was there before the mistake.
+        let (fa, fb) = (d.field(&d.first), d.field(&d.second));
+        let (first, second, field) = match (at(&fa), at(&fb)) {
+            (Some(a), Some(b)) if a.start > b.start => (&d.second, &d.first, fa),
+            _ => (&d.first, &d.second, fb),
+        };
+        return Err(ConfigError {
+            file: path.to_path_buf(),
+            position: at(&field).map(|s| location::line_col(text, s.start)),
+            message: format!("{field}: {}", d.message(first, second)),
+        });
+    }
+    Ok(config)
+}
+
+/// Two connections on one ledger: each would chase every customer, twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedLedger {
+    pub ledger: String,
+    pub system: System,
+    pub first: String,
+    pub second: String,
+}
+
+impl SharedLedger {
+    fn field(&self, name: &str) -> String {
+        match self.system {
+            System::QuickBooks => format!("quickbooks.{name}.realm_id"),
+            System::Xero => format!("xero.{name}.tenant"),
+        }
+    }
+
+    /// The refusal, naming both tables (`first` as the one kept).
+    pub fn message(&self, first: &str, second: &str) -> String {
+        let (table, what) = match self.system {
+            System::QuickBooks => ("quickbooks", "QuickBooks company"),
+            System::Xero => ("xero", "Xero organisation"),
+        };
+        let id = self.ledger.split_once(':').map_or("", |(_, id)| id);
+        format!(
+            "[{table}.{second}] and [{table}.{first}] are the same {what} ({id}): every customer would be chased twice; keep one table per {what}"
+        )
+    }
+}
+
+impl fmt::Display for SharedLedger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message(&self.first, &self.second))
+    }
 }
 
 type Invalid = (String, String);

@@ -47,6 +47,16 @@ impl Daemon {
         let config = crate::config::load(&opts.config_path)?;
         let dir = config.daemon.state_dir.clone();
         let store = Arc::new(SledStore::open(&dir)?);
+        // The config may name a Xero organisation by name, or leave out a realm id: the
+        // token store knows what each grant was bound to at connect.
+        if let Some(d) = config.shared_ledger(|n| bound_to(store.as_ref(), n)) {
+            return Err(crate::config::ConfigError {
+                file: config.path.clone(),
+                position: None,
+                message: format!("{d} (as bound at `overdued connect`)"),
+            }
+            .into());
+        }
         let listen = config.daemon.http_listen;
         if !listen.ip().is_loopback() {
             warn!(address = %listen, "daemon.http_listen is not a loopback address: /healthz and /metrics are reachable from the network (admin endpoints still need the token)");
@@ -223,4 +233,13 @@ pub(super) fn spawn_missing(
         ));
         tasks.insert(c.name.clone(), handle);
     }
+}
+
+fn bound_to(store: &SledStore, connection: &str) -> Option<String> {
+    use crate::store::Store;
+    store
+        .get_tokens(connection)
+        .ok()
+        .flatten()
+        .and_then(|t| t.bound_to)
 }

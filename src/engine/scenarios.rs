@@ -13,6 +13,9 @@ use serde::Deserialize;
 use overdued_connector::{ActionKind, InvoiceStatus, Money};
 
 use crate::engine::fees::BalanceChange;
+
+/// The ledger every scenario's invoices are in.
+const LEDGER: &str = "quickbooks:1";
 use crate::engine::plan::tests_support::{invoice, record};
 use crate::engine::plan::{
     plan, InvoiceCase, InvoiceHistory, Pause, Plan, PlanInputs, PlannedAction, Promise, SkipCode,
@@ -123,6 +126,7 @@ impl Sim {
             settings: &self.settings,
             policies: &self.book,
             default_policy: "default",
+            ledger: LEDGER,
             invoices: &self.cases,
         })
         .unwrap()
@@ -171,7 +175,7 @@ impl Sim {
                 .push(crate::engine::plan::ActionRecord {
                     kind: ActionKind::Remind,
                     key: overdued_connector::IdempotencyKey::derive(
-                        case.invoice.connection.as_str(),
+                        LEDGER,
                         &case.invoice.remote_id,
                         ActionKind::Remind,
                         &step_id,

@@ -71,6 +71,19 @@ pub trait Store: Send + Sync {
     fn put_journal(&self, e: &JournalEntry) -> Result<()>;
     /// Every journal entry of one invoice, oldest first.
     fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>>;
+    /// Every action of one invoice of ledger `ledger` ([`overdued_connector::ledger_scope`])
+    /// journalled under whatever connection name, oldest first: what survives a rename.
+    fn journal_for_ledger(&self, ledger: &str, invoice_id: &str) -> Result<Vec<JournalEntry>>;
+    /// Durable. Moves the action entries connection `connection` wrote before keys were
+    /// derived from the ledger to the key `rekey` gives (with `ledger` recorded), keeping
+    /// the old key as the entry's `sent_key`; returns how many moved. Done once per
+    /// (connection, ledger); later calls return 0 at once.
+    fn rekey_journal(
+        &self,
+        connection: &str,
+        ledger: &str,
+        rekey: &dyn Fn(&JournalEntry) -> IdempotencyKey,
+    ) -> Result<usize>;
     /// Entries not yet settled (intents, retryable failures, done actions whose audit
     /// note is not written yet) of a connection.
     fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>>;

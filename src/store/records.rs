@@ -59,6 +59,9 @@ pub enum JournalState {
     },
     /// Not done, on purpose (paid since planning, paused, ...), and never retried.
     Skipped { at: DateTime<Utc>, reason: String },
+    /// Never carried out: the plan moved past its step (a later step is due, or the
+    /// retry deadline counted from the first attempt passed) before it could be.
+    Superseded { at: DateTime<Utc>, reason: String },
     /// Failed; `retry` says whether a later cycle tries again.
     Failed {
         at: DateTime<Utc>,
@@ -74,6 +77,7 @@ impl JournalState {
             self,
             JournalState::Done { .. }
                 | JournalState::Skipped { .. }
+                | JournalState::Superseded { .. }
                 | JournalState::Failed { retry: false, .. }
         )
     }
@@ -112,6 +116,35 @@ pub struct JournalEntry {
     /// once it has been written.
     #[serde(default)]
     pub audit_note_done: bool,
+    /// The ledger the key was derived from ([`overdued_connector::ledger_scope`]);
+    /// absent on entries written before keys stopped naming the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<String>,
+    /// The key the vendor (and the SMTP and audit-note records) know this action by,
+    /// when it is not `key`: an entry re-keyed from a name-derived key keeps the key
+    /// that may already have been sent, so finishing it can never repeat its effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_key: Option<IdempotencyKey>,
+}
+
+impl JournalEntry {
+    /// The key every call to the vendor, the SMTP record and the audit note use.
+    pub fn vendor_key(&self) -> &IdempotencyKey {
+        self.sent_key.as_ref().unwrap_or(&self.key)
+    }
+
+    /// The key of this action's audit note in the ledger: derived from the ledger for
+    /// entries keyed by it, from the connection name for the older ones (whose note may
+    /// already be written under that key).
+    pub fn audit_note_key(&self) -> IdempotencyKey {
+        match (&self.sent_key, &self.ledger) {
+            (None, Some(ledger)) => IdempotencyKey::audit_note(ledger, &self.invoice_id, &self.key),
+            (Some(sent), _) => IdempotencyKey::audit_note(&self.connection, &self.invoice_id, sent),
+            (None, None) => {
+                IdempotencyKey::audit_note(&self.connection, &self.invoice_id, &self.key)
+            }
+        }
+    }
 }
 
 /// What a journal record stands for.
@@ -237,6 +270,8 @@ impl JournalEntry {
             payload,
             state: old.state,
             audit_note_done: old.audit_note_done,
+            ledger: None,
+            sent_key: None,
         })
     }
 }

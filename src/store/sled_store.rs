@@ -26,6 +26,7 @@ pub struct SledStore {
     journal: sled::Tree,
     journal_by_invoice: sled::Tree,
     journal_open: sled::Tree,
+    journal_by_ledger: sled::Tree,
     audit: sled::Tree,
     audit_by_invoice: sled::Tree,
     holds: sled::Tree,
@@ -125,6 +126,53 @@ fn be(e: sled::Error) -> StoreError {
 }
 
 impl SledStore {
+    /// Writes `e` with its indexes, removing `old` (an entry moving to a new key) in
+    /// the same transaction, so the indexes never disagree with the entries after a crash.
+    fn replace_journal(&self, old: Option<&JournalEntry>, e: &JournalEntry) -> Result<()> {
+        let idx = key2(&e.connection, &format!("{}\0{}", e.invoice_id, e.key));
+        let open = key2(&e.connection, e.key.as_str());
+        let by_ledger = e
+            .ledger
+            .as_ref()
+            .map(|l| key2(l, &format!("{}\0{}", e.invoice_id, e.key)));
+        let gone = old.map(|o| {
+            (
+                o.key.as_str().as_bytes().to_vec(),
+                key2(&o.connection, &format!("{}\0{}", o.invoice_id, o.key)),
+                key2(&o.connection, o.key.as_str()),
+            )
+        });
+        let value = encode(e)?;
+        let settled = e.is_settled();
+        (
+            &self.journal,
+            &self.journal_by_invoice,
+            &self.journal_open,
+            &self.journal_by_ledger,
+        )
+            .transaction(|(j, by_inv, open_t, by_l)| {
+                if let Some((k, i, o)) = &gone {
+                    j.remove(k.clone())?;
+                    by_inv.remove(i.clone())?;
+                    open_t.remove(o.clone())?;
+                }
+                j.insert(e.key.as_str().as_bytes(), value.clone())?;
+                by_inv.insert(idx.clone(), &[])?;
+                if let Some(l) = &by_ledger {
+                    by_l.insert(l.clone(), &[])?;
+                }
+                if settled {
+                    open_t.remove(open.clone())?;
+                } else {
+                    open_t.insert(open.clone(), &[])?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                StoreError::Backend(format!("{e:?}"))
+            })
+    }
+
     /// Opens (creating, mode 0700) the state directory and takes its lock.
     pub fn open(dir: &Path) -> Result<SledStore> {
         create_private_dir(dir)?;
@@ -147,6 +195,7 @@ impl SledStore {
             journal: t("journal")?,
             journal_by_invoice: t("journal_by_invoice")?,
             journal_open: t("journal_open")?,
+            journal_by_ledger: t("journal_by_ledger")?,
             audit: t("audit")?,
             audit_by_invoice: t("audit_by_invoice")?,
             holds: t("holds")?,
@@ -323,25 +372,7 @@ impl Store for SledStore {
     }
 
     fn put_journal(&self, e: &JournalEntry) -> Result<()> {
-        let idx = key2(&e.connection, &format!("{}\0{}", e.invoice_id, e.key));
-        let open = key2(&e.connection, e.key.as_str());
-        // One transaction so the indexes never disagree with the entry after a crash.
-        let value = encode(e)?;
-        let settled = e.is_settled();
-        (&self.journal, &self.journal_by_invoice, &self.journal_open)
-            .transaction(|(j, by_inv, open_t)| {
-                j.insert(e.key.as_str().as_bytes(), value.clone())?;
-                by_inv.insert(idx.clone(), &[])?;
-                if settled {
-                    open_t.remove(open.clone())?;
-                } else {
-                    open_t.insert(open.clone(), &[])?;
-                }
-                Ok(())
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| {
-                StoreError::Backend(format!("{e:?}"))
-            })?;
+        self.replace_journal(None, e)?;
         self.durable()
     }
 
@@ -368,6 +399,77 @@ impl Store for SledStore {
                 .then_with(|| a.key.cmp(&b.key))
         });
         Ok(out)
+    }
+
+    fn journal_for_ledger(&self, ledger: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
+        let mut out = Vec::new();
+        for k in self
+            .journal_by_ledger
+            .scan_prefix(key2(ledger, &format!("{invoice_id}\0")))
+            .keys()
+        {
+            let k = k.map_err(be)?;
+            let key = &k[k
+                .iter()
+                .rposition(|b| *b == SEP)
+                .map(|i| i + 1)
+                .unwrap_or(0)..];
+            if let Some(e) = self.journal_entry(key)? {
+                out.push(e);
+            }
+        }
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        Ok(out)
+    }
+
+    fn rekey_journal(
+        &self,
+        connection: &str,
+        ledger: &str,
+        rekey: &dyn Fn(&JournalEntry) -> IdempotencyKey,
+    ) -> Result<usize> {
+        let marker = key2("rekeyed", connection);
+        if self.db.get(&marker).map_err(be)?.as_deref() == Some(ledger.as_bytes()) {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        for k in self
+            .journal_by_invoice
+            .scan_prefix(prefix(connection))
+            .keys()
+        {
+            let k = k.map_err(be)?;
+            let key = &k[k
+                .iter()
+                .rposition(|b| *b == SEP)
+                .map(|i| i + 1)
+                .unwrap_or(0)..];
+            let Some(old) = self.journal_entry(key)? else {
+                continue;
+            };
+            if old.ledger.is_some() || old.payload.action().is_none() {
+                continue;
+            }
+            let new_key = rekey(&old);
+            // An entry already under the new key was written by this release: it is the
+            // one that counts; the old one stays as it is, keeping its own key.
+            if new_key == old.key || self.journal.contains_key(new_key.as_str()).map_err(be)? {
+                continue;
+            }
+            let mut new = old.clone();
+            new.sent_key = Some(old.key.clone());
+            new.key = new_key;
+            new.ledger = Some(ledger.to_string());
+            self.replace_journal(Some(&old), &new)?;
+            moved += 1;
+        }
+        self.db.insert(marker, ledger.as_bytes()).map_err(be)?;
+        self.durable()?;
+        Ok(moved)
     }
 
     fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>> {

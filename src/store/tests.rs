@@ -69,6 +69,8 @@ fn journal(name: &str, inv: &str, state: JournalState) -> JournalEntry {
         }),
         state,
         audit_note_done: false,
+        ledger: None,
+        sent_key: None,
     }
 }
 

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use overdued::config::Config;
 use overdued::cycle::{run_all_once, CycleReport};
 use overdued::store::{JournalState, SledStore, Store};
-use overdued_connector::{Clock, IdempotencyKey, ManualClock, TokenStore};
+use overdued_connector::{Clock, ManualClock, TokenStore};
 use overdued_sandbox::{
     Behaviour, CreatedInvoice, Effect, NewInvoice, RunningSandbox, Sandbox, SandboxOptions, System,
 };
@@ -319,13 +319,13 @@ pub fn read_ledger(effects: &[Effect], stores: &[&dyn Store]) -> Vec<Row> {
                 .journal_for_invoice(conn, &e.invoice_id)
                 .expect("journal")
             {
-                let audit = IdempotencyKey::audit_note(conn, &j.invoice_id, &j.key);
+                let audit = j.audit_note_key();
                 steps.insert(
                     audit.as_str().to_string(),
                     ("audit".into(), format!("audit:{}", j.step_id)),
                 );
                 steps.insert(
-                    j.key.as_str().to_string(),
+                    j.vendor_key().as_str().to_string(),
                     (j.kind.as_str().into(), j.step_id.clone()),
                 );
             }
@@ -486,6 +486,7 @@ pub fn journal_states(store: &dyn Store, conn: &str, invoice: &str) -> Vec<(Stri
                 JournalState::Intent => "intent".to_string(),
                 JournalState::Done { .. } => "done".to_string(),
                 JournalState::Skipped { reason, .. } => format!("skipped: {reason}"),
+                JournalState::Superseded { reason, .. } => format!("superseded: {reason}"),
                 JournalState::Failed { error, .. } => format!("failed: {error}"),
             };
             (e.step_id, s)

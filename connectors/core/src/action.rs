@@ -40,7 +40,12 @@ impl fmt::Display for ActionKind {
 }
 
 /// The key that makes a side effect happen at most once, derived only from what the
-/// action is: the same (connection, invoice, action, step) always gives the same key.
+/// action is: the same (ledger, invoice, action, step) always gives the same key.
+///
+/// The ledger is [`ledger_scope`] of the system and the realm or tenant id, never the
+/// connection's name in the config: renaming a connection must not make every action
+/// look new. (Releases before this one derived keys from the name; the store re-keys
+/// their journals, keeping the key a vendor may already hold for an unfinished intent.)
 ///
 /// It is 40 characters, inside QuickBooks' 50-character `requestid` and Xero's
 /// 128-character `Idempotency-Key`.
@@ -49,10 +54,10 @@ impl fmt::Display for ActionKind {
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
-    pub fn derive(connection: &str, invoice: &str, action: ActionKind, step: &str) -> Self {
+    pub fn derive(ledger: &str, invoice: &str, action: ActionKind, step: &str) -> Self {
         let mut h = Sha256::new();
         // Length-prefixed so ("a","bc") and ("ab","c") differ.
-        for part in [connection, invoice, action.as_str(), step] {
+        for part in [ledger, invoice, action.as_str(), step] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part.as_bytes());
         }
@@ -61,10 +66,11 @@ impl IdempotencyKey {
         IdempotencyKey(format!("od1-{hex}"))
     }
 
-    /// The key of the ledger note that records action `action` on its invoice.
-    pub fn audit_note(connection: &str, invoice: &str, action: &IdempotencyKey) -> Self {
+    /// The key of the ledger note that records action `action` on its invoice; `ledger`
+    /// is what `action` was derived from.
+    pub fn audit_note(ledger: &str, invoice: &str, action: &IdempotencyKey) -> Self {
         Self::derive(
-            connection,
+            ledger,
             invoice,
             ActionKind::Note,
             &format!("audit:{}", action.0),
@@ -91,6 +97,13 @@ impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The identity of one ledger as keys see it: the system and the company's realm id
+/// (QuickBooks) or the organisation's tenant id (Xero). Tenant ids are UUIDs whose case
+/// varies between Xero's answers, so they are lower-cased.
+pub fn ledger_scope(system: crate::System, id: &str) -> String {
+    format!("{}:{}", system.as_str(), id.trim().to_ascii_lowercase())
 }
 
 /// Ask the system to send the invoice to the customer.
@@ -168,6 +181,31 @@ mod tests {
         assert_ne!(
             IdempotencyKey::derive("ab", "c", ActionKind::Note, "x"),
             IdempotencyKey::derive("a", "bc", ActionKind::Note, "x")
+        );
+    }
+
+    #[test]
+    fn ledger_scopes_name_the_system_and_ignore_id_case() {
+        assert_eq!(
+            ledger_scope(crate::System::QuickBooks, "9341453"),
+            "quickbooks:9341453"
+        );
+        let x = ledger_scope(
+            crate::System::Xero,
+            " 0A1B2C3D-0000-4000-8000-00000000000F ",
+        );
+        assert_eq!(x, "xero:0a1b2c3d-0000-4000-8000-00000000000f");
+        assert_ne!(
+            IdempotencyKey::derive(&x, "1", ActionKind::Remind, "0d"),
+            IdempotencyKey::derive(
+                &ledger_scope(
+                    crate::System::QuickBooks,
+                    "0a1b2c3d-0000-4000-8000-00000000000f"
+                ),
+                "1",
+                ActionKind::Remind,
+                "0d"
+            )
         );
     }
 

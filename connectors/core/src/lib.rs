@@ -17,8 +17,8 @@ pub mod token;
 pub mod webhook;
 
 pub use action::{
-    ActionKind, ActionReceipt, FeePosting, IdempotencyKey, LateFeeRequest, NoteRequest,
-    ReminderRequest,
+    ledger_scope, ActionKind, ActionReceipt, FeePosting, IdempotencyKey, LateFeeRequest,
+    NoteRequest, ReminderRequest,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connector::{Connector, SyncCursor, SyncMode, SyncPage};

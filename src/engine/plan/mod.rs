@@ -134,6 +134,9 @@ pub struct PlanInputs<'a> {
     pub settings: &'a EngineSettings,
     pub policies: &'a PolicyBook,
     pub default_policy: &'a str,
+    /// The ledger the invoices are in ([`overdued_connector::ledger_scope`]): what keys
+    /// are derived from, so a renamed connection keeps them.
+    pub ledger: &'a str,
     pub invoices: &'a [InvoiceCase],
 }
 
@@ -535,6 +538,7 @@ pub(super) struct Ctx<'a> {
     pub d: i64,
     pub horizon: i64,
     pub done: BTreeMap<&'a IdempotencyKey, &'a ActionRecord>,
+    pub ledger: &'a str,
 }
 
 impl Ctx<'_> {
@@ -556,12 +560,7 @@ impl Ctx<'_> {
     }
 
     fn key(&self, kind: ActionKind, step: &str) -> IdempotencyKey {
-        IdempotencyKey::derive(
-            self.inv.connection.as_str(),
-            &self.inv.remote_id,
-            kind,
-            step,
-        )
+        IdempotencyKey::derive(self.ledger, &self.inv.remote_id, kind, step)
     }
 
     fn is_done(&self, kind: ActionKind, step: &str) -> bool {
@@ -587,6 +586,7 @@ fn evaluate<'a>(
         d: case.invoice.days_overdue(today),
         horizon: i64::from(inputs.settings.catch_up_horizon_days),
         done: case.history.actions.iter().map(|r| (&r.key, r)).collect(),
+        ledger: inputs.ledger,
     };
     let only = |s: Skipped| {
         Ok(Evaluated {
