@@ -693,6 +693,7 @@ impl Connector for XeroConnector {
                     since: high_water.or(cursor.since),
                     position: 1,
                     high_water: None,
+                    read_at_since: Vec::new(),
                 },
                 SyncMode::Full => SyncCursor::full(),
             }
@@ -702,6 +703,7 @@ impl Connector for XeroConnector {
                 since: cursor.since,
                 position: page + 1,
                 high_water,
+                read_at_since: Vec::new(),
             }
         };
         Ok(SyncPage {
