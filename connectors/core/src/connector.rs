@@ -30,6 +30,11 @@ pub struct SyncCursor {
     pub position: u32,
     /// The newest change time seen so far in this pass; becomes `since` of the next.
     pub high_water: Option<DateTime<Utc>>,
+    /// Versions (`id:version`) already read with a change time of exactly `since`, for
+    /// connectors that resume at `>= since` and must neither skip nor repeat the rows
+    /// sharing that instant (several changes can carry one timestamp).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_at_since: Vec<String>,
 }
 
 impl SyncCursor {
@@ -39,6 +44,7 @@ impl SyncCursor {
             since: None,
             position: 1,
             high_water: None,
+            read_at_since: Vec::new(),
         }
     }
 
@@ -48,6 +54,7 @@ impl SyncCursor {
             since: None,
             position: 1,
             high_water: None,
+            read_at_since: Vec::new(),
         }
     }
 }

@@ -337,32 +337,71 @@ fn path_segment(id: &str) -> Result<&str, ConnectorError> {
     }
 }
 
-/// The cursor after a page, for keyset paging on `MetaData.LastUpdatedTime`: the next
-/// page starts at the newest time seen and skips the rows at exactly that time already
-/// read. Unlike plain offsets, rows changing mid-pass cannot shift unread rows past us.
+/// How a row is remembered among those read at one instant: a change at the same
+/// second bumps `SyncToken`, so a re-modified row is not mistaken for one already read.
+fn version_tag(row: &QboInvoice) -> String {
+    format!("{}:{}", row.id, row.sync_token.as_deref().unwrap_or(""))
+}
+
+/// Whether a row was already read at the cursor's `since` instant (and is unchanged).
+fn already_read(cursor: &SyncCursor, row: &QboInvoice) -> bool {
+    cursor.since.is_some()
+        && row.updated_at() == cursor.since
+        && cursor.read_at_since.contains(&version_tag(row))
+}
+
+/// The cursor after a page, for keyset paging on `MetaData.LastUpdatedTime`.
+///
+/// Within a pass the next page starts at the newest time seen, past the rows at exactly
+/// that time already read (a page may be all one instant, so an offset is needed to move
+/// on). A finished incremental pass resumes from position 1 at its newest time instead,
+/// remembering the versions read at that instant: QuickBooks orders rows sharing a
+/// timestamp by its own key, so a row changed later in the same second can sort *before*
+/// the ones already read, and an offset would skip it until the next full sync.
 fn advance(cursor: &SyncCursor, page: &[QboInvoice], more: bool) -> SyncCursor {
     let newest = page.iter().filter_map(QboInvoice::updated_at).max();
     let high_water = match (cursor.high_water, newest) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
-    let (since, position) = match newest {
-        None => (cursor.since, cursor.position.max(1)),
+    let (since, position, read_at_since) = match newest {
+        None => (
+            cursor.since,
+            cursor.position.max(1),
+            cursor.read_at_since.clone(),
+        ),
         Some(n) => {
-            let ties = page.iter().filter(|i| i.updated_at() == Some(n)).count() as u32;
-            if cursor.since == Some(n) {
-                (Some(n), cursor.position.max(1) + ties)
+            let at_n: Vec<&QboInvoice> =
+                page.iter().filter(|i| i.updated_at() == Some(n)).collect();
+            let ties = at_n.len() as u32;
+            let (position, mut read) = if cursor.since == Some(n) {
+                (cursor.position.max(1) + ties, cursor.read_at_since.clone())
             } else {
-                (Some(n), 1 + ties)
+                (1 + ties, Vec::new())
+            };
+            for row in at_n {
+                let tag = version_tag(row);
+                if !read.contains(&tag) {
+                    read.push(tag);
+                }
             }
+            (Some(n), position, read)
         }
     };
     match (cursor.mode, more) {
-        (_, true) | (SyncMode::Incremental, false) => SyncCursor {
+        (_, true) => SyncCursor {
             mode: cursor.mode,
             since,
             position,
             high_water,
+            read_at_since,
+        },
+        (SyncMode::Incremental, false) => SyncCursor {
+            mode: SyncMode::Incremental,
+            since,
+            position: 1,
+            high_water,
+            read_at_since,
         },
         // A finished full pass starts over from scratch next time.
         (SyncMode::Full, false) => SyncCursor {
@@ -394,7 +433,7 @@ impl Connector for QuickBooksConnector {
         let more = rows.len() >= PAGE_SIZE as usize;
         let mut invoices = Vec::with_capacity(rows.len());
         let mut deleted = Vec::new();
-        for r in &rows {
+        for r in rows.iter().filter(|r| !already_read(cursor, r)) {
             if r.is_deleted_stub() {
                 deleted.push(r.id.clone());
             } else {

@@ -344,3 +344,71 @@ async fn connect_flow_rejects_a_forged_state() {
     browser.await.unwrap().unwrap();
     assert!(env.store.load_tokens("forged").unwrap().is_none());
 }
+
+/// The sandbox's clock stands still between moves, so every write in between carries one
+/// `LastUpdatedTime`, as a burst of changes within a second does on QuickBooks. Rows
+/// sharing a timestamp come back in QuickBooks' own order (here: creation order), so a
+/// change made after a pass ended can sort before the rows that pass already read at
+/// that instant. Resuming by offset (`>= T STARTPOSITION read+1`) skipped it until the
+/// next full sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_sharing_one_timestamp_are_never_skipped_nor_repeated() {
+    let env = sandbox(opts(40)).await;
+    let c = connector(&env);
+    let (all, cursor) = pass(&c, SyncCursor::initial()).await;
+    let mut open: Vec<&InvoiceSnapshot> = all
+        .iter()
+        .filter(|i| i.status == InvoiceStatus::Open)
+        .collect();
+    open.sort_by_key(|i| i.remote_id.parse::<u64>().expect("numeric QuickBooks id"));
+    assert!(
+        open.len() >= 3,
+        "need three open invoices, have {}",
+        open.len()
+    );
+    let (first, second, last) = (open[0], open[1], open[open.len() - 1]);
+
+    let sb = &env.running.sandbox;
+    sb.set_now(sb.now() + chrono::Duration::minutes(5));
+    let stamp = sb.now();
+    let pay_part = |inv: &InvoiceSnapshot| {
+        // A third, so three part payments never settle the invoice.
+        let part = (inv.amount_due / rust_decimal::Decimal::from(3)).round_dp(2);
+        sb.add_payment(
+            System::QuickBooks,
+            &env.realm,
+            &inv.remote_id,
+            part,
+            stamp.date_naive(),
+        )
+        .unwrap();
+    };
+    let ids = |v: &[InvoiceSnapshot]| -> BTreeSet<String> {
+        v.iter().map(|i| i.remote_id.clone()).collect()
+    };
+
+    // The newest invoice changes first and is read.
+    pay_part(last);
+    let (got, cursor) = pass(&c, cursor).await;
+    assert_eq!(ids(&got), BTreeSet::from([last.remote_id.clone()]));
+
+    // In the same second two older invoices change: they sort before the one read.
+    pay_part(first);
+    pay_part(second);
+    assert_eq!(sb.now(), stamp, "the sandbox clock stood still");
+    let (got, cursor) = pass(&c, cursor).await;
+    assert_eq!(
+        ids(&got),
+        BTreeSet::from([first.remote_id.clone(), second.remote_id.clone()]),
+        "every change at the shared timestamp is read once, none skipped"
+    );
+
+    // A second change to a row already read, still in the same second, is read again.
+    pay_part(first);
+    let (got, cursor) = pass(&c, cursor).await;
+    assert_eq!(ids(&got), BTreeSet::from([first.remote_id.clone()]));
+
+    // Nothing changed since: nothing comes back.
+    let (got, _) = pass(&c, cursor).await;
+    assert!(got.is_empty(), "rows repeated: {:?}", ids(&got));
+}

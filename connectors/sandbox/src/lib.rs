@@ -354,6 +354,30 @@ impl Sandbox {
         Ok(g)
     }
 
+    /// One grant (one consent) covering several tenants, as a Xero user authorising
+    /// several organisations at once gets.
+    pub fn grant_many(
+        &self,
+        system: System,
+        tenants: &[&str],
+    ) -> Result<GrantedTokens, SandboxError> {
+        let mut w = self.world();
+        let mut ids = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            let t = w
+                .tenant_index(system, tenant)
+                .ok_or_else(|| SandboxError::UnknownTenant {
+                    system,
+                    tenant: tenant.to_string(),
+                })?;
+            ids.push(w.tenants[t].id.clone());
+        }
+        let g = auth::grant_direct(&mut w, system, ids);
+        drop(w);
+        self.mark_dirty();
+        Ok(g)
+    }
+
     /// Revokes every grant reaching the tenant; returns how many were revoked.
     pub fn revoke(&self, system: System, tenant: &str) -> usize {
         let n = auth::revoke(&mut self.world(), system, tenant);

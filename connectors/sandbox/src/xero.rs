@@ -1425,3 +1425,35 @@ fn add_history(w: &mut World, t: usize, id: &str, req: &Req, key: Option<&str>) 
     let body = envelope(w, "HistoryRecords", Value::Array(out), None);
     Reply::json(200, &body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ims(v: &str) -> Req {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("if-modified-since", v.parse().unwrap());
+        Req {
+            method: Method::GET,
+            path: "/api.xro/2.0/Invoices".into(),
+            segs: Vec::new(),
+            query: Vec::new(),
+            headers,
+            body: Default::default(),
+        }
+    }
+
+    /// Xero's docs show the bound without a designator, its SDKs send `Z`: both mean UTC.
+    #[test]
+    fn if_modified_since_is_read_with_or_without_the_utc_designator() {
+        let want = DateTime::parse_from_rfc3339("2018-11-02T16:37:27Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(parse_ims(&with_ims("2018-11-02T16:37:27Z")), Some(want));
+        assert_eq!(parse_ims(&with_ims("2018-11-02T16:37:27")), Some(want));
+        assert_eq!(
+            parse_ims(&with_ims("Fri, 02 Nov 2018 16:37:27 GMT")),
+            Some(want)
+        );
+    }
+}

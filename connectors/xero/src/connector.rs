@@ -638,6 +638,18 @@ fn last_page(pagination: Option<Pagination>, page: u32, items: usize) -> bool {
     }
 }
 
+/// Where a fee goes. A policy's `[late_fee]` table always names a posting (its default
+/// is a separate invoice, indistinguishable from one written out), so taking the
+/// request's alone silently overrode the connection's `fee_posting`. As on QuickBooks, a
+/// line on the original is used when either the policy or the connection asks for one.
+fn effective_posting(requested: FeePosting, connection: FeePosting) -> FeePosting {
+    if requested == FeePosting::LineOnOriginal || connection == FeePosting::LineOnOriginal {
+        FeePosting::LineOnOriginal
+    } else {
+        FeePosting::SeparateInvoice
+    }
+}
+
 #[async_trait]
 impl Connector for XeroConnector {
     fn runtime(&self) -> Option<&ConnectionRuntime> {
@@ -693,6 +705,7 @@ impl Connector for XeroConnector {
                     since: high_water.or(cursor.since),
                     position: 1,
                     high_water: None,
+                    read_at_since: Vec::new(),
                 },
                 SyncMode::Full => SyncCursor::full(),
             }
@@ -702,6 +715,7 @@ impl Connector for XeroConnector {
                 since: cursor.since,
                 position: page + 1,
                 high_water,
+                read_at_since: Vec::new(),
             }
         };
         Ok(SyncPage {
@@ -832,7 +846,7 @@ impl Connector for XeroConnector {
                 req.amount.display_human()
             )));
         }
-        match req.posting {
+        match effective_posting(req.posting, self.settings.fee_posting) {
             FeePosting::SeparateInvoice => self.fee_as_separate_invoice(req, key).await,
             FeePosting::LineOnOriginal => self.fee_as_line(req, key).await,
         }

@@ -81,9 +81,11 @@ pub fn format_date(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
-/// An `If-Modified-Since` value: Xero compares at whole seconds, in UTC.
+/// An `If-Modified-Since` value: Xero compares at whole seconds, in UTC. The `Z` is
+/// what Xero's own SDKs send (the OpenAPI types it as date-time); without it a server
+/// is free to read the time as its local time and shift the bound by hours.
 pub fn if_modified_since(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]
@@ -188,7 +190,12 @@ mod tests {
         );
         assert_eq!(
             if_modified_since(utc("2026-01-05T09:00:01.999Z")),
-            "2026-01-05T09:00:01"
+            "2026-01-05T09:00:01Z"
+        );
+        // The header value round-trips as the same instant, designator included.
+        assert_eq!(
+            parse_instant(&if_modified_since(utc("2018-11-02T16:37:27Z"))).unwrap(),
+            utc("2018-11-02T16:37:27Z")
         );
     }
 }

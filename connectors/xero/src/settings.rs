@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use overdued_connector::runtime::{
-    LimitSpec, OAuthClient, RetryPolicy, RuntimeSettings, VendorOAuth,
+    GrantKey, LimitSpec, OAuthClient, RetryPolicy, RuntimeSettings, VendorOAuth,
 };
 use overdued_connector::{ConnectionId, FeePosting, Secret};
 
@@ -138,6 +138,14 @@ impl XeroSettings {
                 self.client_id,
                 self.tenant
             )),
+            // One consent covers several organisations, and Xero rotates the refresh
+            // token on every refresh: the organisations configured with one grant's
+            // refresh token share its tokens.
+            grant: self
+                .initial_refresh_token
+                .as_ref()
+                .filter(|r| !r.is_empty())
+                .map(|r| GrantKey::from_lineage("xero", &self.client_id, r)),
             ..RuntimeSettings::new(self.limits)
         }
     }

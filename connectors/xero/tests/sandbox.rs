@@ -685,3 +685,37 @@ async fn two_organisations_on_one_grant_are_routed_apart() {
     assert!(matches!(e, ConnectorError::Reauth(_)), "{e}");
     pass(&a, SyncCursor::initial()).await;
 }
+
+/// A policy's `[late_fee]` table always names a posting (a separate invoice unless it
+/// says otherwise), and that used to win over the connection's `fee_posting`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connections_fee_posting_holds_under_a_policy_late_fee_table() {
+    let env = sandbox(opts(40)).await;
+    let c = connector_for(&env, env.tenant(), "acme-uk-lines", |s| {
+        s.fee_posting = FeePosting::LineOnOriginal
+    });
+    let (all, _) = pass(&c, SyncCursor::initial()).await;
+    let inv = all
+        .iter()
+        .find(|i| i.status == InvoiceStatus::Open && i.amount_due == i.total)
+        .expect("an unpaid invoice");
+    let today = env.sb().now().date_naive();
+    // What the planner sends for a policy whose `[late_fee]` table leaves `posting` out.
+    let fee = fee_request(inv, today, FeePosting::SeparateInvoice);
+    let key = IdempotencyKey::derive("acme-uk-lines", &inv.remote_id, ActionKind::LateFee, "p");
+    let receipt = c.create_late_fee(&fee, &key).await.expect("fee posted");
+    assert_eq!(
+        receipt.created_id, None,
+        "no separate fee invoice: {receipt:?}"
+    );
+    let effects: Vec<_> = env
+        .sb()
+        .ledger()
+        .effects
+        .into_iter()
+        .filter(|e| e.kind == "fee" && e.invoice_id == inv.remote_id)
+        .collect();
+    assert_eq!(effects.len(), 1, "{effects:?}");
+    assert_eq!(effects[0].detail["fee_line"], serde_json::json!(true));
+    assert_eq!(effects[0].detail["amount"], serde_json::json!("12.50"));
+}

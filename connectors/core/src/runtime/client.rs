@@ -8,7 +8,7 @@ use super::limiter::{LimitSpec, RateLimiter};
 use super::oauth::OAuthClient;
 use super::retry::{RetryAction, RetryPolicy};
 use super::stats::{RuntimeStats, StatsSnapshot};
-use super::tokens::{HttpRefresher, TokenManager, TokenRefresher};
+use super::tokens::{GrantKey, HttpRefresher, TokenManager, TokenRefresher};
 use crate::clock::Clock;
 use crate::error::ConnectorError;
 use crate::invoice::ConnectionId;
@@ -27,6 +27,9 @@ pub struct RuntimeSettings {
     /// organisation). Connectors of one account in a process share one limiter; `None`
     /// gives the connector a limiter of its own.
     pub limits_account: Option<String>,
+    /// The OAuth grant, when several connections may share one: they then share one
+    /// token manager (see [`GrantKey`]). `None` keeps the tokens per connection.
+    pub grant: Option<GrantKey>,
 }
 
 impl RuntimeSettings {
@@ -37,6 +40,7 @@ impl RuntimeSettings {
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             limits_account: None,
+            grant: None,
         }
     }
 }
@@ -107,14 +111,25 @@ impl ConnectionRuntime {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let stats = Arc::new(RuntimeStats::default());
-        let tokens = Arc::new(TokenManager::new(
-            connection.clone(),
-            refresher,
-            store,
-            clock,
-            initial_refresh_token,
-            stats.clone(),
-        ));
+        let tokens = match &settings.grant {
+            Some(grant) => TokenManager::shared(
+                grant,
+                connection.clone(),
+                refresher,
+                store,
+                clock,
+                initial_refresh_token,
+                stats.clone(),
+            ),
+            None => Arc::new(TokenManager::new(
+                connection.clone(),
+                refresher,
+                store,
+                clock,
+                initial_refresh_token,
+                stats.clone(),
+            )),
+        };
         ConnectionRuntime {
             connection,
             http,

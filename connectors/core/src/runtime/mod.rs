@@ -16,4 +16,4 @@ pub use limiter::{LimitSpec, Permit, RateLimiter};
 pub use oauth::{parse_token_response, retry_after, OAuthClient, VendorOAuth, MAX_RETRY_AFTER};
 pub use retry::{Backoff, RetryAction, RetryPolicy};
 pub use stats::{RuntimeStats, StatsSnapshot};
-pub use tokens::{HttpRefresher, TokenManager, TokenRefresher};
+pub use tokens::{GrantKey, HttpRefresher, TokenManager, TokenRefresher};

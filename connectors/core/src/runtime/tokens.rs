@@ -1,8 +1,10 @@
-//! Access tokens of one connection: refreshed ahead of expiry, one refresh at a time,
-//! rotated refresh tokens stored durably before the new access token is used.
+//! Access tokens of one connection, or of one grant shared by several connections:
+//! refreshed ahead of expiry, one refresh at a time, rotated refresh tokens stored
+//! durably before the new access token is used.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
@@ -62,9 +64,61 @@ impl TokenRefresher for HttpRefresher {
     }
 }
 
-/// Hands out the access token of one connection.
+/// One OAuth grant (one consent) that several connections may use, e.g. a Xero grant
+/// covering several organisations. Xero rotates the refresh token on every refresh, so
+/// connections holding separate copies of one grant void each other once the previous
+/// token's grace has passed; they must share one [`TokenManager`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct GrantKey(String);
+
+impl GrantKey {
+    /// The grant whose lineage starts at `root_refresh` (the refresh token it was first
+    /// configured with) for the app `client_id`. Only a digest of the token is kept: the
+    /// key is a store key and shows in logs.
+    pub fn from_lineage(system: &str, client_id: &str, root_refresh: &Secret) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(client_id.as_bytes());
+        h.update([0]);
+        h.update(root_refresh.expose().as_bytes());
+        let digest = h.finalize();
+        let short: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        GrantKey(format!("grant:{system}:{client_id}:{short}"))
+    }
+
+    /// The name its tokens are stored under.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for GrantKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for GrantKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Live shared managers, by token store (its address) and grant: connections built in
+/// one process on one grant get one manager; once the last is dropped it goes away.
+type Registry = HashMap<(usize, GrantKey), Weak<TokenManager>>;
+
+fn registry() -> &'static std::sync::Mutex<Registry> {
+    static REGISTRY: OnceLock<std::sync::Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Hands out the access token of one connection, or of one grant shared by several.
 pub struct TokenManager {
     connection: ConnectionId,
+    grant: Option<GrantKey>,
+    /// Connections on the grant, whose own earlier copies are migrated (newest wins).
+    members: std::sync::Mutex<Vec<ConnectionId>>,
     refresher: Arc<dyn TokenRefresher>,
     store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
@@ -80,6 +134,7 @@ impl std::fmt::Debug for TokenManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenManager")
             .field("connection", &self.connection)
+            .field("grant", &self.grant)
             .field("needs_reconnect", &self.needs_reconnect())
             .finish_non_exhaustive()
     }
@@ -95,6 +150,8 @@ impl TokenManager {
         stats: Arc<RuntimeStats>,
     ) -> Self {
         TokenManager {
+            grant: None,
+            members: std::sync::Mutex::new(vec![connection.clone()]),
             connection,
             refresher,
             store,
@@ -104,6 +161,63 @@ impl TokenManager {
             state: Mutex::new(State::default()),
             needs_reconnect: AtomicBool::new(false),
         }
+    }
+
+    /// The manager of `grant` for `connection`: the one already serving another connection
+    /// on that grant and store in this process, or a new one. Its tokens are stored once,
+    /// under the grant's key; copies the connections kept before are migrated on first
+    /// load (the newest wins).
+    pub fn shared(
+        grant: &GrantKey,
+        connection: ConnectionId,
+        refresher: Arc<dyn TokenRefresher>,
+        store: Arc<dyn TokenStore>,
+        clock: Arc<dyn Clock>,
+        initial_refresh_token: Option<Secret>,
+        stats: Arc<RuntimeStats>,
+    ) -> Arc<TokenManager> {
+        let store_id = Arc::as_ptr(&store) as *const () as usize;
+        let key = (store_id, grant.clone());
+        let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        if let Some(m) = map.get(&key).and_then(Weak::upgrade) {
+            let mut members = m.members.lock().unwrap_or_else(|p| p.into_inner());
+            if !members.contains(&connection) {
+                tracing::info!(connection = %connection, grant = %grant, "connection shares the tokens of its grant");
+                members.push(connection);
+            }
+            drop(members);
+            return m;
+        }
+        let mut m = TokenManager::new(
+            connection,
+            refresher,
+            store,
+            clock,
+            initial_refresh_token,
+            stats,
+        );
+        m.grant = Some(grant.clone());
+        let m = Arc::new(m);
+        map.insert(key, Arc::downgrade(&m));
+        m
+    }
+
+    /// Where the tokens live in the store: under the grant's key once several connections
+    /// share it, else under the connection's name (so a lone connection reads and writes
+    /// where it always did).
+    fn store_key(&self) -> String {
+        match &self.grant {
+            Some(g) if self.members.lock().unwrap_or_else(|p| p.into_inner()).len() > 1 => {
+                g.as_str().to_string()
+            }
+            _ => self.connection.as_str().to_string(),
+        }
+    }
+
+    /// The grant this manager serves, when shared.
+    pub fn grant(&self) -> Option<&GrantKey> {
+        self.grant.as_ref()
     }
 
     /// True once the grant was refused: no API call is made until a person reconnects.
@@ -158,7 +272,7 @@ impl TokenManager {
 
     async fn ensure_loaded(&self, st: &mut State) -> Result<(), ConnectorError> {
         if let Some(pending) = st.unsaved.take() {
-            if let Err(e) = self.store.save_tokens(self.connection.as_str(), &pending) {
+            if let Err(e) = self.store.save_tokens(&self.store_key(), &pending) {
                 st.unsaved = Some(pending);
                 return Err(self.store_err(e));
             }
@@ -168,8 +282,9 @@ impl TokenManager {
             // Re-read while flagged so a `connect` from another process is picked up.
             let loaded = self
                 .store
-                .load_tokens(self.connection.as_str())
+                .load_tokens(&self.store_key())
                 .map_err(|e| self.store_err(e))?;
+            let loaded = self.adopt_member_copy(loaded)?;
             match loaded {
                 Some(t) if !t.needs_reconnect => {
                     if self.needs_reconnect.swap(false, Ordering::Relaxed) {
@@ -200,6 +315,60 @@ impl TokenManager {
             )));
         }
         Ok(())
+    }
+
+    /// On a grant: the tokens to use given what is stored under the current key. Any
+    /// other copy of the grant (a member connection's own, kept before the grant was
+    /// shared or written by a later `overdued connect`, or the grant's while it was
+    /// shared) replaces it when newer and not refused, and is saved under the current key
+    /// before use: the grant ends up stored once, and the newest rotation wins.
+    fn adopt_member_copy(
+        &self,
+        stored: Option<TokenSet>,
+    ) -> Result<Option<TokenSet>, ConnectorError> {
+        let Some(grant) = &self.grant else {
+            return Ok(stored);
+        };
+        let key = self.store_key();
+        let mut names: Vec<String> = self
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect();
+        names.push(grant.as_str().to_string());
+        let mut newest: Option<(String, TokenSet)> = None;
+        for name in names.into_iter().filter(|n| *n != key) {
+            let copy = self
+                .store
+                .load_tokens(&name)
+                .map_err(|e| self.store_err(e))?;
+            if let Some(t) = copy.filter(|t| !t.needs_reconnect) {
+                if newest
+                    .as_ref()
+                    .is_none_or(|(_, n)| t.obtained_at > n.obtained_at)
+                {
+                    newest = Some((name, t));
+                }
+            }
+        }
+        let Some((from, mut copy)) = newest else {
+            return Ok(stored);
+        };
+        let usable_stored = stored.as_ref().filter(|s| !s.needs_reconnect);
+        if usable_stored.is_some_and(|s| s.obtained_at >= copy.obtained_at) {
+            return Ok(stored);
+        }
+        if key == grant.as_str() {
+            // A grant covers several tenants: no one tenant binds it.
+            copy.bound_to = None;
+        }
+        self.store
+            .save_tokens(&key, &copy)
+            .map_err(|e| self.store_err(e))?;
+        tracing::info!(from = %from, to = %key, "newer tokens of the grant adopted (the newest copy wins)");
+        Ok(Some(copy))
     }
 
     /// Marks the connection as needing a reconnect and logs it: loudly the first time,
@@ -246,7 +415,7 @@ impl TokenManager {
         match self.refresher.refresh(refresh, self.clock.now()).await {
             Ok(mut t) => {
                 t.bound_to = current.and_then(|c| c.bound_to.clone());
-                if let Err(e) = self.store.save_tokens(self.connection.as_str(), &t) {
+                if let Err(e) = self.store.save_tokens(&self.store_key(), &t) {
                     // The vendor may already have retired the old refresh token, so the
                     // new set is kept (unused) and saved before anything else happens.
                     st.unsaved = Some(t);
@@ -260,7 +429,7 @@ impl TokenManager {
                     let mut flagged = current.cloned().or_else(|| st.tokens.clone());
                     if let Some(f) = flagged.as_mut() {
                         f.needs_reconnect = true;
-                        if let Err(se) = self.store.save_tokens(self.connection.as_str(), f) {
+                        if let Err(se) = self.store.save_tokens(&self.store_key(), f) {
                             tracing::warn!(connection = %self.connection, error = %se, "could not persist the needs-reconnect flag");
                         }
                     }
