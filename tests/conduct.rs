@@ -401,6 +401,12 @@ async fn switched_on_over_old_debts_it_catches_up_first_and_gives_notice_before_
         fees >= 2 && escalations >= 2,
         "{fees} fees, {escalations} escalations"
     );
+    eprintln!(
+        "conduct: {} invoices adopted in two systems, {} reminders, {fees} fees, {escalations} escalations over {} days",
+        invoices.len(),
+        rows.iter().filter(|r| r.kind == "email").count(),
+        DAYS_AFTER + 1
+    );
     for i in &disputed {
         let final_notice = rows
             .iter()
