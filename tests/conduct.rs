@@ -18,7 +18,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, NaiveDate, Utc};
-use overdued::store::{ActionPayload, JournalEntry, Store};
+use overdued::store::{ActionPayload, Hold, HoldKind, HoldTarget, JournalEntry, Store};
 use overdued_sandbox::{Behaviour, CreatedInvoice, NewInvoice, Sandbox, SandboxOptions, System};
 use rust_decimal::Decimal;
 use support::*;
@@ -29,10 +29,14 @@ const NOTICE_DAYS: i64 = 7;
 const CUSTOMERS: usize = 8;
 const INVOICES: usize = 32;
 const DAYS_AFTER: i64 = 60;
+/// The invoice (by its index in [`overdue_world`]) disputed around its final notice.
+const DISPUTED: usize = 7;
 
 /// A ladder with every step that has consequences for the customer: a stop-work notice,
 /// a late fee (40, every 30 days, up to 80), a final notice and an escalation; no send
-/// window, so only the conduct rules decide when things go out.
+/// window, so only the conduct rules decide when things go out. The final notice comes
+/// exactly `notice_days` before the escalation, so a final notice sent late must hold the
+/// escalation back.
 const CONDUCT_POLICY: &str = r#"
 [policies.default]
 max_reminders_per_customer_per_day = 1
@@ -68,7 +72,7 @@ offset = "+30d"
 action = "late_fee"
 
 [[policies.default.steps]]
-offset = "+45d"
+offset = "+53d"
 action = "remind"
 template = "final_notice"
 
@@ -97,7 +101,7 @@ fn template_of_step(step: &str) -> &'static str {
         "+7d" => "follow_up",
         "+14d" => "firm",
         "+30d" => "stop_work",
-        "+45d" => "final_notice",
+        "+53d" => "final_notice",
         other => panic!("a reminder of step {other}, not in the policy"),
     }
 }
@@ -334,8 +338,43 @@ async fn switched_on_over_old_debts_it_catches_up_first_and_gives_notice_before_
     )
     .await;
     let invoices = overdue_world(h.sandbox(), first_day);
-    h.daily(first_day, first_day + Duration::days(DAYS_AFTER), 10)
-        .await;
+    // One invoice per system is disputed for a few days around its final notice (34 days
+    // overdue on day 1, its catch-up goes out on day 4, behind its customer's three older
+    // invoices; the final notice falls due on day 27): the final notice goes out late, on
+    // the day the pause is lifted, and the escalation must wait notice_days after it,
+    // not merely follow the policy's day.
+    let disputed: Vec<&CreatedInvoice> = invoices
+        .iter()
+        .filter(|i| i.number == invoices_of(&invoices, i.system)[DISPUTED].number)
+        .collect();
+    assert_eq!(age(DISPUTED), 34);
+    let day = |n: i64| first_day + Duration::days(n);
+    h.daily(day(0), day(24), 10).await;
+    for i in &disputed {
+        let pause = Hold::Pause {
+            reason: "disputed".into(),
+            set_at: london(day(24), 12, 0),
+        };
+        h.store
+            .put_hold(
+                conn_of(i.system),
+                &HoldTarget::Invoice(i.id.clone()),
+                &pause,
+            )
+            .expect("pause");
+    }
+    h.daily(day(25), day(30), 10).await;
+    for i in &disputed {
+        assert!(h
+            .store
+            .remove_hold(
+                conn_of(i.system),
+                &HoldTarget::Invoice(i.id.clone()),
+                HoldKind::Pause
+            )
+            .expect("resume"));
+    }
+    h.daily(day(31), day(DAYS_AFTER), 10).await;
 
     let rows = h.ledger();
     assert_ledger_consistent(&rows);
@@ -362,7 +401,41 @@ async fn switched_on_over_old_debts_it_catches_up_first_and_gives_notice_before_
         fees >= 2 && escalations >= 2,
         "{fees} fees, {escalations} escalations"
     );
+    eprintln!(
+        "conduct: {} invoices adopted in two systems, {} reminders, {fees} fees, {escalations} escalations over {} days",
+        invoices.len(),
+        rows.iter().filter(|r| r.kind == "email").count(),
+        DAYS_AFTER + 1
+    );
+    for i in &disputed {
+        let final_notice = rows
+            .iter()
+            .find(|r| r.invoice_id == i.id && r.step == "+53d" && r.kind == "email")
+            .map(Row::local_date)
+            .unwrap_or_else(|| panic!("{:?}: no final notice on the disputed invoice", i.system));
+        assert_eq!(
+            final_notice,
+            day(31),
+            "{:?}: sent when the pause was lifted",
+            i.system
+        );
+        let escalated = rows
+            .iter()
+            .find(|r| r.invoice_id == i.id && r.action == "escalate")
+            .map(Row::local_date);
+        assert_eq!(
+            escalated,
+            Some(day(31 + NOTICE_DAYS)),
+            "{:?}: escalated notice_days after the late final notice",
+            i.system
+        );
+    }
     assert_journal_settled(h.store.as_ref());
+}
+
+/// The invoices of one system, in the order [`overdue_world`] made them.
+fn invoices_of(all: &[CreatedInvoice], system: System) -> Vec<&CreatedInvoice> {
+    all.iter().filter(|i| i.system == system).collect()
 }
 
 /// `plan --json` on the first run, through the binary: adoption pending for every
@@ -438,7 +511,20 @@ async fn plan_json_names_kind_step_template_days_overdue_and_invoice_number() {
         assert_eq!(adoption["first"]["catch_up"], INVOICES, "{adoption}");
 
         let actions = p["actions"].as_array().expect("actions");
-        assert_eq!(actions.len(), CUSTOMERS, "one per customer today: {p}");
+        let brief: Vec<String> = actions
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {} {}",
+                    a["customer_id"], a["invoice_number"], a["step_id"], a["days_overdue"]
+                )
+            })
+            .collect();
+        assert_eq!(
+            actions.len(),
+            CUSTOMERS,
+            "one per customer today: {brief:#?}"
+        );
         for a in actions {
             for field in [
                 "kind",

@@ -73,3 +73,19 @@ fn held_label(step: &str) -> &'static str {
         .find(|label| *label != "late fee")
         .unwrap_or("later step")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::held_label;
+
+    #[test]
+    fn held_steps_go_by_the_demo_policy_names() {
+        assert_eq!(held_label("+30d/p0"), "late fee");
+        assert_eq!(held_label("+30d/p2"), "late fee");
+        // +30d is both the stop-work reminder and the fee step; a held reminder is the former.
+        assert_eq!(held_label("+30d"), "stop-work");
+        assert_eq!(held_label("+60d"), "final notice");
+        assert_eq!(held_label("+90d"), "escalation");
+        assert_eq!(held_label("+120d"), "later step");
+    }
+}
