@@ -45,10 +45,14 @@ pub(super) fn candidates(
         } else {
             format!("{d} days overdue")
         };
+        // The step's own date, named as such: "due on" alone read as the invoice's due date.
         if d > day {
-            format!("{rel}; due on {due_on}, caught up {} day(s) late", d - day)
+            format!(
+                "{rel}; the step fell on {due_on}, caught up {} day(s) late",
+                d - day
+            )
         } else {
-            format!("{rel}; due on {due_on}")
+            format!("{rel}; the step falls on {due_on}")
         }
     };
     let base = |kind: ActionKind, step_id: &str, channel: Channel, reason: String| PlannedAction {
