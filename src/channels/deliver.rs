@@ -210,11 +210,16 @@ pub async fn deliver(
                     replayed: false,
                 },
                 format!(
-                    "emailed {to_text}: {}{} ({mid})",
+                    "emailed {to_text}: {}{}{} ({mid})",
                     rendered.subject,
                     match unit.statement {
                         Some(n) => format!(", a statement of {n} invoices"),
                         None => String::new(),
+                    },
+                    match unit.attachments.len() {
+                        0 => String::new(),
+                        1 => ", with the invoice PDF".to_string(),
+                        n => format!(", with {n} invoice PDFs"),
                     }
                 ),
             ),
