@@ -382,3 +382,150 @@ async fn every_email_is_true_at_send_time_says_how_to_pay_and_carries_the_pdf() 
     assert!(with_fee > 0, "some message named a late-fee invoice");
     eprintln!("checked (system, with link) {checked:?}; {with_fee} naming a late-fee invoice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_carries_one_pdf_per_invoice_and_says_how_to_pay() {
+    let rx = Receiver::start().await.unwrap();
+    let first_day = date(2026, 6, 1);
+    let h = Harness::start(
+        empty_world(london(first_day, 8, 0)),
+        "Europe/London",
+        &config(rx.addr.port()).replace("statements = false", "statements = true"),
+    )
+    .await;
+    for system in [System::QuickBooks, System::Xero] {
+        h.sandbox()
+            .set_online_payments(system, &h.tenant(system), false)
+            .unwrap();
+    }
+    let mut numbers = Vec::new();
+    for (overdue, total) in [(40i64, dec!(2500.00)), (10, dec!(120.75))] {
+        let due = first_day - Duration::days(overdue);
+        let c = h
+            .sandbox()
+            .create_invoice(overdued_sandbox::NewInvoice {
+                system: System::QuickBooks,
+                tenant: None,
+                customer_name: "Linden Joinery".into(),
+                customer_email: "ap@linden.example".into(),
+                number: None,
+                currency: None,
+                total,
+                issue_date: due - Duration::days(30),
+                due_date: due,
+                behaviour: Some(Behaviour::Never),
+            })
+            .unwrap();
+        numbers.push((c.number, due, total));
+    }
+    h.cycle_at(london(first_day, 10, 0)).await;
+    let msgs = rx.messages();
+    let to_linden: Vec<_> = msgs
+        .iter()
+        .filter(|m| m.rcpt_to.contains(&"ap@linden.example".to_string()))
+        .collect();
+    assert_eq!(to_linden.len(), 1, "one statement");
+    let m = to_linden[0];
+    assert_eq!(
+        m.header("Subject").unwrap(),
+        "Statement of overdue invoices for Linden Joinery"
+    );
+    let body = text(m);
+    for (number, due, total) in &numbers {
+        let d = (first_day - *due).num_days();
+        let line = format!(
+            "Invoice {number}: {}, due {} ({} overdue)",
+            overdued_connector::Money::new(*total, overdued_connector::Currency::USD)
+                .display_human(),
+            long_date(*due),
+            days(d)
+        );
+        assert!(body.contains(&line), "{line}\n{body}");
+    }
+    assert!(
+        body.contains(&format!("How to pay: {INSTRUCTIONS}")),
+        "{body}"
+    );
+    assert!(
+        body.contains("A copy of each of the 2 invoices is attached."),
+        "{body}"
+    );
+    let pdfs = m.data.matches("Content-Type: application/pdf").count();
+    assert_eq!(pdfs, 2, "one PDF per listed invoice");
+    for (number, _, _) in &numbers {
+        assert!(
+            m.data
+                .contains(&format!("filename=\"invoice-{number}.pdf\"")),
+            "{number}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_waits_for_its_pdf_when_the_ledger_cannot_give_it_now() {
+    let rx = Receiver::start().await.unwrap();
+    let first_day = date(2026, 6, 1);
+    let h = Harness::start(
+        empty_world(london(first_day, 8, 0)),
+        "Europe/London",
+        &config(rx.addr.port()),
+    )
+    .await;
+    let due = first_day - Duration::days(10);
+    let number = h
+        .sandbox()
+        .create_invoice(overdued_sandbox::NewInvoice {
+            system: System::QuickBooks,
+            tenant: None,
+            customer_name: "Rowan Print".into(),
+            customer_email: "ap@rowan.example".into(),
+            number: None,
+            currency: None,
+            total: dec!(310.00),
+            issue_date: due - Duration::days(30),
+            due_date: due,
+            behaviour: Some(Behaviour::Never),
+        })
+        .unwrap()
+        .number;
+    h.sandbox().set_faults(overdued_sandbox::FaultConfig {
+        rate: 1.0,
+        kinds: vec![overdued_sandbox::FaultKind::ServerError],
+        endpoints: vec!["quickbooks.invoice.pdf".into()],
+        ..Default::default()
+    });
+    let store: Arc<dyn Store> = h.store.clone();
+    let tokens: Arc<dyn TokenStore> = h.store.clone();
+    let clock: Arc<dyn Clock> = h.clock.clone();
+    let t = london(first_day, 10, 0);
+    h.sandbox().set_now(t);
+    h.clock.set(t);
+    let first =
+        overdued::cycle::run_all_once(&h.config, store.clone(), tokens.clone(), clock.clone())
+            .await;
+    let qbo = first
+        .iter()
+        .find(|(n, _)| n == QBO)
+        .unwrap()
+        .1
+        .as_ref()
+        .unwrap();
+    assert!(
+        qbo.exec.results.iter().any(|r| matches!(
+            &r.3,
+            overdued::executor::Outcome::Failed { retry: true, error, .. } if error.contains("PDF")
+        )),
+        "{:?}",
+        qbo.exec.results
+    );
+    assert!(rx.messages().is_empty(), "no reminder without its copy");
+
+    h.sandbox()
+        .set_faults(overdued_sandbox::FaultConfig::default());
+    h.cycle_at(london(first_day, 11, 0)).await;
+    let msgs = rx.messages();
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].header("Subject").unwrap().contains(&number));
+    let (_, pdf) = raw_part(&msgs[0], "application/pdf").expect("the PDF, once it could be read");
+    assert!(pdf.trim_start().starts_with("JVBERi"));
+}

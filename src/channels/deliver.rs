@@ -210,11 +210,16 @@ pub async fn deliver(
                     replayed: false,
                 },
                 format!(
-                    "emailed {to_text}: {}{} ({mid})",
+                    "emailed {to_text}: {}{}{} ({mid})",
                     rendered.subject,
                     match unit.statement {
                         Some(n) => format!(", a statement of {n} invoices"),
                         None => String::new(),
+                    },
+                    match unit.attachments.len() {
+                        0 => String::new(),
+                        1 => ", with the invoice PDF".to_string(),
+                        n => format!(", with {n} invoice PDFs"),
                     }
                 ),
             ),
@@ -634,5 +639,113 @@ fn statement_context(
             .clone()
             .unwrap_or_default(),
         pdf_count: listed.iter().filter(|(_, f, _)| f.pdf.is_some()).count(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overdued_connector::{ConnectionId, Currency, CustomerRef, InvoiceStatus, System};
+    use rust_decimal_macros::dec;
+
+    fn snapshot(amount_due: rust_decimal::Decimal, due: NaiveDate) -> InvoiceSnapshot {
+        InvoiceSnapshot {
+            connection: ConnectionId("books".into()),
+            system: System::QuickBooks,
+            remote_id: "130".into(),
+            number: Some("1037".into()),
+            customer: CustomerRef {
+                id: "7".into(),
+                name: "Sonnenschein Family Store".into(),
+                email: Some("ap@sonnenschein.example".into()),
+            },
+            currency: Currency::USD,
+            total: dec!(36262.55),
+            amount_due,
+            issue_date: due - chrono::Duration::days(30),
+            due_date: due,
+            status: InvoiceStatus::Open,
+            updated_at: chrono::Utc::now(),
+            version: None,
+            memo: String::new(),
+            is_fee_invoice: false,
+            pay_url: None,
+        }
+    }
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn the_template_follows_the_state_at_send_time() {
+        assert_eq!(template_at_send("due_today", 0, 1), "due_today");
+        assert_eq!(template_at_send("due_today", 6, 1), "follow_up");
+        assert_eq!(template_at_send("heads_up", 0, 0), "due_today");
+        assert_eq!(template_at_send("firm", 20, 0), "catch_up");
+        assert_eq!(template_at_send("final_notice", 61, 0), "catch_up");
+        assert_eq!(template_at_send("firm", 20, 2), "firm");
+        assert_eq!(template_at_send("promise_broken", 20, 0), "promise_broken");
+        assert_eq!(template_at_send("my_own", 20, 0), "my_own");
+    }
+
+    #[test]
+    fn the_context_is_the_ledger_now_not_the_plan() {
+        // Planned on the due day for the full amount; sent three days later after a
+        // part-payment, with one reminder and a fee invoice since.
+        let mut planned = MessageContext::sample();
+        planned.amount_due = "USD 36262.55".into();
+        planned.days_overdue = "0".into();
+        planned.earlier_reminders = "0".into();
+        planned.first_reminder_date = String::new();
+        let now = snapshot(dec!(1000.00), d(2026, 10, 31));
+        let mut fee = snapshot(dec!(40.00), d(2026, 11, 14));
+        fee.number = Some("1037-F".into());
+        fee.is_fee_invoice = true;
+        let facts = SendFacts {
+            earlier_reminders: vec![d(2026, 10, 31)],
+            fee_invoice: Some(fee),
+            pay_link: None,
+            payment_instructions: Some("Bank transfer to 12-34-56 12345678".into()),
+            pdf: Some(FileAttachment::invoice_pdf("1037", b"%PDF-1.4".to_vec())),
+            escalated_today: false,
+        };
+        let c = context_at_send(&planned, &now, &facts, d(2026, 11, 3), "Example Ltd");
+        assert_eq!(c.amount_due, "USD 1,000.00");
+        assert_eq!(c.invoice_total, "USD 36,262.55");
+        assert_eq!(c.days_overdue, 3);
+        assert_eq!(c.today, "3 November 2026");
+        assert_eq!(c.earlier_reminders, 1);
+        assert_eq!(c.first_reminder_date, "31 October 2026");
+        assert_eq!(c.fee_invoice_number, "1037-F");
+        assert_eq!(c.fee_invoice_amount, "USD 40.00");
+        assert_eq!(c.fee_terms, "", "a fee charged is named, not announced");
+        assert_eq!(c.pay_link, "");
+        assert_eq!(c.payment_instructions, "Bank transfer to 12-34-56 12345678");
+        assert_eq!(c.pay_line, "How to pay: Bank transfer to 12-34-56 12345678");
+        assert!(c.pdf_attached);
+
+        let t = super::super::Templates::built_in();
+        let id = template_at_send("due_today", c.days_overdue, 1);
+        let r = t.render(id, &c).unwrap();
+        assert!(
+            r.text.contains("payment of USD 1,000.00 for invoice 1037"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("3 days ago"), "{}", r.text);
+        assert!(!r.text.contains("due today"), "{}", r.text);
+        assert!(
+            r.text
+                .contains("Invoice 1037-F for USD 40.00 is the late fee for invoice 1037"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text
+                .contains("We wrote to you about it on 31 October 2026."),
+            "{}",
+            r.text
+        );
     }
 }

@@ -5,6 +5,10 @@
 //! `ID.html` (HTML-escaped) is the HTML alternative; without one, the plain text is
 //! turned into simple HTML paragraphs inside `_layout.html`. Undefined names are errors,
 //! so a typo is caught by `overdued check` rather than mailed to a customer.
+//!
+//! Files named `_NAME.txt` are parts the messages `{% include %}` (`_pay.txt`: how to
+//! pay; `_fee.txt`: the late fee; `_earlier.txt`: the reminders sent before), not
+//! messages; a user may override them like any other file.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -311,7 +311,7 @@ fn channel_errors_are_located() {
     assert!(e.position.is_some(), "{e}");
 
     let text = format!(
-        "{GOOD}\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\nchannel = \"smtp\"\n"
+        "{GOOD}\n[policies.default]\npayment_instructions = \"Bank transfer\"\n\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\nchannel = \"smtp\"\n"
     );
     let e = parse_in(dir.path(), &text).unwrap_err();
     assert!(
