@@ -578,6 +578,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
     }
     let channels = channels::validate(raw.channels, base, &raw.policies)?;
     let policy_book = policy_book.with_smtp(channels.smtp.is_some());
+    smtp_policies_say_how_to_pay(&policy_book, &raw.policies)?;
     Ok(Config {
         path: path.to_path_buf(),
         daemon,
@@ -587,6 +588,36 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
         engine,
         channels,
     })
+}
+
+/// With SMTP configured, a policy's catch-up, firm, stop-work and final notices go by
+/// SMTP unless the step names its channel, and an email of ours must say how to pay when
+/// the ledger has no payment link: the same rule `compile` applies to explicit SMTP steps.
+fn smtp_policies_say_how_to_pay(
+    book: &crate::engine::PolicyBook,
+    declared: &std::collections::BTreeMap<String, crate::engine::Policy>,
+) -> Result<(), Invalid> {
+    for p in book.all() {
+        if p.payment_instructions.is_some() {
+            continue;
+        }
+        let by_smtp = p.step_sent_by_smtp_by_default();
+        if let Some(step) = by_smtp {
+            let at = if declared.contains_key(&p.name) {
+                format!("policies.{}.payment_instructions", p.name)
+            } else {
+                "channels.smtp".to_string()
+            };
+            return Err((
+                at,
+                format!(
+                    "with [channels.smtp] configured, policy {:?} sends step {step:?} by SMTP (catch-ups and the steps whose words matter go by our own email), so it needs payment_instructions: how a customer pays when the ledger has no online payment link (bank details or a pay page address); or give those steps channel = \"email\"",
+                    p.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 struct Common {

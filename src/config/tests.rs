@@ -283,7 +283,7 @@ fn the_example_config_is_valid() {
 fn channels_parse_with_secrets_and_defaults() {
     let dir = dir_with_secret(0o600);
     let text = format!(
-        "{GOOD}\n[channels]\nowner_email = \"Owner <owner@acme.example>\"\n\n[channels.smtp]\nhost = \"smtp.acme.example\"\nusername = \"billing\"\npassword_file = \"secret\"\nfrom = \"billing@acme.example\"\nfrom_name = \"Acme Accounts\"\ncopy_owner = true\n\n[channels.digest]\n\n[channels.webhook]\nurl = \"https://hooks.example/x\"\nsecret_file = \"secret\"\n"
+        "{GOOD}\n[channels]\nowner_email = \"Owner <owner@acme.example>\"\n\n[channels.smtp]\nhost = \"smtp.acme.example\"\nusername = \"billing\"\npassword_file = \"secret\"\nfrom = \"billing@acme.example\"\nfrom_name = \"Acme Accounts\"\ncopy_owner = true\n\n[channels.digest]\n\n[channels.webhook]\nurl = \"https://hooks.example/x\"\nsecret_file = \"secret\"\n\n[policies.default]\npayment_instructions = \"Bank transfer\"\n"
     );
     let c = parse_in(dir.path(), &text).unwrap();
     let s = c.channels.smtp.unwrap();
@@ -367,4 +367,33 @@ fn webhook_keys_are_secrets_and_located() {
     )
     .unwrap_err();
     assert!(e.message.contains("qbo_token"), "{e}");
+}
+
+#[test]
+fn with_smtp_a_policy_whose_steps_smtp_takes_over_must_say_how_to_pay() {
+    let dir = dir_with_secret(0o600);
+    let smtp = "\n[channels.smtp]\nhost = \"h\"\nfrom = \"a@b.example\"\n";
+    // The built-in policy: its catch-ups and firm notices would go by SMTP.
+    let e = parse_in(dir.path(), &format!("{GOOD}{smtp}")).unwrap_err();
+    assert!(e.message.starts_with("channels.smtp:"), "{e}");
+    assert!(e.message.contains("payment_instructions"), "{e}");
+    assert!(e.message.contains("\"default\""), "{e}");
+
+    // A declared policy is blamed at its own table.
+    let declared = "\n[policies.default]\nnotice_days = 7\n";
+    let e = parse_in(dir.path(), &format!("{GOOD}{smtp}{declared}")).unwrap_err();
+    assert!(
+        e.message
+            .starts_with("policies.default.payment_instructions:"),
+        "{e}"
+    );
+    assert!(e.position.is_some(), "{e}");
+
+    // Saying how to pay, or keeping every step on the system's email, is accepted.
+    let ok = "\n[policies.default]\npayment_instructions = \"Bank transfer\"\n";
+    parse_in(dir.path(), &format!("{GOOD}{smtp}{ok}")).unwrap();
+    let system_only = "\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\nchannel = \"email\"\n";
+    parse_in(dir.path(), &format!("{GOOD}{smtp}{system_only}")).unwrap();
+    // Without SMTP nothing is asked.
+    parse_in(dir.path(), GOOD).unwrap();
 }

@@ -864,6 +864,21 @@ impl CompiledPolicy {
             })
     }
 
+    /// A reminder step that SMTP takes over by default (see [`Self::channel_for`]): with
+    /// SMTP configured, any step without its own `channel` can carry a catch-up, whose
+    /// words matter wherever it falls.
+    pub fn step_sent_by_smtp_by_default(&self) -> Option<&str> {
+        if !self.tone_by_smtp {
+            return None;
+        }
+        self.steps
+            .iter()
+            .find(|s| {
+                s.action == StepAction::Remind && s.channel == Channel::Email && !s.channel_set
+            })
+            .map(|s| s.id.as_str())
+    }
+
     /// The reminder steps whose words matter but go by the system's own invoice email,
     /// as "+14d (firm)", for `check`'s warning when SMTP is not configured.
     pub fn tone_steps_by_system_email(&self) -> Vec<String> {
