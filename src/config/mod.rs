@@ -578,7 +578,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
     }
     let channels = channels::validate(raw.channels, base, &raw.policies)?;
     let policy_book = policy_book.with_smtp(channels.smtp.is_some());
-    smtp_policies_say_how_to_pay(&policy_book, &raw.policies)?;
+    smtp_policies_say_how_to_pay(&policy_book, &raw.policies, &connections)?;
     Ok(Config {
         path: path.to_path_buf(),
         daemon,
@@ -596,8 +596,25 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
 fn smtp_policies_say_how_to_pay(
     book: &crate::engine::PolicyBook,
     declared: &std::collections::BTreeMap<String, crate::engine::Policy>,
+    connections: &[ConnectionConfig],
 ) -> Result<(), Invalid> {
-    for p in book.all() {
+    // Only the policies some connection can follow (directly or through an override)
+    // ever write to a customer.
+    let mut used: Vec<&str> = connections.iter().map(|c| c.policy.as_str()).collect();
+    let mut i = 0;
+    while i < used.len() {
+        if let Some(p) = book.get(used[i]) {
+            for o in &p.overrides {
+                if let Some(n) = o.policy.as_deref() {
+                    if !used.contains(&n) {
+                        used.push(n);
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    for p in book.all().filter(|p| used.contains(&p.name.as_str())) {
         if p.payment_instructions.is_some() {
             continue;
         }
