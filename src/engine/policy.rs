@@ -44,8 +44,8 @@
 //! policy = "net60"
 //!
 //! [policies.default.templates.firm]
-//! subject = "Invoice {invoice_number} is overdue"
-//! body = "Dear {customer_name}, ..."
+//! subject = "Invoice {{ invoice_number }} is overdue"
+//! body = "Dear {{ customer_name }}, ..."
 //! ```
 //!
 //! Every field of a policy may be left out and then takes the value of the built-in

@@ -1,11 +1,11 @@
-//! Message texts and the strict renderer behind [`render_message`].
+//! Message texts and the renderer behind [`render_message`].
 //!
-//! Placeholders are written `{name}`; `{{` and `}}` stand for literal braces. A name the
-//! renderer does not know is an error naming it, so a typo in a template is caught by
-//! `validate()` rather than mailed to a customer. These are the step texts the planner
-//! renders into each action; the SMTP channel renders its own minijinja templates
-//! (`src/channels/templates.rs`) from the same [`MessageContext`], so two syntaxes exist
-//! until they are unified.
+//! One template syntax for the whole product: minijinja, as in the files in
+//! `templates/` (`{{ invoice_number }}`, `{% if fee_notice %}...{% endif %}`). The
+//! engine's built-in step texts and a policy's own `[policies.NAME.templates.ID]` use it
+//! as the SMTP channel's files do. A name the renderer does not know is an error naming
+//! it, so a typo is caught by `check` rather than mailed to a customer; the old `{name}`
+//! form of earlier releases is an error that says how to write it now.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,12 +26,12 @@ pub struct RenderedMessage {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("unknown placeholder {{{name}}}; known placeholders: {}", PLACEHOLDERS.join(", "))]
+    #[error("unknown name {name:?}; known names: {}", PLACEHOLDERS.join(", "))]
     UnknownPlaceholder { name: String },
-    #[error("unclosed placeholder starting at character {at} (write {{{{ for a literal brace)")]
-    Unclosed { at: usize },
-    #[error("stray '}}' at character {at} (write }}}} for a literal brace)")]
-    StrayClose { at: usize },
+    #[error("{{{name}}} is the old placeholder form: write {{{{ {name} }}}} (templates use the minijinja syntax of the files in templates/)")]
+    OldSyntax { name: String },
+    #[error("{message}")]
+    Syntax { message: String },
 }
 
 /// Every placeholder a template may use.
@@ -50,6 +50,10 @@ pub const PLACEHOLDERS: &[&str] = &[
     "pay_link",
     "pay_line",
     "promise_date",
+    "earlier_reminders",
+    "first_reminder_date",
+    "fee_terms",
+    "fee_invoices",
 ];
 
 /// The values placeholders are filled with. Every field is already formatted for a
@@ -93,30 +97,6 @@ pub struct MessageContext {
 }
 
 impl MessageContext {
-    fn get(&self, name: &str) -> Option<&str> {
-        Some(match name {
-            "customer_name" => &self.customer_name,
-            "customer_email" => &self.customer_email,
-            "invoice_number" => &self.invoice_number,
-            "amount_due" => &self.amount_due,
-            "invoice_total" => &self.invoice_total,
-            "due_date" => &self.due_date,
-            "days_overdue" => &self.days_overdue,
-            "today" => &self.today,
-            "fee" => &self.fee,
-            "fee_notice" => &self.fee_notice,
-            "next_step" => &self.next_step,
-            "pay_link" => &self.pay_link,
-            "pay_line" => &self.pay_line,
-            "promise_date" => &self.promise_date,
-            "earlier_reminders" => &self.earlier_reminders,
-            "first_reminder_date" => &self.first_reminder_date,
-            "fee_terms" => &self.fee_terms,
-            "fee_invoices" => &self.fee_invoices,
-            _ => return None,
-        })
-    }
-
     /// A context with every placeholder filled, for validating templates.
     pub fn sample() -> Self {
         MessageContext {
@@ -154,37 +134,69 @@ pub fn render_message(
 }
 
 fn render_text(src: &str, ctx: &MessageContext) -> Result<String, TemplateError> {
-    let mut out = String::with_capacity(src.len() + 64);
-    let mut chars = src.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '{' if chars.peek().map(|&(_, n)| n) == Some('{') => {
-                chars.next();
-                out.push('{');
-            }
-            '{' => {
-                let mut name = String::new();
-                loop {
-                    match chars.next() {
-                        Some((_, '}')) => break,
-                        Some((_, ch)) if ch.is_ascii_alphanumeric() || ch == '_' => name.push(ch),
-                        _ => return Err(TemplateError::Unclosed { at: i }),
+    if let Some(name) = old_placeholder(src) {
+        return Err(TemplateError::OldSyntax { name });
+    }
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    let syntax = |e: minijinja::Error| TemplateError::Syntax {
+        message: match (e.line(), e.detail()) {
+            (Some(l), Some(d)) => format!("line {l}: {}: {d}", e.kind()),
+            (Some(l), None) => format!("line {l}: {}", e.kind()),
+            (None, Some(d)) => format!("{}: {d}", e.kind()),
+            (None, None) => e.kind().to_string(),
+        },
+    };
+    let tmpl = env.template_from_str(src).map_err(syntax)?;
+    let mut unknown: Vec<String> = tmpl
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|n| !PLACEHOLDERS.contains(&n.as_str()))
+        .collect();
+    unknown.sort();
+    if let Some(name) = unknown.into_iter().next() {
+        return Err(TemplateError::UnknownPlaceholder { name });
+    }
+    tmpl.render(ctx).map_err(syntax)
+}
+
+/// The first `{name}` of the old single-brace form, outside minijinja's `{{ }}` and
+/// `{% %}`, if any.
+fn old_placeholder(src: &str) -> Option<String> {
+    let b = src.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'{' {
+            match b.get(i + 1) {
+                // An expression, statement or comment: skip to its end.
+                Some(b'{') | Some(b'%') | Some(b'#') => {
+                    let close = match b[i + 1] {
+                        b'{' => "}}",
+                        b'%' => "%}",
+                        _ => "#}",
+                    };
+                    match src[i + 2..].find(close) {
+                        Some(j) => i += 2 + j + 2,
+                        None => return None,
+                    }
+                    continue;
+                }
+                _ => {
+                    let rest = &src[i + 1..];
+                    let end = rest.find('}')?;
+                    let name = rest[..end].trim();
+                    if !name.is_empty()
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        return Some(name.to_string());
                     }
                 }
-                let value = ctx
-                    .get(name.trim())
-                    .ok_or(TemplateError::UnknownPlaceholder { name })?;
-                out.push_str(value);
             }
-            '}' if chars.peek().map(|&(_, n)| n) == Some('}') => {
-                chars.next();
-                out.push('}');
-            }
-            '}' => return Err(TemplateError::StrayClose { at: i }),
-            _ => out.push(c),
         }
+        i += 1;
     }
-    Ok(out)
+    None
 }
 
 /// Placeholders that render empty (no fee, nothing next) would leave blank paragraphs;
@@ -232,148 +244,148 @@ pub const BUILT_IN_IDS: &[&str] = &[
 pub fn built_in(id: &str) -> Option<MessageTemplate> {
     let (subject, body) = match id {
         "heads_up" => (
-            "Invoice {invoice_number} is due on {due_date}",
-            "Dear {customer_name},
+            "Invoice {{ invoice_number }} is due on {{ due_date }}",
+            "Dear {{ customer_name }},
 
-Thank you for your business. This is a friendly note that invoice {invoice_number} for {amount_due} falls due on {due_date}.
+Thank you for your business. This is a friendly note that invoice {{ invoice_number }} for {{ amount_due }} falls due on {{ due_date }}.
 
-{pay_line}
+{{ pay_line }}
 
 If you have already arranged payment, thank you, and please ignore this message. If anything on the invoice looks wrong, just reply and we will put it right.
 
-{fee_terms}
+{{ fee_terms }}
 
 Kind regards",
         ),
         "due_today" => (
-            "Invoice {invoice_number} is due today",
-            "Dear {customer_name},
+            "Invoice {{ invoice_number }} is due today",
+            "Dear {{ customer_name }},
 
-A quick reminder that invoice {invoice_number} for {amount_due} is due today, {due_date}. A copy of the invoice is attached.
+A quick reminder that invoice {{ invoice_number }} for {{ amount_due }} is due today, {{ due_date }}. A copy of the invoice is attached.
 
-{pay_line}
+{{ pay_line }}
 
 Thank you for paying promptly; it helps us keep serving you well. If you have any question about the invoice, simply reply to this message.
 
-{fee_terms}
+{{ fee_terms }}
 
 Kind regards",
         ),
         // The first message to an invoice overdued found already past due: courteous
         // whatever its age, since the customer has not heard from us about it.
         "catch_up" => (
-            "Invoice {invoice_number}: our records show it as unpaid",
-            "Dear {customer_name},
+            "Invoice {{ invoice_number }}: our records show it as unpaid",
+            "Dear {{ customer_name }},
 
-Our records show invoice {invoice_number} for {amount_due} as unpaid; it was due on {due_date}. If you have already paid, thank you, and please ignore this message or let us know so we can match the payment.
+Our records show invoice {{ invoice_number }} for {{ amount_due }} as unpaid; it was due on {{ due_date }}. If you have already paid, thank you, and please ignore this message or let us know so we can match the payment.
 
-{fee_notice}
+{{ fee_notice }}
 
-{pay_line}
+{{ pay_line }}
 
 If anything on the invoice looks wrong, just reply and we will put it right.
 
-{fee_terms}
+{{ fee_terms }}
 
-{next_step}
+{{ next_step }}
 
 Kind regards",
         ),
         "follow_up" => (
-            "Reminder: invoice {invoice_number} was due on {due_date}",
-            "Dear {customer_name},
+            "Reminder: invoice {{ invoice_number }} was due on {{ due_date }}",
+            "Dear {{ customer_name }},
 
-We have not yet received payment of {amount_due} for invoice {invoice_number}, which was due on {due_date}. It may simply have been missed, so a copy is attached.
+We have not yet received payment of {{ amount_due }} for invoice {{ invoice_number }}, which was due on {{ due_date }}. It may simply have been missed, so a copy is attached.
 
-{fee_notice}
+{{ fee_notice }}
 
-{pay_line}
+{{ pay_line }}
 
 If you have already paid, thank you, and please let us know so we can match the payment. If there is a problem with the invoice, reply and we will sort it out.
 
-{next_step}
+{{ next_step }}
 
-{fee_terms}
+{{ fee_terms }}
 
 Kind regards",
         ),
         "firm" => (
-            "Invoice {invoice_number} is {days_overdue} days overdue",
-            "Dear {customer_name},
+            "Invoice {{ invoice_number }} is {{ days_overdue }} days overdue",
+            "Dear {{ customer_name }},
 
-Invoice {invoice_number} for {amount_due} was due on {due_date} and is now {days_overdue} days overdue. We would be grateful if you could arrange payment now.
+Invoice {{ invoice_number }} for {{ amount_due }} was due on {{ due_date }} and is now {{ days_overdue }} days overdue. We would be grateful if you could arrange payment now.
 
-{fee_notice}
+{{ fee_notice }}
 
-{pay_line}
+{{ pay_line }}
 
 If you cannot pay the full amount at once, reply with a date you can pay by, or propose instalments, and we will agree a plan with you.
 
-{next_step}
+{{ next_step }}
 
-{fee_terms}
+{{ fee_terms }}
 
 Kind regards",
         ),
         "stop_work" => (
-            "Invoice {invoice_number}: payment needed to continue work",
-            "Dear {customer_name},
+            "Invoice {{ invoice_number }}: payment needed to continue work",
+            "Dear {{ customer_name }},
 
-Invoice {invoice_number} for {amount_due} has been outstanding since {due_date}, {days_overdue} days ago, and we have not heard from you about it.
+Invoice {{ invoice_number }} for {{ amount_due }} has been outstanding since {{ due_date }}, {{ days_overdue }} days ago, and we have not heard from you about it.
 
-{fee_notice}
+{{ fee_notice }}
 
 Until the invoice is settled, we will need to hold new work and orders on your account. We would much rather keep working together, so please pay now or reply today to agree a date or a payment plan.
 
-{pay_line}
+{{ pay_line }}
 
-{next_step}
+{{ next_step }}
 
 Kind regards",
         ),
         "final_notice" => (
-            "Final reminder: invoice {invoice_number} ({amount_due})",
-            "Dear {customer_name},
+            "Final reminder: invoice {{ invoice_number }} ({{ amount_due }})",
+            "Dear {{ customer_name }},
 
-Despite our earlier reminders, invoice {invoice_number} for {amount_due}, due on {due_date}, is still unpaid after {days_overdue} days.
+Despite our earlier reminders, invoice {{ invoice_number }} for {{ amount_due }}, due on {{ due_date }}, is still unpaid after {{ days_overdue }} days.
 
-{fee_notice}
+{{ fee_notice }}
 
-This is our final reminder. {next_step} We would prefer to settle this directly with you: a payment, a firm payment date or a payment plan agreed before then will stop that step.
+This is our final reminder. {{ next_step }} We would prefer to settle this directly with you: a payment, a firm payment date or a payment plan agreed before then will stop that step.
 
-{pay_line}
+{{ pay_line }}
 
 Kind regards",
         ),
         "promise_broken" => (
-            "Invoice {invoice_number}: the payment promised for {promise_date}",
-            "Dear {customer_name},
+            "Invoice {{ invoice_number }}: the payment promised for {{ promise_date }}",
+            "Dear {{ customer_name }},
 
-Thank you for letting us know that invoice {invoice_number} would be paid by {promise_date}. We have not yet received the payment, and {amount_due} remains due.
+Thank you for letting us know that invoice {{ invoice_number }} would be paid by {{ promise_date }}. We have not yet received the payment, and {{ amount_due }} remains due.
 
-{pay_line}
+{{ pay_line }}
 
 If something has changed, please reply with a new date within the next week, or propose instalments, and we will work with you.
 
-{next_step}
+{{ next_step }}
 
 Kind regards",
         ),
         "escalation" => (
-            "Referred for collection: invoice {invoice_number} for {customer_name} ({amount_due})",
-            "Invoice {invoice_number} for {customer_name} ({amount_due}, due {due_date}) is {days_overdue} days overdue and has been marked for collection today, {today}.
+            "Referred for collection: invoice {{ invoice_number }} for {{ customer_name }} ({{ amount_due }})",
+            "Invoice {{ invoice_number }} for {{ customer_name }} ({{ amount_due }}, due {{ due_date }}) is {{ days_overdue }} days overdue and has been marked for collection today, {{ today }}.
 
-Automatic reminders for this invoice have stopped. Before referring it to a collection agency, consider calling the customer: {customer_name}, {customer_email}.
+Automatic reminders for this invoice have stopped. Before referring it to a collection agency, consider calling the customer: {{ customer_name }}, {{ customer_email }}.
 
-{fee_notice}",
+{{ fee_notice }}",
         ),
         "escalation_note" => (
             "Marked for collection",
-            "overdued: marked for collection on {today}, {days_overdue} days overdue with {amount_due} outstanding. Automatic reminders stopped; the owner has been told.",
+            "overdued: marked for collection on {{ today }}, {{ days_overdue }} days overdue with {{ amount_due }} outstanding. Automatic reminders stopped; the owner has been told.",
         ),
         "ledger_note" => (
             "Collection note",
-            "overdued: invoice {invoice_number} is {days_overdue} days overdue with {amount_due} outstanding (checked {today}).",
+            "overdued: invoice {{ invoice_number }} is {{ days_overdue }} days overdue with {{ amount_due }} outstanding (checked {{ today }}).",
         ),
         _ => return None,
     };
@@ -395,48 +407,62 @@ mod tests {
     }
 
     #[test]
-    fn renders_placeholders_and_literal_braces() {
+    fn renders_names_with_the_minijinja_syntax_of_the_template_files() {
         let ctx = MessageContext::sample();
         let m = render_message(
             &t(
-                "Invoice {invoice_number}",
-                "{{not a placeholder}} {amount_due}",
+                "Invoice {{ invoice_number }}",
+                "{{ '{' }}not a placeholder{{ '}' }} {{ amount_due }}{% if fee_notice %} (fee){% endif %}",
             ),
             &ctx,
         )
         .unwrap();
         assert_eq!(m.subject, "Invoice 1037");
-        assert_eq!(m.body, "{not a placeholder} USD 362.07\n");
+        assert_eq!(m.body, "{not a placeholder} USD 362.07 (fee)\n");
     }
 
     #[test]
-    fn unknown_placeholder_is_named() {
+    fn unknown_name_is_named() {
         let err =
-            render_message(&t("Hi {custmer_name}", ""), &MessageContext::sample()).unwrap_err();
+            render_message(&t("Hi {{ custmer_name }}", ""), &MessageContext::sample()).unwrap_err();
         assert_eq!(
             err,
             TemplateError::UnknownPlaceholder {
                 name: "custmer_name".into()
             }
         );
-        assert!(err.to_string().contains("{custmer_name}"), "{err}");
+        assert!(err.to_string().contains("\"custmer_name\""), "{err}");
+        assert!(err.to_string().contains("customer_name"), "{err}");
     }
 
     #[test]
-    fn malformed_braces_are_errors() {
+    fn the_old_single_brace_form_says_how_to_write_it_now() {
+        let err = render_message(
+            &t("Invoice {{ invoice_number }}: {due_date}", ""),
+            &MessageContext::sample(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            TemplateError::OldSyntax {
+                name: "due_date".into()
+            }
+        );
+        assert!(err.to_string().contains("write {{ due_date }}"), "{err}");
+    }
+
+    #[test]
+    fn malformed_templates_are_errors() {
         let ctx = MessageContext::sample();
-        assert_eq!(
-            render_message(&t("a {due_date", ""), &ctx).unwrap_err(),
-            TemplateError::Unclosed { at: 2 }
-        );
-        assert_eq!(
-            render_message(&t("a {due date}", ""), &ctx).unwrap_err(),
-            TemplateError::Unclosed { at: 2 }
-        );
-        assert_eq!(
-            render_message(&t("a } b", ""), &ctx).unwrap_err(),
-            TemplateError::StrayClose { at: 2 }
-        );
+        for src in ["a {{ due_date", "a {% if fee %}b", "a {{ due date }}"] {
+            assert!(
+                matches!(
+                    render_message(&t(src, ""), &ctx),
+                    Err(TemplateError::Syntax { .. })
+                ),
+                "{src}"
+            );
+        }
     }
 
     #[test]
@@ -480,7 +506,10 @@ mod tests {
             "final_notice",
             "promise_broken",
         ] {
-            assert!(built_in(id).unwrap().body.contains("{next_step}"), "{id}");
+            assert!(
+                built_in(id).unwrap().body.contains("{{ next_step }}"),
+                "{id}"
+            );
         }
     }
 }

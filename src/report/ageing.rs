@@ -309,4 +309,25 @@ mod tests {
         let back: Ageing = serde_json::from_value(j).unwrap();
         assert_eq!(back, a);
     }
+
+    #[test]
+    fn the_summary_writes_amounts_as_people_do_and_names_the_currency_once() {
+        let mut a = Ageing::default();
+        a.add(
+            &inv(
+                d(2026, 1, 1),
+                dec!(36262.55),
+                Currency::USD,
+                InvoiceStatus::Open,
+            ),
+            d(2026, 1, 20),
+        );
+        let s = a.summary();
+        assert!(
+            s.starts_with("USD open 1 (36,262.55), overdue 1 (36,262.55): "),
+            "{s}"
+        );
+        assert!(s.contains("1-30 1 (36,262.55)"), "{s}");
+        assert_eq!(s.matches("USD").count(), 1, "{s}");
+    }
 }

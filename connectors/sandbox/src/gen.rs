@@ -193,6 +193,17 @@ fn at(d: NaiveDate, secs: u32) -> DateTime<Utc> {
     crate::world::midnight(d) + Duration::seconds(secs as i64)
 }
 
+/// One customer in sixteen has no email address at all.
+pub fn no_email_customer(index: usize) -> bool {
+    index % 16 == 15
+}
+
+/// The invoices of one customer in sixteen carry no BillEmail, though the customer has
+/// an address of their own.
+pub fn no_bill_email(index: usize) -> bool {
+    index % 16 == 7
+}
+
 fn customers(
     rng: &mut ChaCha8Rng,
     system: System,
@@ -201,7 +212,7 @@ fn customers(
     tenant: &mut Tenant,
 ) {
     let mut names = HashSet::new();
-    for _ in 0..n {
+    for i in 0..n {
         let given = FIRST[rng.gen_range(0..FIRST.len())];
         let family = LAST[rng.gen_range(0..LAST.len())];
         let (name, company, email) = if rng.gen_bool(0.55) {
@@ -231,6 +242,13 @@ fn customers(
                 None,
                 format!("{}.{}@mail.example.net", ascii(given), ascii(family)),
             )
+        };
+        // Some customers have no email address anywhere in the ledger (chosen by
+        // position, so the random stream and every other fact of a seeded world stay).
+        let email = if no_email_customer(i) {
+            String::new()
+        } else {
+            email
         };
         // Display names are unique in both systems.
         let mut unique = name.clone();
@@ -449,6 +467,9 @@ fn invoices(w: &mut World, rng: &mut ChaCha8Rng, t: usize, opts: &SandboxOptions
             System::Xero => random_uuid(rng),
         });
         let email = tenant.customers[d.customer].email.clone();
+        // Some invoices carry no BillEmail although their customer has an address: the
+        // reminder then names the customer's own address (QuickBooks `sendTo`).
+        let bill_email = Some(email).filter(|e| !e.is_empty() && !no_bill_email(d.customer));
         let inv = Invoice {
             id,
             number,
@@ -474,7 +495,7 @@ fn invoices(w: &mut World, rng: &mut ChaCha8Rng, t: usize, opts: &SandboxOptions
             }
             .into(),
             delivery_time: None,
-            bill_email: Some(email),
+            bill_email,
             sent_to_contact: d.status != Status::Draft,
             reference: String::new(),
             private_note: String::new(),

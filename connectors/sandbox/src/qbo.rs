@@ -339,6 +339,10 @@ pub fn render_customer(t: &Tenant, c: &Customer) -> Value {
     if let (Some(company), Value::Object(m)) = (&c.company, &mut o) {
         m.insert("CompanyName".into(), json!(company));
     }
+    // QuickBooks leaves the address out when the customer has none.
+    if let (true, Value::Object(m)) = (c.email.is_empty(), &mut o) {
+        m.remove("PrimaryEmailAddr");
+    }
     o
 }
 
@@ -1045,7 +1049,8 @@ fn create_invoice(w: &mut World, t: usize, m: &Map<String, Value>, rid: Option<&
     let id = tenant.next_numeric();
     let email = str_at(m, "BillEmail", Some("Address"))
         .map(str::to_string)
-        .or_else(|| Some(tenant.customers[cust].email.clone()));
+        .or_else(|| Some(tenant.customers[cust].email.clone()))
+        .filter(|e| !e.is_empty());
     let inv = Invoice {
         id,
         number: number.clone(),

@@ -81,8 +81,8 @@ email_domain = "bigcorp.example"
 policy = "net60"
 
 [policies.default.templates.heads_up]
-subject = "Invoice {invoice_number} due {due_date}"
-body = "Hello {customer_name}"
+subject = "Invoice {{ invoice_number }} due {{ due_date }}"
+body = "Hello {{ customer_name }}"
 
 [policies.net60]
 minimum_amount_due = 100
@@ -100,7 +100,7 @@ minimum_amount_due = 100
     let d = book.get("default").unwrap();
     assert_eq!(
         d.template("heads_up").unwrap().body,
-        "Hello {customer_name}"
+        "Hello {{ customer_name }}"
     );
     assert!(d.late_fee.is_some());
     assert_eq!(doc.engine.tz().unwrap(), chrono_tz::Europe::London);
@@ -429,4 +429,33 @@ fn a_reminder_on_the_fee_day_is_a_fee_notice_whose_words_matter() {
     let p = book.get("default").unwrap();
     assert!(p.tone_matters(Some("follow_up"), Some(30)));
     assert!(!p.tone_matters(Some("follow_up"), Some(7)));
+}
+
+#[test]
+fn a_policy_text_uses_the_template_files_syntax_and_unknown_names_are_caught() {
+    let doc: Doc = parse(
+        r#"
+[policies.default.templates.custom]
+subject = "Hi {{ nmae }}"
+body = "Dear {customer_name}"
+"#,
+    );
+    let errs = validate(&doc.engine, &doc.policies).unwrap_err();
+    let text = errs.to_string();
+    assert!(
+        text.contains("policies.default.templates.custom.subject: unknown name \"nmae\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("policies.default.templates.custom.body: {customer_name} is the old placeholder form: write {{ customer_name }}"),
+        "{text}"
+    );
+    let doc: Doc = parse(
+        r#"
+[policies.default.templates.custom]
+subject = "Invoice {{ invoice_number }}"
+body = "{% if fee_notice %}{{ fee_notice }}{% endif %} {{ pay_line }}"
+"#,
+    );
+    assert!(validate(&doc.engine, &doc.policies).is_ok());
 }
