@@ -294,6 +294,7 @@ pub fn history(
         );
     }
     let system = rec.as_ref().map(|r| r.snapshot.system);
+    let sent = crate::report::delivery::sent_subjects(&events);
     for e in &events {
         let _ = writeln!(
             out,
@@ -301,7 +302,7 @@ pub fn history(
             e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
             e.kind,
             match system {
-                Some(sys) => crate::report::delivery::audit_line(e, sys),
+                Some(sys) => crate::report::delivery::audit_line_sent(e, sys, &sent),
                 None => e.message.clone(),
             }
         );

@@ -316,7 +316,7 @@ async fn reminders_by_smtp_statements_and_no_duplicate_after_a_crash() {
         )),
         "{text}"
     );
-    assert!(text.contains("Total due (USD): USD 300.50"), "{text}");
+    assert!(text.contains("Total due: USD 300.50"), "{text}");
     assert!(
         text.contains("we will write to you again") || text.contains("Kind regards"),
         "{text}"

@@ -175,10 +175,12 @@ pub fn context(
     };
     for c in &config.connections {
         let name = c.name.as_str();
-        for ev in store.audit_since(name, since)? {
+        let events = store.audit_since(name, since)?;
+        let sent = crate::report::delivery::sent_subjects(&events);
+        for ev in events {
             let line = DigestLine {
                 connection: name.to_string(),
-                message: crate::report::delivery::audit_line(&ev, c.system()),
+                message: crate::report::delivery::audit_line_sent(&ev, c.system(), &sent),
             };
             match ev.kind.as_str() {
                 "action" => ctx.actions.push(line),

@@ -8,7 +8,9 @@
 use overdued_connector::System;
 
 use crate::engine::policy::Channel;
-use crate::store::{ActionPayload, AuditEvent};
+use std::collections::HashMap;
+
+use crate::store::{ActionPayload, AuditEvent, SmtpSend};
 
 /// The accounting system's own invoice email, as the owner knows it.
 pub fn system_email(system: System) -> &'static str {
@@ -35,6 +37,26 @@ pub fn what_goes_out(channel: Channel, system: System, subject: &str) -> String 
 /// An audit line as the owner should read it: a reminder says what the customer got;
 /// every other line is the executor's own words.
 pub fn audit_line(ev: &AuditEvent, system: System) -> String {
+    audit_line_sent(ev, system, &HashMap::new())
+}
+
+/// The subject each action's email really went out with, by action key, from the
+/// `email` events among `events`: a message is rendered again from the facts at send
+/// time, and a statement carries several actions under its own subject.
+pub fn sent_subjects(events: &[AuditEvent]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for ev in events.iter().filter(|e| e.kind == "email") {
+        if let Ok(send) = serde_json::from_value::<SmtpSend>(ev.detail.clone()) {
+            for k in send.actions {
+                out.insert(k, send.subject.clone());
+            }
+        }
+    }
+    out
+}
+
+/// [`audit_line`], naming the subject the email really had where `sent` knows it.
+pub fn audit_line_sent(ev: &AuditEvent, system: System, sent: &HashMap<String, String>) -> String {
     if ev.kind != "action" {
         return ev.message.clone();
     }
@@ -56,6 +78,13 @@ pub fn audit_line(ev: &AuditEvent, system: System) -> String {
         .unwrap_or("?");
     // Journals written before SMTP existed carry no channel: the system's email.
     let channel = channel.unwrap_or(Channel::Email);
+    let subject = ev
+        .detail
+        .get("key")
+        .and_then(|k| k.as_str())
+        .and_then(|k| sent.get(k))
+        .cloned()
+        .unwrap_or(subject);
     format!(
         "reminder sent ({step}): {}",
         what_goes_out(channel, system, &subject)
