@@ -232,24 +232,13 @@ fn record(shared: &Shared, name: &str, r: &Result<CycleReport, CycleError>, loca
                     .entry((kind.as_str().to_string(), outcome.as_str().to_string()))
                     .or_insert(0) += n;
             }
-            drop(conns);
-            shared.set_store_trouble(None);
         }
         Err(e) => {
             c.syncs_failed += 1;
             c.last_error = Some(e.to_string());
+            // A store error among them has already marked the store in trouble
+            // (`WatchedStore`), whichever phase it came from.
             c.reauth = class_of(e) == Some(ErrorClass::Reauth);
-            let store_err = match e {
-                CycleError::Store { source, .. } => Some(source.to_string()),
-                CycleError::Sync(crate::sync::SyncError::Store { source, .. }) => {
-                    Some(source.to_string())
-                }
-                _ => None,
-            };
-            drop(conns);
-            if let Some(s) = store_err {
-                shared.set_store_trouble(Some(s));
-            }
         }
     }
 }
@@ -275,7 +264,6 @@ async fn refresh_snapshot(shared: &Arc<Shared>, name: &str) {
         }
         Ok(Err(e)) => {
             error!(connection = %name, error = %e, "cannot read the connection's status from the store");
-            shared.set_store_trouble(Some(e.to_string()));
         }
         Err(e) => error!(connection = %name, error = %e, "status computation failed"),
     }

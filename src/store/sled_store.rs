@@ -164,6 +164,14 @@ impl SledStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 
+    /// Writes a few bytes and flushes them: whether the store can reach the disk now.
+    /// sled may have nothing dirty to flush, so a bare flush would pass on a full disk.
+    pub fn probe(&self) -> Result<()> {
+        let now = Utc::now().timestamp_micros().to_be_bytes();
+        self.db.insert(b"overdued.probe", &now).map_err(be)?;
+        self.durable()
+    }
+
     fn journal_entry(&self, key: &[u8]) -> Result<Option<JournalEntry>> {
         match self.journal.get(key).map_err(be)? {
             Some(v) => decode_journal(key, &v).map(Some),
