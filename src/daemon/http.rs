@@ -261,8 +261,8 @@ async fn webhook_xero(
 
 /// Schedules the cycle of every connection an invoice or payment event names, once per
 /// [`super::webhooks::COALESCE_WINDOW`], unless every event of the delivery was seen
-/// before. One INFO line per connection whatever the number of events (a delivery may
-/// name thousands); each event at debug.
+/// before. One INFO line per sync with the count of changes, however many events the
+/// window brought (a delivery may name thousands); each event at debug.
 fn dispatch(
     s: &AppState,
     config: &crate::config::Config,
@@ -317,18 +317,19 @@ fn dispatch(
         warn!(system = %system, tenant = %tenant, "webhook for a company or organisation no connection is configured for");
     }
     for (name, n) in super::webhooks::count_by(matched.into_iter()) {
-        let scheduled = s.webhooks.schedule(name);
-        tracing::info!(connection = %name, changes = n, already_scheduled = !scheduled, "webhook: {n} change(s) reported; syncing within {}s", super::webhooks::COALESCE_WINDOW.as_secs());
-        if scheduled {
+        if s.webhooks.schedule(name, n) {
             let s = s.clone();
             let name = name.to_string();
             tokio::spawn(async move {
                 tokio::time::sleep(super::webhooks::COALESCE_WINDOW).await;
-                s.webhooks.fire(&name);
+                let changes = s.webhooks.fire(&name);
+                tracing::info!(connection = %name, changes, "webhook: change reported; syncing now");
                 if let Some(c) = s.conns().get(&name) {
                     c.kick.notify_one();
                 }
             });
+        } else {
+            tracing::debug!(connection = %name, changes = n, "webhook: a sync is already scheduled; folded into it");
         }
     }
 }

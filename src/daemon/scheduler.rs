@@ -76,7 +76,10 @@ pub async fn connection_task(shared: Arc<Shared>, name: String, stop: Cancellati
             c.enabled = conn_cfg.enabled;
             c.system = conn_cfg.system();
         }
-        if conn_cfg.enabled {
+        // While the store fails nothing could be journaled, and a token rotated now
+        // might never be saved: wait for the supervisor to bring the store back.
+        let store_ok = shared.store_trouble().is_none();
+        if conn_cfg.enabled && store_ok {
             if local.built_for != Some(gen) {
                 rebuild(&shared, &name, &conn_cfg, gen, &mut local);
             }

@@ -4,25 +4,30 @@
 //! fail.
 //!
 //! sled 0.34.7 keeps a fatal I/O error (ENOSPC while flushing) for the life of the
-//! `Db`: every later flush fails even once space is back, and the handle cannot be
-//! reopened while any tree is alive. So a store that keeps failing is not waited out:
-//! the supervisor probes it and exits with EX_IOERR once the probes keep failing, and
-//! the service manager's restart opens a fresh handle (`Restart=on-failure`).
+//! `Db`: every later flush fails even once space is back. So a failing store is not
+//! waited out: the supervisor probes it and, while the probe fails, closes the handle and
+//! opens a fresh one ([`WatchedStore::recover`]); the token managers keep a rotated
+//! token they could not save in memory and save it to the fresh handle. When that keeps
+//! failing the daemon exits with EX_IOERR for the service manager to restart it.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use overdued_connector::{Customer, IdempotencyKey, TokenSet, TokenStore, TokenStoreError};
 
 use crate::store::{
     AuditEvent, Hold, HoldKind, HoldTarget, InvoiceRecord, JournalEntry, Result, SledStore, Store,
-    SyncState,
+    StoreError, SyncState,
 };
 
 /// The store the daemon shares, remembering whether its last durable write failed.
 pub struct WatchedStore {
-    inner: Arc<SledStore>,
+    dir: PathBuf,
+    /// None while the handle is being replaced.
+    inner: RwLock<Option<Arc<SledStore>>>,
     /// The error that put the store in trouble; cleared by the next durable write that
     /// reaches the disk.
     trouble: Mutex<Option<String>>,
@@ -32,14 +37,62 @@ pub struct WatchedStore {
 impl WatchedStore {
     pub fn new(inner: Arc<SledStore>) -> WatchedStore {
         WatchedStore {
-            inner,
+            dir: inner.dir().to_path_buf(),
+            inner: RwLock::new(Some(inner)),
             trouble: Mutex::new(None),
             errors_total: AtomicU64::new(0),
         }
     }
 
-    pub fn sled(&self) -> &SledStore {
-        &self.inner
+    fn handle(&self) -> Result<Arc<SledStore>> {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Backend("the store is being reopened".into()))
+    }
+
+    fn call<T>(&self, f: impl FnOnce(&SledStore) -> Result<T>) -> Result<T> {
+        self.seen(self.handle().and_then(|h| f(&h)))
+    }
+
+    fn call_durable<T>(&self, f: impl FnOnce(&SledStore) -> Result<T>) -> Result<T> {
+        self.durable(self.handle().and_then(|h| f(&h)))
+    }
+
+    /// Brings a failing store back: a probe write first; when that fails, the handle is
+    /// closed (once calls in flight are done with it) and the store opened afresh, which
+    /// recovers what reached the disk, and probed again.
+    pub fn recover(&self) -> Result<()> {
+        if self.probe().is_ok() {
+            return Ok(());
+        }
+        let old = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut old) = old {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(store) => {
+                        drop(store);
+                        break;
+                    }
+                    Err(still_used) if Instant::now() < deadline => {
+                        old = still_used;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(still_used) => {
+                        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(still_used);
+                        return self.seen(Err(StoreError::Backend(
+                            "cannot reopen the store: still in use".into(),
+                        )));
+                    }
+                }
+            }
+        }
+        let fresh = self.seen(SledStore::open(&self.dir))?;
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
+        tracing::warn!(dir = %self.dir.display(), "store reopened after errors");
+        self.probe()
     }
 
     /// Why the store is failing, while it is.
@@ -52,7 +105,7 @@ impl WatchedStore {
 
     /// Writes to the store and flushes: a success clears the trouble.
     pub fn probe(&self) -> Result<()> {
-        self.durable(self.inner.probe())
+        self.call_durable(|st| st.probe())
     }
 
     /// Store calls that failed since start.
@@ -85,74 +138,74 @@ impl WatchedStore {
 
 impl Store for WatchedStore {
     fn put_invoice(&self, rec: &InvoiceRecord) -> Result<()> {
-        self.seen(self.inner.put_invoice(rec))
+        self.call(|st| st.put_invoice(rec))
     }
     fn put_invoices(&self, recs: &[InvoiceRecord]) -> Result<()> {
-        self.seen(self.inner.put_invoices(recs))
+        self.call(|st| st.put_invoices(recs))
     }
     fn get_invoice(&self, connection: &str, id: &str) -> Result<Option<InvoiceRecord>> {
-        self.seen(self.inner.get_invoice(connection, id))
+        self.call(|st| st.get_invoice(connection, id))
     }
     fn for_each_invoice(
         &self,
         connection: &str,
         f: &mut dyn FnMut(InvoiceRecord) -> bool,
     ) -> Result<()> {
-        self.seen(self.inner.for_each_invoice(connection, f))
+        self.call(|st| st.for_each_invoice(connection, f))
     }
     fn count_invoices(&self, connection: &str) -> Result<usize> {
-        self.seen(self.inner.count_invoices(connection))
+        self.call(|st| st.count_invoices(connection))
     }
     fn put_customer(&self, c: &Customer) -> Result<()> {
-        self.seen(self.inner.put_customer(c))
+        self.call(|st| st.put_customer(c))
     }
     fn get_customer(&self, connection: &str, id: &str) -> Result<Option<Customer>> {
-        self.seen(self.inner.get_customer(connection, id))
+        self.call(|st| st.get_customer(connection, id))
     }
     fn get_sync_state(&self, connection: &str) -> Result<Option<SyncState>> {
-        self.seen(self.inner.get_sync_state(connection))
+        self.call(|st| st.get_sync_state(connection))
     }
     fn put_sync_state(&self, connection: &str, s: &SyncState) -> Result<()> {
-        self.durable(self.inner.put_sync_state(connection, s))
+        self.call_durable(|st| st.put_sync_state(connection, s))
     }
     fn get_tokens(&self, connection: &str) -> Result<Option<TokenSet>> {
-        self.seen(self.inner.get_tokens(connection))
+        self.call(|st| st.get_tokens(connection))
     }
     fn put_tokens(&self, connection: &str, t: &TokenSet) -> Result<()> {
-        self.durable(self.inner.put_tokens(connection, t))
+        self.call_durable(|st| st.put_tokens(connection, t))
     }
     fn get_journal(&self, key: &IdempotencyKey) -> Result<Option<JournalEntry>> {
-        self.seen(self.inner.get_journal(key))
+        self.call(|st| st.get_journal(key))
     }
     fn put_journal(&self, e: &JournalEntry) -> Result<()> {
-        self.durable(self.inner.put_journal(e))
+        self.call_durable(|st| st.put_journal(e))
     }
     fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
-        self.seen(self.inner.journal_for_invoice(connection, invoice_id))
+        self.call(|st| st.journal_for_invoice(connection, invoice_id))
     }
     fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>> {
-        self.seen(self.inner.unfinished_journal(connection))
+        self.call(|st| st.unfinished_journal(connection))
     }
     fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        self.seen(self.inner.append_audit(e))
+        self.call(|st| st.append_audit(e))
     }
     fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>> {
-        self.seen(self.inner.audit_for_invoice(connection, invoice_id))
+        self.call(|st| st.audit_for_invoice(connection, invoice_id))
     }
     fn audit_since(&self, connection: &str, since: DateTime<Utc>) -> Result<Vec<AuditEvent>> {
-        self.seen(self.inner.audit_since(connection, since))
+        self.call(|st| st.audit_since(connection, since))
     }
     fn put_hold(&self, connection: &str, target: &HoldTarget, hold: &Hold) -> Result<()> {
-        self.durable(self.inner.put_hold(connection, target, hold))
+        self.call_durable(|st| st.put_hold(connection, target, hold))
     }
     fn remove_hold(&self, connection: &str, target: &HoldTarget, kind: HoldKind) -> Result<bool> {
-        self.durable(self.inner.remove_hold(connection, target, kind))
+        self.call_durable(|st| st.remove_hold(connection, target, kind))
     }
     fn holds(&self, connection: &str) -> Result<Vec<(HoldTarget, Hold)>> {
-        self.seen(self.inner.holds(connection))
+        self.call(|st| st.holds(connection))
     }
     fn flush(&self) -> Result<()> {
-        self.durable(self.inner.flush())
+        self.call_durable(|st| st.flush())
     }
 }
 

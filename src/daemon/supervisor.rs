@@ -25,11 +25,12 @@ use crate::store::{SledStore, Store};
 /// stays inside the 10 s systemd and operators expect.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// A failing store is probed once a second; after this many failed probes in a row the
-/// daemon exits with EX_IOERR so the service manager restarts it with a fresh store
-/// handle (sled 0.34 keeps failing after ENOSPC even once space is back). Meanwhile the
-/// watchdog is not pinged, so a hung exit is restarted too.
-pub const STORE_PROBES_BEFORE_EXIT: u32 = 5;
+/// A failing store is probed once a second and, while the probe fails, reopened (sled
+/// 0.34 keeps failing after ENOSPC even once space is back, until its handle is
+/// replaced). After this many failed attempts in a row the daemon exits with EX_IOERR
+/// for the service manager to restart it. Meanwhile the watchdog is not pinged, so a
+/// hung exit is restarted too.
+pub const STORE_ATTEMPTS_BEFORE_EXIT: u32 = 30;
 
 /// What the daemon is started with.
 pub struct DaemonOptions {
@@ -174,18 +175,21 @@ impl Daemon {
                     tasks.retain(|_, t| !t.is_finished());
                     if let Some(trouble) = shared.store_trouble() {
                         let store = shared.store.clone();
-                        let probe = tokio::task::spawn_blocking(move || store.probe()).await;
+                        let probe = tokio::task::spawn_blocking(move || store.recover()).await;
                         match probe {
                             Ok(Ok(())) => {
-                                info!("the store accepts writes again");
+                                info!("the store accepts writes again; chasing resumes");
                                 failed_probes = 0;
+                                for c in shared.conns().values() {
+                                    c.kick.notify_one();
+                                }
                             }
                             Ok(Err(e)) => {
                                 failed_probes += 1;
                                 if failed_probes == 1 {
-                                    error!(error = %e, first_error = %trouble, "STORE FAILING: nothing can be recorded, so nothing is chased; exiting for a restart unless it recovers within {STORE_PROBES_BEFORE_EXIT} s");
+                                    error!(error = %e, first_error = %trouble, "STORE FAILING: nothing can be recorded, so nothing is chased; retrying every second, exiting for a restart after {STORE_ATTEMPTS_BEFORE_EXIT} s");
                                 }
-                                if failed_probes >= STORE_PROBES_BEFORE_EXIT {
+                                if failed_probes >= STORE_ATTEMPTS_BEFORE_EXIT {
                                     fatal = Some(e.to_string());
                                     break;
                                 }

@@ -130,8 +130,9 @@ pub struct WebhookCounts {
 #[derive(Default)]
 pub struct WebhookGate {
     seen: Mutex<Seen>,
-    /// Connections with a sync scheduled at the end of their window.
-    pending: Mutex<HashSet<String>>,
+    /// Connections with a sync scheduled at the end of their window, and the changes
+    /// reported for each meanwhile.
+    pending: Mutex<BTreeMap<String, usize>>,
     events: AtomicU64,
     duplicates: AtomicU64,
     coalesced: AtomicU64,
@@ -170,25 +171,32 @@ impl WebhookGate {
         new > 0
     }
 
-    /// Asks for a sync of `connection` at the end of its window; false when one is
-    /// already scheduled (the request is folded into it).
-    pub fn schedule(&self, connection: &str) -> bool {
+    /// Asks for a sync of `connection` at the end of its window for `changes` reported
+    /// changes; false when one is already scheduled (the request is folded into it).
+    pub fn schedule(&self, connection: &str, changes: usize) -> bool {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if p.insert(connection.to_string()) {
-            true
-        } else {
-            self.coalesced.fetch_add(1, Ordering::Relaxed);
-            false
+        match p.get_mut(connection) {
+            Some(n) => {
+                *n += changes;
+                self.coalesced.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            None => {
+                p.insert(connection.to_string(), changes);
+                true
+            }
         }
     }
 
-    /// The window of `connection` ended: its sync starts now.
-    pub fn fire(&self, connection: &str) {
+    /// The window of `connection` ended: its sync starts now. Returns the changes
+    /// reported for it during the window.
+    pub fn fire(&self, connection: &str) -> usize {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(connection);
-        self.syncs.fetch_add(1, Ordering::Relaxed);
+            .remove(connection)
+            .unwrap_or(0)
     }
 
     pub fn counts(&self) -> WebhookCounts {
@@ -286,13 +294,13 @@ mod tests {
     #[test]
     fn a_burst_schedules_one_sync() {
         let g = WebhookGate::default();
-        assert!(g.schedule("qbo"));
+        assert!(g.schedule("qbo", 8_000));
         for _ in 0..50 {
-            assert!(!g.schedule("qbo"));
+            assert!(!g.schedule("qbo", 2));
         }
-        assert!(g.schedule("xero"), "each connection has its own window");
-        g.fire("qbo");
-        assert!(g.schedule("qbo"), "a new window after the sync started");
+        assert!(g.schedule("xero", 1), "each connection has its own window");
+        assert_eq!(g.fire("qbo"), 8_100, "the changes of the whole window");
+        assert!(g.schedule("qbo", 1), "a new window after the sync started");
         let c = g.counts();
         assert_eq!((c.coalesced, c.syncs), (50, 1));
     }

@@ -128,6 +128,7 @@ impl SledStore {
     /// Opens (creating, mode 0700) the state directory and takes its lock.
     pub fn open(dir: &Path) -> Result<SledStore> {
         create_private_dir(dir)?;
+        keep_new_files_private();
         let lock = StateLock::acquire(dir)?;
         remove_unfinished_snapshots(&dir.join("db"))?;
         let db = sled::Config::new()
@@ -137,6 +138,7 @@ impl SledStore {
             .flush_every_ms(Some(500))
             .open()
             .map_err(be)?;
+        tighten(dir)?;
         let t = |name: &str| db.open_tree(name).map_err(be);
         Ok(SledStore {
             dir: dir.to_path_buf(),
@@ -226,6 +228,53 @@ fn remove_unfinished_snapshots(db_dir: &Path) -> Result<()> {
                 path = %path.display(),
                 "removed an unfinished store snapshot left by an interrupted run"
             );
+        }
+    }
+    Ok(())
+}
+
+/// sled creates its files, and later its snapshots, with the process umask: under
+/// umask 000 the ledger and the tokens would be world-writable. So from the store's
+/// opening on, files the process creates keep group and others out. The process is
+/// overdued itself (daemon or CLI), which writes nothing meant to be shared.
+fn keep_new_files_private() {
+    #[cfg(unix)]
+    // SAFETY: umask(2) only swaps the process's file-creation mask and cannot fail.
+    unsafe {
+        let old = libc::umask(0o077);
+        libc::umask(old | 0o077);
+    }
+}
+
+/// Files 0600 and directories 0700 under the state directory, for stores an earlier
+/// run created under a looser umask.
+fn tighten(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |path: &Path, source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).map_err(|e| io(&d, e))? {
+                let entry = entry.map_err(|e| io(&d, e))?;
+                let path = entry.path();
+                let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+                let want = if meta.is_dir() {
+                    stack.push(path.clone());
+                    0o700
+                } else if meta.is_file() {
+                    0o600
+                } else {
+                    continue;
+                };
+                if meta.permissions().mode() & 0o777 != want {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))
+                        .map_err(|e| io(&path, e))?;
+                }
+            }
         }
     }
     Ok(())
