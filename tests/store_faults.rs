@@ -413,3 +413,104 @@ fn store_files_are_private_whatever_the_umask() {
         "the lock, sled's files, the leftover and a file made after opening"
     );
 }
+
+fn audited_entry(i: u64) -> (overdued::store::JournalEntry, overdued::store::AuditEvent) {
+    use overdued::store::{ActionPayload, AuditEvent, JournalEntry, JournalPayload};
+    use overdued_connector::{ActionKind, IdempotencyKey};
+    let key: IdempotencyKey = serde_json::from_value(serde_json::json!(format!("od1-test{i:08}")))
+        .expect("an idempotency key from its text");
+    let at = chrono::DateTime::parse_from_rfc3339("2026-10-07T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    let entry = JournalEntry {
+        key: key.clone(),
+        connection: "uk".into(),
+        invoice_id: "inv-1".into(),
+        customer_id: "c1".into(),
+        kind: ActionKind::Remind,
+        step_id: format!("+{i}d"),
+        planned_for: at.date_naive(),
+        created_at: at,
+        expected_amount_due: rust_decimal::Decimal::new(70025, 2),
+        payload: JournalPayload::Action(ActionPayload::Remind {
+            subject: "Invoice INV-1".into(),
+            body: "Please pay".into(),
+            channel: None,
+            template: None,
+            context: None,
+        }),
+        state: JournalState::Done {
+            at,
+            created_id: None,
+            replayed: false,
+        },
+        audit_note_done: true,
+    };
+    let audit = AuditEvent {
+        at,
+        connection: "uk".into(),
+        invoice_id: Some("inv-1".into()),
+        kind: "action".into(),
+        message: "reminder sent".into(),
+        detail: serde_json::json!({"key": key}),
+    };
+    (entry, audit)
+}
+
+/// The journal's state change and its audit record are one transaction: a process
+/// killed at any instant leaves no done action without its history line.
+#[test]
+fn history_never_lags_the_journal_across_kills() {
+    if let Some(dir) = std::env::var_os("OVERDUED_AUDIT_CHILD") {
+        let store = SledStore::open(Path::new(&dir)).unwrap();
+        let from: u64 = std::env::var("OVERDUED_AUDIT_FROM")
+            .unwrap()
+            .parse()
+            .unwrap();
+        for i in from.. {
+            let (entry, audit) = audited_entry(i);
+            store.put_journal_with_audit(&entry, &audit).unwrap();
+        }
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    for round in 0..6u64 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "history_never_lags_the_journal_across_kills"])
+            .env("OVERDUED_AUDIT_CHILD", &dir)
+            .env("OVERDUED_AUDIT_FROM", (round * 1_000_000).to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300 + 97 * round));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+    }
+    let store = SledStore::open(&dir).unwrap();
+    let journal = store.journal_for_invoice("uk", "inv-1").unwrap();
+    let audited: std::collections::BTreeSet<String> = store
+        .audit_for_invoice("uk", "inv-1")
+        .unwrap()
+        .into_iter()
+        .filter_map(|a| a.detail["key"].as_str().map(str::to_string))
+        .collect();
+    assert!(journal.len() > 10, "the children recorded something");
+    let lagging: Vec<_> = journal
+        .iter()
+        .filter(|e| !audited.contains(e.key.as_str()))
+        .map(|e| e.key.to_string())
+        .collect();
+    assert!(
+        lagging.is_empty(),
+        "{} of {} done actions have no history line: {:?}",
+        lagging.len(),
+        journal.len(),
+        &lagging[..lagging.len().min(5)]
+    );
+    eprintln!(
+        "{} journal entries over 6 kills, every one with its history line",
+        journal.len()
+    );
+}

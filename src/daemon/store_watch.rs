@@ -186,6 +186,9 @@ impl Store for WatchedStore {
     fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>> {
         self.call(|st| st.unfinished_journal(connection))
     }
+    fn put_journal_with_audit(&self, e: &JournalEntry, audit: &AuditEvent) -> Result<()> {
+        self.call_durable(|st| st.put_journal_with_audit(e, audit))
+    }
     fn append_audit(&self, e: &AuditEvent) -> Result<()> {
         self.call(|st| st.append_audit(e))
     }

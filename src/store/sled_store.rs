@@ -402,6 +402,40 @@ impl Store for SledStore {
         self.durable()
     }
 
+    fn put_journal_with_audit(&self, e: &JournalEntry, audit: &AuditEvent) -> Result<()> {
+        let idx = key2(&e.connection, &format!("{}\0{}", e.invoice_id, e.key));
+        let open = key2(&e.connection, e.key.as_str());
+        let value = encode(e)?;
+        let settled = e.is_settled();
+        let (audit_key, audit_idx) = audit_keys(self.db.generate_id().map_err(be)?, audit);
+        let audit_value = encode(audit)?;
+        (
+            &self.journal,
+            &self.journal_by_invoice,
+            &self.journal_open,
+            &self.audit,
+            &self.audit_by_invoice,
+        )
+            .transaction(|(j, by_inv, open_t, a, a_by_inv)| {
+                j.insert(e.key.as_str().as_bytes(), value.clone())?;
+                by_inv.insert(idx.clone(), &[])?;
+                if settled {
+                    open_t.remove(open.clone())?;
+                } else {
+                    open_t.insert(open.clone(), &[])?;
+                }
+                a.insert(audit_key.clone(), audit_value.clone())?;
+                if let Some(ik) = &audit_idx {
+                    a_by_inv.insert(ik.clone(), &[])?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                StoreError::Backend(format!("{e:?}"))
+            })?;
+        self.durable()
+    }
+
     fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
         let mut out = Vec::new();
         for k in self
@@ -445,14 +479,9 @@ impl Store for SledStore {
     }
 
     fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        let seq = self.db.generate_id().map_err(be)?.to_be_bytes();
-        let mut k = prefix(&e.connection);
-        k.extend_from_slice(&seq);
+        let (k, ik) = audit_keys(self.db.generate_id().map_err(be)?, e);
         self.audit.insert(k, encode(e)?).map_err(be)?;
-        if let Some(inv) = &e.invoice_id {
-            let mut ik = key2(&e.connection, inv);
-            ik.push(SEP);
-            ik.extend_from_slice(&seq);
+        if let Some(ik) = ik {
             self.audit_by_invoice.insert(ik, &[]).map_err(be)?;
         }
         Ok(())
@@ -518,6 +547,21 @@ impl Store for SledStore {
     fn flush(&self) -> Result<()> {
         self.durable()
     }
+}
+
+/// An audit record's key (connection, sequence) and, for one about an invoice, its
+/// index key (connection, invoice, sequence).
+fn audit_keys(seq: u64, e: &AuditEvent) -> (Vec<u8>, Option<Vec<u8>>) {
+    let seq = seq.to_be_bytes();
+    let mut k = prefix(&e.connection);
+    k.extend_from_slice(&seq);
+    let ik = e.invoice_id.as_ref().map(|inv| {
+        let mut ik = key2(&e.connection, inv);
+        ik.push(SEP);
+        ik.extend_from_slice(&seq);
+        ik
+    });
+    (k, ik)
 }
 
 fn hold_key(connection: &str, target: &HoldTarget, kind: HoldKind) -> Vec<u8> {
