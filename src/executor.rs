@@ -394,14 +394,13 @@ impl Executor<'_> {
             reason: reason.clone(),
         };
         entry.audit_note_done = true;
-        self.store.put_journal(entry)?;
         ActionSkipped {
             entry,
             reason: &reason,
             notable: true,
         }
         .emit(counts);
-        self.audit(
+        self.put_with_audit(
             entry,
             "superseded",
             format!(
@@ -589,14 +588,13 @@ impl Executor<'_> {
                     payload,
                     ActionPayload::Note { .. } | ActionPayload::Escalate { .. }
                 );
-                self.store.put_journal(entry)?;
                 let message = describe_done(&payload, entry, receipt.created_id.as_deref());
+                self.put_with_audit(entry, "action", message, serde_json::json!({"key": entry.key, "step": entry.step_id, "payload": payload}))?;
                 ActionDone {
                     entry,
                     replayed: receipt.replayed,
                 }
                 .emit(counts);
-                self.audit(entry, "action", message, serde_json::json!({"key": entry.key, "step": entry.step_id, "payload": payload}))?;
                 Ok(Outcome::Done {
                     replayed: receipt.replayed,
                 })
@@ -614,19 +612,18 @@ impl Executor<'_> {
                     attempts,
                     retry,
                 };
-                self.store.put_journal(entry)?;
+                self.put_with_audit(
+                    entry,
+                    "failed",
+                    format!("{} ({}) failed: {error}", entry.kind, entry.step_id),
+                    serde_json::json!({"key": entry.key, "retry": retry}),
+                )?;
                 ActionFailed {
                     entry,
                     error: &error,
                     retry,
                 }
                 .emit(counts);
-                self.audit(
-                    entry,
-                    "failed",
-                    format!("{} ({}) failed: {error}", entry.kind, entry.step_id),
-                    serde_json::json!({"key": entry.key, "retry": retry}),
-                )?;
                 Ok(Outcome::Failed {
                     error,
                     class: e.class(),
@@ -648,37 +645,41 @@ impl Executor<'_> {
             reason: reason.clone(),
         };
         entry.audit_note_done = true;
-        self.store.put_journal(entry)?;
+        self.put_with_audit(
+            entry,
+            "skipped",
+            format!("{} ({}) not sent: {reason}", entry.kind, entry.step_id),
+            serde_json::json!({"key": entry.key}),
+        )?;
         ActionSkipped {
             entry,
             reason: &reason,
             notable,
         }
         .emit(counts);
-        self.audit(
-            entry,
-            "skipped",
-            format!("{} ({}) not sent: {reason}", entry.kind, entry.step_id),
-            serde_json::json!({"key": entry.key}),
-        )?;
         Ok(Outcome::Skipped { reason })
     }
 
-    fn audit(
+    /// Records the entry's new state and its audit record in one transaction, so the
+    /// history never lags the journal.
+    fn put_with_audit(
         &self,
         entry: &JournalEntry,
         kind: &str,
         message: String,
         detail: serde_json::Value,
     ) -> Result<(), StoreError> {
-        self.store.append_audit(&AuditEvent {
-            at: self.clock.now(),
-            connection: entry.connection.clone(),
-            invoice_id: Some(entry.invoice_id.clone()),
-            kind: kind.into(),
-            message,
-            detail,
-        })
+        self.store.put_journal_with_audit(
+            entry,
+            &AuditEvent {
+                at: self.clock.now(),
+                connection: entry.connection.clone(),
+                invoice_id: Some(entry.invoice_id.clone()),
+                kind: kind.into(),
+                message,
+                detail,
+            },
+        )
     }
 
     async fn write_audit_note(&self, mut entry: JournalEntry) -> Result<(), ExecError> {

@@ -251,24 +251,25 @@ pub async fn deliver(
                 )
             }
         };
+        let first = &unit.members[0].entry;
         for m in &unit.members {
-            store.put_journal(&record(m, &detail, state.clone(), clock))?;
+            // One transaction each, so the history never lags the journal.
+            store.put_journal_with_audit(
+                &record(m, &detail, state.clone(), clock),
+                &AuditEvent {
+                    at: clock.now(),
+                    connection: first.connection.clone(),
+                    invoice_id: Some(m.entry.invoice_id.clone()),
+                    kind: "email".into(),
+                    message: audit.clone(),
+                    detail: serde_json::to_value(&detail).unwrap_or_default(),
+                },
+            )?;
             out.insert(m.entry.key.clone(), delivery.clone());
         }
         match &result {
             Ok(()) => info!(to = %to_text, message_id = %mid, actions = keys.len(), "email sent"),
             Err(e) => warn!(to = %to_text, message_id = %mid, error = %e, "email not sent"),
-        }
-        let first = &unit.members[0].entry;
-        for m in &unit.members {
-            store.append_audit(&AuditEvent {
-                at: clock.now(),
-                connection: first.connection.clone(),
-                invoice_id: Some(m.entry.invoice_id.clone()),
-                kind: "email".into(),
-                message: audit.clone(),
-                detail: serde_json::to_value(&detail).unwrap_or_default(),
-            })?;
         }
     }
     Ok(out)
@@ -333,9 +334,8 @@ fn settle_unknown(
         created_id: Some(mid.clone()),
         replayed: true,
     };
-    store.put_journal(&r)?;
     warn!(message_id = %mid, to = %to, "email outcome unknown ({why}); counted as sent, not resent");
-    store.append_audit(&AuditEvent {
+    let audit = AuditEvent {
         at: clock.now(),
         connection: r
             .connection
@@ -348,7 +348,8 @@ fn settle_unknown(
             "email to {to} ({mid}) was being sent when {why}; it may have been delivered, so it is counted as sent and not repeated"
         ),
         detail,
-    })?;
+    };
+    store.put_journal_with_audit(&r, &audit)?;
     Ok(mid)
 }
 

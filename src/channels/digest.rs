@@ -142,18 +142,20 @@ pub async fn send_if_due(
             replayed: false,
         },
     };
-    store.put_journal(&entry)?;
-    store.append_audit(&AuditEvent {
-        at: clock.now(),
-        connection: DIGEST_CONNECTION.into(),
-        invoice_id: None,
-        kind: "digest".into(),
-        message: match &result {
-            Ok(()) => format!("digest for {date} sent to {}", dc.to),
-            Err(e) => format!("digest for {date}: {e}"),
+    store.put_journal_with_audit(
+        &entry,
+        &AuditEvent {
+            at: clock.now(),
+            connection: DIGEST_CONNECTION.into(),
+            invoice_id: None,
+            kind: "digest".into(),
+            message: match &result {
+                Ok(()) => format!("digest for {date} sent to {}", dc.to),
+                Err(e) => format!("digest for {date}: {e}"),
+            },
+            detail: serde_json::to_value(&sent).unwrap_or_default(),
         },
-        detail: serde_json::to_value(&sent).unwrap_or_default(),
-    })?;
+    )?;
     info!(date = %date, to = %dc.to, outcome = ?delivery, "digest");
     Ok(Some(delivery))
 }

@@ -75,6 +75,8 @@ struct RawDaemon {
     #[serde(default)]
     allow_clock_override: bool,
     http_listen: Option<String>,
+    #[serde(default)]
+    allow_remote_admin: bool,
     webhooks: Option<RawWebhooks>,
 }
 
@@ -183,6 +185,9 @@ pub struct DaemonConfig {
     pub mode: Mode,
     pub allow_clock_override: bool,
     pub http_listen: SocketAddr,
+    /// `http_listen` may be a non-loopback address (the admin token then crosses the
+    /// network in clear unless a TLS proxy is in front).
+    pub allow_remote_admin: bool,
     /// Inbound webhooks (`[daemon.webhooks]`); off unless a key is configured.
     pub webhooks: WebhookKeys,
 }
@@ -439,6 +444,12 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             )
         })?,
     };
+    if !http_listen.ip().is_loopback() && !d.allow_remote_admin {
+        return Err((
+            "daemon.http_listen".to_string(),
+            format!("{http_listen} is not a loopback address: the admin token would cross the network in clear; listen on 127.0.0.1 (and put a TLS proxy in front for webhooks), or set daemon.allow_remote_admin = true"),
+        ));
+    }
     let state_dir = match d.state_dir {
         Some(s) if s.trim().is_empty() => {
             return Err(("daemon.state_dir".into(), "is empty".into()))
@@ -474,6 +485,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
         mode: d.mode.unwrap_or_default(),
         allow_clock_override: d.allow_clock_override,
         http_listen,
+        allow_remote_admin: d.allow_remote_admin,
         webhooks,
     };
 

@@ -258,6 +258,30 @@ fn a_bad_listen_address_is_refused() {
 }
 
 #[test]
+fn a_remote_listen_address_needs_allow_remote_admin() {
+    let dir = dir_with_secret(0o600);
+    for addr in ["0.0.0.0:9464", "192.0.2.7:9464", "[::]:9464"] {
+        let text = GOOD.replace("[daemon]", &format!("[daemon]\nhttp_listen = \"{addr}\""));
+        let e = parse_in(dir.path(), &text).unwrap_err();
+        assert!(e.message.contains("daemon.http_listen"), "{e}");
+        assert!(e.message.contains("allow_remote_admin"), "{e}");
+        let allowed = text.replace("[daemon]", "[daemon]\nallow_remote_admin = true");
+        let c = parse_in(dir.path(), &allowed).unwrap();
+        assert!(c.daemon.allow_remote_admin);
+        assert_eq!(c.daemon.http_listen, addr.parse().unwrap());
+    }
+    for addr in ["127.0.0.1:0", "[::1]:9464"] {
+        let text = GOOD.replace("[daemon]", &format!("[daemon]\nhttp_listen = \"{addr}\""));
+        assert!(
+            !parse_in(dir.path(), &text)
+                .unwrap()
+                .daemon
+                .allow_remote_admin
+        );
+    }
+}
+
+#[test]
 fn a_missing_config_file_is_a_clear_error() {
     let e = load(Path::new("/nonexistent/overdued.toml")).unwrap_err();
     assert!(e.to_string().contains("no such file"), "{e}");

@@ -208,7 +208,13 @@ async fn webhook_quickbooks(
     }
     match super::webhooks::parse_quickbooks(&body) {
         Ok(events) => {
-            dispatch(&s, &config, overdued_connector::System::QuickBooks, &events);
+            dispatch(
+                &s,
+                &config,
+                overdued_connector::System::QuickBooks,
+                &body,
+                &events,
+            );
             StatusCode::OK.into_response()
         }
         Err(e) => {
@@ -237,7 +243,13 @@ async fn webhook_xero(
     }
     match super::webhooks::parse_xero(&body) {
         Ok(events) => {
-            dispatch(&s, &config, overdued_connector::System::Xero, &events);
+            dispatch(
+                &s,
+                &config,
+                overdued_connector::System::Xero,
+                &body,
+                &events,
+            );
             StatusCode::OK.into_response()
         }
         Err(e) => {
@@ -247,51 +259,77 @@ async fn webhook_xero(
     }
 }
 
-/// Starts the cycle of every connection an invoice or payment event names.
+/// Schedules the cycle of every connection an invoice or payment event names, once per
+/// [`super::webhooks::COALESCE_WINDOW`], unless every event of the delivery was seen
+/// before. One INFO line per sync with the count of changes, however many events the
+/// window brought (a delivery may name thousands); each event at debug.
 fn dispatch(
-    s: &Shared,
+    s: &AppState,
     config: &crate::config::Config,
     system: overdued_connector::System,
+    body: &[u8],
     events: &[super::webhooks::Event],
 ) {
     use crate::config::SystemConfig;
-    let mut kicked = std::collections::BTreeSet::new();
+    if !s.webhooks.fresh(&super::webhooks::event_ids(system, body)) {
+        tracing::debug!(system = %system, events = events.len(), "webhook: every event already seen; dropped");
+        return;
+    }
+    let candidates: Vec<(String, Option<String>, Option<String>)> = config
+        .connections
+        .iter()
+        .filter(|c| c.enabled && c.system() == system)
+        .map(|c| {
+            let configured = match &c.system {
+                SystemConfig::QuickBooks(q) => q.realm_id.clone(),
+                SystemConfig::Xero(x) => Some(x.tenant.clone()),
+            };
+            let bound = s
+                .store
+                .get_tokens(&c.name)
+                .ok()
+                .flatten()
+                .and_then(|t| t.bound_to);
+            (c.name.clone(), configured, bound)
+        })
+        .collect();
+    let mut matched: Vec<&str> = Vec::new();
+    let mut unknown = std::collections::BTreeSet::new();
     for e in events
         .iter()
         .filter(|e| matches!(e.entity.as_str(), "invoice" | "payment"))
     {
-        let conn = config
-            .connections
-            .iter()
-            .filter(|c| c.enabled && c.system() == system)
-            .find(|c| {
-                let configured = match &c.system {
-                    SystemConfig::QuickBooks(q) => q.realm_id.clone(),
-                    SystemConfig::Xero(x) => Some(x.tenant.clone()),
-                };
-                let bound = s
-                    .store
-                    .get_tokens(&c.name)
-                    .ok()
-                    .flatten()
-                    .and_then(|t| t.bound_to);
-                configured.as_deref() == Some(e.tenant.as_str())
-                    || bound.as_deref() == Some(e.tenant.as_str())
-            });
+        let conn = candidates.iter().find(|(_, configured, bound)| {
+            configured.as_deref() == Some(e.tenant.as_str())
+                || bound.as_deref() == Some(e.tenant.as_str())
+        });
         match conn {
-            Some(c) => {
-                tracing::info!(connection = %c.name, entity = %e.entity, id = %e.id, operation = %e.operation, "webhook: change reported; syncing now");
-                kicked.insert(c.name.clone());
+            Some((name, _, _)) => {
+                tracing::debug!(connection = %name, entity = %e.entity, id = %e.id, operation = %e.operation, "webhook: change reported");
+                matched.push(name);
             }
             None => {
-                warn!(system = %system, tenant = %e.tenant, id = %e.id, "webhook for a company or organisation no connection is configured for")
+                unknown.insert(e.tenant.as_str());
             }
         }
     }
-    let conns = s.conns();
-    for name in kicked {
-        if let Some(c) = conns.get(&name) {
-            c.kick.notify_one();
+    for tenant in unknown {
+        warn!(system = %system, tenant = %tenant, "webhook for a company or organisation no connection is configured for");
+    }
+    for (name, n) in super::webhooks::count_by(matched.into_iter()) {
+        if s.webhooks.schedule(name, n) {
+            let s = s.clone();
+            let name = name.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(super::webhooks::COALESCE_WINDOW).await;
+                let changes = s.webhooks.fire(&name);
+                tracing::info!(connection = %name, changes, "webhook: change reported; syncing now");
+                if let Some(c) = s.conns().get(&name) {
+                    c.kick.notify_one();
+                }
+            });
+        } else {
+            tracing::debug!(connection = %name, changes = n, "webhook: a sync is already scheduled; folded into it");
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct MetricsInput {
     pub started_at: DateTime<Utc>,
     pub healthy: bool,
     pub connections: Vec<ConnectionMetrics>,
+    pub webhooks: super::webhooks::WebhookCounts,
+    /// Store calls that failed since start.
+    pub store_errors: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +163,37 @@ pub fn render(m: &MetricsInput) -> String {
         "1 when /healthz answers 200, else 0.",
         &[],
         u8::from(m.healthy).to_string(),
+    );
+    r.counter(
+        "overdued_store_errors_total",
+        "Store calls that failed; /healthz answers 503 while the store fails.",
+        &[],
+        m.store_errors,
+    );
+    let w = &m.webhooks;
+    r.counter(
+        "overdued_webhook_events_total",
+        "Events in webhook deliveries whose signature verified.",
+        &[],
+        w.events,
+    );
+    r.counter(
+        "overdued_webhook_events_duplicate_total",
+        "Webhook events dropped as already seen (replays, redeliveries).",
+        &[],
+        w.duplicates,
+    );
+    r.counter(
+        "overdued_webhook_syncs_coalesced_total",
+        "Webhook sync requests folded into a sync already scheduled for the connection.",
+        &[],
+        w.coalesced,
+    );
+    r.counter(
+        "overdued_webhook_syncs_total",
+        "Syncs started by webhooks.",
+        &[],
+        w.syncs,
     );
     for c in &m.connections {
         let id = [
@@ -360,6 +394,13 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            webhooks: crate::daemon::webhooks::WebhookCounts {
+                events: 100,
+                duplicates: 99,
+                coalesced: 3,
+                syncs: 1,
+            },
+            store_errors: 2,
         }
     }
 
@@ -390,6 +431,9 @@ mod tests {
         let text = render(&sample());
         let has = |l: &str| assert!(text.lines().any(|x| x == l), "missing {l:?} in\n{text}");
         has("overdued_healthy 0");
+        has("overdued_store_errors_total 2");
+        has("overdued_webhook_events_duplicate_total 99");
+        has("overdued_webhook_syncs_coalesced_total 3");
         has("overdued_start_time_seconds 1772438400.250");
         has(
             r#"overdued_connection_needs_reconnect{connection="acme \"qbo\"",system="quickbooks"} 1"#,

@@ -18,6 +18,7 @@ pub mod scheduler;
 mod shared;
 pub mod signals;
 mod state_files;
+pub mod store_watch;
 mod supervisor;
 mod views;
 pub mod webhooks;

@@ -156,7 +156,9 @@ tenant = "Acme AU Pty"
 
     /// A daemon's shared state before its tasks start.
     fn unstarted(config: Config, factory: ConnectorFactory) -> Shared {
-        let store = Arc::new(SledStore::open(&config.daemon.state_dir).unwrap());
+        let store = Arc::new(crate::daemon::store_watch::WatchedStore::new(Arc::new(
+            SledStore::open(&config.daemon.state_dir).unwrap(),
+        )));
         let clock: Arc<dyn overdued_connector::Clock> =
             Arc::new(ManualClock::new(chrono::Utc::now()));
         let conns = config
@@ -172,7 +174,7 @@ tenant = "Acme AU Pty"
             factory,
             http_addr: "127.0.0.1:0".parse().unwrap(),
             conns: Mutex::new(conns),
-            store_trouble: Mutex::new(None),
+            webhooks: Default::default(),
             cycles_ended: crate::daemon::scheduler::CyclesEnded::default(),
             admin_token: "t".into(),
         }

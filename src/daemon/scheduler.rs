@@ -76,7 +76,10 @@ pub async fn connection_task(shared: Arc<Shared>, name: String, stop: Cancellati
             c.enabled = conn_cfg.enabled;
             c.system = conn_cfg.system();
         }
-        if conn_cfg.enabled {
+        // While the store fails nothing could be journaled, and a token rotated now
+        // might never be saved: wait for the supervisor to bring the store back.
+        let store_ok = shared.store_trouble().is_none();
+        if conn_cfg.enabled && store_ok {
             if local.built_for != Some(gen) {
                 rebuild(&shared, &name, &conn_cfg, gen, &mut local);
             }
@@ -232,24 +235,13 @@ fn record(shared: &Shared, name: &str, r: &Result<CycleReport, CycleError>, loca
                     .entry((kind.as_str().to_string(), outcome.as_str().to_string()))
                     .or_insert(0) += n;
             }
-            drop(conns);
-            shared.set_store_trouble(None);
         }
         Err(e) => {
             c.syncs_failed += 1;
             c.last_error = Some(e.to_string());
+            // A store error among them has already marked the store in trouble
+            // (`WatchedStore`), whichever phase it came from.
             c.reauth = class_of(e) == Some(ErrorClass::Reauth);
-            let store_err = match e {
-                CycleError::Store { source, .. } => Some(source.to_string()),
-                CycleError::Sync(crate::sync::SyncError::Store { source, .. }) => {
-                    Some(source.to_string())
-                }
-                _ => None,
-            };
-            drop(conns);
-            if let Some(s) = store_err {
-                shared.set_store_trouble(Some(s));
-            }
         }
     }
 }
@@ -275,7 +267,6 @@ async fn refresh_snapshot(shared: &Arc<Shared>, name: &str) {
         }
         Ok(Err(e)) => {
             error!(connection = %name, error = %e, "cannot read the connection's status from the store");
-            shared.set_store_trouble(Some(e.to_string()));
         }
         Err(e) => error!(connection = %name, error = %e, "status computation failed"),
     }

@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use overdued_connector::{Clock, Connector, StatsSnapshot, System};
 use tokio::sync::Notify;
 
+use super::store_watch::WatchedStore;
 use super::ConnectorFactory;
 use crate::config::{Config, ConnectionConfig};
 use crate::report::status;
-use crate::store::SledStore;
 
 /// The live state of one connection, shared between its task and the HTTP handlers.
 pub struct ConnState {
@@ -116,13 +116,14 @@ impl Current {
 /// Everything the tasks and the HTTP handlers share.
 pub struct Shared {
     pub(super) config: RwLock<Current>,
-    pub store: Arc<SledStore>,
+    pub store: Arc<WatchedStore>,
     pub clock: Arc<dyn Clock>,
     pub factory: ConnectorFactory,
     pub started_at: DateTime<Utc>,
     pub http_addr: SocketAddr,
     pub conns: Mutex<BTreeMap<String, ConnState>>,
-    pub store_trouble: Mutex<Option<String>>,
+    /// Webhook de-duplication and burst coalescing.
+    pub webhooks: super::webhooks::WebhookGate,
     /// When each connection's last cycle ended, for the owner-wide digest task.
     pub cycles_ended: super::scheduler::CyclesEnded,
     pub(super) admin_token: String,
@@ -150,15 +151,9 @@ impl Shared {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set_store_trouble(&self, t: Option<String>) {
-        *self.store_trouble.lock().unwrap_or_else(|p| p.into_inner()) = t;
-    }
-
+    /// Why the store is failing, while it is (any phase's error, at once).
     pub fn store_trouble(&self) -> Option<String> {
-        self.store_trouble
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.store.trouble()
     }
 
     pub fn admin_token(&self) -> &str {

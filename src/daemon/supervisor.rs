@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 
 use super::shared::Current;
 use super::state_files::{new_token, write_private, ADMIN_TOKEN_FILE, HTTP_ADDR_FILE};
+use super::store_watch::WatchedStore;
 use super::{http, notify, reload, scheduler, ConnState, ConnectorFactory, DaemonError, Shared};
 use crate::store::{SledStore, Store};
 
@@ -23,6 +24,13 @@ use crate::store::{SledStore, Store};
 /// next start finishes them without doing anything twice. Together with the flush this
 /// stays inside the 10 s systemd and operators expect.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A failing store is probed once a second and, while the probe fails, reopened (sled
+/// 0.34 keeps failing after ENOSPC even once space is back, until its handle is
+/// replaced). After this many failed attempts in a row the daemon exits with EX_IOERR
+/// for the service manager to restart it. Meanwhile the watchdog is not pinged, so a
+/// hung exit is restarted too.
+pub const STORE_ATTEMPTS_BEFORE_EXIT: u32 = 30;
 
 /// What the daemon is started with.
 pub struct DaemonOptions {
@@ -46,7 +54,7 @@ impl Daemon {
     pub async fn start(opts: DaemonOptions) -> Result<Daemon, DaemonError> {
         let config = crate::config::load(&opts.config_path)?;
         let dir = config.daemon.state_dir.clone();
-        let store = Arc::new(SledStore::open(&dir)?);
+        let store = Arc::new(WatchedStore::new(Arc::new(SledStore::open(&dir)?)));
         // The config may name a Xero organisation by name, or leave out a realm id: the
         // token store knows what each grant was bound to at connect.
         if let Some(d) = config.shared_ledger(|n| bound_to(store.as_ref(), n)) {
@@ -89,7 +97,7 @@ impl Daemon {
             factory: opts.factory,
             http_addr,
             conns: Mutex::new(conns),
-            store_trouble: Mutex::new(None),
+            webhooks: Default::default(),
             cycles_ended: scheduler::CyclesEnded::default(),
             admin_token,
         });
@@ -149,6 +157,8 @@ impl Daemon {
         notifier.ready(&summary);
 
         let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
+        let mut failed_probes = 0u32;
+        let mut fatal: Option<String> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -167,10 +177,38 @@ impl Daemon {
                     None => { shutdown.cancelled().await; break; }
                 },
                 _ = async { match watchdog.as_mut() { Some(w) => { w.tick().await; } None => std::future::pending().await } } => {
-                    notifier.watchdog();
+                    if shared.store_trouble().is_none() {
+                        notifier.watchdog();
+                    }
                 }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
                     tasks.retain(|_, t| !t.is_finished());
+                    if let Some(trouble) = shared.store_trouble() {
+                        let store = shared.store.clone();
+                        let probe = tokio::task::spawn_blocking(move || store.recover()).await;
+                        match probe {
+                            Ok(Ok(())) => {
+                                info!("the store accepts writes again; chasing resumes");
+                                failed_probes = 0;
+                                for c in shared.conns().values() {
+                                    c.kick.notify_one();
+                                }
+                            }
+                            Ok(Err(e)) => {
+                                failed_probes += 1;
+                                if failed_probes == 1 {
+                                    error!(error = %e, first_error = %trouble, "STORE FAILING: nothing can be recorded, so nothing is chased; retrying every second, exiting for a restart after {STORE_ATTEMPTS_BEFORE_EXIT} s");
+                                }
+                                if failed_probes >= STORE_ATTEMPTS_BEFORE_EXIT {
+                                    fatal = Some(e.to_string());
+                                    break;
+                                }
+                            }
+                            Err(e) => error!(error = %e, "store probe failed to run"),
+                        }
+                    } else {
+                        failed_probes = 0;
+                    }
                 }
             }
         }
@@ -196,6 +234,13 @@ impl Daemon {
         let (_, cfg) = shared.config();
         for f in [HTTP_ADDR_FILE, ADMIN_TOKEN_FILE] {
             let _ = std::fs::remove_file(cfg.daemon.state_dir.join(f));
+        }
+        if let Some(e) = fatal {
+            // Nothing more reaches the disk; what the journal holds is what the next
+            // start resumes from.
+            return Err(DaemonError::Store(crate::store::StoreError::Backend(format!(
+                "the store kept failing ({e}); exiting so the service manager restarts overdued with a fresh store handle"
+            ))));
         }
         let flushed = tokio::task::spawn_blocking({
             let store = shared.store.clone();
@@ -235,8 +280,7 @@ pub(super) fn spawn_missing(
     }
 }
 
-fn bound_to(store: &SledStore, connection: &str) -> Option<String> {
-    use crate::store::Store;
+fn bound_to(store: &dyn crate::store::Store, connection: &str) -> Option<String> {
     store
         .get_tokens(connection)
         .ok()

@@ -120,6 +120,8 @@ impl Shared {
             started_at: self.started_at,
             healthy,
             connections,
+            webhooks: self.webhooks.counts(),
+            store_errors: self.store.errors_total(),
         }
     }
 }

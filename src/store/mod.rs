@@ -89,6 +89,13 @@ pub trait Store: Send + Sync {
     fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>>;
 
     fn append_audit(&self, e: &AuditEvent) -> Result<()>;
+    /// Durable: a journal entry and the audit record of its change together, so the
+    /// history never lags the journal after a crash. Backends that cannot do both at
+    /// once write the entry first.
+    fn put_journal_with_audit(&self, e: &JournalEntry, audit: &AuditEvent) -> Result<()> {
+        self.put_journal(e)?;
+        self.append_audit(audit)
+    }
     /// The audit log of one invoice, oldest first.
     fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>>;
     /// The whole audit log of a connection since `since`, oldest first.

@@ -176,6 +176,7 @@ impl SledStore {
     /// Opens (creating, mode 0700) the state directory and takes its lock.
     pub fn open(dir: &Path) -> Result<SledStore> {
         create_private_dir(dir)?;
+        keep_new_files_private();
         let lock = StateLock::acquire(dir)?;
         remove_unfinished_snapshots(&dir.join("db"))?;
         let db = sled::Config::new()
@@ -185,6 +186,7 @@ impl SledStore {
             .flush_every_ms(Some(500))
             .open()
             .map_err(be)?;
+        tighten(dir)?;
         let t = |name: &str| db.open_tree(name).map_err(be);
         Ok(SledStore {
             dir: dir.to_path_buf(),
@@ -211,6 +213,14 @@ impl SledStore {
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Writes a few bytes and flushes them: whether the store can reach the disk now.
+    /// sled may have nothing dirty to flush, so a bare flush would pass on a full disk.
+    pub fn probe(&self) -> Result<()> {
+        let now = Utc::now().timestamp_micros().to_be_bytes();
+        self.db.insert(b"overdued.probe", &now).map_err(be)?;
+        self.durable()
     }
 
     fn journal_entry(&self, key: &[u8]) -> Result<Option<JournalEntry>> {
@@ -267,6 +277,53 @@ fn remove_unfinished_snapshots(db_dir: &Path) -> Result<()> {
                 path = %path.display(),
                 "removed an unfinished store snapshot left by an interrupted run"
             );
+        }
+    }
+    Ok(())
+}
+
+/// sled creates its files, and later its snapshots, with the process umask: under
+/// umask 000 the ledger and the tokens would be world-writable. So from the store's
+/// opening on, files the process creates keep group and others out. The process is
+/// overdued itself (daemon or CLI), which writes nothing meant to be shared.
+fn keep_new_files_private() {
+    #[cfg(unix)]
+    // SAFETY: umask(2) only swaps the process's file-creation mask and cannot fail.
+    unsafe {
+        let old = libc::umask(0o077);
+        libc::umask(old | 0o077);
+    }
+}
+
+/// Files 0600 and directories 0700 under the state directory, for stores an earlier
+/// run created under a looser umask.
+fn tighten(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |path: &Path, source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).map_err(|e| io(&d, e))? {
+                let entry = entry.map_err(|e| io(&d, e))?;
+                let path = entry.path();
+                let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+                let want = if meta.is_dir() {
+                    stack.push(path.clone());
+                    0o700
+                } else if meta.is_file() {
+                    0o600
+                } else {
+                    continue;
+                };
+                if meta.permissions().mode() & 0o777 != want {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))
+                        .map_err(|e| io(&path, e))?;
+                }
+            }
         }
     }
     Ok(())
@@ -373,6 +430,40 @@ impl Store for SledStore {
 
     fn put_journal(&self, e: &JournalEntry) -> Result<()> {
         self.replace_journal(None, e)?;
+        self.durable()
+    }
+
+    fn put_journal_with_audit(&self, e: &JournalEntry, audit: &AuditEvent) -> Result<()> {
+        let idx = key2(&e.connection, &format!("{}\0{}", e.invoice_id, e.key));
+        let open = key2(&e.connection, e.key.as_str());
+        let value = encode(e)?;
+        let settled = e.is_settled();
+        let (audit_key, audit_idx) = audit_keys(self.db.generate_id().map_err(be)?, audit);
+        let audit_value = encode(audit)?;
+        (
+            &self.journal,
+            &self.journal_by_invoice,
+            &self.journal_open,
+            &self.audit,
+            &self.audit_by_invoice,
+        )
+            .transaction(|(j, by_inv, open_t, a, a_by_inv)| {
+                j.insert(e.key.as_str().as_bytes(), value.clone())?;
+                by_inv.insert(idx.clone(), &[])?;
+                if settled {
+                    open_t.remove(open.clone())?;
+                } else {
+                    open_t.insert(open.clone(), &[])?;
+                }
+                a.insert(audit_key.clone(), audit_value.clone())?;
+                if let Some(ik) = &audit_idx {
+                    a_by_inv.insert(ik.clone(), &[])?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                StoreError::Backend(format!("{e:?}"))
+            })?;
         self.durable()
     }
 
@@ -490,14 +581,9 @@ impl Store for SledStore {
     }
 
     fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        let seq = self.db.generate_id().map_err(be)?.to_be_bytes();
-        let mut k = prefix(&e.connection);
-        k.extend_from_slice(&seq);
+        let (k, ik) = audit_keys(self.db.generate_id().map_err(be)?, e);
         self.audit.insert(k, encode(e)?).map_err(be)?;
-        if let Some(inv) = &e.invoice_id {
-            let mut ik = key2(&e.connection, inv);
-            ik.push(SEP);
-            ik.extend_from_slice(&seq);
+        if let Some(ik) = ik {
             self.audit_by_invoice.insert(ik, &[]).map_err(be)?;
         }
         Ok(())
@@ -563,6 +649,21 @@ impl Store for SledStore {
     fn flush(&self) -> Result<()> {
         self.durable()
     }
+}
+
+/// An audit record's key (connection, sequence) and, for one about an invoice, its
+/// index key (connection, invoice, sequence).
+fn audit_keys(seq: u64, e: &AuditEvent) -> (Vec<u8>, Option<Vec<u8>>) {
+    let seq = seq.to_be_bytes();
+    let mut k = prefix(&e.connection);
+    k.extend_from_slice(&seq);
+    let ik = e.invoice_id.as_ref().map(|inv| {
+        let mut ik = key2(&e.connection, inv);
+        ik.push(SEP);
+        ik.extend_from_slice(&seq);
+        ik
+    });
+    (k, ik)
 }
 
 fn hold_key(connection: &str, target: &HoldTarget, kind: HoldKind) -> Vec<u8> {
