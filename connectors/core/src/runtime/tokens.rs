@@ -279,6 +279,12 @@ impl TokenManager {
             st.tokens = Some(pending);
         }
         if st.tokens.is_none() || self.needs_reconnect() {
+            if st.tokens.is_none() && self.grant.is_some() {
+                // Connections built side by side (one cycle task each) join the grant as
+                // they are first polled: let them, so the first load already knows the
+                // grant is shared and reads and writes it under the grant's key.
+                tokio::task::yield_now().await;
+            }
             // Re-read while flagged so a `connect` from another process is picked up.
             let loaded = self
                 .store
