@@ -350,14 +350,30 @@ fn already_read(cursor: &SyncCursor, row: &QboInvoice) -> bool {
         && cursor.read_at_since.contains(&version_tag(row))
 }
 
-/// The cursor after a page, for keyset paging on `MetaData.LastUpdatedTime`.
-///
-/// Within a pass the next page starts at the newest time seen, past the rows at exactly
-/// that time already read (a page may be all one instant, so an offset is needed to move
-/// on). A finished incremental pass resumes from position 1 at its newest time instead,
-/// remembering the versions read at that instant: QuickBooks orders rows sharing a
-/// timestamp by its own key, so a row changed later in the same second can sort *before*
-/// the ones already read, and an offset would skip it until the next full sync.
+/// Below this many rows read at the cursor's instant, a page restarts at the first row
+/// of that instant and drops the versions already read; above it (a burst too big to
+/// re-read), it skips them by offset.
+const RESCAN_LIMIT: usize = PAGE_SIZE as usize / 2;
+
+/// Where the next query starts. QuickBooks orders rows sharing a timestamp by its own
+/// key, so a row changed later in the same second can sort *before* the rows already
+/// read at it: an offset (`>= T STARTPOSITION read+1`) would skip it until the next full
+/// sync. So the rows at `T` are read again from the first and the versions already read
+/// are dropped (see [`already_read`]).
+fn query_start(cursor: &SyncCursor) -> SyncCursor {
+    if cursor.since.is_some() && cursor.read_at_since.len() < RESCAN_LIMIT {
+        SyncCursor {
+            position: 1,
+            ..cursor.clone()
+        }
+    } else {
+        cursor.clone()
+    }
+}
+
+/// The cursor after a page read from `cursor.position`, for keyset paging on
+/// `MetaData.LastUpdatedTime`: the next page starts at the newest time seen, past the
+/// rows at exactly that time already read, whose versions it remembers.
 fn advance(cursor: &SyncCursor, page: &[QboInvoice], more: bool) -> SyncCursor {
     let newest = page.iter().filter_map(QboInvoice::updated_at).max();
     let high_water = match (cursor.high_water, newest) {
@@ -389,17 +405,10 @@ fn advance(cursor: &SyncCursor, page: &[QboInvoice], more: bool) -> SyncCursor {
         }
     };
     match (cursor.mode, more) {
-        (_, true) => SyncCursor {
+        (_, true) | (SyncMode::Incremental, false) => SyncCursor {
             mode: cursor.mode,
             since,
             position,
-            high_water,
-            read_at_since,
-        },
-        (SyncMode::Incremental, false) => SyncCursor {
-            mode: SyncMode::Incremental,
-            since,
-            position: 1,
             high_water,
             read_at_since,
         },
@@ -427,6 +436,7 @@ impl Connector for QuickBooksConnector {
 
     async fn sync_page(&self, cursor: &SyncCursor) -> Result<SyncPage, ConnectorError> {
         let open_only = cursor.mode == SyncMode::Full;
+        let cursor = &query_start(cursor);
         let statement = query::invoices_page(open_only, cursor.since, cursor.position);
         let env = self.query("sync_page", statement).await?;
         let rows = env.query.invoices;

@@ -427,7 +427,14 @@ pub fn token(
                     body: token_body(system, &t, &scope),
                 };
             }
-            if let Some(old) = w.auth.refresh.get_mut(rt) {
+            if system == System::Xero {
+                // A Xero grant has one live refresh token: a rotation supersedes every
+                // earlier one of the grant (each then lasts the grace), so connections
+                // holding separate copies of one grant void each other.
+                for old in w.auth.refresh.values_mut().filter(|o| o.grant == r.grant) {
+                    old.superseded_at.get_or_insert(now);
+                }
+            } else if let Some(old) = w.auth.refresh.get_mut(rt) {
                 old.superseded_at.get_or_insert(now);
             }
             let t = issue(w, r.grant);

@@ -168,6 +168,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn organisations_configured_with_one_grants_token_share_it() {
+        let on = |tenant: &str, client: &str, refresh: Option<&str>| {
+            let mut s =
+                XeroSettings::new(ConnectionId::new(tenant), client, Secret::new("s"), tenant);
+            s.initial_refresh_token = refresh.map(Secret::new);
+            s.runtime_settings().grant
+        };
+        let a = on("Acme", "app", Some("R0"));
+        assert!(a.is_some());
+        assert_eq!(
+            a,
+            on("Bolt", "app", Some("R0")),
+            "one consent, two organisations"
+        );
+        assert_ne!(a, on("Bolt", "app", Some("R9")), "another consent");
+        assert_ne!(a, on("Bolt", "other-app", Some("R0")), "another app");
+        assert_eq!(
+            on("Acme", "app", None),
+            None,
+            "nothing to tell the grant by"
+        );
+        assert_eq!(on("Acme", "app", Some("")), None);
+    }
+
+    #[test]
     fn offline_access_is_always_asked_for() {
         let mut s = XeroSettings::new(ConnectionId::new("uk"), "id", Secret::new("s"), "Acme");
         s.scopes = vec!["accounting.invoices".into(), "offline_access".into()];

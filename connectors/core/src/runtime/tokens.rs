@@ -279,6 +279,12 @@ impl TokenManager {
             st.tokens = Some(pending);
         }
         if st.tokens.is_none() || self.needs_reconnect() {
+            if st.tokens.is_none() && self.grant.is_some() {
+                // Connections built side by side (one cycle task each) join the grant as
+                // they are first polled: let them, so the first load already knows the
+                // grant is shared and reads and writes it under the grant's key.
+                tokio::task::yield_now().await;
+            }
             // Re-read while flagged so a `connect` from another process is picked up.
             let loaded = self
                 .store
@@ -698,5 +704,142 @@ mod tests {
             .lock()
             .unwrap()
             .contains(&"refresh R2 -> R3".to_string()));
+    }
+
+    /// A store keyed by name, as the daemon's is.
+    #[derive(Default)]
+    struct Keyed {
+        map: StdMutex<std::collections::BTreeMap<String, TokenSet>>,
+    }
+
+    impl TokenStore for Keyed {
+        fn load_tokens(&self, c: &str) -> Result<Option<TokenSet>, TokenStoreError> {
+            Ok(self.map.lock().unwrap().get(c).cloned())
+        }
+        fn save_tokens(&self, c: &str, t: &TokenSet) -> Result<(), TokenStoreError> {
+            self.map.lock().unwrap().insert(c.to_string(), t.clone());
+            Ok(())
+        }
+    }
+
+    fn vendor() -> Arc<FakeVendor> {
+        Arc::new(FakeVendor {
+            n: AtomicU32::new(0),
+            refuse: AtomicBool::new(false),
+            log: Arc::new(Recorder::default()),
+        })
+    }
+
+    fn on_grant(
+        grant: &GrantKey,
+        name: &str,
+        v: &Arc<FakeVendor>,
+        store: &Arc<Keyed>,
+        clock: &Arc<ManualClock>,
+    ) -> Arc<TokenManager> {
+        TokenManager::shared(
+            grant,
+            ConnectionId::new(name),
+            v.clone(),
+            store.clone(),
+            clock.clone(),
+            Some(Secret::new("R0")),
+            Arc::new(RuntimeStats::default()),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_on_one_grant_share_one_manager_and_one_refresh() {
+        let (v, store) = (vendor(), Arc::new(Keyed::default()));
+        let clock = Arc::new(ManualClock::new(t0()));
+        let grant = GrantKey::from_lineage("fake", "app", &Secret::new("R0"));
+        let managers: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|n| on_grant(&grant, n, &v, &store, &clock))
+            .collect();
+        assert!(Arc::ptr_eq(&managers[0], &managers[2]));
+        // Another store is another grant holder: not shared.
+        let elsewhere = on_grant(&grant, "a", &v, &Arc::new(Keyed::default()), &clock);
+        assert!(!Arc::ptr_eq(&managers[0], &elsewhere));
+        drop(elsewhere);
+
+        managers[0].access_token().await.unwrap();
+        clock.advance(chrono::Duration::minutes(56));
+        let mut tasks = Vec::new();
+        for m in managers.iter().cycle().take(9) {
+            let m = m.clone();
+            tasks.push(tokio::spawn(async move {
+                m.access_token().await.unwrap().expose().to_string()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), "A2");
+        }
+        assert_eq!(v.n.load(Ordering::SeqCst), 2, "bootstrap and one refresh");
+        let map = store.map.lock().unwrap();
+        assert_eq!(
+            map.keys().cloned().collect::<Vec<_>>(),
+            vec![grant.as_str().to_string()],
+            "stored once, under the grant"
+        );
+        assert!(
+            !grant.as_str().contains("R0"),
+            "the token is not in the key"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_newest_copy_of_a_grant_wins_and_refused_copies_never_do() {
+        let (v, store) = (vendor(), Arc::new(Keyed::default()));
+        let clock = Arc::new(ManualClock::new(t0()));
+        let copy = |r: &str, at: DateTime<Utc>, refused: bool| TokenSet {
+            access_token: Secret::new(format!("A-{r}")),
+            access_expires_at: at + chrono::Duration::hours(1),
+            refresh_token: Secret::new(r),
+            refresh_expires_at: None,
+            previous_refresh_token: None,
+            obtained_at: at,
+            bound_to: Some(format!("tenant-{r}")),
+            needs_reconnect: refused,
+        };
+        {
+            let mut map = store.map.lock().unwrap();
+            map.insert(
+                "a".into(),
+                copy("Ra", t0() - chrono::Duration::minutes(20), false),
+            );
+            map.insert(
+                "b".into(),
+                copy("Rb", t0() - chrono::Duration::minutes(10), false),
+            );
+            map.insert(
+                "c".into(),
+                copy("Rc", t0() - chrono::Duration::minutes(1), true),
+            );
+        }
+        let grant = GrantKey::from_lineage("fake", "app", &Secret::new("R0"));
+        let ms: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|n| on_grant(&grant, n, &v, &store, &clock))
+            .collect();
+        assert_eq!(ms[2].access_token().await.unwrap().expose(), "A-Rb");
+        assert_eq!(v.n.load(Ordering::SeqCst), 0, "b's copy is still fresh");
+        let shared = store
+            .map
+            .lock()
+            .unwrap()
+            .get(grant.as_str())
+            .cloned()
+            .expect("saved under the grant");
+        assert_eq!(shared.refresh_token.expose(), "Rb");
+        assert_eq!(shared.bound_to, None, "a grant binds no one tenant");
+        clock.advance(chrono::Duration::hours(1));
+        assert_eq!(ms[0].access_token().await.unwrap().expose(), "A1");
+        assert!(v
+            .log
+            .events
+            .lock()
+            .unwrap()
+            .contains(&"refresh Rb -> R1".to_string()));
     }
 }
