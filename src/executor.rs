@@ -357,9 +357,23 @@ impl Executor<'_> {
             ));
         }
         let mut sent_today = self.limits.sent_today.clone();
+        // A customer's reminders by our own email in one run leave as one statement: after
+        // the first, they add no message to the day's count.
+        let mut in_statement: HashSet<String> = HashSet::new();
         let mut out = Vec::with_capacity(pending.len());
         for e in pending {
             if e.kind == ActionKind::Remind {
+                let by_smtp_only = matches!(
+                    e.payload.action(),
+                    Some(ActionPayload::Remind {
+                        channel: Some(Channel::Smtp),
+                        ..
+                    })
+                );
+                if by_smtp_only && in_statement.contains(&e.customer_id) {
+                    out.push(e);
+                    continue;
+                }
                 let limit = self.limits.limit_of(&e.customer_id);
                 let count = sent_today.entry(e.customer_id.clone()).or_default();
                 if limit > 0 && *count >= limit {
@@ -377,6 +391,9 @@ impl Executor<'_> {
                     continue;
                 }
                 *count += 1;
+                if by_smtp_only {
+                    in_statement.insert(e.customer_id.clone());
+                }
             }
             out.push(e);
         }

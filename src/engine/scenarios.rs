@@ -650,6 +650,35 @@ fn one_reminder_per_customer_per_day_most_overdue_first() {
 }
 
 #[test]
+fn reminders_by_our_own_email_share_one_statement_within_the_daily_limit() {
+    // By SMTP, a customer's reminders of one day leave as one statement: one message,
+    // however many invoices it lists. By the system's email each is a message of its own.
+    let steps = "[[policies.default.steps]]\noffset = \"+14d\"\naction = \"remind\"\nchannel = \"smtp\"\n[policies.default]\npayment_instructions = \"Bank transfer\"\n";
+    let mut sim = utc_sim(&format!("{ALWAYS_OPEN}{steps}"))
+        .with_invoice("a", "c1", 100)
+        .with_invoice("b", "c1", 100)
+        .with_invoice("z", "c2", 100);
+    for (id, days) in [("a", 14), ("b", 15), ("z", 14)] {
+        sim.case(id).invoice.due_date = due() - Duration::days(days);
+    }
+    let p = sim.plan_at(sim.at(0, 10, 0));
+    let mut ids: Vec<&str> = p.actions.iter().map(|a| a.invoice_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b", "z"], "{:?}", p.skipped);
+
+    let by_system = steps.replace("channel = \"smtp\"", "channel = \"email\"");
+    let mut sim = utc_sim(&format!("{ALWAYS_OPEN}{by_system}"))
+        .with_invoice("a", "c1", 100)
+        .with_invoice("b", "c1", 100);
+    for (id, days) in [("a", 14), ("b", 15)] {
+        sim.case(id).invoice.due_date = due() - Duration::days(days);
+    }
+    let p = sim.plan_at(sim.at(0, 10, 0));
+    let ids: Vec<&str> = p.actions.iter().map(|a| a.invoice_id.as_str()).collect();
+    assert_eq!(ids, ["b"], "the most overdue first, one a day");
+}
+
+#[test]
 fn per_customer_limit_can_be_raised() {
     let policies =
         format!("{ALWAYS_OPEN}[policies.default]\nmax_reminders_per_customer_per_day = 0\n");

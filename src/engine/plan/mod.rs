@@ -352,15 +352,21 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
                 &b.action.step_id,
             ))
     });
+    // A customer's reminders by our own email in one run go out as one message (a
+    // statement), so after the first they add no message to the day's count.
+    let mut in_statement: BTreeSet<(String, String)> = BTreeSet::new();
     for (c, policy_name) in open {
         if c.email_reminder {
+            let who = (c.action.connection.0.clone(), c.action.customer_id.clone());
+            if c.action.channel == Channel::Smtp && in_statement.contains(&who) {
+                actions.push(c.action);
+                continue;
+            }
             let limit = inputs
                 .policies
                 .get(&policy_name)
                 .map_or(0, |p| p.max_reminders_per_customer_per_day);
-            let count = sent_today
-                .entry((c.action.connection.0.clone(), c.action.customer_id.clone()))
-                .or_default();
+            let count = sent_today.entry(who.clone()).or_default();
             if limit > 0 && *count >= limit {
                 skipped.push(skip_from(
                     &c.action,
@@ -370,6 +376,9 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
                 continue;
             }
             *count += 1;
+            if c.action.channel == Channel::Smtp {
+                in_statement.insert(who);
+            }
         }
         actions.push(c.action);
     }
