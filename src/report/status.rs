@@ -305,9 +305,20 @@ pub fn render_text(r: &StatusReport) -> String {
         for (cur, buckets) in &c.ageing.by_currency {
             let open = c.ageing.open(cur);
             let overdue = c.ageing.overdue(cur);
+            // Grouped as people write money; the code is named once, on the line above.
+            let human = |a: rust_decimal::Decimal| match cur.parse::<overdued_connector::Currency>()
+            {
+                Ok(c) => overdued_connector::Money::new(a, c)
+                    .amount_human()
+                    .to_string(),
+                Err(_) => a.to_string(),
+            };
             out.push_str(&format!(
                 "  {cur}: open {} ({}), overdue {} ({})\n",
-                open.count, open.amount, overdue.count, overdue.amount
+                open.count,
+                human(open.amount),
+                overdue.count,
+                human(overdue.amount)
             ));
             for b in Bucket::ALL {
                 let t = buckets.get(&b).cloned().unwrap_or_default();
@@ -315,7 +326,7 @@ pub fn render_text(r: &StatusReport) -> String {
                     "    {:<8} {:>5}  {:>14}\n",
                     b.as_str(),
                     t.count,
-                    t.amount
+                    human(t.amount)
                 ));
             }
         }
