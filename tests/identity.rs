@@ -258,6 +258,17 @@ async fn a_week_long_email_outage_then_one_reminder_per_invoice() {
                     if e.step_id == "+7d" {
                         assert!(matches!(e.state, JournalState::Superseded { .. }), "{e:?}");
                         superseded += 1;
+                        let shown = overdued::ops::history(
+                            h.store.as_ref(),
+                            conn,
+                            &inv.snapshot.remote_id,
+                            chrono_tz::Europe::London,
+                        )
+                        .expect("history");
+                        assert!(
+                            shown.contains("remind (+7d) superseded, never carried out"),
+                            "{shown}"
+                        );
                     }
                 }
                 true
