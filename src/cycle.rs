@@ -129,7 +129,7 @@ pub async fn run_cycle(
         mailer: mailer.as_ref(),
         hooks: hooks.as_ref(),
         ledger: &ledger,
-        limits: customer_limits(config, &plan, &cases),
+        limits: customer_limits(config, conn_cfg, &plan, &cases),
     };
     let exec = executor
         .run(intents)
@@ -385,9 +385,20 @@ fn case_of(
 
 /// Each customer's reminders done this local day (from the journal, as the cases carry
 /// it) and daily limit (the strictest of the policies of the reminders planned for them).
-fn customer_limits(config: &Config, plan: &Plan, cases: &[InvoiceCase]) -> CustomerLimits {
+fn customer_limits(
+    config: &Config,
+    conn_cfg: &ConnectionConfig,
+    plan: &Plan,
+    cases: &[InvoiceCase],
+) -> CustomerLimits {
     let tz = config.daemon.time_zone;
-    let mut limits = CustomerLimits::default();
+    let mut limits = CustomerLimits {
+        default_limit: config
+            .policy_book
+            .get(&conn_cfg.policy)
+            .map_or(0, |p| p.max_reminders_per_customer_per_day),
+        ..CustomerLimits::default()
+    };
     for c in cases {
         for r in &c.history.actions {
             if r.kind == ActionKind::Remind
