@@ -79,7 +79,7 @@ pub async fn run_cycle(
     )
     .await?;
     let now = clock.now();
-    let ledger = open_ledger(conn_cfg, store)?;
+    let ledger = ledger_of(conn_cfg, connector, store).await?;
     let (plan, cases) = make_plan(config, conn_cfg, &ledger, store, now)?;
     let dry_run = config.daemon.mode == Mode::DryRun;
     if dry_run {
@@ -133,7 +133,7 @@ pub async fn run_cycle(
             default: &conn_cfg.policy,
         }),
         ledger: &ledger,
-        limits: customer_limits(config, &plan, &cases),
+        limits: customer_limits(config, conn_cfg, &plan, &cases),
     };
     let exec = executor
         .run(intents)
@@ -151,9 +151,42 @@ pub async fn run_cycle(
     })
 }
 
-/// The ledger a connection is bound to ([`overdued_connector::ledger_scope`]), with the
-/// journal the connection wrote before keys were derived from it re-keyed (once).
-pub fn open_ledger(conn_cfg: &ConnectionConfig, store: &dyn Store) -> Result<String, CycleError> {
+/// [`open_ledger`], asking the connector for the realm or tenant id when neither the
+/// config nor the token store has it (a Xero organisation named by its name, never
+/// bound through `overdued connect`).
+pub async fn ledger_of(
+    conn_cfg: &ConnectionConfig,
+    connector: &dyn Connector,
+    store: &dyn Store,
+) -> Result<String, CycleError> {
+    let name = conn_cfg.name.as_str();
+    let bound = store
+        .get_tokens(name)
+        .map_err(|source| CycleError::Store {
+            connection: name.to_string(),
+            source,
+        })?
+        .and_then(|t| t.bound_to);
+    let resolved = match conn_cfg.ledger(bound.as_deref()) {
+        Some(_) => None,
+        None => Some(connector.ledger_id().await.map_err(|source| {
+            CycleError::Sync(SyncError::Connector {
+                connection: name.to_string(),
+                source,
+            })
+        })?),
+    };
+    open_ledger(conn_cfg, store, resolved.as_deref())
+}
+
+/// The ledger a connection is bound to ([`overdued_connector::ledger_scope`]), from the
+/// config, the token store or `resolved` (the connector's answer), with the journal the
+/// connection wrote before keys were derived from it re-keyed (once).
+pub fn open_ledger(
+    conn_cfg: &ConnectionConfig,
+    store: &dyn Store,
+    resolved: Option<&str>,
+) -> Result<String, CycleError> {
     let name = conn_cfg.name.as_str();
     let st = |source| CycleError::Store {
         connection: name.to_string(),
@@ -161,7 +194,7 @@ pub fn open_ledger(conn_cfg: &ConnectionConfig, store: &dyn Store) -> Result<Str
     };
     let bound = store.get_tokens(name).map_err(st)?.and_then(|t| t.bound_to);
     let ledger = conn_cfg
-        .ledger(bound.as_deref())
+        .ledger(bound.as_deref().or(resolved))
         .ok_or_else(|| CycleError::UnknownLedger {
             connection: name.to_string(),
             what: match conn_cfg.system() {
@@ -361,9 +394,20 @@ fn case_of(
 
 /// Each customer's reminders done this local day (from the journal, as the cases carry
 /// it) and daily limit (the strictest of the policies of the reminders planned for them).
-fn customer_limits(config: &Config, plan: &Plan, cases: &[InvoiceCase]) -> CustomerLimits {
+fn customer_limits(
+    config: &Config,
+    conn_cfg: &ConnectionConfig,
+    plan: &Plan,
+    cases: &[InvoiceCase],
+) -> CustomerLimits {
     let tz = config.daemon.time_zone;
-    let mut limits = CustomerLimits::default();
+    let mut limits = CustomerLimits {
+        default_limit: config
+            .policy_book
+            .get(&conn_cfg.policy)
+            .map_or(0, |p| p.max_reminders_per_customer_per_day),
+        ..CustomerLimits::default()
+    };
     for c in cases {
         for r in &c.history.actions {
             if r.kind == ActionKind::Remind

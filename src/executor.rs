@@ -124,12 +124,11 @@ pub struct Executor<'a> {
 }
 
 impl Executor<'_> {
-    /// Records the intents, then carries out those of them still unfinished (this
-    /// run's, and those a crash or a failure left that the plan still wants). An
-    /// unfinished action the plan has moved past, or whose retries ran out (counted
-    /// from the first attempt), is closed as superseded and never carried out; one the
-    /// plan does not want now is left for a later run. Reminders beyond a customer's
-    /// daily limit wait for another day.
+    /// Records the intents, then carries out the unfinished ones (this run's and those a
+    /// crash or a failure left). An unfinished reminder the plan has moved past (another
+    /// step of its invoice is planned now), or any action whose retries ran out (counted
+    /// from the first attempt), is closed as superseded and never carried out. Reminders
+    /// beyond a customer's daily limit wait for another day.
     pub async fn run(&self, intents: Vec<Intent>) -> Result<ExecReport, ExecError> {
         let conn = self.connector.connection().as_str().to_string();
         let mut report = ExecReport::default();
@@ -296,9 +295,9 @@ impl Executor<'_> {
         Ok(report)
     }
 
-    /// Which unfinished actions are carried out now: those the plan wants, in its order,
-    /// within each customer's daily limit. The others are closed as superseded when the
-    /// plan has moved past them or their retry deadline passed, else left for later.
+    /// Which unfinished actions are carried out now: all but those closed as superseded
+    /// (the plan moved past them, or their retry deadline passed), within each
+    /// customer's daily limit.
     fn intake(
         &self,
         unfinished: Vec<JournalEntry>,
@@ -324,11 +323,9 @@ impl Executor<'_> {
         for e in &unfinished {
             if let Some(reason) = retries_expired(e, now) {
                 superseded.push((e.clone(), reason));
-            } else if planned.contains(&e.key) {
-                pending.push(e.clone());
             } else if let Some(steps) = current_reminders
                 .get(e.invoice_id.as_str())
-                .filter(|_| e.kind == ActionKind::Remind)
+                .filter(|_| e.kind == ActionKind::Remind && !planned.contains(&e.key))
             {
                 superseded.push((
                     e.clone(),
@@ -338,9 +335,12 @@ impl Executor<'_> {
                         steps.join(", ")
                     ),
                 ));
+            } else {
+                // Planned now, or left by a crash that the plan no longer names (a note
+                // beside an escalation done since): finished under its key, within its
+                // deadline and the customer's daily limit.
+                pending.push(e.clone());
             }
-            // Otherwise the plan does not want it now (outside the sending window, a
-            // hold, the daily limit): left for a later run, never sent blind.
         }
         for (mut e, reason) in superseded {
             self.supersede(&mut e, reason, &mut report.counts)?;
@@ -769,11 +769,16 @@ fn retries_expired(entry: &JournalEntry, now: DateTime<Utc>) -> Option<String> {
 pub struct CustomerLimits {
     pub sent_today: HashMap<String, u32>,
     pub limit: HashMap<String, u32>,
+    /// For customers no reminder is planned for now (the connection's policy).
+    pub default_limit: u32,
 }
 
 impl CustomerLimits {
     fn limit_of(&self, customer: &str) -> u32 {
-        self.limit.get(customer).copied().unwrap_or(0)
+        self.limit
+            .get(customer)
+            .copied()
+            .unwrap_or(self.default_limit)
     }
 }
 

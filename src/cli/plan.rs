@@ -72,7 +72,13 @@ fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPla
         let sync_error = rt
             .block_on(refresh(&c, conn_cfg, store.clone(), clock.clone()))
             .err();
-        let (plan, _) = open_ledger(conn_cfg, store.as_ref())
+        // A Xero organisation named by its name and never bound at connect is resolved
+        // by asking Xero; the plan is made without it only if that fails too.
+        let resolved = rt.block_on(async {
+            let c = connections::build(conn_cfg, store.clone(), clock.clone()).ok()?;
+            c.ledger_id().await.ok()
+        });
+        let (plan, _) = open_ledger(conn_cfg, store.as_ref(), resolved.as_deref())
             .and_then(|ledger| make_plan(&c, conn_cfg, &ledger, store.as_ref(), now))
             .map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
         let goes_out = plan

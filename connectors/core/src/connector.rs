@@ -81,6 +81,11 @@ pub trait Connector: Send + Sync {
     fn system(&self) -> System;
     fn connection(&self) -> &ConnectionId;
 
+    /// The realm id (QuickBooks) or tenant id (Xero) the connection works on: the
+    /// ledger's identity that idempotency keys derive from ([`crate::ledger_scope`]).
+    /// Xero resolves an organisation configured by name here (one call, then cached).
+    async fn ledger_id(&self) -> Result<String, ConnectorError>;
+
     /// Reads one page of the pass `cursor` describes.
     async fn sync_page(&self, cursor: &SyncCursor) -> Result<SyncPage, ConnectorError>;
 

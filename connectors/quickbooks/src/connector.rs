@@ -426,6 +426,10 @@ impl Connector for QuickBooksConnector {
         Some(&self.rt)
     }
 
+    async fn ledger_id(&self) -> Result<String, ConnectorError> {
+        Ok(self.settings.realm_id.clone())
+    }
+
     fn system(&self) -> System {
         System::QuickBooks
     }

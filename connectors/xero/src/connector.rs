@@ -656,6 +656,10 @@ impl Connector for XeroConnector {
         Some(&self.runtime)
     }
 
+    async fn ledger_id(&self) -> Result<String, ConnectorError> {
+        self.tenant_id().await
+    }
+
     fn system(&self) -> System {
         System::Xero
     }
