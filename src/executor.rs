@@ -420,6 +420,17 @@ impl Executor<'_> {
                     replayed: receipt.replayed,
                 })
             }
+            Err(e @ ConnectorError::CircuitOpen { .. }) => {
+                // Nothing was sent: the journal keeps the intent as it stands (no failed
+                // attempt counted) and the next cycle carries it out. The breaker logged
+                // the outage once; one line per action would bury it.
+                ActionWaiting { kind: entry.kind }.emit(counts);
+                Ok(Outcome::Failed {
+                    error: e.to_string(),
+                    class: e.class(),
+                    retry: true,
+                })
+            }
             Err(e) => {
                 let retry = e.is_retryable() || e.class() == ErrorClass::Reauth;
                 let attempts = match &entry.state {
@@ -536,6 +547,8 @@ impl Executor<'_> {
                 entry.audit_note_done = true;
                 self.store.put_journal(&entry)?;
             }
+            // The endpoint is down and was reported once by its breaker.
+            Err(ConnectorError::CircuitOpen { .. }) => {}
             Err(e) => {
                 // Retried next cycle under the same key; the action itself is done.
                 warn!(connection = %entry.connection, invoice = %entry.invoice_id, key = %entry.key, error = %e, "audit note not written yet");
