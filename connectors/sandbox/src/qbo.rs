@@ -134,9 +134,9 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
                     "requestid",
                 );
             }
-            if let Some(stored) = w.tenants[t].idempotency.get(&format!("qbo:{r}")) {
+            if let Some(stored) = crate::keys::replay(&mut w, t, &format!("qbo:{r}")) {
                 let mut reply = Reply::json(stored.status, &Value::Null);
-                reply.body = bytes::Bytes::from(stored.body.clone());
+                reply.body = bytes::Bytes::from(stored.body);
                 return reply;
             }
         }
@@ -156,12 +156,15 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
         if (200..300).contains(&reply.status) {
             if let Some(r) = rid {
                 let body = String::from_utf8_lossy(&reply.body).into_owned();
-                w.tenants[t].idempotency.insert(
+                crate::keys::remember(
+                    &mut w,
+                    t,
                     format!("qbo:{r}"),
                     StoredResponse {
                         status: reply.status,
                         content_type: reply.content_type(),
                         body,
+                        stored_at: None,
                     },
                 );
             }

@@ -121,12 +121,12 @@ pub fn handle(sb: &Sandbox, req: &Req, ep: &Endpoint) -> Reply {
             if k.is_empty() || k.len() > 128 {
                 return single_validation("Idempotency-Key must be 1 to 128 characters");
             }
-            if let Some(stored) = w.tenants[t].idempotency.get(&format!("xero:{k}")) {
+            if let Some(stored) = crate::keys::replay(&mut w, t, &format!("xero:{k}")) {
                 let mut r = Reply::empty(stored.status);
-                if let Some(ct) = &stored.content_type {
-                    r = r.with_header("content-type", ct.clone());
+                if let Some(ct) = stored.content_type {
+                    r = r.with_header("content-type", ct);
                 }
-                r.body = bytes::Bytes::from(stored.body.clone());
+                r.body = bytes::Bytes::from(stored.body);
                 return r;
             }
         }
@@ -154,12 +154,15 @@ pub fn handle(sb: &Sandbox, req: &Req, ep: &Endpoint) -> Reply {
         if (200..300).contains(&reply.status) {
             if let Some(k) = key {
                 let body = String::from_utf8_lossy(&reply.body).into_owned();
-                w.tenants[t].idempotency.insert(
+                crate::keys::remember(
+                    &mut w,
+                    t,
                     format!("xero:{k}"),
                     StoredResponse {
                         status: reply.status,
                         content_type: reply.content_type(),
                         body,
+                        stored_at: None,
                     },
                 );
             }
