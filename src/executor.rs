@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use overdued_connector::{
-    ActionKind, Clock, Connector, ConnectorError, ErrorClass, IdempotencyKey, InvoiceSnapshot,
-    LateFeeRequest, NoteRequest, ReminderRequest,
+    ActionKind, ActionReceipt, Clock, Connector, ConnectorError, EffectFound, ErrorClass,
+    IdempotencyKey, InvoiceSnapshot, LateFeeRequest, NoteRequest, PriorEffect, ReminderRequest,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -105,6 +105,11 @@ pub enum ExecError {
 /// Failed actions are retried on later cycles while they are this young; after that
 /// the moment has passed and a later step of the policy takes over.
 const RETRY_FOR_DAYS: i64 = 3;
+
+/// How long the vendors are taken to remember an idempotency key. Neither documents
+/// it; a day is common in the industry. An intent first attempted longer ago than this
+/// is not retried blind: the ledger is searched for its effect first.
+pub const KEY_WINDOW: Duration = Duration::hours(24);
 
 pub struct Executor<'a> {
     pub connector: &'a dyn Connector,
@@ -341,60 +346,75 @@ impl Executor<'_> {
             );
         };
         let key = entry.key.clone();
-        let result = match &payload {
-            ActionPayload::Remind { channel, .. } => {
-                let channel = channel.unwrap_or(Channel::Email);
-                let system = if channel.uses_smtp() && !channel.uses_system_email() {
-                    None
-                } else {
-                    Some(
-                        self.connector
-                            .send_reminder(
-                                &ReminderRequest {
-                                    invoice_id: entry.invoice_id.clone(),
-                                    to: None,
-                                },
-                                &key,
-                            )
-                            .await,
-                    )
-                };
-                match (system, channel.uses_smtp()) {
-                    (Some(r), false) => r,
-                    (Some(Err(e)), true) => Err(e),
-                    (_, _) => smtp_receipt(mail.get(&entry.key), self.clock.now()),
+        let prior = match self.prior_effect(entry, &payload, snap) {
+            Some(effect) if now.signed_duration_since(entry.created_at) > KEY_WINDOW => {
+                Some(self.look_for(entry, &effect).await?)
+            }
+            _ => None,
+        };
+        let result = match prior {
+            Some(Ok(found)) => Ok(found),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        };
+        let result = match result {
+            Ok(Some(receipt)) => Ok(receipt),
+            Err(e) => Err(e),
+            Ok(None) => match &payload {
+                ActionPayload::Remind { channel, .. } => {
+                    let channel = channel.unwrap_or(Channel::Email);
+                    let system = if channel.uses_smtp() && !channel.uses_system_email() {
+                        None
+                    } else {
+                        Some(
+                            self.connector
+                                .send_reminder(
+                                    &ReminderRequest {
+                                        invoice_id: entry.invoice_id.clone(),
+                                        to: None,
+                                    },
+                                    &key,
+                                )
+                                .await,
+                        )
+                    };
+                    match (system, channel.uses_smtp()) {
+                        (Some(r), false) => r,
+                        (Some(Err(e)), true) => Err(e),
+                        (_, _) => smtp_receipt(mail.get(&entry.key), self.clock.now()),
+                    }
                 }
-            }
-            ActionPayload::LateFee {
-                amount,
-                description,
-                posting,
-                due_in_days,
-                ..
-            } => {
-                let req = LateFeeRequest {
-                    invoice_id: entry.invoice_id.clone(),
-                    invoice_number: snap.display_number().to_string(),
-                    customer_id: snap.customer.id.clone(),
-                    amount: *amount,
-                    description: description.clone(),
-                    posting: *posting,
-                    issue_date: self.today,
-                    due_date: self.today + Duration::days(i64::from(*due_in_days)),
-                };
-                self.connector.create_late_fee(&req, &key).await
-            }
-            ActionPayload::Note { text } | ActionPayload::Escalate { text } => {
-                self.connector
-                    .add_note(
-                        &NoteRequest {
-                            invoice_id: entry.invoice_id.clone(),
-                            text: text.clone(),
-                        },
-                        &key,
-                    )
-                    .await
-            }
+                ActionPayload::LateFee {
+                    amount,
+                    description,
+                    posting,
+                    due_in_days,
+                    ..
+                } => {
+                    let req = LateFeeRequest {
+                        invoice_id: entry.invoice_id.clone(),
+                        invoice_number: snap.display_number().to_string(),
+                        customer_id: snap.customer.id.clone(),
+                        amount: *amount,
+                        description: description.clone(),
+                        posting: *posting,
+                        issue_date: self.today,
+                        due_date: self.today + Duration::days(i64::from(*due_in_days)),
+                    };
+                    self.connector.create_late_fee(&req, &key).await
+                }
+                ActionPayload::Note { text } | ActionPayload::Escalate { text } => {
+                    self.connector
+                        .add_note(
+                            &NoteRequest {
+                                invoice_id: entry.invoice_id.clone(),
+                                text: text.clone(),
+                            },
+                            &key,
+                        )
+                        .await
+                }
+            },
         };
         match result {
             Ok(receipt) => {
@@ -466,6 +486,82 @@ impl Executor<'_> {
         }
     }
 
+    /// What carrying out `payload` leaves in the ledger, for the lookup past the key
+    /// window; `None` when nothing goes to the system (a reminder sent by SMTP alone,
+    /// whose delivery record is overdued's own).
+    fn prior_effect(
+        &self,
+        entry: &JournalEntry,
+        payload: &ActionPayload,
+        snap: &InvoiceSnapshot,
+    ) -> Option<PriorEffect> {
+        Some(match payload {
+            ActionPayload::Remind { channel, .. } => {
+                let channel = channel.unwrap_or(Channel::Email);
+                if channel.uses_smtp() && !channel.uses_system_email() {
+                    return None;
+                }
+                PriorEffect::Reminder {
+                    invoice_id: entry.invoice_id.clone(),
+                    since: entry.created_at,
+                }
+            }
+            ActionPayload::LateFee { posting, .. } => PriorEffect::LateFee {
+                invoice_id: entry.invoice_id.clone(),
+                invoice_number: snap.display_number().to_string(),
+                customer_id: snap.customer.id.clone(),
+                separate: *posting == overdued_connector::FeePosting::SeparateInvoice,
+                since: entry.created_at,
+            },
+            ActionPayload::Note { text } | ActionPayload::Escalate { text } => PriorEffect::Note {
+                invoice_id: entry.invoice_id.clone(),
+                text: text.clone(),
+            },
+        })
+    }
+
+    /// Looks in the ledger for `effect` and records what was found in the audit log.
+    /// `Some` receipt when the earlier attempt went through (the action is then done,
+    /// as replayed); `None` when it must be carried out.
+    async fn look_for(
+        &self,
+        entry: &JournalEntry,
+        effect: &PriorEffect,
+    ) -> Result<Result<Option<ActionReceipt>, ConnectorError>, StoreError> {
+        let found = match self.connector.find_effect(effect).await {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (what, receipt) = match &found {
+            EffectFound::Found { created_id } => (
+                "found in the ledger: the earlier attempt went through; not sent again",
+                Some(ActionReceipt {
+                    created_id: created_id.clone(),
+                    at: self.clock.now(),
+                    replayed: true,
+                }),
+            ),
+            EffectFound::NotFound => ("not in the ledger: carried out now", None),
+            EffectFound::Unknown => (
+                "the system cannot be searched for it: carried out under its key",
+                None,
+            ),
+        };
+        tracing::info!(connection = %entry.connection, invoice = %entry.invoice_id, key = %entry.key, first_attempt = %entry.created_at, outcome = what, "intent older than the key window; looked for its effect");
+        self.audit(
+            entry,
+            "lookup",
+            format!(
+                "{} ({}) first attempted {}, past the vendor's key window: {what}",
+                entry.kind,
+                entry.step_id,
+                entry.created_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            serde_json::json!({"key": entry.key, "found": matches!(found, EffectFound::Found { .. }), "searchable": !matches!(found, EffectFound::Unknown)}),
+        )?;
+        Ok(Ok(receipt))
+    }
+
     fn skip(
         &self,
         entry: &mut JournalEntry,
@@ -532,6 +628,19 @@ impl Executor<'_> {
             entry.key
         );
         let key = IdempotencyKey::audit_note(&entry.connection, &entry.invoice_id, &entry.key);
+        // Past the key window the note's key may be forgotten: a note already there is
+        // not written twice.
+        if self.clock.now().signed_duration_since(when) > KEY_WINDOW {
+            let effect = PriorEffect::Note {
+                invoice_id: entry.invoice_id.clone(),
+                text: text.clone(),
+            };
+            if let Ok(EffectFound::Found { .. }) = self.connector.find_effect(&effect).await {
+                entry.audit_note_done = true;
+                self.store.put_journal(&entry)?;
+                return Ok(());
+            }
+        }
         match self
             .connector
             .add_note(
