@@ -538,8 +538,10 @@ fn env_u32(name: &str, default: u32) -> u32 {
 /// (the sandbox forgets keys after 24 h of its time), with whatever intents the kills
 /// left pending; it comes back on Monday at 07:00. The writes of those intents were
 /// applied, and their keys are gone by then: a blind retry would act twice. The executor looks in the ledger for
-/// their effects first. The reference world runs every day without kills; the ledgers
-/// must be equal. `OVERDUED_TORTURE_WINDOW_DAYS` sets the season's length (default 26,
+/// their effects first. The reference world runs every day without kills. The ledgers
+/// must be equal but for actions the tortured world rightly dropped on Monday because
+/// the invoice was paid or changed over the weekend (its journal must say so), and the
+/// tortured ledger may hold nothing the reference has not. `OVERDUED_TORTURE_WINDOW_DAYS` sets the season's length (default 26,
 /// three long weekends; the long form 89, twelve).
 #[test]
 fn a_crash_and_a_weekend_down_past_the_key_window_leave_the_same_ledger() {
@@ -615,7 +617,7 @@ fn a_crash_and_a_weekend_down_past_the_key_window_leave_the_same_ledger() {
         Err(e) => std::panic::resume_unwind(e),
     };
 
-    let (a, a_effects) = reference.ledger();
+    let (a, _) = reference.ledger();
     let (b, b_effects) = w.ledger();
     assert_ledger_consistent(&a);
     assert_ledger_consistent(&b);
@@ -647,11 +649,50 @@ fn a_crash_and_a_weekend_down_past_the_key_window_leave_the_same_ledger() {
         started.elapsed().as_secs_f64()
     );
     assert!(crashes >= 2, "only {crashes} crashes in {days} days");
+    // Equal, except where the world moved on while the tortured world was down: an
+    // action the reference carried out on Friday and the tortured world dropped on
+    // Monday because the invoice had been paid or changed meanwhile (its journal says
+    // so). Nothing may be in the tortured ledger that the reference has not: that
+    // would be an effect repeated past the key window.
     let (ca, cb) = (canonical(&a), canonical(&b));
+    let mut only_b = cb.clone();
+    let mut only_a = Vec::new();
+    for row in &ca {
+        match only_b.iter().position(|r| r == row) {
+            Some(p) => {
+                only_b.remove(p);
+            }
+            None => only_a.push(row.clone()),
+        }
+    }
     assert!(
-        ca == cb,
-        "reference vs tortured: {}",
+        only_b.is_empty(),
+        "effects only the tortured world has (acted twice?): {}",
         multiset_diff(&ca, &cb)
     );
-    assert_eq!(a_effects.len(), b_effects.len(), "as many effects in both");
+    let store = SledStore::open(&w.dir.path().join("overdued-state")).expect("store");
+    let mut dropped = 0;
+    for (system, invoice, _, step, _) in &only_a {
+        let conn = if system == System::QuickBooks.as_str() {
+            QBO
+        } else {
+            XERO
+        };
+        let step = step.strip_prefix("audit:").unwrap_or(step);
+        let states = journal_states(&store, conn, invoice);
+        assert!(
+            states.iter().any(|(s, state)| s == step
+                && state.starts_with("skipped:")
+                && !state.contains("gave up")),
+            "reference vs tortured: {}\n{conn} {invoice} {step}: {states:?}",
+            multiset_diff(&ca, &cb)
+        );
+        dropped += 1;
+    }
+    eprintln!("{dropped} effects of the reference dropped by the tortured world because the invoice changed while it was down");
+    assert!(
+        dropped * 20 <= ca.len(),
+        "too many differences to prove anything: {}",
+        multiset_diff(&ca, &cb)
+    );
 }
