@@ -11,9 +11,11 @@
 //! The endpoint is the `op` name a connector gives the runtime for each call: vendor
 //! crates name one op per endpoint (and never put ids in it), so it keys the breaker.
 //!
-//! Only failures that say the vendor is unwell count (`Transient`: 5xx, timeouts,
-//! resets). A 429 is the limiter's business, and a 400 or 404 is about one request,
-//! not the endpoint.
+//! Only answers that say the endpoint is down count: HTTP 5xx, a refused connection, a
+//! timeout (the runtime decides, see `client`). A 429 is the limiter's business, a 400
+//! or 404 is about one request, and a connection closed mid-answer or a garbled body
+//! happens on healthy endpoints too: counting those would open breakers on a merely
+//! flaky network, where retrying is the right thing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -39,7 +41,7 @@ pub struct BreakerPolicy {
 impl Default for BreakerPolicy {
     fn default() -> Self {
         BreakerPolicy {
-            threshold: 3,
+            threshold: 4,
             cooldown: Duration::from_secs(60),
         }
     }
@@ -108,12 +110,9 @@ impl Breakers {
         }
     }
 
-    /// The endpoint failed with `err`. Returns true when this failure opened (or
-    /// re-opened) the breaker: the caller stops retrying.
+    /// The endpoint answered as a down endpoint does (`err` says how). Returns true
+    /// when this failure opened (or re-opened) the breaker: the caller stops retrying.
     pub fn failure(&self, op: &str, err: &ConnectorError) -> bool {
-        if !matches!(err, ConnectorError::Transient { .. }) {
-            return false;
-        }
         let mut m = self.lock();
         let ep = m.entry(op.to_string()).or_default();
         ep.consecutive = ep.consecutive.saturating_add(1);
@@ -187,16 +186,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_success_resets_the_count_and_permanent_errors_do_not_count() {
+    async fn a_success_resets_the_count() {
         let b = breakers(2, 1000);
         let e = ConnectorError::transient("HTTP 500");
         assert!(!b.failure("send", &e));
         b.success("send");
         assert!(!b.failure("send", &e));
-        for _ in 0..5 {
-            assert!(!b.failure("send", &ConnectorError::Permanent("bad".into())));
-        }
         assert!(b.admit("send").is_ok());
+        assert!(b.failure("send", &e));
+        assert!(b.admit("send").is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -188,9 +188,16 @@ impl ConnectionRuntime {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
             let mut used_token: Option<Secret> = None;
+            let mut down = false;
             let pending_rejection = rejected.take();
             let result = self
-                .attempt(&build, &parse, pending_rejection.clone(), &mut used_token)
+                .attempt(
+                    &build,
+                    &parse,
+                    pending_rejection.clone(),
+                    &mut used_token,
+                    &mut down,
+                )
                 .await;
             let err = match result {
                 Ok(v) => {
@@ -199,7 +206,7 @@ impl ConnectionRuntime {
                 }
                 Err(e) => e,
             };
-            if self.breakers.failure(op, &err) {
+            if down && self.breakers.failure(op, &err) {
                 // The endpoint is down: retrying inside this call only adds waiting.
                 return Err(err);
             }
@@ -243,6 +250,7 @@ impl ConnectionRuntime {
         parse: &impl Fn(HttpResponse) -> Result<T, ConnectorError>,
         rejected: Option<Secret>,
         used_token: &mut Option<Secret>,
+        down: &mut bool,
     ) -> Result<T, ConnectorError> {
         let token = match rejected {
             Some(r) => self.tokens.refresh_after_rejection(&r).await?,
@@ -256,10 +264,13 @@ impl ConnectionRuntime {
             Ok(r) => r,
             Err(e) => {
                 self.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                // Nobody listening, or no answer in time: what an outage looks like.
+                *down = e.is_connect() || e.is_timeout();
                 return Err(ConnectorError::transient(describe(&e)));
             }
         };
         let status = resp.status().as_u16();
+        *down = status >= 500;
         self.stats.record_status(status);
         let headers = resp.headers().clone();
         let body = match resp.bytes().await {
