@@ -130,7 +130,11 @@ impl Executor<'_> {
         let conn = self.connector.connection().as_str().to_string();
         let mut report = ExecReport::default();
         for intent in intents {
-            match self.store.get_journal(&intent.key)? {
+            let existing = self.store.get_journal(&intent.key)?;
+            // A re-planned intent keeps the time of its first attempt: the key window
+            // runs from there (see `KEY_WINDOW`), however often it is re-recorded.
+            let first_attempt = existing.as_ref().map(|e| e.created_at);
+            match existing {
                 Some(e) if matches!(e.state, JournalState::Done { .. }) => {
                     ActionAlreadyDone { kind: intent.kind }.emit(&mut report.counts);
                     report.results.push((
@@ -153,7 +157,7 @@ impl Executor<'_> {
                 kind: intent.kind,
                 step_id: intent.step_id.clone(),
                 planned_for: intent.planned_for,
-                created_at: self.clock.now(),
+                created_at: first_attempt.unwrap_or_else(|| self.clock.now()),
                 expected_amount_due: intent.expected_amount_due,
                 payload: JournalPayload::Action(intent.payload),
                 state: JournalState::Intent,
