@@ -619,6 +619,17 @@ fn a_crash_and_a_weekend_down_past_the_key_window_leave_the_same_ledger() {
 
     let (a, _) = reference.ledger();
     let (b, b_effects) = w.ledger();
+    for (name, rows) in [("reference", &a), ("tortured", &b)] {
+        for r in rows.iter() {
+            let same = rows
+                .iter()
+                .filter(|x| x.key.is_some() && x.key == r.key)
+                .count();
+            if same > 1 {
+                eprintln!("{name}: effect repeated: {r:?}");
+            }
+        }
+    }
     assert_ledger_consistent(&a);
     assert_ledger_consistent(&b);
     let lookups = {

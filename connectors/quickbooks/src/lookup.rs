@@ -140,12 +140,22 @@ fn delivered_since(inv: &Value, since: DateTime<Utc>) -> bool {
     sent && at.is_some_and(|at| at >= since - chrono::Duration::seconds(1))
 }
 
+/// Whether the private note holds the text: a note of several lines counts when all of
+/// them are there in order; whitespace (line ends, indentation) may differ.
 fn has_note(inv: &Value, text: &str) -> bool {
-    let text = text.trim();
-    !text.is_empty()
-        && inv["PrivateNote"]
-            .as_str()
-            .is_some_and(|n| n.lines().any(|l| l.trim() == text))
+    let want = squeeze(text);
+    !want.is_empty()
+        && inv["PrivateNote"].as_str().is_some_and(|n| {
+            let have = squeeze(n);
+            have == want
+                || have.starts_with(&format!("{want} "))
+                || have.ends_with(&format!(" {want}"))
+                || have.contains(&format!(" {want} "))
+        })
+}
+
+fn squeeze(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn names_original(inv: &Value, number: &str, id: &str) -> bool {
@@ -187,5 +197,8 @@ mod tests {
         let inv = json!({"PrivateNote": "first\noverdued: escalated\n"});
         assert!(has_note(&inv, "overdued: escalated"));
         assert!(!has_note(&inv, "overdued"));
+        let multi = json!({"PrivateNote": "first\nEscalated:\n  owes 40.00\nlast"});
+        assert!(has_note(&multi, "Escalated:\nowes 40.00"));
+        assert!(!has_note(&multi, "Escalated:\nowes 41.00"));
     }
 }
