@@ -70,6 +70,10 @@ pub async fn run_cycle(
     clock: &dyn Clock,
 ) -> Result<CycleReport, CycleError> {
     let name = conn_cfg.name.clone();
+    // Circuit breakers count failures within one cycle: each cycle tries every endpoint again.
+    if let Some(rt) = connector.runtime() {
+        rt.breakers().reset();
+    }
     let sync = sync_connection(
         connector,
         store,

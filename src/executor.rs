@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use overdued_connector::{
-    ActionKind, Clock, Connector, ConnectorError, ErrorClass, IdempotencyKey, InvoiceSnapshot,
-    LateFeeRequest, NoteRequest, ReminderRequest,
+    ActionKind, ActionReceipt, Clock, Connector, ConnectorError, EffectFound, ErrorClass,
+    IdempotencyKey, InvoiceSnapshot, LateFeeRequest, NoteRequest, PriorEffect, ReminderRequest,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -106,6 +106,11 @@ pub enum ExecError {
 /// the moment has passed and a later step of the policy takes over.
 const RETRY_FOR_DAYS: i64 = 3;
 
+/// How long the vendors are taken to remember an idempotency key. Neither documents
+/// it; a day is common in the industry. An intent first attempted longer ago than this
+/// is not retried blind: the ledger is searched for its effect first.
+pub const KEY_WINDOW: Duration = Duration::hours(24);
+
 pub struct Executor<'a> {
     pub connector: &'a dyn Connector,
     pub store: &'a dyn Store,
@@ -134,7 +139,11 @@ impl Executor<'_> {
         let mut report = ExecReport::default();
         let mut planned: HashSet<IdempotencyKey> = HashSet::new();
         for intent in intents {
-            match self.store.get_journal(&intent.key)? {
+            let existing = self.store.get_journal(&intent.key)?;
+            // A re-planned intent keeps the time of its first attempt: the key window
+            // runs from there (see `KEY_WINDOW`), however often it is re-recorded.
+            let first_attempt = existing.as_ref().map(|e| e.created_at);
+            match existing {
                 Some(e) if matches!(e.state, JournalState::Done { .. }) => {
                     ActionAlreadyDone { kind: intent.kind }.emit(&mut report.counts);
                     report.results.push((
@@ -192,7 +201,7 @@ impl Executor<'_> {
                 kind: intent.kind,
                 step_id: intent.step_id.clone(),
                 planned_for: intent.planned_for,
-                created_at: self.clock.now(),
+                created_at: first_attempt.unwrap_or_else(|| self.clock.now()),
                 expected_amount_due: intent.expected_amount_due,
                 payload: JournalPayload::Action(intent.payload),
                 state: JournalState::Intent,
@@ -530,68 +539,80 @@ impl Executor<'_> {
         };
         // The key the vendor may already hold for this action (see `JournalEntry::sent_key`).
         let key = entry.vendor_key().clone();
-        let result = match &payload {
-            ActionPayload::Remind { channel, .. } => {
-                let channel = channel.unwrap_or(Channel::Email);
-                let system = if channel.uses_smtp() && !channel.uses_system_email() {
-                    None
-                } else {
-                    Some(
-                        self.connector
-                            .send_reminder(
-                                &ReminderRequest {
-                                    invoice_id: entry.invoice_id.clone(),
-                                    // No address on the invoice (QuickBooks: no BillEmail):
-                                    // the customer's own (PrimaryEmailAddr) as sendTo.
-                                    to: match &snap.customer.email {
-                                        Some(_) => None,
-                                        None => self
-                                            .store
-                                            .get_customer(&entry.connection, &snap.customer.id)?
-                                            .and_then(|c| c.email),
+        let prior = match self.prior_effect(entry, &payload, snap) {
+            Some(effect)
+                if self.clock.now().signed_duration_since(entry.created_at) > KEY_WINDOW =>
+            {
+                Some(self.look_for(entry, &effect).await?)
+            }
+            _ => None,
+        };
+        let result = match prior {
+            Some(Ok(Some(receipt))) => Ok(receipt),
+            Some(Err(e)) => Err(e),
+            _ => match &payload {
+                ActionPayload::Remind { channel, .. } => {
+                    let channel = channel.unwrap_or(Channel::Email);
+                    let system = if channel.uses_smtp() && !channel.uses_system_email() {
+                        None
+                    } else {
+                        Some(
+                            self.connector
+                                .send_reminder(
+                                    &ReminderRequest {
+                                        invoice_id: entry.invoice_id.clone(),
+                                        // No address on the invoice (QuickBooks: no BillEmail):
+                                        // the customer's own (PrimaryEmailAddr) as sendTo.
+                                        to: match &snap.customer.email {
+                                            Some(_) => None,
+                                            None => self
+                                                .store
+                                                .get_customer(&entry.connection, &snap.customer.id)?
+                                                .and_then(|c| c.email),
+                                        },
                                     },
-                                },
-                                &key,
-                            )
-                            .await,
-                    )
-                };
-                match (system, channel.uses_smtp()) {
-                    (Some(r), false) => r,
-                    (Some(Err(e)), true) => Err(e),
-                    (_, _) => smtp_receipt(mail.get(&entry.key), self.clock.now()),
+                                    &key,
+                                )
+                                .await,
+                        )
+                    };
+                    match (system, channel.uses_smtp()) {
+                        (Some(r), false) => r,
+                        (Some(Err(e)), true) => Err(e),
+                        (_, _) => smtp_receipt(mail.get(&entry.key), self.clock.now()),
+                    }
                 }
-            }
-            ActionPayload::LateFee {
-                amount,
-                description,
-                posting,
-                due_in_days,
-                ..
-            } => {
-                let req = LateFeeRequest {
-                    invoice_id: entry.invoice_id.clone(),
-                    invoice_number: snap.display_number().to_string(),
-                    customer_id: snap.customer.id.clone(),
-                    amount: *amount,
-                    description: description.clone(),
-                    posting: *posting,
-                    issue_date: self.today,
-                    due_date: self.today + Duration::days(i64::from(*due_in_days)),
-                };
-                self.connector.create_late_fee(&req, &key).await
-            }
-            ActionPayload::Note { text } | ActionPayload::Escalate { text } => {
-                self.connector
-                    .add_note(
-                        &NoteRequest {
-                            invoice_id: entry.invoice_id.clone(),
-                            text: text.clone(),
-                        },
-                        &key,
-                    )
-                    .await
-            }
+                ActionPayload::LateFee {
+                    amount,
+                    description,
+                    posting,
+                    due_in_days,
+                    ..
+                } => {
+                    let req = LateFeeRequest {
+                        invoice_id: entry.invoice_id.clone(),
+                        invoice_number: snap.display_number().to_string(),
+                        customer_id: snap.customer.id.clone(),
+                        amount: *amount,
+                        description: description.clone(),
+                        posting: *posting,
+                        issue_date: self.today,
+                        due_date: self.today + Duration::days(i64::from(*due_in_days)),
+                    };
+                    self.connector.create_late_fee(&req, &key).await
+                }
+                ActionPayload::Note { text } | ActionPayload::Escalate { text } => {
+                    self.connector
+                        .add_note(
+                            &NoteRequest {
+                                invoice_id: entry.invoice_id.clone(),
+                                text: text.clone(),
+                            },
+                            &key,
+                        )
+                        .await
+                }
+            },
         };
         match result {
             Ok(receipt) => {
@@ -614,6 +635,17 @@ impl Executor<'_> {
                 .emit(counts);
                 Ok(Outcome::Done {
                     replayed: receipt.replayed,
+                })
+            }
+            Err(e @ ConnectorError::CircuitOpen { .. }) => {
+                // Nothing was sent: the journal keeps the intent as it stands (no failed
+                // attempt counted) and the next cycle carries it out. The breaker logged
+                // the outage once; one line per action would bury it.
+                ActionWaiting { kind: entry.kind }.emit(counts);
+                Ok(Outcome::Failed {
+                    error: e.to_string(),
+                    class: e.class(),
+                    retry: true,
                 })
             }
             Err(e) => {
@@ -648,6 +680,84 @@ impl Executor<'_> {
                 })
             }
         }
+    }
+
+    /// What carrying out `payload` leaves in the ledger, for the lookup past the key
+    /// window; `None` when nothing goes to the system (a reminder sent by SMTP alone,
+    /// whose delivery record is overdued's own).
+    fn prior_effect(
+        &self,
+        entry: &JournalEntry,
+        payload: &ActionPayload,
+        snap: &InvoiceSnapshot,
+    ) -> Option<PriorEffect> {
+        Some(match payload {
+            ActionPayload::Remind { channel, .. } => {
+                let channel = channel.unwrap_or(Channel::Email);
+                if channel.uses_smtp() && !channel.uses_system_email() {
+                    return None;
+                }
+                PriorEffect::Reminder {
+                    invoice_id: entry.invoice_id.clone(),
+                    since: entry.created_at,
+                }
+            }
+            ActionPayload::LateFee { posting, .. } => PriorEffect::LateFee {
+                invoice_id: entry.invoice_id.clone(),
+                invoice_number: snap.display_number().to_string(),
+                customer_id: snap.customer.id.clone(),
+                separate: *posting == overdued_connector::FeePosting::SeparateInvoice,
+                since: entry.created_at,
+            },
+            ActionPayload::Note { text } | ActionPayload::Escalate { text } => PriorEffect::Note {
+                invoice_id: entry.invoice_id.clone(),
+                text: text.clone(),
+            },
+        })
+    }
+
+    /// Looks in the ledger for `effect` and records what was found in the audit log.
+    /// `Some` receipt when the earlier attempt went through (the action is then done,
+    /// as replayed); `None` when it must be carried out.
+    async fn look_for(
+        &self,
+        entry: &JournalEntry,
+        effect: &PriorEffect,
+    ) -> Result<Result<Option<ActionReceipt>, ConnectorError>, StoreError> {
+        let found = match self.connector.find_effect(effect).await {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (what, receipt) = match &found {
+            EffectFound::Found { created_id } => (
+                "found in the ledger: the earlier attempt went through; not sent again",
+                Some(ActionReceipt {
+                    created_id: created_id.clone(),
+                    at: self.clock.now(),
+                    replayed: true,
+                }),
+            ),
+            EffectFound::NotFound => ("not in the ledger: carried out now", None),
+            EffectFound::Unknown => (
+                "the system cannot be searched for it: carried out under its key",
+                None,
+            ),
+        };
+        tracing::info!(connection = %entry.connection, invoice = %entry.invoice_id, key = %entry.key, first_attempt = %entry.created_at, outcome = what, "intent older than the key window; looked for its effect");
+        self.store.append_audit(&AuditEvent {
+            at: self.clock.now(),
+            connection: entry.connection.clone(),
+            invoice_id: Some(entry.invoice_id.clone()),
+            kind: "lookup".into(),
+            message: format!(
+                "{} ({}) first attempted {}, past the vendor's key window: {what}",
+                entry.kind,
+                entry.step_id,
+                entry.created_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            detail: serde_json::json!({"key": entry.key, "found": matches!(found, EffectFound::Found { .. }), "searchable": !matches!(found, EffectFound::Unknown)}),
+        })?;
+        Ok(Ok(receipt))
     }
 
     fn skip(
@@ -720,6 +830,19 @@ impl Executor<'_> {
             entry.key
         );
         let key = entry.audit_note_key();
+        // Past the key window the note's key may be forgotten: a note already there is
+        // not written twice.
+        if self.clock.now().signed_duration_since(when) > KEY_WINDOW {
+            let effect = PriorEffect::Note {
+                invoice_id: entry.invoice_id.clone(),
+                text: text.clone(),
+            };
+            if let Ok(EffectFound::Found { .. }) = self.connector.find_effect(&effect).await {
+                entry.audit_note_done = true;
+                self.store.put_journal(&entry)?;
+                return Ok(());
+            }
+        }
         match self
             .connector
             .add_note(
@@ -735,6 +858,8 @@ impl Executor<'_> {
                 entry.audit_note_done = true;
                 self.store.put_journal(&entry)?;
             }
+            // The endpoint is down and was reported once by its breaker.
+            Err(ConnectorError::CircuitOpen { .. }) => {}
             Err(e) => {
                 // Retried next cycle under the same key; the action itself is done.
                 warn!(connection = %entry.connection, invoice = %entry.invoice_id, key = %entry.key, error = %e, "audit note not written yet");

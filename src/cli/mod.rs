@@ -184,6 +184,10 @@ pub struct SandboxArgs {
     /// Give it for a world that is the same byte for byte on every day.
     #[arg(long, value_name = "RFC3339")]
     pub start: Option<String>,
+    /// How long the sandbox remembers an idempotency key (`requestid`,
+    /// `Idempotency-Key`), in sandbox time; neither vendor documents theirs.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::config::HumanDuration::parse)]
+    pub idempotency_window: crate::config::HumanDuration,
 }
 
 pub fn main() -> ExitCode {

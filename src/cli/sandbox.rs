@@ -66,6 +66,16 @@ fn serve(args: &SandboxArgs) -> Result<(), Fail> {
         let running = Sandbox::start(opts, addr)
             .await
             .map_err(|e| Fail(exit::IOERR, e.to_string()))?;
+        let window = args.idempotency_window.as_duration().as_secs();
+        if window == 0 {
+            return Err(Fail(
+                exit::USAGE,
+                "--idempotency-window must be positive".into(),
+            ));
+        }
+        running
+            .sandbox
+            .set_idempotency_window(chrono::Duration::seconds(window as i64));
         let url = running.url();
         if let Some(path) = &args.write_config {
             write_config(&running.sandbox, &url, path, args.time_scale)?;

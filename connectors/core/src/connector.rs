@@ -71,6 +71,42 @@ pub struct SyncPage {
     pub more: bool,
 }
 
+/// An effect an earlier attempt of an action may have had, to look for in the ledger
+/// before the action is carried out again past the vendor's idempotency window (when
+/// its key may have been forgotten and a retry would act twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriorEffect {
+    /// The system emailed the invoice at or after `since` (the intent's first attempt).
+    Reminder {
+        invoice_id: String,
+        since: DateTime<Utc>,
+    },
+    /// A late fee for `invoice_id` (number `invoice_number`) charged at or after `since`;
+    /// `separate` when it is posted as its own invoice (else a line on the original).
+    LateFee {
+        invoice_id: String,
+        invoice_number: String,
+        customer_id: String,
+        separate: bool,
+        since: DateTime<Utc>,
+    },
+    /// A note with this text on the invoice.
+    Note { invoice_id: String, text: String },
+}
+
+/// What the ledger says about a [`PriorEffect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EffectFound {
+    /// The effect is there: the earlier attempt went through. `created_id` names what
+    /// it created (a fee invoice), when it created something.
+    Found { created_id: Option<String> },
+    /// The ledger shows no such effect: carrying the action out acts once.
+    NotFound,
+    /// The system cannot tell (no such lookup for this system or effect); the write
+    /// itself must then be safe to repeat.
+    Unknown,
+}
+
 /// An accounting system seen through one connection (a QuickBooks company or a Xero
 /// organisation). Implementations classify their errors; the core owns retries.
 ///
@@ -139,6 +175,15 @@ pub trait Connector: Send + Sync {
             "{} does not render invoice {invoice_id} as PDF",
             self.system()
         )))
+    }
+
+    /// Looks in the ledger for an effect an earlier attempt may have had (see
+    /// [`PriorEffect`]). Reads only.
+    ///
+    /// The default knows nothing; both vendors override it (their `lookup` modules).
+    async fn find_effect(&self, effect: &PriorEffect) -> Result<EffectFound, ConnectorError> {
+        let _ = effect;
+        Ok(EffectFound::Unknown)
     }
 
     /// The shared runtime behind this connector (tokens, limiter, counters), for health

@@ -32,6 +32,10 @@ pub enum ConnectorError {
     /// The request will never succeed as it is (validation errors, 400, 403).
     #[error("rejected: {0}")]
     Permanent(String),
+    /// Not sent: the endpoint failed repeatedly and its circuit breaker is open (see
+    /// `runtime::breaker`). Nothing reached the vendor; try in a later cycle.
+    #[error("not sent: {endpoint} is failing (circuit open); left for the next cycle")]
+    CircuitOpen { endpoint: String },
 }
 
 fn fmt_after(d: &Option<Duration>) -> String {
@@ -66,6 +70,7 @@ impl ConnectorError {
             ConnectorError::NotFound(_) => ErrorClass::NotFound,
             ConnectorError::StaleVersion(_) => ErrorClass::Stale,
             ConnectorError::Permanent(_) => ErrorClass::Permanent,
+            ConnectorError::CircuitOpen { .. } => ErrorClass::RetryLater(None),
         }
     }
 

@@ -21,7 +21,7 @@ pub use action::{
     NoteRequest, ReminderRequest,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use connector::{Connector, SyncCursor, SyncMode, SyncPage};
+pub use connector::{Connector, EffectFound, PriorEffect, SyncCursor, SyncMode, SyncPage};
 pub use error::{ConnectorError, ErrorClass};
 pub use invoice::{
     ConnectionId, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, System, FEE_MARKER,

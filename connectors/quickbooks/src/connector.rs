@@ -105,6 +105,11 @@ impl QuickBooksConnector {
         &self.settings
     }
 
+    /// `{api_base}/v3/company/{realm}`, the root of every API call.
+    pub(crate) fn company_url(&self) -> &str {
+        &self.company_url
+    }
+
     async fn query(&self, op: &str, statement: String) -> Result<QueryEnvelope, ConnectorError> {
         let url = format!("{}/query", self.company_url);
         self.rt
@@ -579,6 +584,13 @@ impl Connector for QuickBooksConnector {
 
     async fn invoice_pdf(&self, invoice_id: &str) -> Result<Vec<u8>, ConnectorError> {
         self.read_invoice_pdf(invoice_id).await
+    }
+
+    async fn find_effect(
+        &self,
+        effect: &overdued_connector::PriorEffect,
+    ) -> Result<overdued_connector::EffectFound, ConnectorError> {
+        self.look_up(effect).await
     }
 
     async fn add_note(

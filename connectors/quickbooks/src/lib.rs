@@ -10,6 +10,7 @@
 pub mod config;
 pub mod connector;
 pub mod limits;
+mod lookup;
 pub mod oauth;
 pub mod query;
 pub mod settings;

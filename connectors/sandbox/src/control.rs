@@ -75,6 +75,7 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
         (&Method::GET, ["tenants"]) => Reply::json(200, &json!(sb.tenants())),
         (&Method::GET, ["clock"]) => Reply::json(200, &json!({"now": sb.now()})),
         (&Method::POST, ["online-payments"]) => crate::documents::control(sb, req),
+        (_, ["idempotency-window"]) => crate::keys::control(sb, req),
         (&Method::POST, ["clock"]) => {
             #[derive(Deserialize)]
             struct B {

@@ -1,6 +1,9 @@
 //! What a customer is sent to pay: the invoice's online payment page and its PDF, for
 //! both vendors, and whether a company takes online payments at all.
 //!
+//! A leaf: the vendor modules (`qbo`, `xero`) answer the requests and call in here for
+//! links, tokens and PDF bytes; nothing here knows a vendor's wire format.
+//!
 //! # Choices worth knowing
 //! - **Online payments per company.** Real companies differ: a QuickBooks company
 //!   without QuickBooks Payments has no `InvoiceLink`, a Xero organisation without online
@@ -23,14 +26,13 @@
 
 use std::fmt::Write as _;
 
-use hyper::Method;
 use overdued_connector::{Currency, Money};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::wire::{Reply, Req};
-use crate::world::{Invoice, Status, Tenant, World};
+use crate::world::{Invoice, Status, Tenant};
 use crate::{Sandbox, SandboxError, System};
 
 /// Whether the company takes online payments: its set flag, else the seeded default.
@@ -223,92 +225,4 @@ impl Sandbox {
             })?;
         Ok(takes_online_payments(&w.tenants[t]))
     }
-}
-
-/// QuickBooks `GET /v3/company/{realm}/invoice/{id}/pdf`; `None` for any other request.
-pub fn quickbooks_pdf(w: &World, t: usize, req: &Req) -> Option<Reply> {
-    let s = &req.segs;
-    let is_pdf = req.method == Method::GET
-        && s.len() == 6
-        && s[3].eq_ignore_ascii_case("invoice")
-        && s[5].eq_ignore_ascii_case("pdf");
-    if !is_pdf {
-        return None;
-    }
-    if !wants_pdf(req) {
-        return Some(Reply::text(
-            406,
-            "Not Acceptable: send Accept: application/pdf for an invoice PDF",
-        ));
-    }
-    let tenant = &w.tenants[t];
-    Some(
-        match tenant
-            .invoice_index(&s[4])
-            .filter(|&i| tenant.invoices[i].status != Status::Deleted)
-        {
-            Some(i) => pdf_reply(tenant, &tenant.invoices[i]),
-            None => crate::qbo::not_found(w.now, "Invoice", &s[4]),
-        },
-    )
-}
-
-/// Adds `InvoiceLink` to a QuickBooks invoice read that asked for it
-/// (`include=invoiceLink`) when the company would give one.
-pub fn quickbooks_include(t: &Tenant, inv: &Invoice, req: &Req, rendered: &mut Value) {
-    let asked = crate::util::param(&req.query, "include").is_some_and(|v| {
-        v.split(',')
-            .any(|x| x.trim().eq_ignore_ascii_case("invoiceLink"))
-    });
-    if let (true, Some(link), Value::Object(m)) = (asked, quickbooks_invoice_link(t, inv), rendered)
-    {
-        m.insert("InvoiceLink".into(), json!(link));
-    }
-}
-
-/// Xero `GET /Invoices/{id}/OnlineInvoice` and `GET /Invoices/{id}` as PDF; `None` for
-/// any other request.
-pub fn xero(w: &mut World, t: usize, req: &Req) -> Option<Reply> {
-    let s = &req.segs;
-    if req.method != Method::GET || s.len() < 4 || !s[2].eq_ignore_ascii_case("invoices") {
-        return None;
-    }
-    let online = s.len() == 5 && s[4].eq_ignore_ascii_case("onlineinvoice");
-    let pdf = s.len() == 4 && wants_pdf(req);
-    if !online && !pdf {
-        return None;
-    }
-    if online && !req.wants_json() {
-        return Some(Reply::text(
-            406,
-            "Not Acceptable: send Accept: application/json (Xero answers XML otherwise)",
-        ));
-    }
-    let tenant = &w.tenants[t];
-    let Some(i) = crate::xero::find_invoice(tenant, &s[3]) else {
-        return Some(crate::xero::not_found());
-    };
-    let inv = &tenant.invoices[i];
-    if pdf {
-        return Some(pdf_reply(tenant, inv));
-    }
-    if inv.kind != "ACCREC" {
-        return Some(crate::xero::single_validation(
-            "Online invoices are only available for sales invoices (ACCREC)",
-        ));
-    }
-    if matches!(inv.status, Status::Draft | Status::Deleted) {
-        return Some(crate::xero::single_validation(&format!(
-            "An online invoice cannot be retrieved for a {} invoice",
-            inv.status.as_str()
-        )));
-    }
-    let items = match xero_online_invoice_url(tenant, inv) {
-        Some(url) => json!([{ "OnlineInvoiceUrl": url }]),
-        None => json!([]),
-    };
-    Some(Reply::json(
-        200,
-        &crate::xero::envelope(w, "OnlineInvoices", items, None),
-    ))
 }

@@ -316,6 +316,7 @@ pub fn generate(opts: &SandboxOptions) -> World {
         scheduled: BTreeMap::new(),
         next_seq: 0,
         minted: 0,
+        idempotency_window_secs: crate::keys::DEFAULT_WINDOW_SECS,
     };
     let plan: Vec<(System, usize)> = (0..opts.quickbooks_tenants)
         .map(|n| (System::QuickBooks, n))

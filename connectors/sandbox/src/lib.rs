@@ -24,7 +24,8 @@
 //!   `UpdatedDateUTC` so an invoice changed mid-sync moves to the end.
 //! - **Idempotency.** A `requestid` / `Idempotency-Key` replay returns the stored original
 //!   response byte for byte and changes nothing; only successful (2xx) responses are stored,
-//!   so a write that failed validation can be retried with the same key.
+//!   so a write that failed validation can be retried with the same key. Keys are
+//!   forgotten after a window of sandbox time (default 24 h; see `keys`).
 //! - **Faults.** See [`FaultConfig`]; the control API never faults.
 //!
 //! # Routes
@@ -35,7 +36,7 @@
 //! Control (`/_sandbox/`): `GET tenants`, `GET|POST clock`, `POST invoices`,
 //! `GET invoices/{system}/{tenant}/{id}`, `POST invoices/{system}/{tenant}/{id}/payments`,
 //! `GET|POST faults`, `POST token`, `POST revoke`, `GET|POST limits`, `GET ledger`,
-//! `GET stats`, `POST save`, `POST online-payments`.
+//! `GET stats`, `POST save`, `POST online-payments`, `GET|POST idempotency-window`.
 //! Invoice PDFs and payment links: see `documents`.
 
 use std::future::Future;
@@ -55,6 +56,7 @@ mod documents;
 mod faults;
 mod gen;
 mod http;
+mod keys;
 mod limits;
 mod qbo;
 mod qbo_query;

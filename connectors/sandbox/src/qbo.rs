@@ -89,7 +89,7 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
             "AUTHENTICATION",
         );
     }
-    if let Some(r) = crate::documents::quickbooks_pdf(&w, t, req) {
+    if let Some(r) = quickbooks_pdf(&w, t, req) {
         return r;
     }
     if !req.wants_json() {
@@ -134,9 +134,9 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
                     "requestid",
                 );
             }
-            if let Some(stored) = w.tenants[t].idempotency.get(&format!("qbo:{r}")) {
+            if let Some(stored) = crate::keys::replay(&mut w, t, &format!("qbo:{r}")) {
                 let mut reply = Reply::json(stored.status, &Value::Null);
-                reply.body = bytes::Bytes::from(stored.body.clone());
+                reply.body = bytes::Bytes::from(stored.body);
                 return reply;
             }
         }
@@ -156,12 +156,15 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
         if (200..300).contains(&reply.status) {
             if let Some(r) = rid {
                 let body = String::from_utf8_lossy(&reply.body).into_owned();
-                w.tenants[t].idempotency.insert(
+                crate::keys::remember(
+                    &mut w,
+                    t,
                     format!("qbo:{r}"),
                     StoredResponse {
                         status: reply.status,
                         content_type: reply.content_type(),
                         body,
+                        stored_at: None,
                     },
                 );
             }
@@ -186,12 +189,7 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
             {
                 Some(i) => {
                     let mut inv = render_invoice(tenant, &tenant.invoices[i]);
-                    crate::documents::quickbooks_include(
-                        tenant,
-                        &tenant.invoices[i],
-                        req,
-                        &mut inv,
-                    );
+                    quickbooks_include(tenant, &tenant.invoices[i], req, &mut inv);
                     Reply::json(200, &json!({"Invoice": inv, "time": qbo_time_ms(now)}))
                 }
                 None => not_found(now, "Invoice", &req.segs[4]),
@@ -1382,4 +1380,48 @@ fn send_invoice(w: &mut World, t: usize, req: &Req, id: &str, rid: Option<&str>)
         200,
         &json!({"Invoice": render_invoice(tenant, &tenant.invoices[i]), "time": qbo_time_ms(now)}),
     )
+}
+
+/// QuickBooks `GET /v3/company/{realm}/invoice/{id}/pdf`; `None` for any other request.
+fn quickbooks_pdf(w: &World, t: usize, req: &Req) -> Option<Reply> {
+    let s = &req.segs;
+    let is_pdf = req.method == Method::GET
+        && s.len() == 6
+        && s[3].eq_ignore_ascii_case("invoice")
+        && s[5].eq_ignore_ascii_case("pdf");
+    if !is_pdf {
+        return None;
+    }
+    if !crate::documents::wants_pdf(req) {
+        return Some(Reply::text(
+            406,
+            "Not Acceptable: send Accept: application/pdf for an invoice PDF",
+        ));
+    }
+    let tenant = &w.tenants[t];
+    Some(
+        match tenant
+            .invoice_index(&s[4])
+            .filter(|&i| tenant.invoices[i].status != Status::Deleted)
+        {
+            Some(i) => crate::documents::pdf_reply(tenant, &tenant.invoices[i]),
+            None => not_found(w.now, "Invoice", &s[4]),
+        },
+    )
+}
+
+/// Adds `InvoiceLink` to a QuickBooks invoice read that asked for it
+/// (`include=invoiceLink`) when the company would give one.
+fn quickbooks_include(t: &Tenant, inv: &Invoice, req: &Req, rendered: &mut Value) {
+    let asked = crate::util::param(&req.query, "include").is_some_and(|v| {
+        v.split(',')
+            .any(|x| x.trim().eq_ignore_ascii_case("invoiceLink"))
+    });
+    if let (true, Some(link), Value::Object(m)) = (
+        asked,
+        crate::documents::quickbooks_invoice_link(t, inv),
+        rendered,
+    ) {
+        m.insert("InvoiceLink".into(), json!(link));
+    }
 }

@@ -199,6 +199,9 @@ pub struct StoredResponse {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: String,
+    /// When the key was stored, in sandbox time (absent from older state files).
+    #[serde(default)]
+    pub stored_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -368,6 +371,9 @@ pub struct World {
     pub next_seq: u64,
     /// Counter behind every id and token minted after generation.
     pub minted: u64,
+    /// How long idempotency keys are remembered (see `keys`).
+    #[serde(default = "crate::keys::default_window_secs")]
+    pub idempotency_window_secs: i64,
 }
 
 impl World {

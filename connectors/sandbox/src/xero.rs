@@ -98,7 +98,7 @@ pub fn handle(sb: &Sandbox, req: &Req, ep: &Endpoint) -> Reply {
     let Some(t) = w.tenant_index(System::Xero, &tid).filter(|_| reach) else {
         return problem(403, "Forbidden", "AuthenticationUnsuccessful");
     };
-    if let Some(r) = crate::documents::xero(&mut w, t, req) {
+    if let Some(r) = documents(&mut w, t, req) {
         return r;
     }
     if !req.wants_json() {
@@ -121,12 +121,12 @@ pub fn handle(sb: &Sandbox, req: &Req, ep: &Endpoint) -> Reply {
             if k.is_empty() || k.len() > 128 {
                 return single_validation("Idempotency-Key must be 1 to 128 characters");
             }
-            if let Some(stored) = w.tenants[t].idempotency.get(&format!("xero:{k}")) {
+            if let Some(stored) = crate::keys::replay(&mut w, t, &format!("xero:{k}")) {
                 let mut r = Reply::empty(stored.status);
-                if let Some(ct) = &stored.content_type {
-                    r = r.with_header("content-type", ct.clone());
+                if let Some(ct) = stored.content_type {
+                    r = r.with_header("content-type", ct);
                 }
-                r.body = bytes::Bytes::from(stored.body.clone());
+                r.body = bytes::Bytes::from(stored.body);
                 return r;
             }
         }
@@ -154,12 +154,15 @@ pub fn handle(sb: &Sandbox, req: &Req, ep: &Endpoint) -> Reply {
         if (200..300).contains(&reply.status) {
             if let Some(k) = key {
                 let body = String::from_utf8_lossy(&reply.body).into_owned();
-                w.tenants[t].idempotency.insert(
+                crate::keys::remember(
+                    &mut w,
+                    t,
                     format!("xero:{k}"),
                     StoredResponse {
                         status: reply.status,
                         content_type: reply.content_type(),
                         body,
+                        stored_at: None,
                     },
                 );
             }
@@ -1424,6 +1427,53 @@ fn add_history(w: &mut World, t: usize, id: &str, req: &Req, key: Option<&str>) 
     }
     let body = envelope(w, "HistoryRecords", Value::Array(out), None);
     Reply::json(200, &body)
+}
+
+/// Xero `GET /Invoices/{id}/OnlineInvoice` and `GET /Invoices/{id}` as PDF; `None` for
+/// any other request.
+fn documents(w: &mut World, t: usize, req: &Req) -> Option<Reply> {
+    let s = &req.segs;
+    if req.method != Method::GET || s.len() < 4 || !s[2].eq_ignore_ascii_case("invoices") {
+        return None;
+    }
+    let online = s.len() == 5 && s[4].eq_ignore_ascii_case("onlineinvoice");
+    let pdf = s.len() == 4 && crate::documents::wants_pdf(req);
+    if !online && !pdf {
+        return None;
+    }
+    if online && !req.wants_json() {
+        return Some(Reply::text(
+            406,
+            "Not Acceptable: send Accept: application/json (Xero answers XML otherwise)",
+        ));
+    }
+    let tenant = &w.tenants[t];
+    let Some(i) = find_invoice(tenant, &s[3]) else {
+        return Some(not_found());
+    };
+    let inv = &tenant.invoices[i];
+    if pdf {
+        return Some(crate::documents::pdf_reply(tenant, inv));
+    }
+    if inv.kind != "ACCREC" {
+        return Some(single_validation(
+            "Online invoices are only available for sales invoices (ACCREC)",
+        ));
+    }
+    if matches!(inv.status, Status::Draft | Status::Deleted) {
+        return Some(single_validation(&format!(
+            "An online invoice cannot be retrieved for a {} invoice",
+            inv.status.as_str()
+        )));
+    }
+    let items = match crate::documents::xero_online_invoice_url(tenant, inv) {
+        Some(url) => json!([{ "OnlineInvoiceUrl": url }]),
+        None => json!([]),
+    };
+    Some(Reply::json(
+        200,
+        &envelope(w, "OnlineInvoices", items, None),
+    ))
 }
 
 #[cfg(test)]

@@ -63,11 +63,11 @@ impl std::fmt::Debug for XeroConnector {
 }
 
 /// One HTTP call as the connector describes it; the runtime adds the bearer token.
-struct Call<'a> {
+pub(crate) struct Call<'a> {
     op: &'a str,
     method: Method,
     url: String,
-    query: Vec<(&'static str, String)>,
+    pub(crate) query: Vec<(&'static str, String)>,
     body: Option<Vec<u8>>,
     key: Option<&'a IdempotencyKey>,
     if_modified_since: Option<String>,
@@ -76,7 +76,7 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    fn get(op: &'a str, url: String) -> Self {
+    pub(crate) fn get(op: &'a str, url: String) -> Self {
         Call {
             op,
             method: Method::GET,
@@ -230,7 +230,7 @@ impl XeroConnector {
 
     /// Performs one call for this organisation, classifying what comes back; `parse`
     /// sees only 2xx answers.
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         call: Call<'_>,
         parse: impl Fn(&HttpResponse) -> Result<T, ConnectorError>,
@@ -569,7 +569,7 @@ fn decimal_number(d: rust_decimal::Decimal) -> Result<Value, ConnectorError> {
         .map_err(|e| ConnectorError::Permanent(format!("amount {d} is not a JSON number: {e}")))
 }
 
-fn path_segment(id: &str) -> String {
+pub(crate) fn path_segment(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 
@@ -868,6 +868,13 @@ impl Connector for XeroConnector {
 
     async fn invoice_pdf(&self, invoice_id: &str) -> Result<Vec<u8>, ConnectorError> {
         self.read_invoice_pdf(invoice_id).await
+    }
+
+    async fn find_effect(
+        &self,
+        effect: &overdued_connector::PriorEffect,
+    ) -> Result<overdued_connector::EffectFound, ConnectorError> {
+        self.look_up(effect).await
     }
 
     async fn add_note(

@@ -25,6 +25,7 @@ pub mod connector;
 pub mod dates;
 pub mod errors;
 pub mod limits;
+mod lookup;
 pub mod oauth;
 pub mod settings;
 pub mod tenant;

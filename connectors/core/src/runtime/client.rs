@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::breaker::{BreakerPolicy, Breakers};
 use super::limiter::{LimitSpec, RateLimiter};
 use super::oauth::OAuthClient;
 use super::retry::{RetryAction, RetryPolicy};
@@ -20,6 +21,8 @@ use crate::token::TokenStore;
 pub struct RuntimeSettings {
     pub limits: LimitSpec,
     pub retry: RetryPolicy,
+    /// When an endpoint that keeps failing stops being called.
+    pub breaker: BreakerPolicy,
     /// Whole-request timeout (connect, send, read the body).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
@@ -37,6 +40,7 @@ impl RuntimeSettings {
         RuntimeSettings {
             limits,
             retry: RetryPolicy::default(),
+            breaker: BreakerPolicy::default(),
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             limits_account: None,
@@ -63,6 +67,7 @@ pub struct ConnectionRuntime {
     retry: RetryPolicy,
     tokens: Arc<TokenManager>,
     stats: Arc<RuntimeStats>,
+    breakers: Arc<Breakers>,
 }
 
 /// Building the HTTP client failed (TLS backend unavailable).
@@ -131,13 +136,14 @@ impl ConnectionRuntime {
             )),
         };
         ConnectionRuntime {
-            connection,
             http,
             limiter: match &settings.limits_account {
                 Some(account) => RateLimiter::for_account(account, settings.limits, stats.clone()),
                 None => RateLimiter::new(settings.limits, stats.clone()),
             },
             retry: settings.retry,
+            breakers: Arc::new(Breakers::new(connection.clone(), settings.breaker)),
+            connection,
             tokens,
             stats,
         }
@@ -163,6 +169,11 @@ impl ConnectionRuntime {
         self.stats.snapshot()
     }
 
+    /// The circuit breakers of this connection's endpoints.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
     pub fn needs_reconnect(&self) -> bool {
         self.tokens.needs_reconnect()
     }
@@ -171,6 +182,10 @@ impl ConnectionRuntime {
     /// token), `parse` turns the response into a value or a classified error. Retries
     /// follow the error's class; the request must therefore be safe to repeat (reads, or
     /// writes carrying their idempotency key).
+    ///
+    /// `op` names the endpoint (one name per endpoint, no ids): its circuit breaker
+    /// refuses the call with [`ConnectorError::CircuitOpen`] while open, and a failure
+    /// that opens it ends the call without further retries.
     pub async fn execute<T>(
         &self,
         op: &str,
@@ -183,18 +198,33 @@ impl ConnectionRuntime {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            self.breakers.admit(op)?;
             if attempt > 1 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
             let mut used_token: Option<Secret> = None;
+            let mut down = false;
             let pending_rejection = rejected.take();
             let result = self
-                .attempt(&build, &parse, pending_rejection.clone(), &mut used_token)
+                .attempt(
+                    &build,
+                    &parse,
+                    pending_rejection.clone(),
+                    &mut used_token,
+                    &mut down,
+                )
                 .await;
             let err = match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    self.breakers.success(op);
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
+            if down && self.breakers.failure(op, &err) {
+                // The endpoint is down: retrying inside this call only adds waiting.
+                return Err(err);
+            }
             // The refresh after a 401 failed before any request went out (e.g. its
             // answer was lost): the next attempt must refresh again, not reuse the
             // token the API already refused.
@@ -235,6 +265,7 @@ impl ConnectionRuntime {
         parse: &impl Fn(HttpResponse) -> Result<T, ConnectorError>,
         rejected: Option<Secret>,
         used_token: &mut Option<Secret>,
+        down: &mut bool,
     ) -> Result<T, ConnectorError> {
         let token = match rejected {
             Some(r) => self.tokens.refresh_after_rejection(&r).await?,
@@ -248,10 +279,13 @@ impl ConnectionRuntime {
             Ok(r) => r,
             Err(e) => {
                 self.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                // Nobody listening, or no answer in time: what an outage looks like.
+                *down = e.is_connect() || e.is_timeout();
                 return Err(ConnectorError::transient(describe(&e)));
             }
         };
         let status = resp.status().as_u16();
+        *down = status >= 500;
         self.stats.record_status(status);
         let headers = resp.headers().clone();
         let body = match resp.bytes().await {

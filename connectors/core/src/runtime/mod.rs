@@ -1,7 +1,8 @@
 //! The connector runtime both vendors share: tokens (single-flight refresh, durable
 //! rotation, needs-reconnect), the connect flow, the client-side limiter, retries with
-//! backoff, and counters.
+//! backoff, circuit breakers per endpoint, and counters.
 
+pub mod breaker;
 pub mod client;
 pub mod connect;
 pub mod limiter;
@@ -10,6 +11,7 @@ pub mod retry;
 pub mod stats;
 pub mod tokens;
 
+pub use breaker::{BreakerPolicy, Breakers};
 pub use client::{ConnectionRuntime, HttpResponse, RuntimeBuildError, RuntimeSettings};
 pub use connect::{ConnectError, ConnectFlow, Connected, PendingConnect};
 pub use limiter::{LimitSpec, Permit, RateLimiter};
