@@ -71,7 +71,9 @@ pub fn init_logging(format: super::LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        // Colour codes only for a person at a terminal, never into a redirected log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         super::LogFormat::Json => builder.json().try_init(),
         super::LogFormat::Text => builder.try_init(),

@@ -193,6 +193,15 @@ pub struct SandboxArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format;
+    // A one-shot command whose reader goes away (`overdued plan | head`) ends quietly, as
+    // other Unix tools do, instead of panicking on the failed print. The daemon keeps
+    // ignoring SIGPIPE: it must outlive whatever reads its stderr.
+    if !matches!(
+        cli.command,
+        Command::Run { once: false, .. } | Command::Sandbox(_)
+    ) {
+        restore_default_sigpipe();
+    }
     let code = match cli.command {
         Command::Check(c) => check::run(&c),
         Command::SendTestEmail { config, to } => {
@@ -266,4 +275,14 @@ pub fn main() -> ExitCode {
         Command::Demo { days, seed, speed } => demo::run(days, seed, speed),
     };
     ExitCode::from(code)
+}
+
+/// Rust starts every program with SIGPIPE ignored, so a write to a closed pipe is an
+/// error that `println!` turns into a panic; the default action ends the process quietly.
+fn restore_default_sigpipe() {
+    // SAFETY: called once on the main thread before any other thread exists; setting a
+    // signal's disposition to its default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
