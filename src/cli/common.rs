@@ -72,6 +72,9 @@ pub fn init_logging(format: super::LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A failed write to a closed stderr is dropped instead of reported with eprintln!,
+        // which would panic on the same closed pipe.
+        .log_internal_errors(false)
         // Colour codes only for a person at a terminal, never into a redirected log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {

@@ -58,7 +58,11 @@ pub fn init(style: LogStyle) -> bool {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        // A failed write to stderr (its reader gone) is dropped: by default the
+        // subscriber reports it with eprintln!, which panics on the same closed pipe, in
+        // whatever task logged, and a signal task dying there left SIGTERM unheard.
+        .log_internal_errors(false);
     let installed = match (style, journal) {
         (LogStyle::Json, _) => builder
             .json()
