@@ -77,10 +77,8 @@ pub fn apply(
             amount,
         } => {
             known_connection(config, connection)?;
-            let rec = store
-                .get_invoice(connection, invoice)
-                .map_err(io)?
-                .ok_or_else(|| unknown_invoice(connection, invoice))?;
+            let rec = resolve_invoice(store, connection, invoice)?;
+            let invoice = &rec.snapshot.remote_id;
             let today = now.with_timezone(&config.daemon.time_zone).date_naive();
             if *until < today {
                 return Err(usage(format!(
@@ -144,7 +142,10 @@ pub fn apply(
                     },
                 )
                 .map_err(io)?;
-            let inv = (!customer).then_some(id.as_str());
+            let inv = match &target {
+                HoldTarget::Invoice(i) => Some(i.as_str()),
+                HoldTarget::Customer(_) => None,
+            };
             audit(
                 store,
                 connection,
@@ -167,7 +168,13 @@ pub fn apply(
             let target = if *customer {
                 HoldTarget::Customer(id.clone())
             } else {
-                HoldTarget::Invoice(id.clone())
+                // By number or id; a hold on an invoice no longer synced is still found by id.
+                match matching_invoices(store, connection, id)?.len() {
+                    0 => HoldTarget::Invoice(id.clone()),
+                    _ => HoldTarget::Invoice(
+                        resolve_invoice(store, connection, id)?.snapshot.remote_id,
+                    ),
+                }
             };
             let paused = store
                 .remove_hold(connection, &target, HoldKind::Pause)
@@ -182,7 +189,10 @@ pub fn apply(
                     describe(&target)
                 )));
             }
-            let inv = (!customer).then_some(id.as_str());
+            let inv = match &target {
+                HoldTarget::Invoice(i) => Some(i.as_str()),
+                HoldTarget::Customer(_) => None,
+            };
             audit(
                 store,
                 connection,
@@ -196,7 +206,20 @@ pub fn apply(
         Op::History {
             connection,
             invoice,
-        } => history(store, connection, invoice, config.daemon.time_zone),
+        } => {
+            known_connection(config, connection)?;
+            // A number as people see it (1037, INV-0135) names the same invoice as its id.
+            let id = match matching_invoices(store, connection, invoice)?.len() {
+                // Not synced (any more): the audit log may still know the id.
+                0 => invoice.clone(),
+                _ => {
+                    resolve_invoice(store, connection, invoice)?
+                        .snapshot
+                        .remote_id
+                }
+            };
+            history(store, connection, &id, config.daemon.time_zone)
+        }
     }
 }
 
@@ -221,11 +244,54 @@ fn target(
     if customer {
         return Ok(HoldTarget::Customer(id.into()));
     }
+    let rec = resolve_invoice(store, connection, id)?;
+    Ok(HoldTarget::Invoice(rec.snapshot.remote_id))
+}
+
+/// The invoices `handle` may name: the one with that id, else those with that number.
+fn matching_invoices(
+    store: &dyn Store,
+    connection: &str,
+    handle: &str,
+) -> Result<Vec<crate::store::InvoiceRecord>, OpError> {
+    if let Some(r) = store.get_invoice(connection, handle).map_err(io)? {
+        return Ok(vec![r]);
+    }
+    let wanted = handle.trim();
+    let mut found = Vec::new();
     store
-        .get_invoice(connection, id)
-        .map_err(io)?
-        .ok_or_else(|| unknown_invoice(connection, id))?;
-    Ok(HoldTarget::Invoice(id.into()))
+        .for_each_invoice(connection, &mut |r| {
+            if r.snapshot.display_number().eq_ignore_ascii_case(wanted) {
+                found.push(r);
+            }
+            true
+        })
+        .map_err(io)?;
+    Ok(found)
+}
+
+/// The invoice a person names by the system's id or by its number as `plan`, `status`
+/// and the digest show it (QuickBooks DocNumber, Xero InvoiceNumber).
+fn resolve_invoice(
+    store: &dyn Store,
+    connection: &str,
+    handle: &str,
+) -> Result<crate::store::InvoiceRecord, OpError> {
+    let wanted = handle.trim();
+    let mut found = matching_invoices(store, connection, handle)?;
+    match found.len() {
+        0 => Err(unknown_invoice(connection, handle)),
+        1 => Ok(found.remove(0)),
+        _ => Err(usage(format!(
+            "{connection}: {} invoices are numbered {wanted:?}; name one by id: {}",
+            found.len(),
+            found
+                .iter()
+                .map(|r| format!("{} ({})", r.snapshot.remote_id, r.snapshot.customer.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 fn describe(t: &HoldTarget) -> String {
@@ -237,7 +303,7 @@ fn describe(t: &HoldTarget) -> String {
 
 fn unknown_invoice(connection: &str, id: &str) -> OpError {
     usage(format!(
-        "{connection}: no invoice with id {id:?} has been synced (ids are the system's: QuickBooks Id, Xero InvoiceID)"
+        "{connection}: no invoice with id or number {id:?} has been synced (an invoice is named by its number, e.g. 1037 or INV-0135, or by the system's id)"
     ))
 }
 
@@ -328,4 +394,109 @@ pub fn history(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::plan::tests_support::invoice;
+    use crate::store::{InvoiceRecord, SledStore};
+
+    fn world() -> (tempfile::TempDir, Config, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[daemon]\nstate_dir = \"state\"\n\n[quickbooks.acme-qbo]\nrealm_id = \"9341453\"\nclient_id = \"abc\"\nclient_secret = \"s\"\nenvironment = \"sandbox\"\n";
+        let config = crate::config::parse(text, &dir.path().join("c.toml")).unwrap();
+        let store = SledStore::open(&dir.path().join("state")).unwrap();
+        let at = chrono::Utc::now();
+        for (id, number) in [("150", "1057"), ("151", "1058"), ("152", "1058")] {
+            let mut snapshot = invoice(id, "7", 100);
+            snapshot.number = Some(number.into());
+            store
+                .put_invoice(&InvoiceRecord {
+                    snapshot,
+                    seen_at: at,
+                    first_seen_at: at,
+                    balance_history: Vec::new(),
+                })
+                .unwrap();
+        }
+        (dir, config, store)
+    }
+
+    #[test]
+    fn an_invoice_is_named_by_its_number_or_its_id() {
+        let (_dir, config, store) = world();
+        let now = chrono::Utc::now();
+        let history = |invoice: &str| {
+            apply(
+                &Op::History {
+                    connection: "acme-qbo".into(),
+                    invoice: invoice.into(),
+                },
+                &config,
+                &store,
+                now,
+            )
+        };
+        let by_number = history("1057").unwrap();
+        assert!(by_number.contains("invoice 1057 (id 150)"), "{by_number}");
+        assert_eq!(history("150").unwrap(), by_number);
+
+        let e = history("1058").unwrap_err();
+        assert_eq!(e.code, 64);
+        assert!(
+            e.message.contains("2 invoices are numbered \"1058\""),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("151") && e.message.contains("152"),
+            "{}",
+            e.message
+        );
+
+        let e = apply(
+            &Op::History {
+                connection: "nosuch".into(),
+                invoice: "150".into(),
+            },
+            &config,
+            &store,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 64);
+        assert!(
+            e.message.contains("no connection named \"nosuch\""),
+            "{}",
+            e.message
+        );
+
+        // A pause by number holds the invoice's id, and resume by number finds it.
+        let out = apply(
+            &Op::Pause {
+                connection: "acme-qbo".into(),
+                id: "1057".into(),
+                customer: false,
+                reason: "dispute".into(),
+            },
+            &config,
+            &store,
+            now,
+        )
+        .unwrap();
+        assert!(out.contains("paused invoice 150"), "{out}");
+        let out = apply(
+            &Op::Resume {
+                connection: "acme-qbo".into(),
+                id: "1057".into(),
+                customer: false,
+            },
+            &config,
+            &store,
+            now,
+        )
+        .unwrap();
+        assert!(out.contains("resumed invoice 150"), "{out}");
+    }
 }
