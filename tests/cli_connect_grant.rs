@@ -191,4 +191,16 @@ async fn two_organisations_connected_through_one_consent_share_its_tokens_for_si
         .expect("the grant's tokens are stored once, under its id");
     assert!(!shared.needs_reconnect);
     assert_eq!(shared.grant_id, grant_ids[0]);
+    // `overdued status` shows the grant's tokens in use, not the copy stored at connect.
+    for i in 0..2 {
+        let conn = config.connection(&format!("org-{i}")).unwrap();
+        let st = overdued::report::status::connection_status(&config, conn, store.as_ref(), t)
+            .expect("status");
+        assert_eq!(
+            st.access_expires_at,
+            Some(shared.access_expires_at),
+            "org-{i}"
+        );
+        assert!(!st.needs_reconnect);
+    }
 }
