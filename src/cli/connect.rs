@@ -146,14 +146,15 @@ async fn join_stored_grant(
         }
         seen.push(grant_id.clone());
         let key = GrantKey::from_grant_id("xero", &conn.client_id, &grant_id);
-        // The newest usable copy of the grant's tokens: the grant's own once shared,
-        // else the connection's.
+        // The newest copy of the grant's tokens: the grant's own once shared, else the
+        // connection's.
         let newest = [other.name.as_str(), key.as_str()]
             .into_iter()
             .filter_map(|k| store.load_tokens(k).ok().flatten())
-            .filter(|t| !t.needs_reconnect && t.grant_id.as_deref() == Some(grant_id.as_str()))
+            .filter(|t| t.grant_id.as_deref() == Some(grant_id.as_str()))
             .max_by_key(|t| t.obtained_at);
-        let Some(mut tokens) = newest else {
+        // A grant refused since (its newest copy flagged) needs a new consent.
+        let Some(mut tokens) = newest.filter(|t| !t.needs_reconnect) else {
             continue;
         };
         let http = reqwest::Client::builder()
