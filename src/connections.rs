@@ -43,8 +43,9 @@ pub fn build(
             Ok(Arc::new(conn))
         }
         SystemConfig::Xero(x) => {
-            let conn = XeroConnector::new(xero_settings(c, x), tokens, clock)
-                .map_err(|e| err(e.to_string()))?;
+            let mut s = xero_settings(c, x);
+            s.grant_id = recorded_grant(tokens.as_ref(), &c.name);
+            let conn = XeroConnector::new(s, tokens, clock).map_err(|e| err(e.to_string()))?;
             Ok(Arc::new(conn))
         }
     }
@@ -122,4 +123,14 @@ fn bound_realm(tokens: &dyn TokenStore, connection: &str) -> Option<String> {
         .ok()
         .flatten()
         .and_then(|t| t.bound_to)
+}
+
+/// The grant `overdued connect` recorded with the connection's tokens (Xero's
+/// `authEventId`), so connections connected through one consent share its tokens.
+pub fn recorded_grant(tokens: &dyn TokenStore, connection: &str) -> Option<String> {
+    tokens
+        .load_tokens(connection)
+        .ok()
+        .flatten()
+        .and_then(|t| t.grant_id)
 }

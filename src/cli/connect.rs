@@ -8,8 +8,9 @@ use std::time::Duration;
 use overdued_connector::runtime::{ConnectFlow, PendingConnect};
 use overdued_connector::{Clock, SystemClock, TokenStore};
 
-use crate::config::SystemConfig;
-use crate::connections::{quickbooks_settings, xero_settings};
+use crate::config::{Config, ConnectionConfig, SystemConfig, XeroConfig};
+use crate::connections::{quickbooks_settings, recorded_grant, xero_settings};
+use overdued_connector::runtime::GrantKey;
 
 use super::common::{load_config, open_store, runtime, Fail};
 use super::exit;
@@ -20,14 +21,19 @@ pub const DEFAULT_REDIRECT_PORT: u16 = 53682;
 /// How long to wait for the person to finish consenting.
 const CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub fn run(config: Option<&Path>, name: &str, no_browser: bool) -> u8 {
-    match connect(config, name, no_browser) {
+pub fn run(config: Option<&Path>, name: &str, no_browser: bool, new_consent: bool) -> u8 {
+    match connect(config, name, no_browser, new_consent) {
         Ok(()) => 0,
         Err(e) => e.report(),
     }
 }
 
-fn connect(config: Option<&Path>, name: &str, no_browser: bool) -> Result<(), Fail> {
+fn connect(
+    config: Option<&Path>,
+    name: &str,
+    no_browser: bool,
+    new_consent: bool,
+) -> Result<(), Fail> {
     let c = load_config(config)?;
     let conn = c.connection(name).ok_or_else(|| {
         let names: Vec<&str> = c.connections.iter().map(|c| c.name.as_str()).collect();
@@ -49,6 +55,13 @@ fn connect(config: Option<&Path>, name: &str, no_browser: bool) -> Result<(), Fa
     let rt = runtime()?;
     let clock = SystemClock;
     rt.block_on(async {
+        if let (SystemConfig::Xero(x), false) = (&conn.system, new_consent) {
+            let token_store: Arc<dyn TokenStore> = store.clone();
+            if let Some(done) = join_stored_grant(&c, conn, x, token_store.as_ref(), &clock).await? {
+                println!("{name}: connected to {done}");
+                return Ok(());
+            }
+        }
         let client = match &conn.system {
             SystemConfig::QuickBooks(q) => quickbooks_settings(conn, q, q.realm_id.clone().unwrap_or_default()).oauth_client(),
             SystemConfig::Xero(x) => xero_settings(conn, x).oauth_client(),
@@ -94,6 +107,112 @@ fn connect(config: Option<&Path>, name: &str, no_browser: bool) -> Result<(), Fa
         println!("{name}: connected{}", bound.map(|b| format!(" to {b}")).unwrap_or_default());
         Ok(())
     })
+}
+
+/// `overdued connect` for a Xero organisation that a grant already stored for another
+/// connection of the same app reaches: one consent at Xero can cover several
+/// organisations, and a second consent would only make a parallel grant with its own
+/// rotating refresh token. So the connection joins that grant (the tokens are copied,
+/// bound to its organisation, with the grant's id) and no browser is needed. Returns
+/// what it was connected to, or `None` when no stored grant reaches the organisation
+/// (then the consent flow runs). The store is held exclusively (no daemon runs
+/// meanwhile), so refreshing an expired access token here races with nothing.
+async fn join_stored_grant(
+    c: &Config,
+    conn: &ConnectionConfig,
+    x: &XeroConfig,
+    store: &dyn TokenStore,
+    clock: &dyn Clock,
+) -> Result<Option<String>, Fail> {
+    let settings = xero_settings(conn, x);
+    let mut seen: Vec<String> = Vec::new();
+    for other in &c.connections {
+        let SystemConfig::Xero(ox) = &other.system else {
+            continue;
+        };
+        if other.name == conn.name || other.client_id != conn.client_id {
+            continue;
+        }
+        let os = xero_settings(other, ox);
+        if os.connections_url() != settings.connections_url() || os.token_url != settings.token_url
+        {
+            continue;
+        }
+        let Some(grant_id) = recorded_grant(store, &other.name) else {
+            continue;
+        };
+        if seen.contains(&grant_id) {
+            continue;
+        }
+        seen.push(grant_id.clone());
+        let key = GrantKey::from_grant_id("xero", &conn.client_id, &grant_id);
+        // The newest copy of the grant's tokens: the grant's own once shared, else the
+        // connection's.
+        let newest = [other.name.as_str(), key.as_str()]
+            .into_iter()
+            .filter_map(|k| store.load_tokens(k).ok().flatten())
+            .filter(|t| t.grant_id.as_deref() == Some(grant_id.as_str()))
+            .max_by_key(|t| t.obtained_at);
+        // A grant refused since (its newest copy flagged) needs a new consent.
+        let Some(mut tokens) = newest.filter(|t| !t.needs_reconnect) else {
+            continue;
+        };
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .build()
+            .map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
+        if tokens.access_expires_at - chrono::Duration::minutes(1) <= clock.now() {
+            let mut fresh = match settings
+                .oauth_client()
+                .refresh(&http, &tokens.refresh_token, clock.now())
+                .await
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(connection = %conn.name, grant = %key, error = %e, "the stored grant could not be refreshed; asking for a new consent");
+                    continue;
+                }
+            };
+            fresh.grant_id = Some(grant_id.clone());
+            // Stored under the grant's key at once: every connection on it adopts the
+            // newest copy, so the rotated-away token is never used again.
+            store
+                .save_tokens(key.as_str(), &fresh)
+                .map_err(|e| Fail(exit::IOERR, e.to_string()))?;
+            tokens = fresh;
+        }
+        let reachable = match overdued_xero::list_connections(
+            &http,
+            &settings.connections_url(),
+            &tokens.access_token,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(connection = %conn.name, grant = %key, error = %e, "could not list what the stored grant reaches; asking for a new consent");
+                continue;
+            }
+        };
+        let Ok(tenant) = overdued_xero::resolve_tenant(&reachable, &settings.tenant) else {
+            continue;
+        };
+        if tenant.auth_event_id != grant_id {
+            continue;
+        }
+        let binding = overdued_xero::TenantBinding { tenant, reachable };
+        binding.apply(&mut tokens);
+        tokens.needs_reconnect = false;
+        store
+            .save_tokens(&conn.name, &tokens)
+            .map_err(|e| Fail(exit::IOERR, e.to_string()))?;
+        tracing::info!(connection = %conn.name, grant = %key, via = %other.name, "connection joined a stored grant");
+        return Ok(Some(format!(
+            "Xero organisation {} ({}) on the grant already stored for {} (no new consent needed)",
+            binding.tenant.tenant_name, binding.tenant.tenant_id, other.name
+        )));
+    }
+    Ok(None)
 }
 
 fn open_browser(url: &str) {

@@ -105,6 +105,10 @@ pub enum Command {
         /// Print the URL to open instead of opening a browser.
         #[arg(long)]
         no_browser: bool,
+        /// Xero: ask for a new consent (a new grant) even when a grant already stored for
+        /// another connection of the same app reaches the organisation.
+        #[arg(long)]
+        new_consent: bool,
     },
     /// Record a customer's promise to pay an invoice: no chasing until then.
     Promise {
@@ -252,7 +256,8 @@ pub fn main() -> ExitCode {
             config,
             name,
             no_browser,
-        } => connect::run(config.config.as_deref(), &name, no_browser),
+            new_consent,
+        } => connect::run(config.config.as_deref(), &name, no_browser, new_consent),
         Command::Run {
             config,
             once: true,

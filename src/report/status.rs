@@ -82,7 +82,24 @@ pub fn connection_status(
 ) -> Result<ConnectionStatus, StoreError> {
     let name = conn.name.as_str();
     let today = now.with_timezone(&config.daemon.time_zone).date_naive();
-    let tokens = store.get_tokens(name)?;
+    let mut tokens = store.get_tokens(name)?;
+    // A connection on a recorded grant (Xero, `overdued connect`) may find the grant's
+    // tokens under the grant's key once they are shared: the newest copy is the one used.
+    if let Some(grant_id) = tokens.as_ref().and_then(|t| t.grant_id.clone()) {
+        let key = overdued_connector::runtime::GrantKey::from_grant_id(
+            "xero",
+            &conn.client_id,
+            &grant_id,
+        );
+        if let Some(shared) = store.get_tokens(key.as_str())? {
+            if tokens
+                .as_ref()
+                .is_none_or(|t| shared.obtained_at > t.obtained_at)
+            {
+                tokens = Some(shared);
+            }
+        }
+    }
     let sync = store.get_sync_state(name)?;
     let mut ageing = Ageing::default();
     let mut overdue_ids = Vec::new();

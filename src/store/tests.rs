@@ -121,6 +121,7 @@ fn every_record_type_round_trips() {
         previous_refresh_token: None,
         obtained_at: t("2026-10-01T00:00:00Z"),
         bound_to: Some("tenant".into()),
+        grant_id: None,
         needs_reconnect: false,
     };
     s.put_tokens("uk", &tok).unwrap();

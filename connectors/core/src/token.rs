@@ -21,6 +21,10 @@ pub struct TokenSet {
     /// QuickBooks realmId or Xero tenant id the grant was bound to, if learnt at connect.
     #[serde(default)]
     pub bound_to: Option<String>,
+    /// The vendor's id of the consent (grant) these tokens belong to, when it says (Xero's
+    /// `authEventId`, learnt at `overdued connect`): connections on one grant share it.
+    #[serde(default)]
+    pub grant_id: Option<String>,
     /// Set when the refresh token was refused (`invalid_grant`): the owner must reconnect.
     #[serde(default)]
     pub needs_reconnect: bool,

@@ -399,6 +399,22 @@ impl World {
         h.finalize().into()
     }
 
+    /// Xero's `authEventId` of grant `grant`: one per consent, deterministic for the seed,
+    /// drawn without advancing the sequence the other ids come from.
+    pub fn auth_event_id(&self, grant: usize) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.seed.to_le_bytes());
+        h.update(b"auth-event");
+        h.update((grant as u64).to_le_bytes());
+        let b: [u8; 32] = h.finalize().into();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&b[..16]);
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+
     /// A fresh uuid, deterministic for the seed and the sequence of calls.
     pub fn new_uuid(&mut self) -> String {
         let b = self.mint("uuid");

@@ -241,6 +241,8 @@ fn connections(w: &mut World, grant: usize, req: &Req) -> Reply {
             t.timestamp_subsec_nanos() / 100
         )
     };
+    // One per consent (grant), the same on each of its tenant connections.
+    let auth_event = w.auth_event_id(grant);
     let list: Vec<Value> = w
         .tenants
         .iter()
@@ -250,7 +252,7 @@ fn connections(w: &mut World, grant: usize, req: &Req) -> Reply {
         .map(|t| {
             json!({
                 "id": t.connection_id,
-                "authEventId": t.connection_id,
+                "authEventId": auth_event,
                 "tenantId": t.id,
                 "tenantType": "ORGANISATION",
                 "tenantName": t.name,

@@ -659,6 +659,10 @@ async fn xero_tokens_rotate_with_a_grace_period_and_connections_list_tenants() {
     ] {
         assert!(conns[0][k].is_string(), "{k}");
     }
+    // One consent, one authEventId on each of its tenant connections.
+    assert!(conns[0]["authEventId"].is_string());
+    assert_eq!(conns[0]["authEventId"], conns[1]["authEventId"]);
+    assert_ne!(conns[0]["id"], conns[1]["id"]);
     assert_eq!(
         api.xero(Method::GET, "Contacts")
             .send()

@@ -36,6 +36,9 @@ pub struct XeroSettings {
     pub authorize_url: String,
     /// A refresh token to bootstrap from when the store holds none.
     pub initial_refresh_token: Option<Secret>,
+    /// The grant (Xero's `authEventId`) `overdued connect` recorded with the stored
+    /// tokens: connections on one grant share one token manager and one stored token set.
+    pub grant_id: Option<String>,
     pub fee_posting: FeePosting,
     pub fee_account_code: String,
     pub fee_item_code: Option<String>,
@@ -67,6 +70,7 @@ impl XeroSettings {
             token_url: DEFAULT_TOKEN_URL.into(),
             authorize_url: DEFAULT_AUTHORIZE_URL.into(),
             initial_refresh_token: None,
+            grant_id: None,
             fee_posting: FeePosting::default(),
             fee_account_code: DEFAULT_FEE_ACCOUNT_CODE.into(),
             fee_item_code: None,
@@ -140,17 +144,30 @@ impl XeroSettings {
             )),
             // One consent covers several organisations, and Xero rotates the refresh
             // token on every refresh: the organisations configured with one grant's
-            // refresh token share its tokens.
-            grant: self
-                .initial_refresh_token
-                .as_ref()
-                .filter(|r| !r.is_empty())
-                .map(|r| GrantKey::from_lineage("xero", &self.client_id, r)),
+            // refresh token, or connected through one consent (its `authEventId`), share
+            // its tokens.
+            grant: self.grant_key(),
             ..RuntimeSettings::new(self.limits)
         }
     }
 
-    pub(crate) fn connections_url(&self) -> String {
+    /// The grant this connection's tokens belong to: the configured refresh token's
+    /// lineage, else the grant `overdued connect` recorded.
+    pub fn grant_key(&self) -> Option<GrantKey> {
+        let lineage = self
+            .initial_refresh_token
+            .as_ref()
+            .filter(|r| !r.is_empty())
+            .map(|r| GrantKey::from_lineage("xero", &self.client_id, r));
+        lineage.or_else(|| {
+            self.grant_id
+                .as_deref()
+                .filter(|g| !g.trim().is_empty())
+                .map(|g| GrantKey::from_grant_id("xero", &self.client_id, g))
+        })
+    }
+
+    pub fn connections_url(&self) -> String {
         format!("{}/connections", self.identity_base.trim_end_matches('/'))
     }
 
@@ -190,6 +207,26 @@ mod tests {
             "nothing to tell the grant by"
         );
         assert_eq!(on("Acme", "app", Some("")), None);
+        let connected = |tenant: &str, client: &str, grant: &str| {
+            let mut s =
+                XeroSettings::new(ConnectionId::new(tenant), client, Secret::new("s"), tenant);
+            s.grant_id = Some(grant.into());
+            s.runtime_settings().grant
+        };
+        assert!(connected("Acme", "app", "ev-1").is_some());
+        assert_eq!(
+            connected("Acme", "app", "ev-1"),
+            connected("Bolt", "app", "ev-1"),
+            "two organisations of one recorded consent"
+        );
+        assert_ne!(
+            connected("Acme", "app", "ev-1"),
+            connected("Bolt", "app", "ev-2")
+        );
+        assert_ne!(
+            connected("Acme", "app", "ev-1"),
+            connected("Bolt", "other", "ev-1")
+        );
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub struct XeroTenant {
     /// The connection's own id (what `DELETE /connections/{id}` takes).
     #[serde(rename = "id", default)]
     pub connection_id: String,
+    /// The consent (grant) that connected it: the same for every organisation of one
+    /// consent.
+    #[serde(rename = "authEventId", default)]
+    pub auth_event_id: String,
     #[serde(rename = "tenantId")]
     pub tenant_id: String,
     #[serde(rename = "tenantName", default)]
@@ -41,6 +45,9 @@ impl TenantBinding {
     /// Records the binding in the tokens, so it is stored with them.
     pub fn apply(&self, tokens: &mut TokenSet) {
         tokens.bound_to = Some(self.tenant.tenant_id.clone());
+        if !self.tenant.auth_event_id.is_empty() {
+            tokens.grant_id = Some(self.tenant.auth_event_id.clone());
+        }
     }
 }
 
@@ -153,6 +160,7 @@ mod tests {
     fn t(id: &str, name: &str, kind: &str) -> XeroTenant {
         XeroTenant {
             connection_id: format!("c-{id}"),
+            auth_event_id: "ev".into(),
             tenant_id: id.into(),
             tenant_name: name.into(),
             tenant_type: kind.into(),

@@ -116,6 +116,7 @@ pub fn parse_token_response(
             previous_refresh_token: rotated,
             obtained_at: now,
             bound_to: None,
+            grant_id: None,
             needs_reconnect: false,
         });
     }

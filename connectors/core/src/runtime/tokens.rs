@@ -86,6 +86,13 @@ impl GrantKey {
         GrantKey(format!("grant:{system}:{client_id}:{short}"))
     }
 
+    /// The grant the vendor identifies as `grant_id` (Xero's `authEventId`, recorded at
+    /// `overdued connect`) for the app `client_id`: every connection connected through
+    /// that consent, or bound to it later, carries the same id.
+    pub fn from_grant_id(system: &str, client_id: &str, grant_id: &str) -> Self {
+        GrantKey(format!("grant:{system}:{client_id}:{}", grant_id.trim()))
+    }
+
     /// The name its tokens are stored under.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -421,6 +428,7 @@ impl TokenManager {
         match self.refresher.refresh(refresh, self.clock.now()).await {
             Ok(mut t) => {
                 t.bound_to = current.and_then(|c| c.bound_to.clone());
+                t.grant_id = current.and_then(|c| c.grant_id.clone());
                 if let Err(e) = self.store.save_tokens(&self.store_key(), &t) {
                     // The vendor may already have retired the old refresh token, so the
                     // new set is kept (unused) and saved before anything else happens.
@@ -521,6 +529,7 @@ mod tests {
                 previous_refresh_token: Some(r.clone()),
                 obtained_at: now,
                 bound_to: None,
+                grant_id: None,
                 needs_reconnect: false,
             })
         }
@@ -800,6 +809,7 @@ mod tests {
             previous_refresh_token: None,
             obtained_at: at,
             bound_to: Some(format!("tenant-{r}")),
+            grant_id: None,
             needs_reconnect: refused,
         };
         {
