@@ -17,7 +17,12 @@ pub enum Op {
         connection: String,
         invoice: String,
         until: NaiveDate,
-        #[serde(default, with = "rust_decimal::serde::str_option")]
+        // Left out rather than `null` when absent: `str_option` reads no `null`.
+        #[serde(
+            default,
+            with = "rust_decimal::serde::str_option",
+            skip_serializing_if = "Option::is_none"
+        )]
         amount: Option<Decimal>,
     },
     Pause {
@@ -85,6 +90,15 @@ pub fn apply(
                     "--until {until} is in the past (today is {today} in {})",
                     config.daemon.time_zone
                 )));
+            }
+            if let Some(a) = amount {
+                if *a <= Decimal::ZERO || *a > rec.snapshot.amount_due {
+                    return Err(usage(format!(
+                        "--amount {a} must be more than zero and at most the balance of invoice {} ({})",
+                        rec.snapshot.display_number(),
+                        rec.snapshot.due_money().display_human()
+                    )));
+                }
             }
             let hold = Hold::Promise {
                 until: *until,
@@ -400,6 +414,26 @@ pub fn history(
 mod tests {
     use super::*;
     use crate::engine::plan::tests_support::invoice;
+
+    #[test]
+    fn a_promise_without_amount_crosses_to_the_daemon_and_back() {
+        let op = Op::Promise {
+            connection: "acme-qbo".into(),
+            invoice: "1057".into(),
+            until: NaiveDate::from_ymd_opt(2026, 12, 20).unwrap(),
+            amount: None,
+        };
+        let wire = serde_json::to_string(&op).unwrap();
+        assert_eq!(serde_json::from_str::<Op>(&wire).unwrap(), op, "{wire}");
+        let with = Op::Promise {
+            connection: "acme-qbo".into(),
+            invoice: "1057".into(),
+            until: NaiveDate::from_ymd_opt(2026, 12, 20).unwrap(),
+            amount: Some(Decimal::new(5000, 2)),
+        };
+        let wire = serde_json::to_string(&with).unwrap();
+        assert_eq!(serde_json::from_str::<Op>(&wire).unwrap(), with, "{wire}");
+    }
     use crate::store::{InvoiceRecord, SledStore};
 
     fn world() -> (tempfile::TempDir, Config, SledStore) {
@@ -498,5 +532,25 @@ mod tests {
         )
         .unwrap();
         assert!(out.contains("resumed invoice 150"), "{out}");
+
+        // A promise of more than the balance is refused, naming the field.
+        let promise = |amount: Option<Decimal>| {
+            apply(
+                &Op::Promise {
+                    connection: "acme-qbo".into(),
+                    invoice: "1057".into(),
+                    until: now.date_naive() + chrono::Duration::days(5),
+                    amount,
+                },
+                &config,
+                &store,
+                now,
+            )
+        };
+        let e = promise(Some(Decimal::from(101))).unwrap_err();
+        assert_eq!(e.code, 64);
+        assert!(e.message.starts_with("--amount 101"), "{}", e.message);
+        assert!(promise(Some(Decimal::from(40))).is_ok());
+        assert!(promise(None).is_ok());
     }
 }

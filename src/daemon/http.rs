@@ -335,7 +335,22 @@ fn dispatch(
 }
 
 /// Runs a CLI operation (`promise`, `pause`, `resume`, `history`) on the daemon's store.
-async fn admin_op(State(s): State<AppState>, Json(op): Json<crate::ops::Op>) -> Response {
+async fn admin_op(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+    // Parsed here, not by axum's extractor, so a bad request gets the JSON error the CLI
+    // prints rather than a plain-text rejection it cannot read.
+    let op: crate::ops::Op = match serde_json::from_slice(&body) {
+        Ok(op) => op,
+        Err(e) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(crate::ops::OpError {
+                    code: 64,
+                    message: format!("the daemon could not read the request: {e}"),
+                }),
+            )
+                .into_response()
+        }
+    };
     let r = tokio::task::spawn_blocking(move || {
         let (_, config) = s.config();
         crate::ops::apply(&op, &config, s.store.as_ref(), s.clock.now())
