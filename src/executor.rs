@@ -111,6 +111,9 @@ const RETRY_FOR_DAYS: i64 = 3;
 /// is not retried blind: the ledger is searched for its effect first.
 pub const KEY_WINDOW: Duration = Duration::hours(24);
 
+/// Why an intent older than [`KEY_WINDOW`] is looked for (the lookup's audit record).
+const PAST_THE_WINDOW: &str = "past the vendor's key window";
+
 pub struct Executor<'a> {
     pub connector: &'a dyn Connector,
     pub store: &'a dyn Store,
@@ -518,14 +521,26 @@ impl Executor<'_> {
         mail: &HashMap<IdempotencyKey, Delivery>,
         counts: &mut ActionCounts,
     ) -> Result<Outcome, ExecError> {
-        if let Some(reason) = retries_expired(entry, self.clock.now()) {
-            self.supersede(entry, reason.clone(), counts)?;
-            return Ok(Outcome::Skipped {
-                reason: format!("superseded: {reason}"),
-            });
-        }
-        if let Some(reason) = stale_reason(entry, fresh, holds) {
-            return self.skip(entry, reason.0, reason.1, counts);
+        let expired = retries_expired(entry, self.clock.now());
+        let stale = stale_reason(entry, fresh, holds);
+        // An action about to be closed unsent may have gone through already: a write
+        // applied whose answer was lost, or a process killed before it saved the
+        // answer. Closing it as skipped would leave an effect in the ledger that the
+        // journal denies, and without its audit note: look for it first.
+        let went_through = match (&expired, &stale, fresh) {
+            (None, None, _) | (_, _, None) => None,
+            (_, _, Some(snap)) => self.went_through(entry, snap).await?,
+        };
+        if went_through.is_none() {
+            if let Some(reason) = expired {
+                self.supersede(entry, reason.clone(), counts)?;
+                return Ok(Outcome::Skipped {
+                    reason: format!("superseded: {reason}"),
+                });
+            }
+            if let Some(reason) = stale {
+                return self.skip(entry, reason.0, reason.1, counts);
+            }
         }
         let snap = fresh.expect("stale_reason returns a reason when the invoice is unknown");
         let Some(payload) = entry.payload.action().cloned() else {
@@ -539,14 +554,16 @@ impl Executor<'_> {
         };
         // The key the vendor may already hold for this action (see `JournalEntry::sent_key`).
         let key = entry.vendor_key().clone();
-        let prior = match self.prior_effect(entry, &payload, snap) {
-            Some(effect)
+        let prior = match (went_through, self.prior_effect(entry, &payload, snap)) {
+            (Some(receipt), _) => Some(Ok(Some(receipt))),
+            (None, Some(effect))
                 if self.clock.now().signed_duration_since(entry.created_at) > KEY_WINDOW =>
             {
-                Some(self.look_for(entry, &effect).await?)
+                Some(self.look_for(entry, &effect, PAST_THE_WINDOW).await?)
             }
             _ => None,
         };
+        let from_ledger = matches!(prior, Some(Ok(Some(_))));
         let result = match prior {
             Some(Ok(Some(receipt))) => Ok(receipt),
             Some(Err(e)) => Err(e),
@@ -617,7 +634,11 @@ impl Executor<'_> {
         match result {
             Ok(receipt) => {
                 entry.state = JournalState::Done {
-                    at: self.clock.now(),
+                    at: if from_ledger {
+                        receipt.at
+                    } else {
+                        self.clock.now()
+                    },
                     created_id: receipt.created_id.clone(),
                     replayed: receipt.replayed,
                 };
@@ -716,13 +737,44 @@ impl Executor<'_> {
         })
     }
 
-    /// Looks in the ledger for `effect` and records what was found in the audit log.
-    /// `Some` receipt when the earlier attempt went through (the action is then done,
-    /// as replayed); `None` when it must be carried out.
+    /// For an action attempted before that is now to be closed unsent (its invoice was
+    /// paid or changed, or its retries ran out): the receipt of its earlier attempt
+    /// when the ledger shows that attempt went through, so it is recorded as done (as
+    /// replayed) and gets its audit note. `None` when it was never attempted, cannot be
+    /// looked for, was not found, or the lookup failed: it is closed as before.
+    async fn went_through(
+        &self,
+        entry: &JournalEntry,
+        snap: &InvoiceSnapshot,
+    ) -> Result<Option<ActionReceipt>, StoreError> {
+        // An intent is recorded before its first attempt, so it may have been sent.
+        if !matches!(
+            entry.state,
+            JournalState::Intent | JournalState::Failed { .. }
+        ) {
+            return Ok(None);
+        }
+        let Some(payload) = entry.payload.action() else {
+            return Ok(None);
+        };
+        let Some(effect) = self.prior_effect(entry, payload, snap) else {
+            return Ok(None);
+        };
+        Ok(self
+            .look_for(entry, &effect, "about to be closed unsent")
+            .await?
+            .unwrap_or(None))
+    }
+
+    /// Looks in the ledger for `effect` and records what was found in the audit log
+    /// (`why` says why it was looked for). `Some` receipt when the earlier attempt went
+    /// through (the action is then done, as replayed); `None` when it must be carried
+    /// out.
     async fn look_for(
         &self,
         entry: &JournalEntry,
         effect: &PriorEffect,
+        why: &str,
     ) -> Result<Result<Option<ActionReceipt>, ConnectorError>, StoreError> {
         let found = match self.connector.find_effect(effect).await {
             Ok(f) => f,
@@ -733,7 +785,12 @@ impl Executor<'_> {
                 "found in the ledger: the earlier attempt went through; not sent again",
                 Some(ActionReceipt {
                     created_id: created_id.clone(),
-                    at: self.clock.now(),
+                    // It went through when it was attempted, not now: the plan spaces
+                    // the next steps and counts the day's messages from this.
+                    at: match entry.state {
+                        JournalState::Failed { at, .. } => at,
+                        _ => entry.created_at,
+                    },
                     replayed: true,
                 }),
             ),
@@ -743,14 +800,14 @@ impl Executor<'_> {
                 None,
             ),
         };
-        tracing::info!(connection = %entry.connection, invoice = %entry.invoice_id, key = %entry.key, first_attempt = %entry.created_at, outcome = what, "intent older than the key window; looked for its effect");
+        tracing::info!(connection = %entry.connection, invoice = %entry.invoice_id, key = %entry.key, first_attempt = %entry.created_at, why, outcome = what, "looked in the ledger for the effect of an earlier attempt");
         self.store.append_audit(&AuditEvent {
             at: self.clock.now(),
             connection: entry.connection.clone(),
             invoice_id: Some(entry.invoice_id.clone()),
             kind: "lookup".into(),
             message: format!(
-                "{} ({}) first attempted {}, past the vendor's key window: {what}",
+                "{} ({}) first attempted {}, {why}: {what}",
                 entry.kind,
                 entry.step_id,
                 entry.created_at.format("%Y-%m-%d %H:%M UTC")
