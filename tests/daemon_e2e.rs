@@ -4,165 +4,14 @@
 //! slows these tests down instead of failing them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_overdued");
-const PATIENCE: Duration = Duration::from_secs(60);
-
-// ---- processes -------------------------------------------------------------------
-
-/// A child process whose output lines are collected; killed if the test fails early.
-struct Proc {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("OVERDUED_LOG")
-            .env_remove("OVERDUED_CONFIG");
-        let mut child = cmd.spawn().expect("spawn overdued");
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
-        Proc {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a stderr line containing `needle`, returning it.
-    fn wait_stderr(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(l) = self
-                .stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return l.clone();
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                // Give the reader thread a moment to drain the pipe.
-                std::thread::sleep(Duration::from_millis(200));
-                if let Some(l) = self
-                    .stderr
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .find(|l| l.contains(needle))
-                {
-                    return l.clone();
-                }
-                panic!(
-                    "exited ({st}) before logging {needle:?}:\n{}",
-                    self.stderr_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in stderr:\n{}",
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_stdout(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(l) = self
-                .stdout
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return l.clone();
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "exited ({st}) before printing {needle:?}:\n{}",
-                    self.stderr_text()
-                );
-            }
-            assert!(Instant::now() < deadline, "no {needle:?} on stdout");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for the exit and returns (code, how long it took).
-    fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return (st.code(), t0.elapsed());
-            }
-            if t0.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "did not exit within {limit:?}; killed. stderr:\n{}",
-                    self.stderr_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            match line {
-                Ok(s) => l.lock().unwrap().push(s),
-                Err(_) => break,
-            }
-        }
-    });
-    lines
-}
+#[path = "support/service.rs"]
+mod service;
+use service::*;
 
 fn run_to_end(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(BIN)
@@ -228,92 +77,6 @@ impl NotifySocket {
 }
 
 // ---- HTTP ------------------------------------------------------------------------
-
-struct Resp {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"));
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("http head");
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Resp {
-        status,
-        headers: head.to_string(),
-        body,
-    }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = s.split_once("\r\n").expect("chunk size");
-        let n = usize::from_str_radix(size.trim(), 16).expect("chunk size hex");
-        if n == 0 {
-            return out;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
-}
-
-fn get(addr: &str, path: &str) -> Resp {
-    // The daemon's health is text unless JSON is asked for; ask for text here.
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"));
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("http head");
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Resp {
-        status,
-        headers: head.to_string(),
-        body,
-    }
-}
 
 fn poll_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
@@ -516,12 +279,6 @@ fn the_parser_refuses_what_prometheus_refuses() {
 
 // ---- the sandbox -------------------------------------------------------------------
 
-struct Sandbox {
-    _proc: Proc,
-    addr: String,
-    config: PathBuf,
-}
-
 fn start_sandbox(dir: &Path) -> Sandbox {
     let config = dir.join("overdued.toml");
     let mut cmd = Command::new(BIN);
@@ -551,22 +308,6 @@ fn start_sandbox(dir: &Path) -> Sandbox {
     }
 }
 
-fn sandbox_post(sb: &Sandbox, path: &str, body: &str) -> Resp {
-    let r = http(&sb.addr, "POST", path, &[], body);
-    assert!(r.status < 300, "{path}: {} {}", r.status, r.body);
-    r
-}
-
-fn state_dir_of(config: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(config).unwrap();
-    let rel = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("state_dir = "))
-        .expect("state_dir in the sandbox config")
-        .trim_matches('"');
-    config.parent().unwrap().join(rel)
-}
-
 /// Every secret the daemon was given or obtained: the configured client secrets and
 /// refresh tokens (files beside the config) and the tokens in its store.
 fn secrets(config: &Path) -> Vec<String> {
@@ -593,43 +334,6 @@ fn secrets(config: &Path) -> Vec<String> {
     }
     out.retain(|s| s.len() >= 8);
     out
-}
-
-fn spawn_daemon(config: &Path, notify: Option<&Path>, rust_log: &str) -> Proc {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--config"]).arg(config);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("OVERDUED_LOG")
-        .env_remove("OVERDUED_CONFIG")
-        .env("RUST_LOG", rust_log);
-    match notify {
-        Some(p) => cmd.env("NOTIFY_SOCKET", p),
-        None => cmd.env_remove("NOTIFY_SOCKET"),
-    };
-    let mut child = cmd.spawn().expect("spawn overdued run");
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    Proc {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-fn admin_token(config: &Path) -> String {
-    std::fs::read_to_string(state_dir_of(config).join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-fn http_addr_from_log(p: &mut Proc) -> String {
-    let line = p.wait_stderr("http listening on http://");
-    line.rsplit("http://").next().unwrap().trim().to_string()
 }
 
 fn metrics_of(addr: &str) -> BTreeMap<String, Vec<(Labels, f64)>> {
@@ -1015,14 +719,6 @@ fn hand_operations_go_through_the_running_daemon() {
     let (code, _, err) =
         run_to_end(&["resume", "sandbox-qbo", "7", "--customer", "--config", &cfg]);
     assert_eq!(code, Some(64), "{err}");
-}
-
-fn hmac_b64(body: &str, key: &str) -> String {
-    use base64::Engine;
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// Inbound webhooks: a signed QuickBooks event starts a sync at once; Xero's
