@@ -179,13 +179,7 @@ impl SledStore {
         keep_new_files_private();
         let lock = StateLock::acquire(dir)?;
         remove_unfinished_snapshots(&dir.join("db"))?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            // Bounded so an idle daemon with a large ledger stays small in memory.
-            .cache_capacity(64 * 1024 * 1024)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(be)?;
+        let db = open_sled(&dir.join("db"))?;
         tighten(dir)?;
         let t = |name: &str| db.open_tree(name).map_err(be);
         Ok(SledStore {
@@ -694,5 +688,33 @@ impl TokenStore for SledStore {
     ) -> std::result::Result<(), TokenStoreError> {
         self.put_tokens(connection, tokens)
             .map_err(|e| TokenStoreError(e.to_string()))
+    }
+}
+
+/// How long to wait for sled's own file lock once ours is held.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Our `StateLock` already excludes other processes, so sled refusing its lock here can
+/// only be a handle of this process that was just dropped: sled's flusher thread keeps
+/// the file locked for a moment after the last `Db` goes (a reopen in place, a test that
+/// writes a fixture and reopens). Waiting briefly is safe; anything else fails at once.
+fn open_sled(path: &Path) -> Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            // Bounded so an idle daemon with a large ledger stays small in memory.
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && started.elapsed() < SLED_LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.map_err(be),
+        }
     }
 }
