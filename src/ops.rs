@@ -165,12 +165,12 @@ pub fn apply(
                 connection,
                 inv,
                 "pause",
-                format!("paused {}: {reason}", describe(&target)),
+                format!("paused {}: {reason}", describe(store, connection, &target)),
                 now,
             )?;
             Ok(format!(
-                "{connection}: paused {} ({reason})\n",
-                describe(&target)
+                "{connection}: paused {}: {reason}\n",
+                describe(store, connection, &target)
             ))
         }
         Op::Resume {
@@ -180,7 +180,18 @@ pub fn apply(
         } => {
             known_connection(config, connection)?;
             let target = if *customer {
-                HoldTarget::Customer(id.clone())
+                // A hold on a customer no longer synced is still found by id.
+                match resolve_customer(store, connection, id) {
+                    Ok(c) => HoldTarget::Customer(c.id),
+                    Err(_)
+                        if store.holds(connection).map_err(io)?.iter().any(
+                            |(t, _)| matches!(t, HoldTarget::Customer(c) if c == id.trim()),
+                        ) =>
+                    {
+                        HoldTarget::Customer(id.trim().to_string())
+                    }
+                    Err(e) => return Err(e),
+                }
             } else {
                 // By number or id; a hold on an invoice no longer synced is still found by id.
                 match matching_invoices(store, connection, id)?.len() {
@@ -200,7 +211,7 @@ pub fn apply(
             if !paused && !promised {
                 return Err(usage(format!(
                     "{connection}: {} is neither paused nor under a promise",
-                    describe(&target)
+                    describe(store, connection, &target)
                 )));
             }
             let inv = match &target {
@@ -212,10 +223,13 @@ pub fn apply(
                 connection,
                 inv,
                 "resume",
-                format!("resumed {}", describe(&target)),
+                format!("resumed {}", describe(store, connection, &target)),
                 now,
             )?;
-            Ok(format!("{connection}: resumed {}\n", describe(&target)))
+            Ok(format!(
+                "{connection}: resumed {}\n",
+                describe(store, connection, &target)
+            ))
         }
         Op::History {
             connection,
@@ -256,7 +270,9 @@ fn target(
     customer: bool,
 ) -> Result<HoldTarget, OpError> {
     if customer {
-        return Ok(HoldTarget::Customer(id.into()));
+        return Ok(HoldTarget::Customer(
+            resolve_customer(store, connection, id)?.id,
+        ));
     }
     let rec = resolve_invoice(store, connection, id)?;
     Ok(HoldTarget::Invoice(rec.snapshot.remote_id))
@@ -308,10 +324,127 @@ fn resolve_invoice(
     }
 }
 
-fn describe(t: &HoldTarget) -> String {
+/// A customer as a person names one: the system's id, the display name or an email
+/// address (each compared without regard to case and surrounding space).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerHandle {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// Every customer a connection's synced invoices name, by id, with the stored customer
+/// record's details where there is one (it is fresher than an invoice's copy).
+pub fn known_customers(
+    store: &dyn Store,
+    connection: &str,
+) -> Result<Vec<CustomerHandle>, OpError> {
+    let mut by_id: std::collections::BTreeMap<String, CustomerHandle> = Default::default();
+    store
+        .for_each_invoice(connection, &mut |r| {
+            let c = &r.snapshot.customer;
+            by_id.entry(c.id.clone()).or_insert_with(|| CustomerHandle {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                email: c.email.clone(),
+            });
+            true
+        })
+        .map_err(io)?;
+    for h in by_id.values_mut() {
+        if let Some(c) = store.get_customer(connection, &h.id).map_err(io)? {
+            h.name = c.name;
+            if c.email.is_some() {
+                h.email = c.email;
+            }
+        }
+    }
+    Ok(by_id.into_values().collect())
+}
+
+/// The one customer `handle` names; an unknown or ambiguous handle is a usage error that
+/// lists what was meant, so a typo never pauses (or chases) the wrong customer.
+pub fn resolve_customer(
+    store: &dyn Store,
+    connection: &str,
+    handle: &str,
+) -> Result<CustomerHandle, OpError> {
+    let wanted = handle.trim();
+    if wanted.is_empty() {
+        return Err(usage(
+            "a customer is named by its id, its name or its email address; got nothing".into(),
+        ));
+    }
+    let all = known_customers(store, connection)?;
+    if let Some(c) = all.iter().find(|c| c.id == wanted) {
+        return Ok(c.clone());
+    }
+    if let Some(c) = store.get_customer(connection, wanted).map_err(io)? {
+        // Known to the ledger but with no invoice synced: still a real customer.
+        return Ok(CustomerHandle {
+            id: c.id,
+            name: c.name,
+            email: c.email,
+        });
+    }
+    let same = |a: &str| a.trim().eq_ignore_ascii_case(wanted);
+    let mut found: Vec<&CustomerHandle> = all
+        .iter()
+        .filter(|c| same(&c.name) || c.email.as_deref().is_some_and(same))
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0).clone()),
+        0 => {
+            let lower = wanted.to_lowercase();
+            let near: Vec<String> = all
+                .iter()
+                .filter(|c| c.name.to_lowercase().contains(&lower))
+                .take(5)
+                .map(describe_customer)
+                .collect();
+            let hint = if near.is_empty() {
+                String::new()
+            } else {
+                format!("; did you mean {}?", near.join(", "))
+            };
+            Err(usage(format!(
+                "{connection}: no customer with id, name or email {wanted:?} has been synced{hint}"
+            )))
+        }
+        n => Err(usage(format!(
+            "{connection}: {n} customers match {wanted:?}; name one by id: {}",
+            found
+                .iter()
+                .map(|c| describe_customer(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn describe_customer(c: &CustomerHandle) -> String {
+    match &c.email {
+        Some(e) => format!("{} (id {}, {e})", c.name, c.id),
+        None => format!("{} (id {})", c.name, c.id),
+    }
+}
+
+/// A hold's target as the owner knows it: number and customer name beside the id.
+fn describe(store: &dyn Store, connection: &str, t: &HoldTarget) -> String {
     match t {
-        HoldTarget::Invoice(id) => format!("invoice {id}"),
-        HoldTarget::Customer(id) => format!("customer {id}"),
+        HoldTarget::Invoice(id) => match store.get_invoice(connection, id).ok().flatten() {
+            Some(r) if r.snapshot.display_number() != *id => format!(
+                "invoice {} (id {id}, {})",
+                r.snapshot.display_number(),
+                r.snapshot.customer.name
+            ),
+            Some(r) => format!("invoice {id} ({})", r.snapshot.customer.name),
+            None => format!("invoice {id}"),
+        },
+        HoldTarget::Customer(id) => match resolve_customer(store, connection, id) {
+            Ok(c) if c.id == *id => format!("customer {id} ({})", c.name),
+            _ => format!("customer {id}"),
+        },
     }
 }
 

@@ -675,11 +675,34 @@ fn hand_operations_go_through_the_running_daemon() {
     let cfg = sb.config.to_str().unwrap().to_string();
     let mut d = spawn_daemon(&sb.config, None, "info");
     let _addr = http_addr_from_log(&mut d);
+    // A customer is known once a sync has brought its invoices.
+    poll_until("the first QuickBooks sync", || {
+        d.stderr_text()
+            .lines()
+            .any(|l| l.contains("sync finished") && l.contains("sandbox-qbo"))
+            .then_some(())
+    });
+
+    let (code, _, err) = run_to_end(&[
+        "pause",
+        "sandbox-qbo",
+        "no such customer",
+        "--customer",
+        "--reason",
+        "dispute",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("no customer with id, name or email \"no such customer\""),
+        "{err}"
+    );
 
     let (code, out, err) = run_to_end(&[
         "pause",
         "sandbox-qbo",
-        "7",
+        "10",
         "--customer",
         "--reason",
         "dispute: wrong quantity",
@@ -688,19 +711,54 @@ fn hand_operations_go_through_the_running_daemon() {
     ]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
-        out.contains("sandbox-qbo: paused customer 7 (dispute: wrong quantity)"),
+        out.contains("sandbox-qbo: paused customer 10 (Harper Lee): dispute: wrong quantity"),
         "{out}"
     );
 
-    let (code, out, err) =
-        run_to_end(&["resume", "sandbox-qbo", "7", "--customer", "--config", &cfg]);
+    let (code, out, err) = run_to_end(&[
+        "resume",
+        "sandbox-qbo",
+        "10",
+        "--customer",
+        "--config",
+        &cfg,
+    ]);
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("resumed customer 7"), "{out}");
+    assert!(out.contains("resumed customer 10 (Harper Lee)"), "{out}");
 
-    let (code, _, err) =
-        run_to_end(&["resume", "sandbox-qbo", "7", "--customer", "--config", &cfg]);
+    let (code, _, err) = run_to_end(&[
+        "resume",
+        "sandbox-qbo",
+        "10",
+        "--customer",
+        "--config",
+        &cfg,
+    ]);
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("neither paused nor under a promise"), "{err}");
+
+    // The name as `status` shows it, in any case, names the same customer.
+    let (code, out, err) = run_to_end(&[
+        "pause",
+        "sandbox-qbo",
+        "harper LEE",
+        "--customer",
+        "--reason",
+        "dispute",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("paused customer 10 (Harper Lee)"), "{out}");
+    let (code, out, err) = run_to_end(&[
+        "resume",
+        "sandbox-qbo",
+        "Harper Lee",
+        "--customer",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
 
     let (code, _, err) = run_to_end(&[
         "history",
@@ -716,8 +774,14 @@ fn hand_operations_go_through_the_running_daemon() {
     let (status, _) = d.wait_exit(Duration::from_secs(20));
     assert_eq!(status, Some(0));
     // Without the daemon the same store answers directly: the audit kept both events.
-    let (code, _, err) =
-        run_to_end(&["resume", "sandbox-qbo", "7", "--customer", "--config", &cfg]);
+    let (code, _, err) = run_to_end(&[
+        "resume",
+        "sandbox-qbo",
+        "10",
+        "--customer",
+        "--config",
+        &cfg,
+    ]);
     assert_eq!(code, Some(64), "{err}");
 }
 

@@ -128,7 +128,7 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
         connection: String,
-        /// Invoice id, or customer id with --customer.
+        /// Invoice number or id; with --customer, the customer's id, name or email.
         id: String,
         #[arg(long)]
         customer: bool,
@@ -140,6 +140,7 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
         connection: String,
+        /// Invoice number or id; with --customer, the customer's id, name or email.
         id: String,
         #[arg(long)]
         customer: bool,
