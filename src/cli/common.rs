@@ -30,7 +30,7 @@ pub fn open_store(c: &Config) -> Result<Arc<SledStore>, Fail> {
         .map_err(|e| {
             let hint = match &e {
                 StoreError::Locked(_) => {
-                    " (stop the daemon first; status, history, promise, pause and resume work while it runs)"
+                    " (stop the daemon first; status, plan, connect, history, promise, pause and resume work while it runs)"
                 }
                 _ => "",
             };

@@ -12,6 +12,10 @@ use crate::config::{Config, ConnectionConfig, SystemConfig, XeroConfig};
 use crate::connections::{quickbooks_settings, recorded_grant, xero_settings};
 use overdued_connector::runtime::GrantKey;
 
+use crate::daemon::owner_admin::ConnectRequest;
+use crate::ops::OpError;
+use crate::store::{SledStore, StoreError};
+
 use super::common::{load_config, open_store, runtime, Fail};
 use super::exit;
 
@@ -51,11 +55,27 @@ fn connect(
         .as_ref()
         .and_then(|u| u.port())
         .unwrap_or(DEFAULT_REDIRECT_PORT);
-    let store = open_store(&c)?;
+    // With the daemon running (it holds the store) the consent runs here as usual and
+    // the daemon is handed the tokens: it stores them and resumes the connection.
+    let store = match SledStore::open(&c.daemon.state_dir) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(StoreError::Locked(lock)) => {
+            daemon_says(
+                &c,
+                &ConnectRequest {
+                    connection: name.to_string(),
+                    tokens: None,
+                },
+            )
+            .map_err(|e| Fail(e.code, format!("{lock}; asking it failed: {}", e.message)))?;
+            None
+        }
+        Err(_) => Some(open_store(&c)?),
+    };
     let rt = runtime()?;
     let clock = SystemClock;
     rt.block_on(async {
-        if let (SystemConfig::Xero(x), false) = (&conn.system, new_consent) {
+        if let (SystemConfig::Xero(x), false, Some(store)) = (&conn.system, new_consent, &store) {
             let token_store: Arc<dyn TokenStore> = store.clone();
             if let Some(done) = join_stored_grant(&c, conn, x, token_store.as_ref(), &clock).await? {
                 println!("{name}: connected to {done}");
@@ -102,11 +122,35 @@ fn connect(
             }
         };
         tokens.needs_reconnect = false;
-        let store_dyn: Arc<dyn TokenStore> = store.clone();
-        store_dyn.save_tokens(name, &tokens).map_err(|e| Fail(exit::IOERR, e.to_string()))?;
-        println!("{name}: connected{}", bound.map(|b| format!(" to {b}")).unwrap_or_default());
+        let bound = bound.map(|b| format!(" to {b}")).unwrap_or_default();
+        match &store {
+            Some(store) => {
+                let store_dyn: Arc<dyn TokenStore> = store.clone();
+                store_dyn.save_tokens(name, &tokens).map_err(|e| Fail(exit::IOERR, e.to_string()))?;
+                println!("{name}: connected{bound}");
+            }
+            None => {
+                let req = ConnectRequest { connection: name.to_string(), tokens: Some(tokens) };
+                // A blocking client inside the runtime: on a thread of its own.
+                let said = tokio::task::block_in_place(|| daemon_says(&c, &req))
+                    .map_err(|e| Fail(e.code, format!("the consent succeeded but the running daemon could not be given the tokens: {} (run `overdued connect {name}` again)", e.message)))?;
+                println!("{name}: connected{bound}");
+                print!("{said}");
+            }
+        }
         Ok(())
     })
+}
+
+/// Sends `req` to the running daemon's `/admin/connect`; its answer, or the error it
+/// gave (or why it could not be reached).
+fn daemon_says(c: &Config, req: &ConnectRequest) -> Result<String, OpError> {
+    super::admin::post_text(
+        &c.daemon.state_dir,
+        "/admin/connect",
+        req,
+        Duration::from_secs(30),
+    )?
 }
 
 /// `overdued connect` for a Xero organisation that a grant already stored for another

@@ -1,12 +1,13 @@
 //! The command line. This is the edge: errors become messages and exit codes here.
 
+mod admin;
 mod check;
 mod common;
 mod connect;
 mod demo;
 mod holds;
 mod once;
-mod plan;
+pub mod plan;
 mod run;
 mod sandbox;
 mod send_test_email;

@@ -5,38 +5,159 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use overdued_connector::{Clock, SystemClock};
+use overdued_connector::{Clock, Connector, SystemClock, TokenStore};
+use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, ConnectionConfig};
 use crate::connections;
 use crate::cycle::{make_plan, open_ledger};
 use crate::engine::{adoption_summary, AdoptionSummary, Plan, PlannedAction};
+use crate::ops::OpError;
 use crate::report::delivery::what_goes_out;
-use crate::store::{SledStore, Store};
+use crate::store::{SledStore, Store, StoreError};
 use crate::sync::sync_connection;
 
-use super::common::{load_config, open_store, parse_date, runtime, Fail};
+use super::common::{load_config, parse_date, runtime, Fail};
 use super::exit;
 
+/// What the CLI asks a running daemon's `/admin/plan` for: the same output it would
+/// print itself, made by the daemon that holds the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRequest {
+    /// `--at`: plan for this local date instead of now.
+    #[serde(default)]
+    pub at: Option<NaiveDate>,
+    /// `--json`
+    #[serde(default)]
+    pub json: bool,
+}
+
 pub fn run(config: Option<&Path>, at: Option<&str>, json: bool) -> u8 {
-    match plan_all(config, at) {
-        Ok(plans) => {
-            if json {
-                match serde_json::to_string_pretty(&plans) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        return Fail(exit::SOFTWARE, format!("cannot render the plan: {e}"))
-                            .report()
-                    }
-                }
-            } else {
-                for p in &plans {
-                    print!("{}", render(p));
-                }
-            }
+    match plan_output(config, at, json) {
+        Ok(text) => {
+            print!("{text}");
             0
         }
         Err(e) => e.report(),
+    }
+}
+
+fn plan_output(config: Option<&Path>, at: Option<&str>, json: bool) -> Result<String, Fail> {
+    let c = load_config(config)?;
+    let req = PlanRequest {
+        at: at.map(|s| parse_date("--at", s)).transpose()?,
+        json,
+    };
+    match SledStore::open(&c.daemon.state_dir) {
+        Ok(store) => {
+            let store = Arc::new(store);
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let build = |conn_cfg: &ConnectionConfig| {
+                let tokens: Arc<dyn TokenStore> = store.clone();
+                connections::build(conn_cfg, tokens, clock.clone()).map_err(|e| e.to_string())
+            };
+            let rt = runtime()?;
+            rt.block_on(plan_text(
+                &c,
+                store.as_ref(),
+                &build,
+                &NoLock,
+                clock.as_ref(),
+                &req,
+            ))
+            .map_err(|e| Fail(e.code, e.message))
+        }
+        // The daemon holds the store: it makes the plan, with its own connectors.
+        Err(StoreError::Locked(lock)) => {
+            super::admin::post_text(&c.daemon.state_dir, "/admin/plan", &req, super::admin::SLOW)
+                .map_err(|e| Fail(e.code, format!("{lock}; asking it failed: {}", e.message)))?
+                .map_err(|e| Fail(e.code, e.message))
+        }
+        Err(e) => Err(Fail(exit::IOERR, e.to_string())),
+    }
+}
+
+/// Serialises a connection's plan with whatever else works on its cache (the daemon's
+/// cycle), so a plan never reads a sync half written. The guard is held while the
+/// connection is refreshed and planned.
+#[async_trait::async_trait]
+pub trait ConnectionLock: Send + Sync {
+    async fn lock(&self, connection: &str) -> Option<tokio::sync::OwnedMutexGuard<()>>;
+}
+
+/// The CLI holds the whole store: nothing else runs.
+struct NoLock;
+
+#[async_trait::async_trait]
+impl ConnectionLock for NoLock {
+    async fn lock(&self, _: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        None
+    }
+}
+
+/// The whole output of `overdued plan` (text or JSON), for every enabled connection:
+/// each refreshed from its system through the connector `connector_for` gives, then
+/// planned for `now` (or noon on `req.at`). Used by the CLI on its own store and by the
+/// daemon's admin endpoint on the store it holds.
+pub async fn plan_text(
+    c: &Config,
+    store: &dyn Store,
+    connector_for: &(dyn Fn(&ConnectionConfig) -> Result<Arc<dyn Connector>, String> + Sync),
+    locks: &dyn ConnectionLock,
+    clock: &dyn Clock,
+    req: &PlanRequest,
+) -> Result<String, OpError> {
+    let now = match req.at {
+        None => clock.now(),
+        Some(d) => noon_on(c, d),
+    };
+    // `check` reports a broken template; the preview then shows the engine's subject.
+    let templates = crate::channels::Templates::load(c.channels.templates_dir.as_deref()).ok();
+    let mut plans = Vec::new();
+    for conn_cfg in c.connections.iter().filter(|c| c.enabled) {
+        let _guard = locks.lock(&conn_cfg.name).await;
+        let connector = connector_for(conn_cfg);
+        let sync_error = match &connector {
+            Ok(connector) => refresh(c, connector.as_ref(), store, clock).await.err(),
+            Err(e) => Some(e.clone()),
+        };
+        // A Xero organisation named by its name and never bound at connect is resolved
+        // by asking Xero; the plan is made without it only if that fails too.
+        let resolved = match &connector {
+            Ok(connector) => connector.ledger_id().await.ok(),
+            Err(_) => None,
+        };
+        let (plan, _) = open_ledger(conn_cfg, store, resolved.as_deref())
+            .and_then(|ledger| make_plan(c, conn_cfg, &ledger, store, now))
+            .map_err(|e| OpError {
+                code: exit::SOFTWARE,
+                message: e.to_string(),
+            })?;
+        let goes_out = plan
+            .actions
+            .iter()
+            .map(|a| goes_out(c, templates.as_ref(), conn_cfg.system(), a))
+            .collect();
+        let names = customer_names(store, &conn_cfg.name, &plan);
+        plans.push(ConnectionPlan {
+            connection: conn_cfg.name.clone(),
+            system: conn_cfg.system().to_string(),
+            sync_error,
+            adoption: adoption_summary(&plan),
+            plan,
+            goes_out,
+            customer_names: names,
+        });
+    }
+    if req.json {
+        serde_json::to_string_pretty(&plans)
+            .map(|s| format!("{s}\n"))
+            .map_err(|e| OpError {
+                code: exit::SOFTWARE,
+                message: format!("cannot render the plan: {e}"),
+            })
+    } else {
+        Ok(plans.iter().map(render).collect())
     }
 }
 
@@ -54,48 +175,9 @@ pub struct ConnectionPlan {
     /// Per action (same order): what the customer really gets, for the text output.
     #[serde(skip)]
     pub goes_out: Vec<String>,
-}
-
-fn plan_all(config: Option<&Path>, at: Option<&str>) -> Result<Vec<ConnectionPlan>, Fail> {
-    let c = load_config(config)?;
-    let now = match at {
-        None => Utc::now(),
-        Some(s) => noon_on(&c, parse_date("--at", s)?),
-    };
-    let store = open_store(&c)?;
-    // `check` reports a broken template; the preview then shows the engine's subject.
-    let templates = crate::channels::Templates::load(c.channels.templates_dir.as_deref()).ok();
-    let rt = runtime()?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut out = Vec::new();
-    for conn_cfg in c.connections.iter().filter(|c| c.enabled) {
-        let sync_error = rt
-            .block_on(refresh(&c, conn_cfg, store.clone(), clock.clone()))
-            .err();
-        // A Xero organisation named by its name and never bound at connect is resolved
-        // by asking Xero; the plan is made without it only if that fails too.
-        let resolved = rt.block_on(async {
-            let c = connections::build(conn_cfg, store.clone(), clock.clone()).ok()?;
-            c.ledger_id().await.ok()
-        });
-        let (plan, _) = open_ledger(conn_cfg, store.as_ref(), resolved.as_deref())
-            .and_then(|ledger| make_plan(&c, conn_cfg, &ledger, store.as_ref(), now))
-            .map_err(|e| Fail(exit::SOFTWARE, e.to_string()))?;
-        let goes_out = plan
-            .actions
-            .iter()
-            .map(|a| goes_out(&c, templates.as_ref(), conn_cfg.system(), a))
-            .collect();
-        out.push(ConnectionPlan {
-            connection: conn_cfg.name.clone(),
-            system: conn_cfg.system().to_string(),
-            sync_error,
-            adoption: adoption_summary(&plan),
-            plan,
-            goes_out,
-        });
-    }
-    Ok(out)
+    /// Customer id → display name, for the text output (the JSON has the ids).
+    #[serde(skip)]
+    pub customer_names: std::collections::BTreeMap<String, String>,
 }
 
 /// What the customer really gets from action `a`: on the system channel the vendor's
@@ -137,6 +219,54 @@ fn goes_out(
     }
 }
 
+/// The display name of every customer the plan names; an id the cache does not know
+/// (or cannot read now) is left out and shown as the id.
+fn customer_names(
+    store: &dyn Store,
+    connection: &str,
+    plan: &Plan,
+) -> std::collections::BTreeMap<String, String> {
+    // (customer id, an invoice of theirs): the stored customer record is fresher, the
+    // invoice's own copy of the name is there even before the first full sync.
+    let wanted: std::collections::BTreeMap<&str, &str> = plan
+        .actions
+        .iter()
+        .map(|a| (a.customer_id.as_str(), a.invoice_id.as_str()))
+        .chain(
+            plan.skipped
+                .iter()
+                .map(|k| (k.customer_id.as_str(), k.invoice_id.as_str())),
+        )
+        .collect();
+    wanted
+        .into_iter()
+        .filter_map(|(id, invoice)| {
+            let name = match store.get_customer(connection, id).ok().flatten() {
+                Some(c) if !c.name.trim().is_empty() => c.name,
+                _ => {
+                    store
+                        .get_invoice(connection, invoice)
+                        .ok()
+                        .flatten()?
+                        .snapshot
+                        .customer
+                        .name
+                }
+            };
+            let name = name.trim();
+            (!name.is_empty()).then(|| (id.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+/// "customer NAME", or "customer ID" when the name is unknown.
+fn customer_label(p: &ConnectionPlan, id: &str) -> String {
+    match p.customer_names.get(id) {
+        Some(name) => format!("customer {name}"),
+        None => format!("customer {id}"),
+    }
+}
+
 /// Plans for a date look at mid-day, inside any business-hours send window.
 fn noon_on(c: &Config, d: NaiveDate) -> chrono::DateTime<Utc> {
     let local = d.and_hms_opt(12, 0, 0).unwrap_or_default();
@@ -150,16 +280,14 @@ fn noon_on(c: &Config, d: NaiveDate) -> chrono::DateTime<Utc> {
 
 async fn refresh(
     c: &Config,
-    conn_cfg: &crate::config::ConnectionConfig,
-    store: Arc<SledStore>,
-    clock: Arc<dyn Clock>,
+    connector: &dyn Connector,
+    store: &dyn Store,
+    clock: &dyn Clock,
 ) -> Result<(), String> {
-    let connector =
-        connections::build(conn_cfg, store.clone(), clock.clone()).map_err(|e| e.to_string())?;
     sync_connection(
-        connector.as_ref(),
-        store.as_ref() as &dyn Store,
-        clock.as_ref(),
+        connector,
+        store,
+        clock,
         c.daemon.full_sync_interval.as_duration(),
         false,
     )
@@ -192,10 +320,10 @@ pub fn render(p: &ConnectionPlan) -> String {
     for (i, a) in p.plan.actions.iter().enumerate() {
         let _ = writeln!(
             s,
-            "  DO   {:<8} invoice {} (customer {}), {} days overdue, step {} of policy {}",
+            "  DO   {:<8} invoice {} ({}), {} days overdue, step {} of policy {}",
             a.kind.as_str(),
             a.invoice_number,
-            a.customer_id,
+            customer_label(p, &a.customer_id),
             a.days_overdue,
             a.step_id,
             a.policy
@@ -231,8 +359,10 @@ pub fn render(p: &ConnectionPlan) -> String {
     for k in &p.plan.skipped {
         let _ = writeln!(
             s,
-            "  SKIP invoice {} (customer {}): {}",
-            k.invoice_number, k.customer_id, k.reason
+            "  SKIP invoice {} ({}): {}",
+            k.invoice_number,
+            customer_label(p, &k.customer_id),
+            k.reason
         );
     }
     s

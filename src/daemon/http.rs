@@ -44,10 +44,14 @@ pub fn admin_router() -> Router<AppState> {
         .route("/status", get(admin_status))
         .route("/sync", post(admin_sync))
         .route("/op", post(admin_op))
+        .route("/plan", post(super::owner_admin::admin_plan))
+        .route("/connect", post(super::owner_admin::admin_connect))
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, stop: CancellationToken) {
     let app = router(state);
+    // The peer's address, so `/admin/connect` can take tokens from loopback only.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let r = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+pub mod owner_admin;
 mod reload;
 pub mod scheduler;
 mod shared;

@@ -80,10 +80,19 @@ pub async fn connection_task(shared: Arc<Shared>, name: String, stop: Cancellati
         // might never be saved: wait for the supervisor to bring the store back.
         let store_ok = shared.store_trouble().is_none();
         if conn_cfg.enabled && store_ok {
-            if local.built_for != Some(gen) {
+            let regrant = shared
+                .conns()
+                .get_mut(&name)
+                .is_some_and(|c| std::mem::take(&mut c.regrant));
+            if local.built_for != Some(gen) || regrant {
                 rebuild(&shared, &name, &conn_cfg, gen, &mut local);
             }
             if let Some(connector) = local.connector.clone() {
+                let cycle_lock = shared.conns().get(&name).map(|c| c.cycle_lock.clone());
+                let _cycle_guard = match cycle_lock {
+                    Some(l) => Some(l.lock_owned().await),
+                    None => None,
+                };
                 let cycle = run_cycle(
                     &cfg,
                     &conn_cfg,

@@ -34,6 +34,12 @@ pub struct ConnState {
     pub snapshot: Option<status::ConnectionStatus>,
     pub kick: Arc<Notify>,
     pub reload: Arc<Notify>,
+    /// Held by the connection's cycle, and by a plan made through the admin endpoint,
+    /// so the two never work on the connection's cache at once.
+    pub cycle_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Set when `overdued connect` handed over a new grant: the task rebuilds its
+    /// connector before the next cycle.
+    pub regrant: bool,
 }
 
 impl ConnState {
@@ -53,6 +59,8 @@ impl ConnState {
             snapshot: None,
             kick: Arc::new(Notify::new()),
             reload: Arc::new(Notify::new()),
+            cycle_lock: Arc::new(tokio::sync::Mutex::new(())),
+            regrant: false,
         }
     }
 
