@@ -88,7 +88,7 @@ pub async fn run_cycle(
     let dry_run = config.daemon.mode == Mode::DryRun;
     if dry_run {
         for a in &plan.actions {
-            info!(connection = %name, invoice = %a.invoice_id, action = %a.kind, step = %a.step_id, key = %a.key, reason = %a.reason, "dry run: would act");
+            info!(connection = %name, invoice = %a.invoice_number, customer = %a.context.as_ref().map_or(a.customer_id.as_str(), |c| c.customer_name.as_str()), step = %a.step_id, action = %a.kind, invoice_id = %a.invoice_id, key = %a.key, reason = %a.reason, "dry run: would act");
         }
         return Ok(CycleReport {
             connection: name,

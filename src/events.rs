@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use overdued_connector::ActionKind;
 use tracing::{info, warn};
 
-use crate::store::JournalEntry;
+use crate::store::{ActionPayload, JournalEntry};
 
 /// The target the action lines have always had, which users' log filters name (the demo
 /// quiets it, for one).
@@ -62,19 +62,75 @@ impl ActionCounts {
     }
 }
 
+/// What an owner reading an action line needs to know which invoice it is: its number,
+/// the customer's name and the amount the action is about (the fee for a late fee, the
+/// balance otherwise). Built from the cached invoice; without one, from the journal (ids
+/// and the balance the plan saw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct About {
+    pub invoice_number: String,
+    pub customer: String,
+    pub amount: String,
+}
+
+impl About {
+    pub fn of(entry: &JournalEntry, snap: Option<&overdued_connector::InvoiceSnapshot>) -> About {
+        let fee = match entry.payload.action() {
+            Some(ActionPayload::LateFee { amount, .. }) => Some(*amount),
+            _ => None,
+        };
+        match snap {
+            Some(s) => About {
+                invoice_number: s.display_number().to_string(),
+                customer: if s.customer.name.trim().is_empty() {
+                    entry.customer_id.clone()
+                } else {
+                    s.customer.name.clone()
+                },
+                amount: fee
+                    .unwrap_or_else(|| {
+                        overdued_connector::Money::new(entry.expected_amount_due, s.currency)
+                    })
+                    .display_human()
+                    .to_string(),
+            },
+            None => About {
+                invoice_number: entry.invoice_id.clone(),
+                customer: entry.customer_id.clone(),
+                amount: fee
+                    .map(|m| m.display_human().to_string())
+                    .unwrap_or_else(|| entry.expected_amount_due.to_string()),
+            },
+        }
+    }
+}
+
+/// The one wording of a finished action, whichever vendor carried it out.
+pub fn done_wording(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Remind => "reminder sent",
+        ActionKind::LateFee => "late-fee invoice created",
+        ActionKind::Note => "note written",
+        ActionKind::Escalate => "escalated: automatic reminders stop; refer to collection",
+    }
+}
+
 /// The system confirmed an action (or recognised its key from an earlier attempt).
 pub struct ActionDone<'a> {
     pub entry: &'a JournalEntry,
+    pub about: About,
     pub replayed: bool,
 }
 
 impl InternalEvent for ActionDone<'_> {
     fn emit(self, counts: &mut ActionCounts) {
         let e = self.entry;
+        let a = &self.about;
+        let what = done_wording(e.kind);
         if e.kind == ActionKind::Escalate {
-            warn!(target: EXECUTOR, connection = %e.connection, invoice = %e.invoice_id, customer = %e.customer_id, step = %e.step_id, key = %e.key, "escalated: automatic reminders stop; refer to collection");
+            warn!(target: EXECUTOR, connection = %e.connection, invoice = %a.invoice_number, customer = %a.customer, amount = %a.amount, step = %e.step_id, invoice_id = %e.invoice_id, key = %e.key, "{what}");
         } else {
-            info!(target: EXECUTOR, connection = %e.connection, invoice = %e.invoice_id, action = %e.kind, step = %e.step_id, key = %e.key, replayed = self.replayed, "action done");
+            info!(target: EXECUTOR, connection = %e.connection, invoice = %a.invoice_number, customer = %a.customer, amount = %a.amount, step = %e.step_id, action = %e.kind, invoice_id = %e.invoice_id, key = %e.key, replayed = self.replayed, "{what}");
         }
         counts.add(e.kind, ActionOutcome::Done);
     }
@@ -95,6 +151,7 @@ impl InternalEvent for ActionAlreadyDone {
 /// An action dropped on purpose before it was sent (paid since planning, held, ...).
 pub struct ActionSkipped<'a> {
     pub entry: &'a JournalEntry,
+    pub about: About,
     pub reason: &'a str,
     /// Worth a line (a payment is; a duplicate is not).
     pub notable: bool,
@@ -104,7 +161,8 @@ impl InternalEvent for ActionSkipped<'_> {
     fn emit(self, counts: &mut ActionCounts) {
         let e = self.entry;
         if self.notable {
-            info!(target: EXECUTOR, connection = %e.connection, invoice = %e.invoice_id, action = %e.kind, step = %e.step_id, reason = %self.reason, "action dropped before sending");
+            let a = &self.about;
+            info!(target: EXECUTOR, connection = %e.connection, invoice = %a.invoice_number, customer = %a.customer, amount = %a.amount, step = %e.step_id, action = %e.kind, invoice_id = %e.invoice_id, reason = %self.reason, "action dropped before sending");
         }
         counts.add(e.kind, ActionOutcome::Skipped);
     }
@@ -113,6 +171,7 @@ impl InternalEvent for ActionSkipped<'_> {
 /// An action the system refused or could not be reached for.
 pub struct ActionFailed<'a> {
     pub entry: &'a JournalEntry,
+    pub about: About,
     pub error: &'a str,
     pub retry: bool,
 }
@@ -120,7 +179,8 @@ pub struct ActionFailed<'a> {
 impl InternalEvent for ActionFailed<'_> {
     fn emit(self, counts: &mut ActionCounts) {
         let e = self.entry;
-        warn!(target: EXECUTOR, connection = %e.connection, invoice = %e.invoice_id, action = %e.kind, step = %e.step_id, key = %e.key, error = %self.error, retry = self.retry, "action failed");
+        let a = &self.about;
+        warn!(target: EXECUTOR, connection = %e.connection, invoice = %a.invoice_number, customer = %a.customer, amount = %a.amount, step = %e.step_id, action = %e.kind, invoice_id = %e.invoice_id, key = %e.key, error = %self.error, retry = self.retry, "action failed");
         counts.add(e.kind, ActionOutcome::Failed);
     }
 }
@@ -152,6 +212,28 @@ impl InternalEvent for ActionWaiting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_wording_per_event_whichever_vendor() {
+        let words: Vec<&str> = [
+            ActionKind::Remind,
+            ActionKind::LateFee,
+            ActionKind::Note,
+            ActionKind::Escalate,
+        ]
+        .into_iter()
+        .map(done_wording)
+        .collect();
+        assert_eq!(
+            words,
+            [
+                "reminder sent",
+                "late-fee invoice created",
+                "note written",
+                "escalated: automatic reminders stop; refer to collection"
+            ]
+        );
+    }
 
     #[test]
     fn counts_by_kind_and_outcome() {

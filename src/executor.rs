@@ -424,6 +424,7 @@ impl Executor<'_> {
         };
         entry.audit_note_done = true;
         ActionSkipped {
+            about: self.about(entry),
             entry,
             reason: &reason,
             notable: true,
@@ -650,6 +651,7 @@ impl Executor<'_> {
                 let message = describe_done(&payload, entry, receipt.created_id.as_deref());
                 self.put_with_audit(entry, "action", message, serde_json::json!({"key": entry.key, "step": entry.step_id, "payload": payload}))?;
                 ActionDone {
+                    about: crate::events::About::of(entry, Some(snap)),
                     entry,
                     replayed: receipt.replayed,
                 }
@@ -689,6 +691,7 @@ impl Executor<'_> {
                     serde_json::json!({"key": entry.key, "retry": retry}),
                 )?;
                 ActionFailed {
+                    about: crate::events::About::of(entry, Some(snap)),
                     entry,
                     error: &error,
                     retry,
@@ -836,12 +839,24 @@ impl Executor<'_> {
             serde_json::json!({"key": entry.key}),
         )?;
         ActionSkipped {
+            about: self.about(entry),
             entry,
             reason: &reason,
             notable,
         }
         .emit(counts);
         Ok(Outcome::Skipped { reason })
+    }
+
+    /// Who and what an action line names, from the cached invoice when there is one.
+    fn about(&self, entry: &JournalEntry) -> crate::events::About {
+        let snap = self
+            .store
+            .get_invoice(&entry.connection, &entry.invoice_id)
+            .ok()
+            .flatten()
+            .map(|r| r.snapshot);
+        crate::events::About::of(entry, snap.as_ref())
     }
 
     /// Records the entry's new state and its audit record in one transaction, so the

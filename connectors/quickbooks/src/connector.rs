@@ -213,7 +213,7 @@ impl QuickBooksConnector {
         for attempt in 0..2 {
             let current = self.read_invoice(invoice_id).await?;
             let Some(body) = build(&current)? else {
-                tracing::info!(connection = %self.settings.connection, invoice = invoice_id, op, "change already present; nothing written");
+                tracing::debug!(connection = %self.settings.connection, invoice = invoice_id, op, "change already present; nothing written");
                 return Ok(ActionReceipt {
                     created_id: None,
                     at: self.clock.now(),
@@ -229,7 +229,7 @@ impl QuickBooksConnector {
             };
             match self.post_invoice(op, &body, &request_id).await {
                 Ok(_) => {
-                    tracing::info!(connection = %self.settings.connection, invoice = invoice_id, op, key = %key, "invoice updated");
+                    tracing::debug!(connection = %self.settings.connection, invoice = invoice_id, op, key = %key, "invoice updated");
                     return Ok(ActionReceipt {
                         created_id: None,
                         at: self.clock.now(),
@@ -283,7 +283,7 @@ impl QuickBooksConnector {
         let created = self
             .post_invoice("create_fee_invoice", &body, key.as_str())
             .await?;
-        tracing::info!(connection = %self.settings.connection, invoice = %req.invoice_id, fee_invoice = %created.id, key = %key, "late fee invoice created");
+        tracing::debug!(connection = %self.settings.connection, invoice = %req.invoice_id, fee_invoice = %created.id, key = %key, "late fee invoice created");
         Ok(ActionReceipt {
             created_id: Some(created.id),
             at: self.clock.now(),
@@ -547,7 +547,7 @@ impl Connector for QuickBooksConnector {
                 |r: HttpResponse| parse_ok::<InvoiceEnvelope>(&r, "invoice send"),
             )
             .await?;
-        tracing::info!(connection = %self.settings.connection, invoice = %sent.invoice.id, key = %key, "reminder sent");
+        tracing::debug!(connection = %self.settings.connection, invoice = %sent.invoice.id, key = %key, "reminder sent");
         Ok(ActionReceipt {
             created_id: None,
             at: self.clock.now(),

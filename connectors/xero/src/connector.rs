@@ -454,7 +454,7 @@ impl XeroConnector {
                 Ok((inv.invoice_id, replay_header(r)))
             })
             .await?;
-        tracing::info!(connection = %self.settings.connection, invoice = %req.invoice_id, fee_invoice = %created, amount = %amount, key = %key, replayed, "late-fee invoice created");
+        tracing::debug!(connection = %self.settings.connection, invoice = %req.invoice_id, fee_invoice = %created, amount = %amount, key = %key, replayed, "late-fee invoice created");
         Ok(self.receipt(Some(created), replayed))
     }
 
@@ -481,7 +481,7 @@ impl XeroConnector {
                     == Some(amount.amount)
         });
         if already {
-            tracing::info!(connection = %self.settings.connection, invoice = %req.invoice_id, key = %key, "late-fee line already on the invoice; not adding it again");
+            tracing::debug!(connection = %self.settings.connection, invoice = %req.invoice_id, key = %key, "late-fee line already on the invoice; not adding it again");
             return Ok(self.receipt(None, true));
         }
         let paid =
@@ -519,7 +519,7 @@ impl XeroConnector {
                 Ok(replay_header(r))
             })
             .await?;
-        tracing::info!(connection = %self.settings.connection, invoice = %req.invoice_id, amount = %amount, key = %key, replayed, "late-fee line added");
+        tracing::debug!(connection = %self.settings.connection, invoice = %req.invoice_id, amount = %amount, key = %key, replayed, "late-fee line added");
         Ok(self.receipt(None, replayed))
     }
 
@@ -828,7 +828,7 @@ impl Connector for XeroConnector {
             .await;
         match sent {
             Ok(replayed) => {
-                tracing::info!(connection = %self.settings.connection, invoice = %req.invoice_id, key = %key, replayed, "invoice emailed by Xero");
+                tracing::debug!(connection = %self.settings.connection, invoice = %req.invoice_id, key = %key, replayed, "invoice emailed by Xero");
                 Ok(self.receipt(None, replayed))
             }
             Err(ConnectorError::Permanent(m)) => {
@@ -919,7 +919,7 @@ impl Connector for XeroConnector {
                 Ok(replay_header(r))
             })
             .await?;
-        tracing::info!(connection = %self.settings.connection, invoice = %req.invoice_id, key = %key, replayed, "history note added");
+        tracing::debug!(connection = %self.settings.connection, invoice = %req.invoice_id, key = %key, replayed, "history note added");
         Ok(self.receipt(None, replayed))
     }
 }
