@@ -115,6 +115,16 @@ pub fn done_wording(kind: ActionKind) -> &'static str {
     }
 }
 
+/// What an action is called in a sentence ("the reminder at step +7d failed").
+pub fn action_noun(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Remind => "reminder",
+        ActionKind::LateFee => "late fee",
+        ActionKind::Note => "note",
+        ActionKind::Escalate => "escalation",
+    }
+}
+
 /// The system confirmed an action (or recognised its key from an earlier attempt).
 pub struct ActionDone<'a> {
     pub entry: &'a JournalEntry,

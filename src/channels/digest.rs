@@ -156,8 +156,117 @@ pub async fn send_if_due(
             detail: serde_json::to_value(&sent).unwrap_or_default(),
         },
     )?;
-    info!(date = %date, to = %dc.to, outcome = ?delivery, "digest");
+    match &delivery {
+        Delivery::Sent { message_id, .. } => {
+            info!(date = %date, to = %dc.to, message_id = %message_id, "daily digest sent")
+        }
+        Delivery::SentUnknown { message_id } => {
+            warn!(date = %date, to = %dc.to, message_id = %message_id, "daily digest handed to the mail server, which did not confirm it; not resent")
+        }
+        Delivery::Failed { error, .. } => {
+            warn!(date = %date, to = %dc.to, "daily digest not sent: {error}; tried again after the next cycle")
+        }
+    }
     Ok(Some(delivery))
+}
+
+/// The day's failures as the owner should read them: one line per action whose final
+/// outcome is still a failure (one that a later retry carried out is not a failure, and
+/// an action retried three times is one line), each naming the invoice by number, the
+/// customer by name, the step and the reason, and whether overdued tries again.
+pub fn failures(
+    store: &dyn Store,
+    connection: &str,
+    events: &[AuditEvent],
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let key_of = |ev: &AuditEvent| {
+        ev.detail
+            .get("key")
+            .and_then(|k| k.as_str())
+            .map(str::to_string)
+    };
+    let done: std::collections::HashSet<String> = events
+        .iter()
+        .filter(|ev| ev.kind == "action")
+        .filter_map(key_of)
+        .collect();
+    // The latest failure of each action, in the order the actions first failed.
+    let mut order: Vec<String> = Vec::new();
+    let mut latest: std::collections::HashMap<String, &AuditEvent> = Default::default();
+    let mut out = Vec::new();
+    for ev in events.iter().filter(|ev| ev.kind == "failed") {
+        match key_of(ev) {
+            Some(k) => {
+                if latest.insert(k.clone(), ev).is_none() {
+                    order.push(k);
+                }
+            }
+            // A record without its action's key (written by an older version): as it was.
+            None => out.push(ev.message.clone()),
+        }
+    }
+    for k in order {
+        if done.contains(&k) {
+            continue;
+        }
+        let ev = latest[&k];
+        let key: Option<IdempotencyKey> = serde_json::from_value(serde_json::Value::String(k)).ok();
+        let entry = match &key {
+            Some(key) => store.get_journal(key)?,
+            None => None,
+        };
+        let (reason, retry) = match entry.as_ref().map(|e| &e.state) {
+            // Carried out since, by a retry past this digest's window of events.
+            Some(JournalState::Done { .. }) => continue,
+            Some(JournalState::Failed { error, retry, .. }) => (error.clone(), *retry),
+            Some(JournalState::Skipped { reason, .. })
+            | Some(JournalState::Superseded { reason, .. }) => {
+                (format!("not retried: {reason}"), false)
+            }
+            _ => (
+                ev.message
+                    .split_once(" failed: ")
+                    .map(|(_, r)| r.to_string())
+                    .unwrap_or_else(|| ev.message.clone()),
+                ev.detail
+                    .get("retry")
+                    .and_then(|r| r.as_bool())
+                    .unwrap_or(false),
+            ),
+        };
+        let invoice_id = ev
+            .invoice_id
+            .clone()
+            .or_else(|| entry.as_ref().map(|e| e.invoice_id.clone()))
+            .unwrap_or_default();
+        let snap = store
+            .get_invoice(connection, &invoice_id)?
+            .map(|r| r.snapshot);
+        let invoice = match &snap {
+            Some(s) => format!(
+                "invoice {} ({}, {} due)",
+                s.display_number(),
+                s.customer.name,
+                s.due_money().display_human()
+            ),
+            None => format!("invoice {invoice_id}"),
+        };
+        let what = match entry.as_ref() {
+            Some(e) => format!(
+                "{} at step {}",
+                crate::events::action_noun(e.kind),
+                e.step_id
+            ),
+            None => "action".to_string(),
+        };
+        let then = if retry {
+            "overdued tries again"
+        } else {
+            "not retried: needs a person"
+        };
+        out.push(format!("{invoice}: {what} failed: {reason}; {then}"));
+    }
+    Ok(out)
 }
 
 /// What the digest says, from the store and audit log.
@@ -179,16 +288,17 @@ pub fn context(
         let name = c.name.as_str();
         let events = store.audit_since(name, since)?;
         let sent = crate::report::delivery::sent_subjects(&events);
-        for ev in events {
-            let line = DigestLine {
+        for ev in events.iter().filter(|ev| ev.kind == "action") {
+            ctx.actions.push(DigestLine {
                 connection: name.to_string(),
-                message: crate::report::delivery::audit_line_sent(&ev, c.system(), &sent),
-            };
-            match ev.kind.as_str() {
-                "action" => ctx.actions.push(line),
-                "failed" => ctx.failed.push(line),
-                _ => {}
-            }
+                message: crate::report::delivery::audit_line_sent(ev, c.system(), &sent),
+            });
+        }
+        for message in failures(store, name, &events)? {
+            ctx.failed.push(DigestLine {
+                connection: name.to_string(),
+                message,
+            });
         }
         let st = connection_status(config, c, store, now)?;
         if st.needs_reconnect {
@@ -241,4 +351,131 @@ pub fn context(
         }
     }
     Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use overdued_connector::ActionKind;
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::engine::plan::tests_support::invoice;
+    use crate::store::{InvoiceRecord, SledStore};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn entry(step: &str, state: JournalState) -> JournalEntry {
+        JournalEntry {
+            key: IdempotencyKey::derive("qbo:1", "7", ActionKind::Remind, step),
+            connection: "acme-qbo".into(),
+            invoice_id: "7".into(),
+            customer_id: "c9".into(),
+            kind: ActionKind::Remind,
+            step_id: step.into(),
+            planned_for: NaiveDate::from_ymd_opt(2026, 11, 7).unwrap(),
+            created_at: t("2026-11-07T09:00:00Z"),
+            expected_amount_due: Decimal::from(450),
+            payload: JournalPayload::Digest(DigestSend {
+                message_id: String::new(),
+                to: String::new(),
+                subject: String::new(),
+            }),
+            state,
+            audit_note_done: true,
+            ledger: None,
+            sent_key: None,
+        }
+    }
+
+    fn event(kind: &str, e: &JournalEntry, at: &str, message: &str) -> AuditEvent {
+        AuditEvent {
+            at: t(at),
+            connection: "acme-qbo".into(),
+            invoice_id: Some("7".into()),
+            kind: kind.into(),
+            message: message.into(),
+            detail: serde_json::json!({"key": e.key, "retry": true}),
+        }
+    }
+
+    fn failed(error: &str) -> JournalState {
+        JournalState::Failed {
+            at: t("2026-11-07T10:00:00Z"),
+            error: error.into(),
+            attempts: 2,
+            retry: true,
+        }
+    }
+
+    #[test]
+    fn a_failure_a_retry_carried_out_is_not_reported_and_the_rest_name_invoice_and_customer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let snap = invoice("7", "c9", 450);
+        store
+            .put_invoice(&InvoiceRecord {
+                snapshot: snap,
+                seen_at: t("2026-11-07T08:00:00Z"),
+                first_seen_at: t("2026-11-01T08:00:00Z"),
+                balance_history: Vec::new(),
+            })
+            .unwrap();
+        let done = JournalState::Done {
+            at: t("2026-11-07T11:00:00Z"),
+            created_id: None,
+            replayed: false,
+        };
+        // Retried within the day's events.
+        let a = entry("+7d", done.clone());
+        // Retried after them: only the journal knows.
+        let b = entry("+14d", done);
+        // Still failing, after two tries.
+        let c = entry("+30d", failed("SMTP 451 mailbox busy"));
+        for e in [&a, &b, &c] {
+            store.put_journal(e).unwrap();
+        }
+        let events = vec![
+            event(
+                "failed",
+                &a,
+                "2026-11-07T09:00:00Z",
+                "remind (+7d) failed: timeout",
+            ),
+            event(
+                "failed",
+                &b,
+                "2026-11-07T09:00:01Z",
+                "remind (+14d) failed: timeout",
+            ),
+            event(
+                "failed",
+                &c,
+                "2026-11-07T09:00:02Z",
+                "remind (+30d) failed: timeout",
+            ),
+            event(
+                "action",
+                &a,
+                "2026-11-07T10:00:00Z",
+                "reminder sent (+7d): Invoice 107",
+            ),
+            event(
+                "failed",
+                &c,
+                "2026-11-07T10:00:02Z",
+                "remind (+30d) failed: SMTP 451",
+            ),
+        ];
+        let lines = failures(&store, "acme-qbo", &events).unwrap();
+        assert_eq!(
+            lines,
+            vec![
+                "invoice 107 (Customer c9, USD 450.00 due): reminder at step +30d failed: SMTP 451 mailbox busy; overdued tries again"
+                    .to_string()
+            ]
+        );
+    }
 }

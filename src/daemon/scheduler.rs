@@ -373,7 +373,20 @@ pub async fn digest_task(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let (_, cfg) = shared.config();
         if cycles_of_the_day_ended(&shared, &cfg) {
+            // No cycle runs while the digest reads the day, so it never reports one
+            // part-way; each cycle takes only its own lock, so waiting here cannot
+            // deadlock.
+            let locks: Vec<_> = shared
+                .conns()
+                .values()
+                .map(|c| c.cycle_lock.clone())
+                .collect();
+            let mut guards = Vec::with_capacity(locks.len());
+            for l in locks {
+                guards.push(l.lock_owned().await);
+            }
             send_digest(&cfg, shared.store.as_ref(), shared.clock.as_ref()).await;
+            drop(guards);
         }
         let poll = cfg.daemon.poll_interval.0;
         drop(cfg);
