@@ -6,6 +6,7 @@ mod common;
 mod connect;
 mod demo;
 mod holds;
+pub mod man;
 mod once;
 pub mod plan;
 mod run;
@@ -148,6 +149,12 @@ pub enum Command {
     },
     /// Run the built-in QuickBooks Online + Xero simulator.
     Sandbox(SandboxArgs),
+    /// Print the manual page (roff), or write every page into a directory.
+    Man {
+        /// Write overdued.1 and one page per subcommand here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Watch overdued work a simulated quarter against the built-in sandbox.
     Demo {
         /// Days to simulate.
@@ -280,6 +287,7 @@ pub fn main() -> ExitCode {
             exit::USAGE
         }
         Command::Demo { days, seed, speed } => demo::run(days, seed, speed),
+        Command::Man { dir } => man::run(dir.as_deref()),
     };
     ExitCode::from(code)
 }
