@@ -53,14 +53,14 @@ pub struct OpError {
 const USAGE: u8 = 64;
 const IOERR: u8 = 74;
 
-fn usage(message: String) -> OpError {
+pub(crate) fn usage(message: String) -> OpError {
     OpError {
         code: USAGE,
         message,
     }
 }
 
-fn io(e: StoreError) -> OpError {
+pub(crate) fn io(e: StoreError) -> OpError {
     OpError {
         code: IOERR,
         message: e.to_string(),
@@ -85,12 +85,7 @@ pub fn apply(
             let rec = resolve_invoice(store, connection, invoice)?;
             let invoice = &rec.snapshot.remote_id;
             let today = now.with_timezone(&config.daemon.time_zone).date_naive();
-            if *until < today {
-                return Err(usage(format!(
-                    "--until {until} is in the past (today is {today} in {})",
-                    config.daemon.time_zone
-                )));
-            }
+            check_promise_date(config, *until, today)?;
             if let Some(a) = amount {
                 if *a <= Decimal::ZERO || *a > rec.snapshot.amount_due {
                     return Err(usage(format!(
@@ -251,7 +246,31 @@ pub fn apply(
     }
 }
 
-fn known_connection(c: &Config, name: &str) -> Result<(), OpError> {
+/// A promised date is in the future and within `daemon.max_promise_days`: a promise
+/// months away is a pause by another name, and the guides ask for about a week.
+pub fn check_promise_date(
+    config: &Config,
+    until: NaiveDate,
+    today: NaiveDate,
+) -> Result<(), OpError> {
+    if until <= today {
+        return Err(usage(format!(
+            "--until {until} is not in the future (today is {today} in {})",
+            config.daemon.time_zone
+        )));
+    }
+    let max = config.daemon.max_promise_days;
+    let days = (until - today).num_days();
+    if days > max {
+        return Err(usage(format!(
+            "--until {until} is {days} days away; a promise may run at most daemon.max_promise_days = {max} days (until {})",
+            today + chrono::Duration::days(max)
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn known_connection(c: &Config, name: &str) -> Result<(), OpError> {
     if c.connection(name).is_none() {
         let names: Vec<&str> = c.connections.iter().map(|c| c.name.as_str()).collect();
         return Err(usage(format!(
@@ -302,7 +321,7 @@ fn matching_invoices(
 
 /// The invoice a person names by the system's id or by its number as `plan`, `status`
 /// and the digest show it (QuickBooks DocNumber, Xero InvoiceNumber).
-fn resolve_invoice(
+pub(crate) fn resolve_invoice(
     store: &dyn Store,
     connection: &str,
     handle: &str,
@@ -454,7 +473,7 @@ fn unknown_invoice(connection: &str, id: &str) -> OpError {
     ))
 }
 
-fn audit(
+pub(crate) fn audit(
     store: &dyn Store,
     connection: &str,
     invoice: Option<&str>,
