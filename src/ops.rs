@@ -40,6 +40,28 @@ pub enum Op {
         connection: String,
         invoice: String,
     },
+    /// The calls list of one connection, or of all; as text or JSON.
+    Calls {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connection: Option<String>,
+        #[serde(default)]
+        json: bool,
+    },
+    /// What a call settled (`overdued called`).
+    Called {
+        connection: String,
+        customer: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invoice: Option<String>,
+        outcome: crate::calls::outcome::CalledRequest,
+    },
+    /// The file an agency or a court needs; answered as JSON [`crate::calls::export::Export`].
+    Export {
+        connection: String,
+        target: String,
+        #[serde(default)]
+        customer: bool,
+    },
 }
 
 /// Why an operation failed, with the exit code the CLI should use.
@@ -203,6 +225,37 @@ pub fn apply(
                 && store
                     .remove_hold(connection, &target, HoldKind::Promise)
                     .map_err(io)?;
+            // An escalated invoice taken back into the ladder: reminders from today.
+            let resumed_escalation = match &target {
+                HoldTarget::Invoice(id) if !paused && !promised => {
+                    let escalated = crate::calls::escalation::escalated_at(store, connection, id)
+                        .map_err(io)?
+                        .is_some();
+                    let today = now.with_timezone(&config.daemon.time_zone).date_naive();
+                    let already = crate::calls::escalation::resumed_on(store, connection, id)
+                        .map_err(io)?
+                        .is_some_and(|d| d <= today);
+                    if escalated && !already {
+                        crate::calls::escalation::resume(
+                            store,
+                            connection,
+                            id,
+                            today,
+                            "overdued resume",
+                            now,
+                        )
+                        .map_err(io)?;
+                    }
+                    escalated && !already
+                }
+                _ => false,
+            };
+            if resumed_escalation {
+                return Ok(format!(
+                    "{connection}: {} taken back from collection: reminders resume from today under the policy (the escalation is not repeated)\n",
+                    describe(store, connection, &target)
+                ));
+            }
             if !paused && !promised {
                 return Err(usage(format!(
                     "{connection}: {} is neither paused nor under a promise",
@@ -242,6 +295,62 @@ pub fn apply(
                 }
             };
             history(store, connection, &id, config.daemon.time_zone)
+        }
+        Op::Calls { connection, json } => {
+            let conns: Vec<&crate::config::ConnectionConfig> = match connection {
+                Some(c) => {
+                    known_connection(config, c)?;
+                    config.connection(c).into_iter().collect()
+                }
+                None => config.connections.iter().filter(|c| c.enabled).collect(),
+            };
+            let mut all = Vec::new();
+            let mut text = String::new();
+            for c in conns {
+                let list = crate::calls::calls_list(config, c, store, now).map_err(io)?;
+                text.push_str(&crate::calls::render(
+                    &list,
+                    config.daemon.time_zone,
+                    &c.name,
+                ));
+                all.extend(list);
+            }
+            if *json {
+                serde_json::to_string_pretty(&all)
+                    .map(|s| s + "\n")
+                    .map_err(|e| OpError {
+                        code: 70,
+                        message: e.to_string(),
+                    })
+            } else {
+                Ok(text)
+            }
+        }
+        Op::Called {
+            connection,
+            customer,
+            invoice,
+            outcome,
+        } => crate::calls::outcome::record(
+            config,
+            store,
+            now,
+            connection,
+            customer,
+            outcome,
+            invoice.as_deref(),
+        ),
+        Op::Export {
+            connection,
+            target,
+            customer,
+        } => {
+            let export =
+                crate::calls::export::build(config, store, now, connection, target, *customer)?;
+            serde_json::to_string(&export).map_err(|e| OpError {
+                code: 70,
+                message: e.to_string(),
+            })
         }
     }
 }
