@@ -432,30 +432,30 @@ pub fn one_line(e: &CallEntry) -> String {
     format!("{} (owes {}; {phone})", e.name, e.owed_text)
 }
 
-/// The digest's "to call today" section, or `None` when nobody is to be called.
-pub fn digest_section(
+/// The digest's "to call today" lines, one per customer of every enabled connection:
+/// "to call today: Name (owes X; phone) [connection]: why".
+pub fn digest_lines(
     config: &Config,
     store: &dyn Store,
     now: DateTime<Utc>,
-) -> Result<Option<String>, StoreError> {
-    use std::fmt::Write;
-    let mut lines = String::new();
+) -> Result<Vec<String>, StoreError> {
+    let mut lines = Vec::new();
     for conn in config.connections.iter().filter(|c| c.enabled) {
         for e in calls_list(config, conn, store, now)? {
             let why = e
                 .reasons
-                .first()
+                .iter()
                 .map(CallReason::describe)
-                .unwrap_or_default();
-            let _ = writeln!(lines, "- {} ({}): {why}", one_line(&e), conn.name);
+                .collect::<Vec<_>>()
+                .join("; ");
+            lines.push(format!(
+                "to call today: {} [{}]: {why}",
+                one_line(&e),
+                conn.name
+            ));
         }
     }
-    if lines.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(format!(
-        "To call today (details: overdued calls)\n{lines}"
-    )))
+    Ok(lines)
 }
 
 #[cfg(test)]

@@ -441,3 +441,78 @@ fn a_working_day_follows_a_friday_on_monday() {
         NaiveDate::from_ymd_opt(2026, 12, 10).unwrap()
     );
 }
+
+#[test]
+fn a_call_step_puts_the_customer_on_the_list_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{CONFIG}\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\ntemplate = \"follow_up\"\n\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"call\"\n"
+    );
+    let config = crate::config::parse(&text, &dir.path().join("c.toml")).unwrap();
+    let store = SledStore::open(&dir.path().join("state")).unwrap();
+    let at = now() - Duration::days(60);
+    store
+        .put_invoice(&InvoiceRecord {
+            snapshot: invoice("150", "7", 100),
+            seen_at: at,
+            first_seen_at: at,
+            balance_history: Vec::new(),
+        })
+        .unwrap();
+    // 40 days overdue: the +30d call step is due.
+    let l = list(&config, &store, now());
+    assert_eq!(l.len(), 1);
+    assert_eq!(
+        l[0].reasons,
+        vec![CallReason::CallStep {
+            invoice: "10150".into(),
+            step: "+30d".into()
+        }]
+    );
+    // Not yet at +20d.
+    assert!(list(&config, &store, now() - Duration::days(20)).is_empty());
+    // Handled: off the list.
+    called(&config, &store, "7", CalledRequest::Handled, None).unwrap();
+    assert!(list(&config, &store, now() + Duration::days(1)).is_empty());
+
+    // The planner makes no action of it: nothing goes to the customer for a call step.
+    let case = crate::engine::plan::InvoiceCase {
+        invoice: invoice("150", "7", 100),
+        history: Default::default(),
+    };
+    for day in [30, 31, 40] {
+        let at = Utc.from_utc_datetime(
+            &(invoice("150", "7", 100).due_date + Duration::days(day))
+                .and_hms_opt(10, 0, 0)
+                .unwrap(),
+        );
+        let p = crate::engine::plan::plan(&crate::engine::plan::PlanInputs {
+            now: at,
+            time_zone: chrono_tz::UTC,
+            settings: &config.engine,
+            policies: &config.policy_book,
+            default_policy: "default",
+            ledger: "quickbooks:9341453",
+            invoices: std::slice::from_ref(&case),
+        })
+        .unwrap();
+        assert!(
+            p.actions.iter().all(|a| a.step_id != "+30d"),
+            "{:?}",
+            p.actions
+        );
+    }
+}
+
+#[test]
+fn the_digest_names_each_customer_to_call_once() {
+    let (_dir, config, store) = world();
+    let lines = digest_lines(&config, &store, now()).unwrap();
+    assert_eq!(
+        lines,
+        [
+            "to call today: Customer 8 (owes USD 40.00; (415) 555-0108) [acme-qbo]: no email address anywhere in the ledger",
+            "to call today: Customer 9 (owes USD 900.00; no phone in the ledger) [acme-qbo]: invoice 10153 was marked for collection on 2026-12-07",
+        ]
+    );
+}
