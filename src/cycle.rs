@@ -385,6 +385,11 @@ fn case_of(
             period,
         });
     }
+    if history.escalated {
+        history.chasing_resumed_on = crate::calls::escalation::resumed_from_audit(
+            &store.audit_for_invoice(connection, &r.snapshot.remote_id)?,
+        );
+    }
     let mut invoice = r.snapshot;
     // The invoice may carry no address (QuickBooks: no BillEmail) while the customer
     // record has one: the planner judges "no email anywhere in the ledger" on both.

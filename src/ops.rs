@@ -40,6 +40,28 @@ pub enum Op {
         connection: String,
         invoice: String,
     },
+    /// The calls list of one connection, or of all; as text or JSON.
+    Calls {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connection: Option<String>,
+        #[serde(default)]
+        json: bool,
+    },
+    /// What a call settled (`overdued called`).
+    Called {
+        connection: String,
+        customer: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invoice: Option<String>,
+        outcome: crate::calls::outcome::CalledRequest,
+    },
+    /// The file an agency or a court needs; answered as JSON [`crate::calls::export::Export`].
+    Export {
+        connection: String,
+        target: String,
+        #[serde(default)]
+        customer: bool,
+    },
 }
 
 /// Why an operation failed, with the exit code the CLI should use.
@@ -53,14 +75,14 @@ pub struct OpError {
 const USAGE: u8 = 64;
 const IOERR: u8 = 74;
 
-fn usage(message: String) -> OpError {
+pub(crate) fn usage(message: String) -> OpError {
     OpError {
         code: USAGE,
         message,
     }
 }
 
-fn io(e: StoreError) -> OpError {
+pub(crate) fn io(e: StoreError) -> OpError {
     OpError {
         code: IOERR,
         message: e.to_string(),
@@ -85,12 +107,7 @@ pub fn apply(
             let rec = resolve_invoice(store, connection, invoice)?;
             let invoice = &rec.snapshot.remote_id;
             let today = now.with_timezone(&config.daemon.time_zone).date_naive();
-            if *until < today {
-                return Err(usage(format!(
-                    "--until {until} is in the past (today is {today} in {})",
-                    config.daemon.time_zone
-                )));
-            }
+            check_promise_date(config, *until, today)?;
             if let Some(a) = amount {
                 if *a <= Decimal::ZERO || *a > rec.snapshot.amount_due {
                     return Err(usage(format!(
@@ -208,6 +225,37 @@ pub fn apply(
                 && store
                     .remove_hold(connection, &target, HoldKind::Promise)
                     .map_err(io)?;
+            // An escalated invoice taken back into the ladder: reminders from today.
+            let resumed_escalation = match &target {
+                HoldTarget::Invoice(id) if !paused && !promised => {
+                    let escalated = crate::calls::escalation::escalated_at(store, connection, id)
+                        .map_err(io)?
+                        .is_some();
+                    let today = now.with_timezone(&config.daemon.time_zone).date_naive();
+                    let already = crate::calls::escalation::resumed_on(store, connection, id)
+                        .map_err(io)?
+                        .is_some_and(|d| d <= today);
+                    if escalated && !already {
+                        crate::calls::escalation::resume(
+                            store,
+                            connection,
+                            id,
+                            today,
+                            "overdued resume",
+                            now,
+                        )
+                        .map_err(io)?;
+                    }
+                    escalated && !already
+                }
+                _ => false,
+            };
+            if resumed_escalation {
+                return Ok(format!(
+                    "{connection}: {} taken back from collection: reminders resume from today under the policy (the escalation is not repeated)\n",
+                    describe(store, connection, &target)
+                ));
+            }
             if !paused && !promised {
                 return Err(usage(format!(
                     "{connection}: {} is neither paused nor under a promise",
@@ -248,10 +296,90 @@ pub fn apply(
             };
             history(store, connection, &id, config.daemon.time_zone)
         }
+        Op::Calls { connection, json } => {
+            let conns: Vec<&crate::config::ConnectionConfig> = match connection {
+                Some(c) => {
+                    known_connection(config, c)?;
+                    config.connection(c).into_iter().collect()
+                }
+                None => config.connections.iter().filter(|c| c.enabled).collect(),
+            };
+            let mut all = Vec::new();
+            let mut text = String::new();
+            for c in conns {
+                let list = crate::calls::calls_list(config, c, store, now).map_err(io)?;
+                text.push_str(&crate::calls::render(
+                    &list,
+                    config.daemon.time_zone,
+                    &c.name,
+                ));
+                all.extend(list);
+            }
+            if *json {
+                serde_json::to_string_pretty(&all)
+                    .map(|s| s + "\n")
+                    .map_err(|e| OpError {
+                        code: 70,
+                        message: e.to_string(),
+                    })
+            } else {
+                Ok(text)
+            }
+        }
+        Op::Called {
+            connection,
+            customer,
+            invoice,
+            outcome,
+        } => crate::calls::outcome::record(
+            config,
+            store,
+            now,
+            connection,
+            customer,
+            outcome,
+            invoice.as_deref(),
+        ),
+        Op::Export {
+            connection,
+            target,
+            customer,
+        } => {
+            let export =
+                crate::calls::export::build(config, store, now, connection, target, *customer)?;
+            serde_json::to_string(&export).map_err(|e| OpError {
+                code: 70,
+                message: e.to_string(),
+            })
+        }
     }
 }
 
-fn known_connection(c: &Config, name: &str) -> Result<(), OpError> {
+/// A promised date is in the future and within `daemon.max_promise_days`: a promise
+/// months away is a pause by another name, and the guides ask for about a week.
+pub fn check_promise_date(
+    config: &Config,
+    until: NaiveDate,
+    today: NaiveDate,
+) -> Result<(), OpError> {
+    if until <= today {
+        return Err(usage(format!(
+            "--until {until} is not in the future (today is {today} in {})",
+            config.daemon.time_zone
+        )));
+    }
+    let max = config.daemon.max_promise_days;
+    let days = (until - today).num_days();
+    if days > max {
+        return Err(usage(format!(
+            "--until {until} is {days} days away; a promise may run at most daemon.max_promise_days = {max} days (until {})",
+            today + chrono::Duration::days(max)
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn known_connection(c: &Config, name: &str) -> Result<(), OpError> {
     if c.connection(name).is_none() {
         let names: Vec<&str> = c.connections.iter().map(|c| c.name.as_str()).collect();
         return Err(usage(format!(
@@ -302,7 +430,7 @@ fn matching_invoices(
 
 /// The invoice a person names by the system's id or by its number as `plan`, `status`
 /// and the digest show it (QuickBooks DocNumber, Xero InvoiceNumber).
-fn resolve_invoice(
+pub(crate) fn resolve_invoice(
     store: &dyn Store,
     connection: &str,
     handle: &str,
@@ -454,7 +582,7 @@ fn unknown_invoice(connection: &str, id: &str) -> OpError {
     ))
 }
 
-fn audit(
+pub(crate) fn audit(
     store: &dyn Store,
     connection: &str,
     invoice: Option<&str>,

@@ -50,6 +50,26 @@ pub struct SyncReport {
     pub customers: usize,
 }
 
+/// Whether an open invoice names a customer whose record is not stored.
+fn has_open_invoice_of_unknown_customer(
+    store: &dyn Store,
+    connection: &str,
+) -> Result<bool, StoreError> {
+    let mut customers = std::collections::BTreeSet::new();
+    store.for_each_invoice(connection, &mut |r| {
+        if r.snapshot.status.is_open() && !r.snapshot.customer.id.is_empty() {
+            customers.insert(r.snapshot.customer.id);
+        }
+        true
+    })?;
+    for id in customers {
+        if store.get_customer(connection, &id)?.is_none() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Runs an incremental pass, and a full reconciliation when one is due (or `force_full`).
 pub async fn sync_connection(
     conn: &dyn Connector,
@@ -139,6 +159,16 @@ pub async fn sync_connection(
                 store.put_customer(c).map_err(st_err)?;
             }
             state.last_full_sync = Some(clock.now());
+        } else if report.changed > 0
+            && has_open_invoice_of_unknown_customer(store, &name).map_err(st_err)?
+        {
+            // A new customer's phone numbers and address are on their contact record,
+            // not on the invoice: the calls list needs them before the next full sync.
+            let customers = conn.list_customers(None).await.map_err(conn_err)?;
+            report.customers = customers.len();
+            for c in &customers {
+                store.put_customer(c).map_err(st_err)?;
+            }
         }
         Ok::<(), SyncError>(())
     }

@@ -350,6 +350,9 @@ pub fn context(
             });
         }
     }
+    // The calls list, one line per customer (src/calls).
+    ctx.attention
+        .extend(crate::calls::digest_lines(config, store, now)?);
     Ok(ctx)
 }
 

@@ -106,7 +106,7 @@ fn run(config: Option<&Path>, op: Result<Op, Fail>) -> u8 {
 
 /// Sends the operation to the daemon holding the store. The outer error is about
 /// reaching the daemon; the inner result is the operation's own.
-fn forward(state_dir: &Path, op: &Op) -> Result<Result<String, Fail>, OpError> {
+pub(super) fn forward(state_dir: &Path, op: &Op) -> Result<Result<String, Fail>, OpError> {
     let unavailable = |message: String| OpError {
         code: exit::UNAVAILABLE,
         message,

@@ -1,6 +1,7 @@
 //! The command line. This is the edge: errors become messages and exit codes here.
 
 mod admin;
+mod calls;
 mod check;
 mod common;
 mod connect;
@@ -147,6 +148,56 @@ pub enum Command {
         #[arg(long)]
         customer: bool,
     },
+    /// List the customers to call, with phone numbers, amounts owed and why.
+    Calls {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this connection [default: every enabled one].
+        connection: Option<String>,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record what a call to a customer settled, and act on it.
+    Called {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: String,
+        /// The customer's id, name or email.
+        customer: String,
+        #[arg(long, value_enum)]
+        outcome: Outcome,
+        /// promise: the promised payment date (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        /// promise: the promised amount, if less than the balance (needs one invoice).
+        #[arg(long, value_name = "AMOUNT")]
+        amount: Option<String>,
+        /// dispute: what the customer disputes.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// paid: the date the customer says they paid [default: today].
+        #[arg(long, value_name = "DATE")]
+        on: Option<String>,
+        /// Only this invoice (number or id) [default: all the customer's open invoices].
+        #[arg(long, value_name = "INVOICE")]
+        invoice: Option<String>,
+    },
+    /// Write the record of an invoice or a customer's debt for an agency or a court (CSV
+    /// and a plain-text letter).
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: String,
+        /// An invoice's number or id, or a customer's id, name or email.
+        target: String,
+        /// Read TARGET as a customer even where an invoice has that number or id.
+        #[arg(long)]
+        customer: bool,
+        /// The directory to write to [default: the current one].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Run the built-in QuickBooks Online + Xero simulator.
     Sandbox(SandboxArgs),
     /// Print the manual page (roff), or write every page into a directory.
@@ -165,6 +216,36 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Speed::Fast)]
         speed: Speed,
     },
+}
+
+/// What a call settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Outcome {
+    /// The customer promised to pay by --until (optionally --amount).
+    Promise,
+    /// The customer disputes the invoice (--reason): chasing pauses.
+    Dispute,
+    /// Nobody answered: call again the next working day.
+    NoAnswer,
+    /// The customer says they paid: chasing pauses until the ledger shows it.
+    Paid,
+    /// Dealt with: off the calls list until something new is due.
+    Handled,
+    /// Handed to a collection agency: overdued does nothing more about it.
+    Collections,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Promise => "promise",
+            Outcome::Dispute => "dispute",
+            Outcome::NoAnswer => "no-answer",
+            Outcome::Paid => "paid",
+            Outcome::Handled => "handled",
+            Outcome::Collections => "collections",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -260,6 +341,47 @@ pub fn main() -> ExitCode {
             id,
             customer,
         } => holds::resume(config.config.as_deref(), &connection, &id, customer),
+        Command::Calls {
+            config,
+            connection,
+            json,
+        } => calls::calls(config.config.as_deref(), connection.as_deref(), json),
+        Command::Called {
+            config,
+            connection,
+            customer,
+            outcome,
+            until,
+            amount,
+            reason,
+            on,
+            invoice,
+        } => calls::called(
+            config.config.as_deref(),
+            &connection,
+            &customer,
+            calls::CalledArgs {
+                outcome,
+                until: until.as_deref(),
+                amount: amount.as_deref(),
+                reason: reason.as_deref(),
+                on: on.as_deref(),
+                invoice: invoice.as_deref(),
+            },
+        ),
+        Command::Export {
+            config,
+            connection,
+            target,
+            customer,
+            out,
+        } => calls::export(
+            config.config.as_deref(),
+            &connection,
+            &target,
+            customer,
+            out.as_deref(),
+        ),
         Command::Sandbox(args) => sandbox::run(&args),
         Command::Connect {
             config,

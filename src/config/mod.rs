@@ -64,6 +64,9 @@ struct RawConfig {
     channels: channels::RawChannels,
 }
 
+/// `daemon.max_promise_days` when not set.
+pub const DEFAULT_MAX_PROMISE_DAYS: i64 = 30;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
@@ -78,6 +81,7 @@ struct RawDaemon {
     #[serde(default)]
     allow_remote_admin: bool,
     webhooks: Option<RawWebhooks>,
+    max_promise_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +194,9 @@ pub struct DaemonConfig {
     pub allow_remote_admin: bool,
     /// Inbound webhooks (`[daemon.webhooks]`); off unless a key is configured.
     pub webhooks: WebhookKeys,
+    /// How far ahead a promise to pay may be recorded (`promise`, `called --outcome
+    /// promise`); the collection guides suggest about a week.
+    pub max_promise_days: i64,
 }
 
 /// The secrets that sign the vendors' webhook deliveries. A route answers only when its
@@ -477,7 +484,18 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             )?,
         }
     };
+    let max_promise_days = match d.max_promise_days {
+        None => DEFAULT_MAX_PROMISE_DAYS,
+        Some(n) if (1..=366).contains(&n) => n,
+        Some(n) => {
+            return Err((
+                "daemon.max_promise_days".to_string(),
+                format!("{n} is not a number of days from 1 to 366"),
+            ))
+        }
+    };
     let daemon = DaemonConfig {
+        max_promise_days,
         state_dir,
         poll_interval,
         full_sync_interval,

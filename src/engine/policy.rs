@@ -175,6 +175,8 @@ pub enum StepAction {
     LateFee,
     Note,
     Escalate,
+    /// A task for a person: the customer appears on `overdued calls`; nothing is sent.
+    Call,
 }
 
 impl StepAction {
@@ -184,6 +186,9 @@ impl StepAction {
             StepAction::LateFee => ActionKind::LateFee,
             StepAction::Note => ActionKind::Note,
             StepAction::Escalate => ActionKind::Escalate,
+            // Never planned as an action (the calls list carries it); its key space is
+            // the owner's, like a note's.
+            StepAction::Call => ActionKind::Note,
         }
     }
 
@@ -191,7 +196,7 @@ impl StepAction {
         match self {
             StepAction::Remind => Channel::Email,
             StepAction::LateFee | StepAction::Note => Channel::Ledger,
-            StepAction::Escalate => Channel::Owner,
+            StepAction::Escalate | StepAction::Call => Channel::Owner,
         }
     }
 
@@ -199,7 +204,7 @@ impl StepAction {
         match self {
             StepAction::Remind => &[Channel::Email, Channel::Smtp, Channel::Both, Channel::Owner],
             StepAction::LateFee | StepAction::Note => &[Channel::Ledger],
-            StepAction::Escalate => &[Channel::Owner],
+            StepAction::Escalate | StepAction::Call => &[Channel::Owner],
         }
     }
 
@@ -209,6 +214,7 @@ impl StepAction {
             StepAction::LateFee => None,
             StepAction::Note => Some("ledger_note"),
             StepAction::Escalate => Some("escalation"),
+            StepAction::Call => None,
         }
     }
 }
@@ -717,7 +723,7 @@ impl CompiledStep {
                 .template
                 .as_deref()
                 .is_some_and(|t| NOTICE_TEMPLATES.contains(&t)),
-            StepAction::Note => false,
+            StepAction::Note | StepAction::Call => false,
         }
     }
 }

@@ -1323,3 +1323,59 @@ fn explanations_write_money_as_people_do() {
     );
     assert_eq!(reason("paid"), "nothing due (USD 0.00)");
 }
+
+#[test]
+fn an_escalated_invoice_taken_back_is_reminded_again_without_a_second_escalation() {
+    let mut sim = utc_sim(ALWAYS_OPEN).with_invoice("1", "c1", 1000);
+    sim.run_days(-10..=100, 10);
+    let escalations = |sim: &Sim| {
+        sim.done("1")
+            .iter()
+            .filter(|(_, k, _)| *k == ActionKind::Escalate)
+            .count()
+    };
+    assert_eq!(escalations(&sim), 1);
+    assert_eq!(
+        sim.plan_at(sim.at(100, 10, 0)).skipped[0].code,
+        SkipCode::Escalated
+    );
+
+    // `overdued resume` on day 101: reminders again from that day, then every 14 days,
+    // by a reminder that announces no consequence already taken.
+    sim.case("1").history.chasing_resumed_on = Some(due() + Duration::days(101));
+    sim.run_days(101..=130, 10);
+    assert_eq!(escalations(&sim), 1, "{:?}", sim.done("1"));
+    let after: Vec<(i64, String)> = sim
+        .log
+        .iter()
+        .filter(|(_, a)| a.days_overdue > 100 && a.kind == ActionKind::Remind)
+        .map(|(_, a)| (a.days_overdue, a.template.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        after.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        [101, 115, 129],
+        "{after:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .all(|(_, t)| t != "final_notice" && t != "stop_work"),
+        "{after:?}"
+    );
+    assert_conduct(&sim.log, 7).unwrap();
+    let m = sim
+        .log
+        .iter()
+        .find(|(_, a)| a.days_overdue == 101)
+        .and_then(|(_, a)| a.message.clone())
+        .unwrap();
+    // True when sent: it tells what comes next, and names no referral already made.
+    assert!(m.body.contains("is now 101 days overdue"), "{}", m.body);
+    assert!(
+        m.body
+            .contains("by 23 February 2027, we will write to you again"),
+        "{}",
+        m.body
+    );
+    assert!(!m.body.contains("collection"), "{}", m.body);
+}

@@ -62,6 +62,10 @@ pub struct Attention {
     /// can reach them, so someone should call ("Customer name (invoice N)").
     #[serde(default)]
     pub no_email: Vec<String>,
+    /// The calls list, one line per customer ("Name (owes X; phone)"), the same list
+    /// `overdued calls` shows. Absent from an older daemon's answer.
+    #[serde(default)]
+    pub calls: Vec<String>,
 }
 
 impl Attention {
@@ -70,6 +74,7 @@ impl Attention {
             && self.promises_due.is_empty()
             && self.failed_actions == 0
             && self.no_email.is_empty()
+            && self.calls.is_empty()
     }
 }
 
@@ -164,6 +169,10 @@ pub fn connection_status(
             }
         }
     }
+    attention.calls = crate::calls::calls_list(config, conn, store, now)?
+        .iter()
+        .map(crate::calls::one_line)
+        .collect();
     attention.failed_actions = store
         .unfinished_journal(name)?
         .iter()
@@ -351,14 +360,29 @@ pub fn render_text(r: &StatusReport) -> String {
         if a.is_empty() {
             out.push_str("  attention:  nothing\n");
         } else {
-            if !a.escalated.is_empty() {
+            if !a.calls.is_empty() {
+                // One line per customer, from the calls list: it never grows by invoice.
+                out.push_str(&format!(
+                    "  attention:  {} to call (details: overdued calls {}): {}\n",
+                    a.calls.len(),
+                    c.name,
+                    a.calls.join("; ")
+                ));
+                if !a.escalated.is_empty() {
+                    out.push_str(&format!(
+                        "  attention:  {} invoice(s) marked for collection\n",
+                        a.escalated.len()
+                    ));
+                }
+            } else if !a.escalated.is_empty() {
+                // An older daemon's answer, without the calls list.
                 out.push_str(&format!(
                     "  attention:  {} escalated, call: {}\n",
                     a.escalated.len(),
                     a.escalated.join(", ")
                 ));
             }
-            if !a.no_email.is_empty() {
+            if !a.no_email.is_empty() && a.calls.is_empty() {
                 out.push_str(&format!(
                     "  attention:  {} with no email address in the ledger, call: {}\n",
                     a.no_email.len(),
@@ -429,6 +453,7 @@ mod tests {
                     promises_due: vec![],
                     no_email: vec!["Wiley Hardware (invoice INV-9)".into()],
                     failed_actions: 2,
+                    calls: vec![],
                 },
             }],
         };
@@ -448,5 +473,21 @@ mod tests {
         );
         assert!(t.contains("2 failed action(s)"), "{t}");
         assert!(t.contains("full: never"), "{t}");
+
+        // With the calls list, customers are named once each, with amount and phone,
+        // and the bare invoice numbers go.
+        let mut r = r;
+        r.connections[0].attention.calls = vec![
+            "Wiley Hardware (owes £120.00; +44 20 7946 0001)".into(),
+            "Ridgeway Ltd (owes £80.00; no phone in the ledger)".into(),
+        ];
+        let t = render_text(&r);
+        assert!(
+            t.contains("2 to call (details: overdued calls a): Wiley Hardware (owes £120.00; +44 20 7946 0001); Ridgeway Ltd"),
+            "{t}"
+        );
+        assert!(t.contains("1 invoice(s) marked for collection"), "{t}");
+        assert!(!t.contains("call: INV-7"), "{t}");
+        assert!(!t.contains("call: Wiley Hardware (invoice INV-9)"), "{t}");
     }
 }

@@ -99,6 +99,10 @@ fn every_record_type_round_trips() {
         name: "Ridgeway".into(),
         email: None,
         updated_at: None,
+        phones: vec![overdued_connector::Phone {
+            kind: "mobile".into(),
+            number: "+44 7700 900123".into(),
+        }],
     };
     s.put_customer(&c).unwrap();
     assert_eq!(s.get_customer("uk", "c1").unwrap().unwrap(), c);

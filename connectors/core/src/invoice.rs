@@ -88,6 +88,26 @@ pub struct Customer {
     pub name: String,
     pub email: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// The contact's telephone numbers as the ledger holds them, main number first.
+    /// Records stored before numbers were read have none.
+    #[serde(default)]
+    pub phones: Vec<Phone>,
+}
+
+/// One telephone number of a customer's contact record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phone {
+    /// What the ledger calls it: QuickBooks `primary`, `mobile`, `alternate`; Xero
+    /// `default`, `mobile`, `ddi`, `office`.
+    pub kind: String,
+    /// The number as a person dials it, country and area code included when given.
+    pub number: String,
+}
+
+impl std::fmt::Display for Phone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.number, self.kind)
+    }
 }
 
 /// One invoice as last read from its system.

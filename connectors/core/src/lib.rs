@@ -24,7 +24,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use connector::{Connector, EffectFound, PriorEffect, SyncCursor, SyncMode, SyncPage};
 pub use error::{ConnectorError, ErrorClass};
 pub use invoice::{
-    ConnectionId, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, System, FEE_MARKER,
+    ConnectionId, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, Phone, System, FEE_MARKER,
 };
 pub use money::{Currency, CurrencyError, HumanMoney, Money};
 pub use runtime::{

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use overdued_connector::runtime::{retry_after, HttpResponse};
 use overdued_connector::{
     ConnectionId, ConnectorError, Currency, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus,
-    System, FEE_MARKER,
+    Phone, System, FEE_MARKER,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
@@ -117,8 +117,21 @@ pub struct QboCustomer {
     pub company_name: Option<String>,
     #[serde(rename = "PrimaryEmailAddr", default)]
     pub email: Option<EmailAddr>,
+    #[serde(rename = "PrimaryPhone", default)]
+    pub primary_phone: Option<TelephoneNumber>,
+    #[serde(rename = "Mobile", default)]
+    pub mobile: Option<TelephoneNumber>,
+    #[serde(rename = "AlternatePhone", default)]
+    pub alternate_phone: Option<TelephoneNumber>,
     #[serde(rename = "MetaData", default)]
     pub meta: Option<MetaData>,
+}
+
+/// QuickBooks' `TelephoneNumber`: the number as typed, in `FreeFormNumber`.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct TelephoneNumber {
+    #[serde(rename = "FreeFormNumber", default)]
+    pub free_form: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +294,20 @@ impl QboCustomer {
                 .and_then(|e| e.address.clone())
                 .filter(|a| !a.is_empty()),
             updated_at: self.meta.as_ref().and_then(|m| m.last_updated),
+            phones: [
+                ("primary", &self.primary_phone),
+                ("mobile", &self.mobile),
+                ("alternate", &self.alternate_phone),
+            ]
+            .into_iter()
+            .filter_map(|(kind, p)| {
+                let number = p.as_ref()?.free_form.as_deref()?.trim();
+                (!number.is_empty()).then(|| Phone {
+                    kind: kind.into(),
+                    number: number.into(),
+                })
+            })
+            .collect(),
         }
     }
 }
@@ -416,6 +443,34 @@ pub fn parse_ok<T: for<'de> Deserialize<'de>>(
 mod tests {
     use super::*;
     use reqwest::header::HeaderMap;
+
+    #[test]
+    fn a_customers_phone_numbers_are_read_in_order_and_empty_ones_skipped() {
+        let c: QboCustomer = serde_json::from_str(
+            r#"{"Id":"58","DisplayName":"Cool Cars","PrimaryEmailAddr":{"Address":"cool@x.test"},
+                "PrimaryPhone":{"FreeFormNumber":"(415) 555-9933"},
+                "Mobile":{"FreeFormNumber":"  "},
+                "AlternatePhone":{"FreeFormNumber":"(650) 555-0123"}}"#,
+        )
+        .unwrap();
+        let c = c.to_customer(&ConnectionId::new("us"));
+        assert_eq!(
+            c.phones,
+            vec![
+                Phone {
+                    kind: "primary".into(),
+                    number: "(415) 555-9933".into()
+                },
+                Phone {
+                    kind: "alternate".into(),
+                    number: "(650) 555-0123".into()
+                }
+            ]
+        );
+        let bare: QboCustomer =
+            serde_json::from_str(r#"{"Id":"59","DisplayName":"Quiet"}"#).unwrap();
+        assert!(bare.to_customer(&ConnectionId::new("us")).phones.is_empty());
+    }
 
     fn resp(status: u16, body: &str) -> HttpResponse {
         HttpResponse {

@@ -280,6 +280,7 @@ pub fn create_invoice(w: &mut World, req: NewInvoice) -> Result<CreatedInvoice, 
                 updated: now,
                 sync_token: 0,
                 balance: Decimal::ZERO,
+                phones: Vec::new(),
             })
         }
     };

@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 
 use crate::credentials::AuthState;
 use crate::world::{
-    qbo_local_date, random_uuid, Behaviour, Customer, Invoice, Line, ScheduledPayment, Status,
-    Tenant, World,
+    qbo_local_date, random_uuid, Behaviour, Customer, Invoice, Line, PhoneNumber, ScheduledPayment,
+    Status, Tenant, World,
 };
 use crate::{SandboxOptions, System};
 
@@ -264,6 +264,7 @@ fn customers(
             System::Xero => random_uuid(rng),
         };
         let behaviour = behaviour(rng);
+        let phones = phones_of(system, i);
         tenant.customers.push(Customer {
             id,
             name: unique,
@@ -276,7 +277,53 @@ fn customers(
             updated: created,
             sync_token: 0,
             balance: Decimal::ZERO,
+            phones,
         });
+    }
+}
+
+/// Most customers have one number, one in four a mobile too, one in nine none at all.
+/// Chosen by position, so the random stream and every other fact of a seeded world stay;
+/// the numbers are in the ranges reserved for fiction (US 555-01xx, UK Ofcom drama).
+pub fn phones_of(system: System, index: usize) -> Vec<PhoneNumber> {
+    if index % 9 == 4 {
+        return Vec::new();
+    }
+    let n = index % 100;
+    let (main, mobile) = match system {
+        System::QuickBooks => (
+            PhoneNumber {
+                mobile: false,
+                country_code: "1".into(),
+                area_code: "415".into(),
+                number: format!("555-01{n:02}"),
+            },
+            PhoneNumber {
+                mobile: true,
+                country_code: "1".into(),
+                area_code: "650".into(),
+                number: format!("555-01{:02}", (n + 50) % 100),
+            },
+        ),
+        System::Xero => (
+            PhoneNumber {
+                mobile: false,
+                country_code: "44".into(),
+                area_code: "20".into(),
+                number: format!("7946 0{:03}", index % 1000),
+            },
+            PhoneNumber {
+                mobile: true,
+                country_code: "44".into(),
+                area_code: "7700".into(),
+                number: format!("900{:03}", index % 1000),
+            },
+        ),
+    };
+    if index % 4 == 1 {
+        vec![main, mobile]
+    } else {
+        vec![main]
     }
 }
 

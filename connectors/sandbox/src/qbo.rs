@@ -341,6 +341,20 @@ pub fn render_customer(t: &Tenant, c: &Customer) -> Value {
     if let (true, Value::Object(m)) = (c.email.is_empty(), &mut o) {
         m.remove("PrimaryEmailAddr");
     }
+    // A TelephoneNumber per kind, the number as typed; absent when there is none.
+    if let Value::Object(m) = &mut o {
+        let mut landlines = c.phones.iter().filter(|p| !p.mobile);
+        let free_form = |p: &crate::world::PhoneNumber| json!({"FreeFormNumber": format!("({}) {}", p.area_code, p.number)});
+        if let Some(p) = landlines.next() {
+            m.insert("PrimaryPhone".into(), free_form(p));
+        }
+        if let Some(p) = landlines.next() {
+            m.insert("AlternatePhone".into(), free_form(p));
+        }
+        if let Some(p) = c.phones.iter().find(|p| p.mobile) {
+            m.insert("Mobile".into(), free_form(p));
+        }
+    }
     o
 }
 

@@ -96,6 +96,19 @@ pub struct Customer {
     pub sync_token: u64,
     /// Sum of the open balances of the customer's invoices, kept up to date on every change.
     pub balance: Decimal,
+    /// Telephone numbers, main line first; worlds saved before numbers existed have none.
+    #[serde(default)]
+    pub phones: Vec<PhoneNumber>,
+}
+
+/// A telephone number as both vendors split it (Xero keeps the parts apart; QuickBooks
+/// shows them as one free-form string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneNumber {
+    pub mobile: bool,
+    pub country_code: String,
+    pub area_code: String,
+    pub number: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -381,6 +381,23 @@ pub fn render_invoice(t: &Tenant, inv: &Invoice, with_lines: bool) -> Value {
     Value::Object(o)
 }
 
+/// Xero lists one entry per phone type on every contact, empty where it has no number.
+fn render_phones(c: &Customer) -> Value {
+    let entry = |kind: &str, p: Option<&crate::world::PhoneNumber>| match p {
+        Some(p) => json!({"PhoneType": kind, "PhoneNumber": p.number,
+            "PhoneAreaCode": p.area_code, "PhoneCountryCode": p.country_code}),
+        None => {
+            json!({"PhoneType": kind, "PhoneNumber": "", "PhoneAreaCode": "", "PhoneCountryCode": ""})
+        }
+    };
+    json!([
+        entry("DEFAULT", c.phones.iter().find(|p| !p.mobile)),
+        entry("DDI", None),
+        entry("FAX", None),
+        entry("MOBILE", c.phones.iter().find(|p| p.mobile)),
+    ])
+}
+
 fn render_contact(t: &Tenant, c: &Customer, balances: Option<NaiveDate>) -> Value {
     let mut o = json!({
         "ContactID": c.id,
@@ -391,7 +408,7 @@ fn render_contact(t: &Tenant, c: &Customer, balances: Option<NaiveDate>) -> Valu
         "EmailAddress": c.email,
         "BankAccountDetails": "",
         "Addresses": [],
-        "Phones": [],
+        "Phones": render_phones(c),
         "UpdatedDateUTC": xero_date(c.updated),
         "ContactGroups": [],
         "IsSupplier": false,
@@ -1073,6 +1090,7 @@ fn contact_for(w: &mut World, t: usize, c: Result<usize, (String, Option<String>
                 updated: now,
                 sync_token: 0,
                 balance: Decimal::ZERO,
+                phones: Vec::new(),
             })
         }
     }

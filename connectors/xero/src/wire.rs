@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use overdued_connector::{
-    ConnectionId, Currency, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, System,
+    ConnectionId, Currency, Customer, CustomerRef, InvoiceSnapshot, InvoiceStatus, Phone, System,
     FEE_MARKER,
 };
 use rust_decimal::Decimal;
@@ -56,6 +56,54 @@ pub struct XeroContact {
     pub email_address: Option<String>,
     #[serde(rename = "UpdatedDateUTC", default)]
     pub updated: Option<String>,
+    #[serde(rename = "Phones", default)]
+    pub phones: Vec<XeroPhone>,
+}
+
+/// Xero's `Phone`: every contact carries one per type, most of them empty.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct XeroPhone {
+    #[serde(rename = "PhoneType", default)]
+    pub kind: Option<String>,
+    #[serde(rename = "PhoneNumber", default)]
+    pub number: Option<String>,
+    #[serde(rename = "PhoneAreaCode", default)]
+    pub area_code: Option<String>,
+    #[serde(rename = "PhoneCountryCode", default)]
+    pub country_code: Option<String>,
+}
+
+impl XeroPhone {
+    /// The number as dialled ("+44 20 7946 0000"), or `None` when Xero holds no number
+    /// of this type (it lists empty DEFAULT, DDI, MOBILE and FAX entries). A fax line
+    /// is no use to someone calling.
+    fn to_phone(&self) -> Option<Phone> {
+        let kind = self.kind.as_deref().unwrap_or("DEFAULT").trim();
+        if kind.eq_ignore_ascii_case("FAX") {
+            return None;
+        }
+        let number = self
+            .number
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())?;
+        fn part(p: &Option<String>) -> Option<&str> {
+            p.as_deref().map(str::trim).filter(|p| !p.is_empty())
+        }
+        let mut text = String::new();
+        if let Some(cc) = part(&self.country_code) {
+            text.push_str(&format!("+{} ", cc.trim_start_matches('+')));
+        }
+        if let Some(area) = part(&self.area_code) {
+            text.push_str(area);
+            text.push(' ');
+        }
+        text.push_str(number);
+        Some(Phone {
+            kind: kind.to_ascii_lowercase(),
+            number: text,
+        })
+    }
 }
 
 /// One invoice as Xero returns it. Money fields are read as exact decimals from the JSON
@@ -259,6 +307,7 @@ impl XeroContact {
             name: self.name.clone().unwrap_or_default(),
             email: self.email_address.clone().filter(|e| !e.trim().is_empty()),
             updated_at: self.updated.as_deref().and_then(|u| parse_instant(u).ok()),
+            phones: self.phones.iter().filter_map(XeroPhone::to_phone).collect(),
         }
     }
 }
@@ -357,6 +406,32 @@ mod tests {
 
     fn inv(json: &str) -> XeroInvoice {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_contacts_phones_are_dialable_numbers_without_empty_entries_or_fax() {
+        let c: XeroContact = serde_json::from_str(
+            r#"{"ContactID":"c1","Name":"Barney","Phones":[
+                {"PhoneType":"DEFAULT","PhoneNumber":"7946 0000","PhoneAreaCode":"20","PhoneCountryCode":"44"},
+                {"PhoneType":"DDI","PhoneNumber":"","PhoneAreaCode":"","PhoneCountryCode":""},
+                {"PhoneType":"FAX","PhoneNumber":"7946 0001","PhoneAreaCode":"20","PhoneCountryCode":"44"},
+                {"PhoneType":"MOBILE","PhoneNumber":"07700 900123"}]}"#,
+        )
+        .unwrap();
+        let c = c.to_customer(&conn());
+        assert_eq!(
+            c.phones,
+            vec![
+                Phone {
+                    kind: "default".into(),
+                    number: "+44 20 7946 0000".into()
+                },
+                Phone {
+                    kind: "mobile".into(),
+                    number: "07700 900123".into()
+                }
+            ]
+        );
     }
 
     const BASE: &str = r#"{"Type":"ACCREC","InvoiceID":"d4956132-ed94-4dd7-9eaa-aa22dfdf06f2","InvoiceNumber":"INV-0001",

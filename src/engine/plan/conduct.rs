@@ -141,7 +141,7 @@ pub(super) fn needs_notice(o: &Occurrence) -> bool {
             .template
             .as_deref()
             .is_some_and(|t| NOTICE_TEMPLATES.contains(&t)),
-        StepAction::Note => false,
+        StepAction::Note | StepAction::Call => false,
     }
 }
 

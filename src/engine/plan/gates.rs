@@ -49,7 +49,9 @@ pub(super) fn policy_for<'p>(
         .filter(|r| r.kind == ActionKind::Escalate)
         .map(|r| r.at)
         .min();
-    if hist.escalated || escalated_on.is_some() {
+    // Taken back into the ladder: the escalation stays done and is not repeated.
+    let resumed = hist.chasing_resumed_on.is_some();
+    if (hist.escalated || escalated_on.is_some()) && !resumed {
         let when = escalated_on
             .map(|t| format!(" on {}", cx.local(t)))
             .unwrap_or_default();

@@ -116,6 +116,10 @@ pub struct InvoiceHistory {
     /// When overdued first saw the invoice; first seen past due, it is adopted.
     #[serde(default)]
     pub first_seen_at: Option<DateTime<Utc>>,
+    /// An escalated invoice taken back into the ladder (`overdued resume`, or a promise
+    /// on it): the local date reminders start again.
+    #[serde(default)]
+    pub chasing_resumed_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

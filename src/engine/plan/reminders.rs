@@ -64,6 +64,49 @@ pub(super) fn pick(
         });
         track.sort_by_key(|o| o.day);
     }
+    // Taken back from collection: reminders again from the day chasing resumed, then at
+    // the policy's repeat interval (14 days without one), by the last reminder that
+    // announces no consequence (a final notice would name a referral already made), by
+    // its channel; a promise-broken message on the same day speaks for it.
+    if let (Some(from), Some(last)) = (
+        cx.hist.chasing_resumed_on,
+        policy.steps.iter().rev().find(|s| {
+            s.action == StepAction::Remind
+                && !s
+                    .template
+                    .as_deref()
+                    .is_some_and(|t| crate::engine::policy::NOTICE_TEMPLATES.contains(&t))
+        }),
+    ) {
+        let start = (from - inv.due_date).num_days();
+        let every = policy
+            .repeat
+            .as_ref()
+            .map_or(14, |r| i64::from(r.every_days.max(1)));
+        let mut n = 0i64;
+        loop {
+            let day = start + n * every;
+            if day > d.max(start) + every {
+                break;
+            }
+            if !track.iter().any(|o| o.day == day) {
+                track.push(Occurrence {
+                    day,
+                    step_id: if n == 0 {
+                        format!("resumed/{from}")
+                    } else {
+                        format!("resumed/{from}/r{n}")
+                    },
+                    action: StepAction::Remind,
+                    template: last.template.clone(),
+                    channel: last.channel,
+                    label: format!("chasing resumed on {from} ({})", n + 1),
+                });
+            }
+            n += 1;
+        }
+        track.sort_by_key(|o| o.day);
+    }
 
     let mut picked: Vec<Occurrence> = Vec::new();
     let mut notes: Vec<Skipped> = Vec::new();
@@ -302,7 +345,8 @@ fn reminder_track(policy: &CompiledPolicy, today_day: i64) -> Vec<Occurrence> {
     let mut out: Vec<Occurrence> = policy
         .steps
         .iter()
-        .filter(|s| s.action != StepAction::LateFee)
+        // A call step is a task for a person (`overdued calls`), not an action.
+        .filter(|s| !matches!(s.action, StepAction::LateFee | StepAction::Call))
         .map(|s| Occurrence {
             day: s.day,
             step_id: s.id.clone(),
