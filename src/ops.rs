@@ -40,6 +40,22 @@ pub enum Op {
         connection: String,
         invoice: String,
     },
+    SmsOptIn {
+        connection: String,
+        customer: String,
+        phone: String,
+        evidence: String,
+    },
+    SmsOptOut {
+        connection: String,
+        customer: String,
+    },
+    SmsList {
+        #[serde(default)]
+        connection: Option<String>,
+        #[serde(default)]
+        json: bool,
+    },
 }
 
 /// Why an operation failed, with the exit code the CLI should use.
@@ -75,6 +91,21 @@ pub fn apply(
     now: DateTime<Utc>,
 ) -> Result<String, OpError> {
     match op {
+        Op::SmsOptIn {
+            connection,
+            customer,
+            phone,
+            evidence,
+        } => crate::channels::sms::admin::opt_in(
+            config, store, now, connection, customer, phone, evidence,
+        ),
+        Op::SmsOptOut {
+            connection,
+            customer,
+        } => crate::channels::sms::admin::opt_out(config, store, now, connection, customer),
+        Op::SmsList { connection, json } => {
+            crate::channels::sms::admin::list(config, store, connection.as_deref(), *json)
+        }
         Op::Promise {
             connection,
             invoice,

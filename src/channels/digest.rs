@@ -240,5 +240,9 @@ pub fn context(
             });
         }
     }
+    // Text messages: who said STOP (email took over) and who replied (call them).
+    let names: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
+    ctx.attention
+        .extend(super::sms::inbound::digest_lines(store, &names, since)?);
     Ok(ctx)
 }

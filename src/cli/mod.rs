@@ -10,6 +10,7 @@ mod plan;
 mod run;
 mod sandbox;
 mod send_test_email;
+mod sms;
 mod status;
 
 use std::path::PathBuf;
@@ -145,6 +146,9 @@ pub enum Command {
         #[arg(long)]
         customer: bool,
     },
+    /// Text messages: record or withdraw a customer's consent, list who agreed.
+    #[command(subcommand)]
+    Sms(sms::SmsCommand),
     /// Run the built-in QuickBooks Online + Xero simulator.
     Sandbox(SandboxArgs),
     /// Watch overdued work a simulated quarter against the built-in sandbox.
@@ -253,6 +257,7 @@ pub fn main() -> ExitCode {
             customer,
         } => holds::resume(config.config.as_deref(), &connection, &id, customer),
         Command::Sandbox(args) => sandbox::run(&args),
+        Command::Sms(cmd) => sms::run(cmd),
         Command::Connect {
             config,
             name,

@@ -8,6 +8,7 @@
 //! sender_name = "Example Ltd"          # who is writing; default: channels.smtp.from_name
 //! quiet_hours = "20:00-09:00"          # local time; default: outside the send window
 //! max_segments = 2                     # longest message, in billed segments
+//! webhook_url = "https://billing.example.com/webhooks/sms"   # where Twilio posts replies
 //! ```
 
 use std::path::Path;
@@ -39,6 +40,7 @@ pub struct RawSms {
     quiet_hours: Option<String>,
     max_segments: Option<u32>,
     timeout: Option<crate::config::HumanDuration>,
+    webhook_url: Option<String>,
 }
 
 /// Who the messages come from.
@@ -106,6 +108,9 @@ pub struct SmsConfig {
     pub quiet_hours: Option<QuietHours>,
     pub max_segments: u32,
     pub timeout: Duration,
+    /// The address Twilio calls with replies (as configured in Twilio's console for
+    /// the number, through your TLS proxy to `/webhooks/sms`): what Twilio signs.
+    pub webhook_url: Option<url::Url>,
 }
 
 impl PartialEq for SmsConfig {
@@ -118,6 +123,7 @@ impl PartialEq for SmsConfig {
             && self.quiet_hours == o.quiet_hours
             && self.max_segments == o.max_segments
             && self.timeout == o.timeout
+            && self.webhook_url == o.webhook_url
     }
 }
 
@@ -197,6 +203,17 @@ pub fn validate(raw: RawSms, base: &Path) -> Result<SmsConfig, Invalid> {
     if !(1..=10).contains(&max_segments) {
         return Err(("channels.sms.max_segments".into(), "must be 1 to 10".into()));
     }
+    let webhook_url = raw
+        .webhook_url
+        .map(|u| {
+            url::Url::parse(u.trim()).map_err(|e| {
+                (
+                    "channels.sms.webhook_url".to_string(),
+                    format!("{u:?} is not a URL: {e}"),
+                )
+            })
+        })
+        .transpose()?;
     let sender_name = raw
         .sender_name
         .map(|s| s.trim().to_string())
@@ -210,6 +227,7 @@ pub fn validate(raw: RawSms, base: &Path) -> Result<SmsConfig, Invalid> {
         quiet_hours,
         max_segments,
         timeout: raw.timeout.map(|t| t.0).unwrap_or(Duration::from_secs(30)),
+        webhook_url,
     })
 }
 

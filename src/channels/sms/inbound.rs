@@ -98,6 +98,62 @@ pub fn handle(
     Ok(Reply::Conversation { customers: names })
 }
 
+/// Twilio's incoming-message webhook: checks `X-Twilio-Signature` against
+/// `[channels.sms] webhook_url` and the form parameters, then records the reply.
+/// Returns the HTTP status and body to answer (an empty TwiML response: no auto-reply).
+pub fn receive(
+    sms: Option<&super::SmsConfig>,
+    store: &dyn Store,
+    at: DateTime<Utc>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let Some(sms) = sms else {
+        return (404, "text messages are not configured\n".into());
+    };
+    let Some(url) = &sms.webhook_url else {
+        return (
+            404,
+            "set [channels.sms] webhook_url to the address Twilio calls\n".into(),
+        );
+    };
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let ok = signature.is_some_and(|sig| {
+        super::twilio::signature_ok(sms.auth_token.expose(), url.as_str(), &params, sig)
+    });
+    if !ok {
+        tracing::warn!("SMS webhook refused: bad or missing X-Twilio-Signature");
+        return (401, String::new());
+    }
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    if get("AccountSid") != sms.account_sid {
+        tracing::warn!("SMS webhook refused: for another Twilio account");
+        return (401, String::new());
+    }
+    let from = get("From");
+    if super::consent::valid_e164(from).is_err() {
+        return (400, "From is not an E.164 number\n".into());
+    }
+    match handle(store, at, from, get("Body"), get("MessageSid")) {
+        Ok(_) => (
+            200,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>".into(),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "SMS reply not recorded");
+            (503, "store unavailable; Twilio retries\n".into())
+        }
+    }
+}
+
 /// The owner's lines about text messages since `since`: opt-outs and replies, from
 /// the audit log of each connection in `connections`.
 pub fn digest_lines(

@@ -9,6 +9,7 @@
 //! - [`deliver`]: exactly once, with lost answers verified in Twilio's log;
 //! - [`inbound`]: replies (STOP, START, anything else) from Twilio's webhook.
 
+pub mod admin;
 pub mod config;
 pub mod consent;
 pub mod content;
