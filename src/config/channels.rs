@@ -359,6 +359,7 @@ pub fn validate(
                 "every text message names who is writing: give sender_name (or channels.smtp.from_name)".into(),
             ));
         }
+        crate::channels::sms::config::check_templates(sms, templates_dir.as_deref())?;
     }
     if sms.is_none() {
         crate::channels::sms::config::refuse_sms_steps(policies)?;

@@ -231,6 +231,27 @@ pub fn validate(raw: RawSms, base: &Path) -> Result<SmsConfig, Invalid> {
     })
 }
 
+/// Renders every SMS template (built-in and from `templates_dir`) with the longest
+/// values a real message is likely to carry; one that fails, leaves out how to stop, or
+/// runs over `max_segments` is refused. Returns each template's size, for `check`.
+pub fn check_templates(
+    sms: &SmsConfig,
+    templates_dir: Option<&Path>,
+) -> Result<Vec<(String, super::segments::Segments)>, Invalid> {
+    let t = super::content::SmsTemplates::load(templates_dir)
+        .map_err(|m| ("channels.templates_dir".to_string(), m))?;
+    let ctx = super::content::SmsContext::sample(sms.sender_name.as_deref().unwrap_or(""));
+    let mut out = Vec::new();
+    let ids: Vec<String> = t.ids().map(|(id, _)| id.to_string()).collect();
+    for id in ids {
+        let (_, segs) = t
+            .render_checked(&id, &ctx, sms.max_segments)
+            .map_err(|m| ("channels.sms.max_segments".to_string(), m))?;
+        out.push((id, segs));
+    }
+    Ok(out)
+}
+
 /// Without `[channels.sms]`, a step that sends text messages is refused at its channel.
 pub fn refuse_sms_steps(
     policies: &std::collections::BTreeMap<String, Policy>,
