@@ -256,9 +256,15 @@ impl Twilio {
     }
 }
 
-/// reqwest's error with its causes (a timeout, a reset), which its own text leaves out.
+/// reqwest's error with its causes (a timeout, a reset), which its own text leaves out,
+/// without the URL (the account's API path, noise in every log line).
 fn plain(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
+    if let Some(at) = s.find(" for url (") {
+        if let Some(end) = s[at..].find(')') {
+            s.replace_range(at..at + end + 1, "");
+        }
+    }
     let mut src = std::error::Error::source(e);
     while let Some(c) = src {
         s.push_str(": ");
