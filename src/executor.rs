@@ -795,7 +795,14 @@ impl Executor<'_> {
         Some(match payload {
             ActionPayload::Remind { channel, .. } => {
                 let channel = channel.unwrap_or(Channel::Email);
-                if (channel.uses_smtp() && !channel.uses_system_email()) || channel.uses_sms() {
+                // A text message's step may go by the system's email too (its email part,
+                // or the email that took over): that email is what the ledger shows.
+                let by_system = if channel.uses_sms() {
+                    self.mailer.is_none()
+                } else {
+                    !(channel.uses_smtp() && !channel.uses_system_email())
+                };
+                if !by_system {
                     return None;
                 }
                 PriorEffect::Reminder {
