@@ -125,6 +125,16 @@ pub async fn run_cycle(
         .webhook
         .as_ref()
         .map(crate::channels::webhook::shared);
+    let sms = crate::channels::sms::Sms::from_config(&config.channels).map_err(|e| {
+        CycleError::Channels {
+            connection: name.clone(),
+            source: crate::channels::ChannelError::Transport(e),
+        }
+    })?;
+    let sms_breakers = overdued_connector::runtime::Breakers::new(
+        overdued_connector::ConnectionId::new(name.clone()),
+        Default::default(),
+    );
     let executor = Executor {
         connector,
         store,
@@ -138,6 +148,13 @@ pub async fn run_cycle(
         }),
         ledger: &ledger,
         limits: customer_limits(config, conn_cfg, &plan, &cases),
+        sms: sms
+            .as_ref()
+            .map(|sms| crate::channels::sms::deliver::Sender {
+                sms,
+                time_zone: config.daemon.time_zone,
+                breakers: &sms_breakers,
+            }),
     };
     let exec = executor
         .run(intents)
@@ -241,10 +258,21 @@ pub fn make_plan(
         ledger,
         invoices: &cases,
     };
-    let p = plan(&inputs).map_err(|source| CycleError::Plan {
+    let mut p = plan(&inputs).map_err(|source| CycleError::Plan {
         connection: name.to_string(),
         source,
     })?;
+    if p.actions.iter().any(|a| a.channel.uses_sms()) {
+        let consents = store.sms_consents(Some(name)).map_err(st)?;
+        crate::channels::sms::route::route(
+            &mut p,
+            config.channels.sms.as_ref(),
+            config.channels.smtp.is_some(),
+            &consents,
+            now,
+            config.daemon.time_zone,
+        );
+    }
     Ok((p, cases))
 }
 
@@ -469,7 +497,7 @@ pub fn intent_from(
                 .unwrap_or_default();
             // Only channels that change how the reminder goes are recorded, so journals
             // of system-email reminders read as they always have.
-            let smtp = a.channel.uses_smtp();
+            let smtp = a.channel.uses_smtp() || a.channel.uses_sms();
             ActionPayload::Remind {
                 subject,
                 body,

@@ -129,6 +129,8 @@ pub struct Executor<'a> {
     /// The ledger the keys are derived from (`overdued_connector::ledger_scope`).
     pub ledger: &'a str,
     pub limits: CustomerLimits,
+    /// Text messages, for steps sent by SMS.
+    pub sms: Option<crate::channels::sms::deliver::Sender<'a>>,
 }
 
 impl Executor<'_> {
@@ -268,12 +270,19 @@ impl Executor<'_> {
             }
         };
         let holds = self.store.holds(&conn)?;
-        let mail = self.deliver_mail(&pending, &fresh, &holds).await?;
+        let texts = self.deliver_sms(&pending, &fresh, &holds).await?;
+        let mail = self.deliver_mail(&pending, &fresh, &holds, &texts).await?;
 
         for mut entry in pending {
             let snapshot = fresh.get(&entry.invoice_id);
             let outcome = self
-                .execute_one(&mut entry, snapshot, &holds, &mail, &mut report.counts)
+                .execute_one(
+                    &mut entry,
+                    snapshot,
+                    &holds,
+                    (&mail, &texts),
+                    &mut report.counts,
+                )
                 .await?;
             self.announce(&entry, &outcome);
             let reauth = matches!(
@@ -449,6 +458,7 @@ impl Executor<'_> {
         pending: &[JournalEntry],
         fresh: &HashMap<String, InvoiceSnapshot>,
         holds: &[(HoldTarget, Hold)],
+        texts: &HashMap<IdempotencyKey, crate::channels::sms::SmsDelivery>,
     ) -> Result<HashMap<IdempotencyKey, Delivery>, ExecError> {
         let Some(mailer) = self.mailer else {
             return Ok(HashMap::new());
@@ -467,7 +477,7 @@ impl Executor<'_> {
                 continue;
             };
             let snapshot = fresh.get(&e.invoice_id);
-            if !channel.uses_smtp()
+            if !crate::channels::sms::email_by_smtp(channel, true, texts.get(&e.key))
                 || retries_expired(e, now).is_some()
                 || stale_reason(e, snapshot, holds).is_some()
             {
@@ -491,6 +501,54 @@ impl Executor<'_> {
             policies: self.policies,
         };
         Ok(deliver::deliver(mailer, self.store, self.clock, self.today, sources, items).await?)
+    }
+
+    /// Sends the text message of every reminder about to go out by SMS, before the
+    /// emails: a text that cannot go (no consent now, STOP) is replaced by the email.
+    async fn deliver_sms(
+        &self,
+        pending: &[JournalEntry],
+        fresh: &HashMap<String, InvoiceSnapshot>,
+        holds: &[(HoldTarget, Hold)],
+    ) -> Result<HashMap<IdempotencyKey, crate::channels::sms::SmsDelivery>, ExecError> {
+        let Some(sender) = &self.sms else {
+            return Ok(HashMap::new());
+        };
+        let now = self.clock.now();
+        let mut items = Vec::new();
+        for e in pending {
+            let Some(ActionPayload::Remind {
+                channel: Some(channel),
+                template,
+                ..
+            }) = e.payload.action().cloned()
+            else {
+                continue;
+            };
+            let snapshot = fresh.get(&e.invoice_id);
+            if !channel.uses_sms()
+                || retries_expired(e, now).is_some()
+                || stale_reason(e, snapshot, holds).is_some()
+            {
+                continue;
+            }
+            let Some(snapshot) = snapshot else { continue };
+            items.push(crate::channels::sms::deliver::Pending {
+                entry: e.clone(),
+                snapshot: snapshot.clone(),
+                template,
+            });
+        }
+        if items.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sources = crate::channels::facts::Sources {
+            connector: self.connector,
+            policies: self.policies,
+        };
+        Ok(sender
+            .deliver(self.store, self.clock, self.today, sources, items)
+            .await?)
     }
 
     fn announce(&self, entry: &JournalEntry, outcome: &Outcome) {
@@ -519,7 +577,10 @@ impl Executor<'_> {
         entry: &mut JournalEntry,
         fresh: Option<&InvoiceSnapshot>,
         holds: &[(HoldTarget, Hold)],
-        mail: &HashMap<IdempotencyKey, Delivery>,
+        (mail, texts): (
+            &HashMap<IdempotencyKey, Delivery>,
+            &HashMap<IdempotencyKey, crate::channels::sms::SmsDelivery>,
+        ),
         counts: &mut ActionCounts,
     ) -> Result<Outcome, ExecError> {
         let expired = retries_expired(entry, self.clock.now());
@@ -571,7 +632,14 @@ impl Executor<'_> {
             _ => match &payload {
                 ActionPayload::Remind { channel, .. } => {
                     let channel = channel.unwrap_or(Channel::Email);
-                    let system = if channel.uses_smtp() && !channel.uses_system_email() {
+                    let text = texts.get(&entry.key);
+                    let has_smtp = self.mailer.is_some();
+                    let by_system = if channel.uses_sms() {
+                        crate::channels::sms::email_by_system(channel, has_smtp, text)
+                    } else {
+                        !(channel.uses_smtp() && !channel.uses_system_email())
+                    };
+                    let system = if !by_system {
                         None
                     } else {
                         Some(
@@ -594,10 +662,22 @@ impl Executor<'_> {
                                 .await,
                         )
                     };
-                    match (system, channel.uses_smtp()) {
-                        (Some(r), false) => r,
-                        (Some(Err(e)), true) => Err(e),
-                        (_, _) => smtp_receipt(mail.get(&entry.key), self.clock.now()),
+                    let by_smtp = crate::channels::sms::email_by_smtp(channel, has_smtp, text);
+                    let email = match (system, by_smtp) {
+                        (Some(r), false) => Some(r),
+                        (Some(Err(e)), true) => Some(Err(e)),
+                        (None, false) if channel.uses_sms() => None,
+                        (_, _) => Some(smtp_receipt(mail.get(&entry.key), self.clock.now())),
+                    };
+                    if channel.uses_sms() {
+                        crate::channels::sms::deliver::receipt(
+                            channel,
+                            email,
+                            text,
+                            self.clock.now(),
+                        )
+                    } else {
+                        email.expect("every channel but SMS has an email part")
                     }
                 }
                 ActionPayload::LateFee {
@@ -718,7 +798,14 @@ impl Executor<'_> {
         Some(match payload {
             ActionPayload::Remind { channel, .. } => {
                 let channel = channel.unwrap_or(Channel::Email);
-                if channel.uses_smtp() && !channel.uses_system_email() {
+                // A text message's step may go by the system's email too (its email part,
+                // or the email that took over): that email is what the ledger shows.
+                let by_system = if channel.uses_sms() {
+                    self.mailer.is_none()
+                } else {
+                    !(channel.uses_smtp() && !channel.uses_system_email())
+                };
+                if !by_system {
                     return None;
                 }
                 PriorEffect::Reminder {

@@ -47,6 +47,22 @@ pub enum Op {
         #[serde(default)]
         json: bool,
     },
+    SmsOptIn {
+        connection: String,
+        customer: String,
+        phone: String,
+        evidence: String,
+    },
+    SmsOptOut {
+        connection: String,
+        customer: String,
+    },
+    SmsList {
+        #[serde(default)]
+        connection: Option<String>,
+        #[serde(default)]
+        json: bool,
+    },
     /// What a call settled (`overdued called`).
     Called {
         connection: String,
@@ -97,6 +113,21 @@ pub fn apply(
     now: DateTime<Utc>,
 ) -> Result<String, OpError> {
     match op {
+        Op::SmsOptIn {
+            connection,
+            customer,
+            phone,
+            evidence,
+        } => crate::channels::sms::admin::opt_in(
+            config, store, now, connection, customer, phone, evidence,
+        ),
+        Op::SmsOptOut {
+            connection,
+            customer,
+        } => crate::channels::sms::admin::opt_out(config, store, now, connection, customer),
+        Op::SmsList { connection, json } => {
+            crate::channels::sms::admin::list(config, store, connection.as_deref(), *json)
+        }
         Op::Promise {
             connection,
             invoice,

@@ -64,13 +64,26 @@ const TIME_SCALE: &str = "1000";
 
 /// Every write a reminder, fee or note makes; reads and OAuth do not fault here (a lost
 /// token response is a reconnect by the vendors' design, not a duplicate).
-const WRITE_ENDPOINTS: [&str; 5] = [
+const WRITE_ENDPOINTS: [&str; 6] = [
     "quickbooks.invoice.write",
     "quickbooks.invoice.send",
     "xero.invoices.write",
     "xero.invoices.email",
     "xero.invoices.history",
+    // Text messages: Twilio takes no key, so a lost answer is looked up in its log.
+    "twilio.messages.create",
 ];
+
+/// The season's +7d reminder also goes as a text message to the customers who agreed
+/// (`opt_in_some`); the others get the email alone, as before.
+fn season_policy() -> String {
+    let step = "offset = \"+7d\"\naction = \"remind\"\ntemplate = \"follow_up\"\n";
+    assert!(
+        SCENARIO_POLICY.contains(step),
+        "the +7d step of the scenarios"
+    );
+    SCENARIO_POLICY.replace(step, &format!("{step}channel = \"email+sms\"\n"))
+}
 
 fn day(i: u32) -> NaiveDate {
     date(2026, 1, 5) + chrono::Duration::days(i64::from(i))
@@ -295,7 +308,7 @@ impl World {
             let conn = t.remove(from).expect("the written connection");
             t.insert(to, conn);
         }
-        std::fs::write(&config, format!("{doc}\n{SCENARIO_POLICY}")).unwrap();
+        std::fs::write(&config, format!("{doc}\n{}", season_policy())).unwrap();
         if faults {
             sandbox.lose_responses();
         }
@@ -364,6 +377,40 @@ impl World {
             "{}: {now}: no clean cycle in 12 runs; last:\n{last}",
             self.name
         );
+    }
+
+    /// The first four customers (by id) of each connection agree to text messages, with
+    /// numbers of their own; run once the first sync has stored them.
+    fn opt_in_some(&self) {
+        let mut customers = Vec::new();
+        {
+            let store = SledStore::open(&self.dir.path().join("overdued-state")).expect("store");
+            for conn in [QBO, XERO] {
+                for c in overdued::ops::known_customers(&store, conn)
+                    .expect("customers")
+                    .into_iter()
+                    .take(4)
+                {
+                    customers.push((conn, c.id));
+                }
+            }
+        }
+        assert_eq!(customers.len(), 8, "customers synced in both systems");
+        for (n, (conn, id)) in customers.iter().enumerate() {
+            let out = Command::new(env!("CARGO_BIN_EXE_overdued"))
+                .args(["sms", "opt-in", conn, id, "--phone"])
+                .arg(format!("+4477009001{n:02}"))
+                .args(["--evidence", "agreed on the order form", "--config"])
+                .arg(&self.config)
+                .env_remove("OVERDUED_CONFIG")
+                .output()
+                .expect("overdued sms opt-in");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     fn ledger(&self) -> (Vec<Row>, Vec<Effect>) {
@@ -466,6 +513,9 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
                 w.restart_sandbox();
             }
             w.settle(morning(day(i)));
+            if i == 0 {
+                w.opt_in_some();
+            }
             let took = w.settle(london(day(i), 10, 0));
             let _ = tx.send(took);
         }
@@ -481,6 +531,9 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
             w.restart_sandbox();
         }
         w.settle(morning(day(i)));
+        if i == 0 {
+            w.opt_in_some();
+        }
         let now = london(day(i), 10, 0);
         w.sandbox.set_now(now);
         let reference_took = rx
@@ -525,6 +578,12 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
     assert_ledger_consistent(&a);
     assert_ledger_consistent(&b);
     let count = |rows: &[Row], action: &str| rows.iter().filter(|r| r.action == action).count();
+    let texts = |rows: &[Row]| rows.iter().filter(|r| r.kind == "sms").count();
+    assert!(
+        texts(&a) >= 3,
+        "the season sends text messages: {}",
+        texts(&a)
+    );
     assert!(
         count(&a, "remind") >= 60
             && count(&a, "late_fee") >= 3
@@ -539,14 +598,15 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
     let lost = |w: &World| w.lost + w.sandbox.lost_responses();
     eprintln!(
         "torture (seed {}): {DAYS} days, {kills} kills ({finished_first} runs finished before their kill), \
-         {} runs tortured / {} reference, {} effects ({} reminders, {} fees, {} escalations, \
-         {} sandbox effects), lost responses {} / {}, {} sandbox restarts, {:.1} s (reference \
-         {:.1} s)",
+         {} runs tortured / {} reference, {} effects ({} reminders of which {} text messages, \
+         {} fees, {} escalations, {} sandbox effects), lost responses {} / {}, {} sandbox \
+         restarts, {:.1} s (reference {:.1} s)",
         torture_seed(),
         w.runs,
         reference.runs,
         b.len(),
         count(&b, "remind"),
+        texts(&b),
         count(&b, "late_fee"),
         count(&b, "escalate"),
         b_effects.len(),

@@ -353,6 +353,10 @@ pub fn context(
     // The calls list, one line per customer (src/calls).
     ctx.attention
         .extend(crate::calls::digest_lines(config, store, now)?);
+    // Text messages: who said STOP (email took over) and who replied (call them).
+    let names: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
+    ctx.attention
+        .extend(super::sms::inbound::digest_lines(store, &names, since)?);
     Ok(ctx)
 }
 

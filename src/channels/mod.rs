@@ -12,6 +12,7 @@ pub mod digest;
 pub mod facts;
 pub mod loopback;
 pub mod message;
+pub mod sms;
 pub mod smtp;
 pub mod templates;
 pub mod webhook;

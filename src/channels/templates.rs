@@ -133,6 +133,10 @@ impl Templates {
                 if !(name.ends_with(".txt") || name.ends_with(".html")) || !path.is_file() {
                     continue;
                 }
+                // Text-message templates are plain text of their own (`channels::sms::content`).
+                if name.starts_with("sms_") {
+                    continue;
+                }
                 let text = std::fs::read_to_string(&path).map_err(|e| TemplateError {
                     origin: path.display().to_string(),
                     line: None,

@@ -14,6 +14,9 @@ pub fn run(arg: &ConfigArg) -> u8 {
             }
             let (report, errors) = templates_report(&c);
             print!("{report}");
+            if let Some(sms) = &c.channels.sms {
+                print!("{}", crate::channels::sms::content::check_report(sms, &c));
+            }
             if errors > 0 {
                 return exit::CONFIG;
             }

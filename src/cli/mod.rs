@@ -13,6 +13,7 @@ pub mod plan;
 mod run;
 mod sandbox;
 mod send_test_email;
+mod sms;
 mod status;
 
 use std::path::PathBuf;
@@ -198,6 +199,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Text messages: record or withdraw a customer's consent, list who agreed.
+    #[command(subcommand)]
+    Sms(sms::SmsCommand),
     /// Run the built-in QuickBooks Online + Xero simulator.
     Sandbox(SandboxArgs),
     /// Print the manual page (roff), or write every page into a directory.
@@ -383,6 +387,7 @@ pub fn main() -> ExitCode {
             out.as_deref(),
         ),
         Command::Sandbox(args) => sandbox::run(&args),
+        Command::Sms(cmd) => sms::run(cmd),
         Command::Connect {
             config,
             name,

@@ -197,5 +197,15 @@ pub fn write_config(sb: &Sandbox, url: &str, path: &Path, time_scale: f64) -> Re
             }
         }
     }
+    // The sandbox serves Twilio's Messages API too: text messages go to it, and only to
+    // customers opted in with `overdued sms opt-in`.
+    let token = secret("twilio-auth-token", overdued_sandbox::TWILIO_AUTH_TOKEN)?;
+    text.push_str(&format!(
+        "\n# Text messages through the sandbox's Twilio Messages API\n[channels.sms]\n\
+         account_sid = \"{sid}\"\nauth_token_file = \"{token}\"\nfrom = \"{from}\"\n\
+         sender_name = \"Sandbox Trading\"\napi_base = \"{url}\"\n",
+        sid = overdued_sandbox::TWILIO_ACCOUNT_SID,
+        from = overdued_sandbox::TWILIO_FROM,
+    ));
     std::fs::write(path, text).map_err(|e| io(e, path))
 }

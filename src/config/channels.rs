@@ -45,6 +45,8 @@ pub struct RawChannels {
     smtp: Option<RawSmtp>,
     digest: Option<RawDigest>,
     webhook: Option<RawWebhook>,
+    #[serde(default)]
+    sms: Option<crate::channels::sms::config::RawSms>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +124,8 @@ pub struct ChannelsConfig {
     pub smtp: Option<SmtpConfig>,
     pub digest: Option<DigestConfig>,
     pub webhook: Option<WebhookConfig>,
+    /// `[channels.sms]`: text messages through Twilio.
+    pub sms: Option<crate::channels::sms::config::SmsConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -341,6 +345,26 @@ pub fn validate(
         }
     };
 
+    let mut sms = raw
+        .sms
+        .map(|r| crate::channels::sms::config::validate(r, base))
+        .transpose()?;
+    if let Some(sms) = sms.as_mut() {
+        if sms.sender_name.is_none() {
+            sms.sender_name = smtp.as_ref().and_then(|s| s.from.name.clone());
+        }
+        if sms.sender_name.is_none() {
+            return Err((
+                "channels.sms".into(),
+                "every text message names who is writing: give sender_name (or channels.smtp.from_name)".into(),
+            ));
+        }
+        crate::channels::sms::config::check_templates(sms, templates_dir.as_deref())?;
+    }
+    if sms.is_none() {
+        crate::channels::sms::config::refuse_sms_steps(policies)?;
+    }
+
     if smtp.is_none() {
         for (name, p) in policies {
             for (i, s) in p.steps.iter().enumerate() {
@@ -360,5 +384,6 @@ pub fn validate(
         smtp,
         digest,
         webhook,
+        sms,
     })
 }

@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/webhooks/quickbooks", post(webhook_quickbooks))
         .route("/webhooks/xero", post(webhook_xero))
+        .route("/webhooks/sms", post(webhook_sms))
         .nest(
             "/admin",
             admin_router()
@@ -225,6 +226,36 @@ async fn webhook_quickbooks(
             warn!(system = "quickbooks", error = %e, "webhook body refused");
             (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
         }
+    }
+}
+
+/// Replies to text messages, from Twilio (see `channels::sms::inbound`).
+async fn webhook_sms(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let sig = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let r = tokio::task::spawn_blocking(move || {
+        let (_, config) = s.config();
+        crate::channels::sms::inbound::receive(
+            config.channels.sms.as_ref(),
+            s.store.as_ref(),
+            s.clock.now(),
+            sig.as_deref(),
+            &body,
+        )
+    })
+    .await;
+    let (status, text) = r.unwrap_or((500, String::new()));
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status == 200 {
+        (code, [(header::CONTENT_TYPE, "text/xml")], text).into_response()
+    } else {
+        (code, text).into_response()
     }
 }
 

@@ -218,6 +218,15 @@ impl Store for WatchedStore {
     fn holds(&self, connection: &str) -> Result<Vec<(HoldTarget, Hold)>> {
         self.call(|st| st.holds(connection))
     }
+    fn put_sms_consent(&self, c: &crate::channels::sms::consent::SmsConsent) -> Result<()> {
+        self.call_durable(|st| st.put_sms_consent(c))
+    }
+    fn sms_consents(
+        &self,
+        connection: Option<&str>,
+    ) -> Result<Vec<crate::channels::sms::consent::SmsConsent>> {
+        self.call(|st| st.sms_consents(connection))
+    }
     fn flush(&self) -> Result<()> {
         self.call_durable(|st| st.flush())
     }

@@ -202,7 +202,14 @@ impl StepAction {
 
     fn allowed_channels(self) -> &'static [Channel] {
         match self {
-            StepAction::Remind => &[Channel::Email, Channel::Smtp, Channel::Both, Channel::Owner],
+            StepAction::Remind => &[
+                Channel::Email,
+                Channel::Smtp,
+                Channel::Both,
+                Channel::Owner,
+                Channel::Sms,
+                Channel::EmailSms,
+            ],
             StepAction::LateFee | StepAction::Note => &[Channel::Ledger],
             StepAction::Escalate | StepAction::Call => &[Channel::Owner],
         }
@@ -235,13 +242,27 @@ pub enum Channel {
     Owner,
     /// Written into the ledger (notes, fee invoices).
     Ledger,
+    /// A text message through `[channels.sms]`, to a customer who agreed to them; to
+    /// one who did not (or said STOP), the step goes by email instead.
+    Sms,
+    /// The step's email and a text message.
+    #[serde(rename = "email+sms")]
+    EmailSms,
 }
 
 impl Channel {
     /// Whether the step's message reaches the customer (and so counts against the
     /// per-customer daily limit and is announced as "we will write to you again").
     pub fn to_customer(self) -> bool {
-        matches!(self, Channel::Email | Channel::Smtp | Channel::Both)
+        matches!(
+            self,
+            Channel::Email | Channel::Smtp | Channel::Both | Channel::Sms | Channel::EmailSms
+        )
+    }
+
+    /// Whether the step sends a text message (with the customer's consent).
+    pub fn uses_sms(self) -> bool {
+        matches!(self, Channel::Sms | Channel::EmailSms)
     }
 
     /// Whether the accounting system sends its own invoice email.

@@ -31,6 +31,11 @@ pub fn what_goes_out(channel: Channel, system: System, subject: &str) -> String 
         ),
         Channel::Owner => format!("a message to you, not the customer: \"{subject}\""),
         Channel::Ledger => "a record in the ledger".to_string(),
+        Channel::Sms => "a text message (SMS) to the customer's phone".to_string(),
+        Channel::EmailSms => format!(
+            "our email (or {}), and a text message (SMS) to the customer's phone",
+            system_email(system)
+        ),
     }
 }
 

@@ -109,6 +109,23 @@ pub trait Store: Send + Sync {
     fn remove_hold(&self, connection: &str, target: &HoldTarget, kind: HoldKind) -> Result<bool>;
     fn holds(&self, connection: &str) -> Result<Vec<(HoldTarget, Hold)>>;
 
+    /// Durable. A customer's consent to text messages (see `channels::sms::consent`),
+    /// replacing the one recorded for the same (connection, customer).
+    fn put_sms_consent(&self, c: &crate::channels::sms::consent::SmsConsent) -> Result<()> {
+        let _ = c;
+        Err(StoreError::Backend(
+            "this store keeps no SMS consent".into(),
+        ))
+    }
+    /// Every consent recorded, of one connection or of all.
+    fn sms_consents(
+        &self,
+        connection: Option<&str>,
+    ) -> Result<Vec<crate::channels::sms::consent::SmsConsent>> {
+        let _ = connection;
+        Ok(Vec::new())
+    }
+
     /// Writes everything pending to disk.
     fn flush(&self) -> Result<()>;
 }

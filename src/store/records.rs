@@ -158,6 +158,9 @@ pub enum JournalPayload {
     SmtpSend(SmtpSend),
     /// The owner's digest of one day (key [`IdempotencyKey::digest`]).
     Digest(DigestSend),
+    /// The text message that carries out one reminder (key
+    /// [`IdempotencyKey::sms_send`] of the reminder).
+    SmsSend(crate::channels::sms::deliver::SmsSend),
 }
 
 impl JournalPayload {

@@ -30,6 +30,7 @@ pub struct SledStore {
     audit: sled::Tree,
     audit_by_invoice: sled::Tree,
     holds: sled::Tree,
+    sms_consent: sled::Tree,
     // Dropped last: the lock outlives the database handle.
     _lock: StateLock,
 }
@@ -195,6 +196,7 @@ impl SledStore {
             audit: t("audit")?,
             audit_by_invoice: t("audit_by_invoice")?,
             holds: t("holds")?,
+            sms_consent: t("sms_consent")?,
             db,
             _lock: lock,
         })
@@ -636,6 +638,29 @@ impl Store for SledStore {
         for kv in self.holds.scan_prefix(prefix(connection)) {
             let (k, v) = kv.map_err(be)?;
             out.push(decode("holds", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn put_sms_consent(&self, c: &crate::channels::sms::consent::SmsConsent) -> Result<()> {
+        self.sms_consent
+            .insert(key2(&c.connection, &c.customer_id), encode(c)?)
+            .map_err(be)?;
+        self.durable()
+    }
+
+    fn sms_consents(
+        &self,
+        connection: Option<&str>,
+    ) -> Result<Vec<crate::channels::sms::consent::SmsConsent>> {
+        let scan = match connection {
+            Some(c) => self.sms_consent.scan_prefix(prefix(c)),
+            None => self.sms_consent.scan_prefix(b""),
+        };
+        let mut out = Vec::new();
+        for kv in scan {
+            let (k, v) = kv.map_err(be)?;
+            out.push(decode("sms_consent", &k, &v)?);
         }
         Ok(out)
     }

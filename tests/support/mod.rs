@@ -271,7 +271,7 @@ pub struct Row {
     pub system: System,
     pub tenant: String,
     pub invoice_id: String,
-    /// The sandbox's kind: `email`, `fee` or `note`.
+    /// The sandbox's kind: `email`, `fee`, `note` or `sms`.
     pub kind: String,
     /// The journal's action kind (`remind`, `late_fee`, `note`, `escalate`), or `audit`
     /// for the audit note of an action, `?` for a write overdued has no journal entry for.
@@ -305,6 +305,9 @@ impl Row {
 /// history that wrote to this sandbox; a key is found in the store that wrote it).
 pub fn read_ledger(effects: &[Effect], stores: &[&dyn Store]) -> Vec<Row> {
     let mut steps: HashMap<String, (String, String)> = HashMap::new();
+    // Twilio takes no key: a text message is named by its number and exact words, as
+    // its journal record (`CONNECTION/sms`) holds them.
+    let mut texts: HashMap<(String, String), String> = HashMap::new();
     let mut loaded: HashMap<(System, String), ()> = HashMap::new();
     for e in effects {
         if loaded
@@ -329,13 +332,30 @@ pub fn read_ledger(effects: &[Effect], stores: &[&dyn Store]) -> Vec<Row> {
                     (j.kind.as_str().into(), j.step_id.clone()),
                 );
             }
+            for j in store
+                .journal_for_invoice(&format!("{conn}/sms"), &e.invoice_id)
+                .expect("journal")
+            {
+                if let overdued::store::JournalPayload::SmsSend(s) = &j.payload {
+                    texts.insert((s.to.clone(), s.body.clone()), j.key.as_str().to_string());
+                    steps.insert(
+                        j.key.as_str().to_string(),
+                        (j.kind.as_str().into(), j.step_id.clone()),
+                    );
+                }
+            }
         }
     }
     effects
         .iter()
         .map(|e| {
-            let (action, step) = e
-                .idempotency_key
+            let key = e.idempotency_key.clone().or_else(|| {
+                let text = |f: &str| e.detail.get(f).and_then(|v| v.as_str()).map(str::to_string);
+                (e.kind == "sms")
+                    .then(|| texts.get(&(text("to")?, text("body")?)).cloned())
+                    .flatten()
+            });
+            let (action, step) = key
                 .as_ref()
                 .and_then(|k| steps.get(k).cloned())
                 .unwrap_or_else(|| ("?".into(), "?".into()));
@@ -358,7 +378,7 @@ pub fn read_ledger(effects: &[Effect], stores: &[&dyn Store]) -> Vec<Row> {
                 invoice_id: e.invoice_id.clone(),
                 kind: e.kind.clone(),
                 action,
-                key: e.idempotency_key.clone(),
+                key,
                 step,
                 amount,
                 fee_invoice,

@@ -83,6 +83,12 @@ impl IdempotencyKey {
         IdempotencyKey(format!("smtp:{}", action.0))
     }
 
+    /// The key of the text message that carries out reminder `action` (ledger scope,
+    /// invoice and step through the action's own key, plus the channel).
+    pub fn sms_send(action: &IdempotencyKey) -> Self {
+        IdempotencyKey(format!("sms:{}", action.0))
+    }
+
     /// The key of the owner's digest of local day `day`: one a day.
     pub fn digest(day: NaiveDate) -> Self {
         IdempotencyKey(format!("digest:{day}"))

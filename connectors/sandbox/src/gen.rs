@@ -364,6 +364,7 @@ pub fn generate(opts: &SandboxOptions) -> World {
         next_seq: 0,
         minted: 0,
         idempotency_window_secs: crate::keys::DEFAULT_WINDOW_SECS,
+        twilio: Default::default(),
     };
     let plan: Vec<(System, usize)> = (0..opts.quickbooks_tenants)
         .map(|n| (System::QuickBooks, n))

@@ -211,6 +211,11 @@ fn classify(req: &Req) -> Endpoint {
             };
             ep(name, Some(System::Xero), tenant)
         }
+        Some("2010-04-01") => ep(
+            crate::twilio::endpoint(req).unwrap_or("twilio.other"),
+            None,
+            req.segs.get(2).cloned(),
+        ),
         Some("connections") => ep("xero.connections", Some(System::Xero), None),
         Some("oauth2") if s.get(1).map(String::as_str) == Some("quickbooks") => {
             ep("oauth.quickbooks.authorize", Some(System::QuickBooks), None)
@@ -253,6 +258,9 @@ async fn handle(sb: Sandbox, req: Request<Incoming>, kill: Arc<Notify>) -> Respo
         body,
     };
     let ep = classify(&req);
+    if ep.control && req.segs.get(1).is_some_and(|s| s == "twilio") {
+        return to_response(crate::twilio::control(&sb, &req).await, false);
+    }
     if ep.control {
         return to_response(crate::control::handle(&sb, &req), false);
     }
@@ -335,6 +343,7 @@ async fn handle(sb: Sandbox, req: Request<Incoming>, kill: Arc<Notify>) -> Respo
         }
         Some(System::Xero) if ep.name.starts_with("xero.") => crate::xero::handle(&sb, &req, &ep),
         Some(system) if ep.name.starts_with("oauth.") => oauth(&sb, system, &req),
+        None if ep.name.starts_with("twilio.") => crate::twilio::handle(&sb, &req),
         _ => Reply::text(404, "Not Found"),
     };
     if let (Some(System::Xero), Some(r)) = (ep.system, remaining) {

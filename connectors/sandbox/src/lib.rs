@@ -60,6 +60,7 @@ mod keys;
 mod limits;
 mod qbo;
 mod qbo_query;
+mod twilio;
 mod util;
 mod wire;
 mod world;
@@ -80,6 +81,7 @@ pub use limits::{
     XERO_PER_MINUTE,
 };
 pub use overdued_connector::System;
+pub use twilio::{TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM, TWILIO_INVALID_NUMBER};
 pub use world::{Behaviour, Effect};
 
 /// How to build (or load) a sandbox.
@@ -196,6 +198,7 @@ pub(crate) struct Inner {
     pub faults: Mutex<faults::FaultState>,
     pub limits: Arc<Mutex<limits::Limiter>>,
     pub stats: Mutex<http::Stats>,
+    pub twilio_rate: Mutex<twilio::Rate>,
     pub state_file: Option<PathBuf>,
     pub dirty: AtomicBool,
 }
@@ -255,6 +258,7 @@ impl Sandbox {
                     opts.time_scale,
                 ))),
                 stats: Mutex::new(http::Stats::default()),
+                twilio_rate: Mutex::new(twilio::Rate::default()),
                 state_file: opts.state_file.clone(),
                 dirty: AtomicBool::new(false),
             }),

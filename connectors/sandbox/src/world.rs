@@ -363,7 +363,7 @@ pub struct Effect {
     pub system: System,
     pub tenant: String,
     pub invoice_id: String,
-    /// "email", "fee" or "note".
+    /// "email", "fee", "note", or "sms" (a text message through the Twilio API).
     pub kind: String,
     pub at: DateTime<Utc>,
     pub idempotency_key: Option<String>,
@@ -387,6 +387,9 @@ pub struct World {
     /// How long idempotency keys are remembered (see `keys`).
     #[serde(default = "crate::keys::default_window_secs")]
     pub idempotency_window_secs: i64,
+    /// The Twilio account's messages and opt-outs (see `twilio`).
+    #[serde(default)]
+    pub twilio: crate::twilio::TwilioState,
 }
 
 impl World {
