@@ -1,5 +1,6 @@
 //! overdued: chases unpaid QuickBooks Online and Xero invoices, exactly once.
 
+pub mod arrangements;
 pub mod channels;
 pub mod cli;
 pub mod config;

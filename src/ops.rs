@@ -40,6 +40,26 @@ pub enum Op {
         connection: String,
         invoice: String,
     },
+    /// A payment plan over one invoice or several of one customer.
+    Arrange {
+        connection: String,
+        /// An invoice (number or id) or a customer (id, name or email).
+        target: String,
+        /// With a customer: the invoices to cover (all open ones when empty).
+        #[serde(default)]
+        invoices: Vec<String>,
+        schedule: crate::arrangements::ops::PlanSpec,
+    },
+    Arrangements {
+        #[serde(default)]
+        connection: Option<String>,
+        #[serde(default)]
+        json: bool,
+    },
+    CancelArrangement {
+        connection: String,
+        plan: String,
+    },
 }
 
 /// Why an operation failed, with the exit code the CLI should use.
@@ -248,7 +268,37 @@ pub fn apply(
             };
             history(store, connection, &id, config.daemon.time_zone)
         }
+        Op::Arrange {
+            connection,
+            target,
+            invoices,
+            schedule,
+        } => {
+            known_connection(config, connection)?;
+            crate::arrangements::ops::arrange(
+                config, store, now, connection, target, invoices, schedule,
+            )
+        }
+        Op::Arrangements { connection, json } => {
+            if let Some(c) = connection {
+                known_connection(config, c)?;
+            }
+            crate::arrangements::ops::list(config, store, now, connection.as_deref(), *json)
+        }
+        Op::CancelArrangement { connection, plan } => {
+            known_connection(config, connection)?;
+            crate::arrangements::ops::cancel(config, store, now, connection, plan)
+        }
     }
+}
+
+/// Whether `handle` names a synced invoice (by id or number) rather than, say, a customer.
+pub(crate) fn names_an_invoice(
+    store: &dyn Store,
+    connection: &str,
+    handle: &str,
+) -> Result<bool, OpError> {
+    Ok(!matching_invoices(store, connection, handle)?.is_empty())
 }
 
 fn known_connection(c: &Config, name: &str) -> Result<(), OpError> {
@@ -302,7 +352,7 @@ fn matching_invoices(
 
 /// The invoice a person names by the system's id or by its number as `plan`, `status`
 /// and the digest show it (QuickBooks DocNumber, Xero InvoiceNumber).
-fn resolve_invoice(
+pub(crate) fn resolve_invoice(
     store: &dyn Store,
     connection: &str,
     handle: &str,

@@ -218,6 +218,12 @@ impl Store for WatchedStore {
     fn holds(&self, connection: &str) -> Result<Vec<(HoldTarget, Hold)>> {
         self.call(|st| st.holds(connection))
     }
+    fn put_arrangement(&self, plan: &crate::arrangements::Arrangement) -> Result<()> {
+        self.call_durable(|st| st.put_arrangement(plan))
+    }
+    fn arrangements(&self, connection: &str) -> Result<Vec<crate::arrangements::Arrangement>> {
+        self.call(|st| st.arrangements(connection))
+    }
     fn flush(&self) -> Result<()> {
         self.call_durable(|st| st.flush())
     }

@@ -30,6 +30,7 @@ pub struct SledStore {
     audit: sled::Tree,
     audit_by_invoice: sled::Tree,
     holds: sled::Tree,
+    arrangements: sled::Tree,
     // Dropped last: the lock outlives the database handle.
     _lock: StateLock,
 }
@@ -195,6 +196,7 @@ impl SledStore {
             audit: t("audit")?,
             audit_by_invoice: t("audit_by_invoice")?,
             holds: t("holds")?,
+            arrangements: t("arrangements")?,
             db,
             _lock: lock,
         })
@@ -636,6 +638,24 @@ impl Store for SledStore {
         for kv in self.holds.scan_prefix(prefix(connection)) {
             let (k, v) = kv.map_err(be)?;
             out.push(decode("holds", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn put_arrangement(&self, plan: &crate::arrangements::Arrangement) -> Result<()> {
+        // Zero-padded so the ids list in order ("P2" before "P10").
+        let n = plan.id.trim_start_matches('P');
+        self.arrangements
+            .insert(key2(&plan.connection, &format!("{n:0>10}")), encode(plan)?)
+            .map_err(be)?;
+        self.durable()
+    }
+
+    fn arrangements(&self, connection: &str) -> Result<Vec<crate::arrangements::Arrangement>> {
+        let mut out = Vec::new();
+        for kv in self.arrangements.scan_prefix(prefix(connection)) {
+            let (k, v) = kv.map_err(be)?;
+            out.push(decode("arrangements", &k, &v)?);
         }
         Ok(out)
     }
