@@ -239,6 +239,81 @@ impl Arrangement {
     }
 }
 
+/// Gives each covered invoice among `cases` the latest plan covering it, as it stands on
+/// `today`: balances from the cases (else the store), a plan whose "plan missed" message
+/// went out stays broken.
+pub fn attach(
+    store: &dyn crate::store::Store,
+    connection: &str,
+    cases: &mut [crate::engine::plan::InvoiceCase],
+    today: NaiveDate,
+    tz: chrono_tz::Tz,
+    settings: &crate::engine::EngineSettings,
+) -> Result<(), crate::store::StoreError> {
+    let mut plans = store.arrangements(connection)?;
+    if plans.is_empty() {
+        return Ok(());
+    }
+    plans.sort_by_key(|p| p.agreed_at);
+    let index: std::collections::HashMap<String, usize> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.invoice.remote_id.clone(), i))
+        .collect();
+    let missed_step = |p: &Arrangement| crate::engine::plan::missed_step(&p.id);
+    for p in &plans {
+        let mut balances = std::collections::BTreeMap::new();
+        let mut missed_on: Option<NaiveDate> = None;
+        for c in &p.invoices {
+            let snap = match index.get(&c.id) {
+                Some(i) => {
+                    let h = &cases[*i].history;
+                    let step = missed_step(p);
+                    if let Some(r) = h.actions.iter().find(|r| r.step_id == step) {
+                        let on = r.at.with_timezone(&tz).date_naive();
+                        missed_on = Some(missed_on.map_or(on, |m: NaiveDate| m.min(on)));
+                    }
+                    Some(cases[*i].invoice.clone())
+                }
+                None => store.get_invoice(connection, &c.id)?.map(|r| r.snapshot),
+            };
+            if let Some(s) = snap {
+                let open = s.status.is_open() && s.amount_due > Decimal::ZERO;
+                balances.insert(
+                    c.id.clone(),
+                    if open { s.amount_due } else { Decimal::ZERO },
+                );
+            }
+        }
+        let paid = p.paid(&|id| balances.get(id).copied());
+        let mut plan = p.clone();
+        if plan.cancelled_on.is_none() && plan.broken_on.is_none() {
+            // Told the customer it ended: it stays ended, whatever is paid after.
+            plan.broken_on = missed_on.filter(|_| paid < p.total());
+        }
+        let standing = plan.standing(paid, today, settings.plan_grace_days);
+        let carrier = p
+            .invoices
+            .iter()
+            .find(|c| balances.get(&c.id).is_none_or(|b| *b > Decimal::ZERO))
+            .map(|c| c.id.clone());
+        for c in &p.invoices {
+            let Some(i) = index.get(&c.id) else { continue };
+            cases[*i].history.arrangement = Some(crate::engine::plan::ArrangementCase {
+                id: p.id.clone(),
+                agreed_on: p.agreed_on,
+                standing: standing.clone(),
+                carrier: carrier.as_deref() == Some(c.id.as_str()),
+                numbers: p.numbers(),
+                currency: p.currency,
+                instalments: p.credited(paid),
+                agreement_note: p.agreement_note(),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

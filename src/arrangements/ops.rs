@@ -85,6 +85,19 @@ pub fn assess(
         }
     }
     let paid = plan.paid(&|id| balances.get(id).copied());
+    // Once the customer was told the plan ended, it stays ended (see `attach`).
+    let mut plan = plan.clone();
+    if plan.cancelled_on.is_none() && plan.broken_on.is_none() && paid < plan.total() {
+        let step = crate::engine::plan::missed_step(&plan.id);
+        for c in &plan.invoices {
+            for e in store.journal_for_invoice(&plan.connection, &c.id)? {
+                if e.step_id == step && matches!(e.state, crate::store::JournalState::Done { .. }) {
+                    let on = e.planned_for;
+                    plan.broken_on = Some(plan.broken_on.map_or(on, |b| b.min(on)));
+                }
+            }
+        }
+    }
     Ok((plan.standing(paid, today, grace), paid, plan.credited(paid)))
 }
 
