@@ -191,3 +191,245 @@ async fn a_kept_plan_and_a_missed_twin_in_both_systems() {
         .iter()
         .all(|i| i.system == System::QuickBooks || i.system == System::Xero));
 }
+
+#[path = "support/service.rs"]
+mod service;
+
+/// `arrange`, `arrangements` and `cancel` through the real binary while the daemon holds
+/// the store; bad input exits 64 naming the option; plans survive the daemon's restart.
+#[test]
+fn the_commands_work_with_the_daemon_running() {
+    use service::{run_to_end, sandbox_post, spawn_daemon, start_sandbox};
+    let dir = tempfile::tempdir().unwrap();
+    let sb = start_sandbox(dir.path());
+    let cfg = sb.config.to_str().unwrap().to_string();
+    let today = chrono::Utc::now().date_naive();
+    for (number, currency, total) in [
+        ("PLAN-1", "GBP", "300.00"),
+        ("PLAN-2", "GBP", "100.00"),
+        ("PLAN-3", "EUR", "50.00"),
+    ] {
+        sandbox_post(
+            &sb,
+            "/_sandbox/invoices",
+            &serde_json::json!({
+                "system": "xero",
+                "customer_name": "Plan Test Ltd",
+                "customer_email": "ap@plan-test.example",
+                "number": number,
+                "currency": currency,
+                "total": total,
+                "issue_date": (today - chrono::Duration::days(60)).to_string(),
+                "due_date": (today - chrono::Duration::days(30)).to_string(),
+            })
+            .to_string(),
+        );
+    }
+    let mut daemon = spawn_daemon(&sb.config, None, "info");
+    service::poll_until("the first Xero sync", || {
+        daemon
+            .stderr_text()
+            .lines()
+            .any(|l| l.contains("sync finished") && l.contains("sandbox-xero"))
+            .then_some(())
+    });
+    let first = (today + chrono::Duration::days(7)).to_string();
+    let run = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--config", &cfg]);
+        run_to_end(&a)
+    };
+
+    // Bad input: 64, naming the option at fault.
+    let bad: &[(&[&str], &str)] = &[
+        (
+            &[
+                "arrange",
+                "sandbox-xero",
+                "PLAN-1",
+                "--instalments",
+                "0",
+                "--every",
+                "7",
+                "--first",
+                &first,
+            ],
+            "--instalments",
+        ),
+        (
+            &[
+                "arrange",
+                "sandbox-xero",
+                "PLAN-1",
+                "--instalments",
+                "3",
+                "--first",
+                &first,
+            ],
+            "--every",
+        ),
+        (
+            &[
+                "arrange",
+                "sandbox-xero",
+                "PLAN-1",
+                "--instalments",
+                "3",
+                "--every",
+                "7",
+                "--first",
+                "2020-01-01",
+            ],
+            "--first: the first instalment (2020-01-01) must be in the future",
+        ),
+        (
+            &[
+                "arrange",
+                "sandbox-xero",
+                "PLAN-1",
+                "--instalments",
+                "3",
+                "--every",
+                "7",
+                "--first",
+                &(today + chrono::Duration::days(45)).to_string(),
+            ],
+            "max_promise_days = 30",
+        ),
+        (
+            &[
+                "arrange",
+                "sandbox-xero",
+                "PLAN-1",
+                "--schedule",
+                &format!("{first}:100,{}:100", today + chrono::Duration::days(21)),
+            ],
+            "--schedule: the instalments add up to GBP 200.00, not the balance covered, GBP 300.00",
+        ),
+        (
+            &[
+                "arrange",
+                "sandbox-xero",
+                "PLAN-1",
+                "--schedule",
+                "tomorrow:300",
+            ],
+            "--schedule: instalment 1",
+        ),
+        (
+            &[
+                "arrange",
+                "sandbox-xero",
+                "NO-SUCH",
+                "--instalments",
+                "3",
+                "--every",
+                "7",
+                "--first",
+                &first,
+            ],
+            "names no synced invoice",
+        ),
+        (
+            &[
+                "arrange",
+                "sandbox-xero",
+                "Plan Test Ltd",
+                "--instalments",
+                "3",
+                "--every",
+                "7",
+                "--first",
+                &first,
+            ],
+            "one plan covers one currency",
+        ),
+        (
+            &[
+                "arrange",
+                "nosuch",
+                "PLAN-1",
+                "--instalments",
+                "3",
+                "--every",
+                "7",
+                "--first",
+                &first,
+            ],
+            "no connection named \"nosuch\"",
+        ),
+        (&["cancel", "sandbox-xero", "P7"], "no payment plan \"P7\""),
+    ];
+    for (args, want) in bad {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(64), "{args:?}: {out}{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+
+    // A plan over the customer's two GBP invoices, through the daemon.
+    let (code, out, err) = run(&[
+        "arrange",
+        "sandbox-xero",
+        "Plan Test Ltd",
+        "--invoices",
+        "PLAN-1,PLAN-2",
+        "--instalments",
+        "3",
+        "--every",
+        "14",
+        "--first",
+        &first,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(
+            "payment plan P1 agreed with Plan Test Ltd for GBP 400.00 (invoice(s) PLAN-1, PLAN-2)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("GBP 133.33") && out.contains("GBP 133.34"),
+        "{out}"
+    );
+    let (code, _, err) = run(&[
+        "arrange",
+        "sandbox-xero",
+        "PLAN-2",
+        "--instalments",
+        "1",
+        "--first",
+        &first,
+    ]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("already in payment plan P1"), "{err}");
+
+    let (code, out, err) = run(&["arrangements", "sandbox-xero", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["id"], "P1", "{out}");
+    assert_eq!(v[0]["status"], "kept", "{out}");
+    assert_eq!(v[0]["total"], "400.00", "{out}");
+    assert_eq!(v[0]["instalments"].as_array().unwrap().len(), 3, "{out}");
+
+    let (code, out, err) = run(&["cancel", "sandbox-xero", "P1"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("payment plan P1 (Plan Test Ltd, invoice(s) PLAN-1, PLAN-2) cancelled"),
+        "{out}"
+    );
+    assert!(out.contains("without a \"plan missed\" message"), "{out}");
+    let (code, _, err) = run(&["cancel", "sandbox-xero", "P1"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("is cancelled already"), "{err}");
+
+    // The daemon stops; the plans are on disk and read without it.
+    daemon.signal(libc::SIGTERM);
+    let (code, _) = daemon.wait_exit(std::time::Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", daemon.stderr_text());
+    let (code, out, err) = run(&["arrangements"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("sandbox-xero P1  cancelled  Plan Test Ltd  invoices PLAN-1, PLAN-2"),
+        "{out}"
+    );
+}

@@ -293,7 +293,18 @@ fn covered_invoices(
         }
         return Ok(vec![r]);
     }
-    let customer = crate::ops::resolve_customer(store, connection, target)?;
+    let customer = match crate::ops::resolve_customer(store, connection, target) {
+        Ok(c) => c,
+        Err(e) if chosen.is_empty() => {
+            return Err(usage(format!(
+                "{connection}: {target:?} names no synced invoice (by number or id) and no customer: {}",
+                e.message
+                    .strip_prefix(&format!("{connection}: "))
+                    .unwrap_or(&e.message)
+            )))
+        }
+        Err(e) => return Err(e),
+    };
     if chosen.is_empty() {
         store
             .for_each_invoice(connection, &mut |r| {
@@ -335,9 +346,16 @@ fn covered_invoices(
             }
         }
     }
+    // Oldest first: the first still open carries the plan's messages.
     out.sort_by(|a, b| {
-        (a.snapshot.due_date, &a.snapshot.remote_id)
-            .cmp(&(b.snapshot.due_date, &b.snapshot.remote_id))
+        let key = |r: &InvoiceRecord| {
+            (
+                r.snapshot.due_date,
+                r.snapshot.display_number().to_string(),
+                r.snapshot.remote_id.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
     });
     Ok(out)
 }
@@ -375,7 +393,12 @@ pub fn list(
     }
     let mut out = String::new();
     for r in &reports {
-        let money = |a: Decimal| format!("{} {}", r.currency, a.round_dp(2));
+        let money = |a: Decimal| match r.currency.parse::<overdued_connector::Currency>() {
+            Ok(c) => overdued_connector::Money::new(a, c)
+                .display_human()
+                .to_string(),
+            Err(_) => format!("{} {a}", r.currency),
+        };
         let _ = writeln!(
             out,
             "{} {}  {}  {}  invoices {}  {} of {} paid  agreed {}{}{}",

@@ -164,9 +164,9 @@ pub fn check(
         return Err(err(
             field,
             format!(
-                "the instalments add up to {} {sum}, not the balance covered, {} {total}",
-                currency.code(),
-                currency.code()
+                "the instalments add up to {}, not the balance covered, {}",
+                overdued_connector::Money::new(sum, currency).display_human(),
+                overdued_connector::Money::new(total, currency).display_human()
             ),
         ));
     }
@@ -215,7 +215,7 @@ mod tests {
             "--schedule",
         )
         .unwrap_err();
-        assert!(e.message.contains("add up to USD 90"), "{e}");
+        assert!(e.message.contains("add up to USD 90.00, not"), "{e}");
         let e = check(
             &s,
             Decimal::from(90),
