@@ -248,7 +248,16 @@ pub fn make_plan(
         connection: name.to_string(),
         source,
     };
-    let cases = load_cases_of(store, name, Some(ledger), now).map_err(st)?;
+    let mut cases = load_cases_of(store, name, Some(ledger), now).map_err(st)?;
+    crate::arrangements::attach(
+        store,
+        name,
+        &mut cases,
+        now.with_timezone(&config.daemon.time_zone).date_naive(),
+        config.daemon.time_zone,
+        &config.engine,
+    )
+    .map_err(st)?;
     let inputs = PlanInputs {
         now,
         time_zone: config.daemon.time_zone,

@@ -78,6 +78,26 @@ pub enum Op {
         #[serde(default)]
         customer: bool,
     },
+    /// A payment plan over one invoice or several of one customer.
+    Arrange {
+        connection: String,
+        /// An invoice (number or id) or a customer (id, name or email).
+        target: String,
+        /// With a customer: the invoices to cover (all open ones when empty).
+        #[serde(default)]
+        invoices: Vec<String>,
+        schedule: crate::arrangements::ops::PlanSpec,
+    },
+    Arrangements {
+        #[serde(default)]
+        connection: Option<String>,
+        #[serde(default)]
+        json: bool,
+    },
+    CancelArrangement {
+        connection: String,
+        plan: String,
+    },
 }
 
 /// Why an operation failed, with the exit code the CLI should use.
@@ -383,6 +403,27 @@ pub fn apply(
                 message: e.to_string(),
             })
         }
+        Op::Arrange {
+            connection,
+            target,
+            invoices,
+            schedule,
+        } => {
+            known_connection(config, connection)?;
+            crate::arrangements::ops::arrange(
+                config, store, now, connection, target, invoices, schedule,
+            )
+        }
+        Op::Arrangements { connection, json } => {
+            if let Some(c) = connection {
+                known_connection(config, c)?;
+            }
+            crate::arrangements::ops::list(config, store, now, connection.as_deref(), *json)
+        }
+        Op::CancelArrangement { connection, plan } => {
+            known_connection(config, connection)?;
+            crate::arrangements::ops::cancel(config, store, now, connection, plan)
+        }
     }
 }
 
@@ -408,6 +449,15 @@ pub fn check_promise_date(
         )));
     }
     Ok(())
+}
+
+/// Whether `handle` names a synced invoice (by id or number) rather than, say, a customer.
+pub(crate) fn names_an_invoice(
+    store: &dyn Store,
+    connection: &str,
+    handle: &str,
+) -> Result<bool, OpError> {
+    Ok(!matching_invoices(store, connection, handle)?.is_empty())
 }
 
 pub(crate) fn known_connection(c: &Config, name: &str) -> Result<(), OpError> {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod calls;
+mod arrange;
 mod check;
 mod common;
 mod connect;
@@ -113,6 +114,46 @@ pub enum Command {
         /// another connection of the same app reaches the organisation.
         #[arg(long)]
         new_consent: bool,
+    },
+    /// Agree a payment plan: one invoice, or a customer's open invoices, paid in
+    /// instalments; no ordinary chasing while it is kept.
+    Arrange {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: String,
+        /// An invoice (number or id), or a customer (id, name or email).
+        target: String,
+        /// How many equal instalments (the last takes the rounding).
+        #[arg(long, value_name = "N")]
+        instalments: Option<String>,
+        /// Days between instalments.
+        #[arg(long, value_name = "DAYS")]
+        every: Option<String>,
+        /// The first instalment's date (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        first: Option<String>,
+        /// Dates and amounts instead: DATE:AMOUNT,DATE:AMOUNT,...
+        #[arg(long, value_name = "SCHEDULE")]
+        schedule: Option<String>,
+        /// With a customer: the invoices to cover, A,B,... (default: all open ones).
+        #[arg(long, value_name = "A,B,...")]
+        invoices: Option<String>,
+    },
+    /// List payment plans with their status and what has been paid.
+    Arrangements {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a payment plan by hand: chasing resumes where it stood when it was agreed.
+    Cancel {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: String,
+        /// The plan's id, as `arrangements` lists it (P1, P2, ...).
+        plan: String,
     },
     /// Record a customer's promise to pay an invoice: no chasing until then.
     Promise {
@@ -386,6 +427,37 @@ pub fn main() -> ExitCode {
             customer,
             out.as_deref(),
         ),
+        Command::Arrange {
+            config,
+            connection,
+            target,
+            instalments,
+            every,
+            first,
+            schedule,
+            invoices,
+        } => arrange::arrange(
+            config.config.as_deref(),
+            &connection,
+            &target,
+            arrange::ScheduleArgs {
+                instalments: instalments.as_deref(),
+                every: every.as_deref(),
+                first: first.as_deref(),
+                schedule: schedule.as_deref(),
+                invoices: invoices.as_deref(),
+            },
+        ),
+        Command::Arrangements {
+            config,
+            connection,
+            json,
+        } => arrange::list(config.config.as_deref(), connection.as_deref(), json),
+        Command::Cancel {
+            config,
+            connection,
+            plan,
+        } => arrange::cancel(config.config.as_deref(), &connection, &plan),
         Command::Sandbox(args) => sandbox::run(&args),
         Command::Sms(cmd) => sms::run(cmd),
         Command::Connect {

@@ -227,6 +227,12 @@ impl Store for WatchedStore {
     ) -> Result<Vec<crate::channels::sms::consent::SmsConsent>> {
         self.call(|st| st.sms_consents(connection))
     }
+    fn put_arrangement(&self, plan: &crate::arrangements::Arrangement) -> Result<()> {
+        self.call_durable(|st| st.put_arrangement(plan))
+    }
+    fn arrangements(&self, connection: &str) -> Result<Vec<crate::arrangements::Arrangement>> {
+        self.call(|st| st.arrangements(connection))
+    }
     fn flush(&self) -> Result<()> {
         self.call_durable(|st| st.flush())
     }

@@ -128,6 +128,12 @@ pub struct EngineSettings {
     pub promise_grace_days: u32,
     /// An amount still due at or below this counts as paid when judging a promise.
     pub promise_tolerance: Decimal,
+    /// The furthest a promised date, or a payment plan's first instalment, may lie ahead.
+    pub max_promise_days: u32,
+    /// Days before each instalment of a payment plan that its heads-up goes out.
+    pub plan_heads_up_days: u32,
+    /// Days after an instalment's date before a shortfall breaks the plan.
+    pub plan_grace_days: u32,
 }
 
 impl Default for EngineSettings {
@@ -137,6 +143,9 @@ impl Default for EngineSettings {
             catch_up_horizon_days: 10,
             promise_grace_days: 2,
             promise_tolerance: Decimal::ZERO,
+            max_promise_days: 30,
+            plan_heads_up_days: 3,
+            plan_grace_days: 3,
         }
     }
 }

@@ -54,6 +54,12 @@ pub const PLACEHOLDERS: &[&str] = &[
     "first_reminder_date",
     "fee_terms",
     "fee_invoices",
+    "plan_id",
+    "plan_invoices",
+    "plan_schedule",
+    "instalment_number",
+    "instalment_date",
+    "instalment_amount",
 ];
 
 /// The values placeholders are filled with. Every field is already formatted for a
@@ -94,6 +100,23 @@ pub struct MessageContext {
     /// ("invoice 1037-F for USD 25.00"), or empty.
     #[serde(default)]
     pub fee_invoices: String,
+    /// The payment plan covering the invoice ("P1"), or empty.
+    #[serde(default)]
+    pub plan_id: String,
+    /// The invoices the plan covers ("1001, 1002").
+    #[serde(default)]
+    pub plan_invoices: String,
+    /// The plan's instalments still to pay, one per line, part-payments shown.
+    #[serde(default)]
+    pub plan_schedule: String,
+    /// The instalment a plan message is about: its number (1-based), date and the
+    /// amount of it still to pay.
+    #[serde(default)]
+    pub instalment_number: String,
+    #[serde(default)]
+    pub instalment_date: String,
+    #[serde(default)]
+    pub instalment_amount: String,
 }
 
 impl MessageContext {
@@ -118,6 +141,12 @@ impl MessageContext {
             first_reminder_date: "31 October 2026".into(),
             fee_invoices: "invoice 1037-F for USD 25.00".into(),
             fee_terms: "If the invoice is still unpaid on 30 November 2026, a late payment fee of USD 25.00 will be added, as set out in our payment terms.".into(),
+            plan_id: "P1".into(),
+            plan_invoices: "1037".into(),
+            plan_schedule: "2. 15 December 2026: USD 120.69\n3. 29 December 2026: USD 120.69".into(),
+            instalment_number: "1".into(),
+            instalment_date: "1 December 2026".into(),
+            instalment_amount: "USD 120.69".into(),
         }
     }
 }
@@ -236,6 +265,9 @@ pub const BUILT_IN_IDS: &[&str] = &[
     "escalation",
     "escalation_note",
     "ledger_note",
+    "instalment_heads_up",
+    "instalment_due",
+    "plan_missed",
 ];
 
 /// The built-in text for `id`, written in the spirit of the collection guides: courteous
@@ -366,6 +398,46 @@ Thank you for letting us know that invoice {{ invoice_number }} would be paid by
 {{ pay_line }}
 
 If something has changed, please reply with a new date within the next week, or propose instalments, and we will work with you.
+
+{{ next_step }}
+
+Kind regards",
+        ),
+        "instalment_heads_up" => (
+            "Payment plan: instalment {{ instalment_number }} of {{ instalment_amount }} is due on {{ instalment_date }}",
+            "Dear {{ customer_name }},
+
+Thank you for the payment plan we agreed for invoice {{ plan_invoices }}. This is a friendly note that instalment {{ instalment_number }}, {{ instalment_amount }}, falls due on {{ instalment_date }}.
+
+{{ pay_line }}
+
+The instalments still to pay:
+{{ plan_schedule }}
+
+Kind regards",
+        ),
+        "instalment_due" => (
+            "Payment plan: instalment {{ instalment_number }} of {{ instalment_amount }} is due today",
+            "Dear {{ customer_name }},
+
+Instalment {{ instalment_number }} of the payment plan we agreed for invoice {{ plan_invoices }}, {{ instalment_amount }}, falls due today, {{ instalment_date }}. If you have already paid it, thank you, and please ignore this note.
+
+{{ pay_line }}
+
+The instalments still to pay:
+{{ plan_schedule }}
+
+Kind regards",
+        ),
+        "plan_missed" => (
+            "Invoice {{ plan_invoices }}: the payment plan has ended",
+            "Dear {{ customer_name }},
+
+We have not received instalment {{ instalment_number }} of the payment plan we agreed for invoice {{ plan_invoices }}, {{ instalment_amount }} due on {{ instalment_date }}, so the plan has ended. {{ amount_due }} remains due on invoice {{ invoice_number }}.
+
+{{ pay_line }}
+
+If something has changed, please reply within the next week and we will work with you.
 
 {{ next_step }}
 
@@ -505,6 +577,7 @@ mod tests {
             "stop_work",
             "final_notice",
             "promise_broken",
+            "plan_missed",
         ] {
             assert!(
                 built_in(id).unwrap().body.contains("{{ next_step }}"),

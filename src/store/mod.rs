@@ -125,6 +125,16 @@ pub trait Store: Send + Sync {
         let _ = connection;
         Ok(Vec::new())
     }
+    /// Durable: a payment plan, new or changed (cancelled, broken).
+    fn put_arrangement(&self, _plan: &crate::arrangements::Arrangement) -> Result<()> {
+        Err(StoreError::Backend(
+            "this store keeps no payment plans".into(),
+        ))
+    }
+    /// Every payment plan of a connection, in id order.
+    fn arrangements(&self, _connection: &str) -> Result<Vec<crate::arrangements::Arrangement>> {
+        Ok(Vec::new())
+    }
 
     /// Writes everything pending to disk.
     fn flush(&self) -> Result<()>;

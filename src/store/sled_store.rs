@@ -31,6 +31,7 @@ pub struct SledStore {
     audit_by_invoice: sled::Tree,
     holds: sled::Tree,
     sms_consent: sled::Tree,
+    arrangements: sled::Tree,
     // Dropped last: the lock outlives the database handle.
     _lock: StateLock,
 }
@@ -197,6 +198,7 @@ impl SledStore {
             audit_by_invoice: t("audit_by_invoice")?,
             holds: t("holds")?,
             sms_consent: t("sms_consent")?,
+            arrangements: t("arrangements")?,
             db,
             _lock: lock,
         })
@@ -648,6 +650,14 @@ impl Store for SledStore {
             .map_err(be)?;
         self.durable()
     }
+    fn put_arrangement(&self, plan: &crate::arrangements::Arrangement) -> Result<()> {
+        // Zero-padded so the ids list in order ("P2" before "P10").
+        let n = plan.id.trim_start_matches('P');
+        self.arrangements
+            .insert(key2(&plan.connection, &format!("{n:0>10}")), encode(plan)?)
+            .map_err(be)?;
+        self.durable()
+    }
 
     fn sms_consents(
         &self,
@@ -661,6 +671,14 @@ impl Store for SledStore {
         for kv in scan {
             let (k, v) = kv.map_err(be)?;
             out.push(decode("sms_consent", &k, &v)?);
+        }
+        Ok(out)
+    }
+    fn arrangements(&self, connection: &str) -> Result<Vec<crate::arrangements::Arrangement>> {
+        let mut out = Vec::new();
+        for kv in self.arrangements.scan_prefix(prefix(connection)) {
+            let (k, v) = kv.map_err(be)?;
+            out.push(decode("arrangements", &k, &v)?);
         }
         Ok(out)
     }

@@ -38,7 +38,9 @@ impl Contact {
             .hist
             .actions
             .iter()
-            .filter(|r| r.kind == ActionKind::Remind)
+            // A payment plan's instalment messages are not ladder steps and state no fee
+            // terms: they neither pace the ladder nor count as notice.
+            .filter(|r| r.kind == ActionKind::Remind && !r.step_id.starts_with("instalment/"))
             .collect();
         reminds.sort_by_key(|r| r.at);
         let customer_days: Vec<i64> = track
@@ -78,11 +80,20 @@ impl Contact {
             .rev()
             .find(|(r, _)| r.step_id == CATCH_UP)
             .map(|(_, s)| *s);
+        let mut shift = last.map_or(0, |(date, day)| ((date - due).num_days() - day).max(0));
+        let mut last_stood_for = last.map(|(_, day)| day);
+        // A payment plan that ended (broken or cancelled) held the ladder where it stood
+        // when it was agreed: the steps not yet due then come later by the plan's time.
+        if let Some((agreed, ended)) = cx.hist.arrangement.as_ref().and_then(|a| a.ended()) {
+            let at = (agreed - due).num_days() - shift;
+            last_stood_for = Some(last_stood_for.map_or(at, |s| s.max(at)));
+            shift += (ended - agreed).num_days().max(0);
+        }
         Contact {
             sent: stood.iter().map(|(d, _)| *d).collect(),
             adopted: cx.hist.first_seen_at.is_some_and(|t| cx.local(t) > due),
-            shift: last.map_or(0, |(date, day)| ((date - due).num_days() - day).max(0)),
-            last_stood_for: last.map(|(_, day)| day),
+            shift,
+            last_stood_for,
             caught_up_to,
             stood,
         }

@@ -204,7 +204,7 @@ fn context(
         ),
     };
     let earlier: Vec<_> = contact.sent.iter().filter(|s| **s < cx.today).collect();
-    MessageContext {
+    let mut ctx = MessageContext {
         earlier_reminders: earlier.len().to_string(),
         first_reminder_date: earlier.first().map(|f| long_date(**f)).unwrap_or_default(),
         fee_terms: fee_terms(policy, inv, hist),
@@ -231,7 +231,17 @@ fn context(
             .as_ref()
             .map(|p| long_date(p.until))
             .unwrap_or_default(),
+        ..MessageContext::default()
+    };
+    // A broken plan's message names the instalment that was missed.
+    if let Some(a) = &hist.arrangement {
+        let missed = match a.standing {
+            crate::arrangements::Standing::Broken { index, .. } => Some(index),
+            _ => None,
+        };
+        a.fill(&mut ctx, missed);
     }
+    ctx
 }
 
 /// The policy's fee terms, stated in every reminder until a fee is charged, so that no

@@ -34,6 +34,7 @@ use crate::engine::policy::{Channel, EngineSettings, PolicyBook, StepAction};
 use crate::engine::templates::{MessageContext, RenderedMessage, TemplateError};
 use crate::engine::window::WindowState;
 
+mod arrangement;
 mod conduct;
 mod fees;
 mod gates;
@@ -42,6 +43,7 @@ mod promise;
 mod reminders;
 mod summary;
 
+pub use arrangement::{missed_step, ArrangementCase};
 pub use conduct::CATCH_UP;
 pub use summary::{adoption_summary, AdoptionSummary, AGE_BANDS};
 
@@ -120,6 +122,9 @@ pub struct InvoiceHistory {
     /// on it): the local date reminders start again.
     #[serde(default)]
     pub chasing_resumed_on: Option<NaiveDate>,
+    /// The payment plan covering the invoice, if any (the latest).
+    #[serde(default)]
+    pub arrangement: Option<ArrangementCase>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +207,8 @@ pub enum SkipCode {
     /// A message to a customer with no email address anywhere in the ledger: no request
     /// the system would refuse is made; the owner is asked to call instead.
     NoEmail,
+    /// Covered by a payment plan that is being kept: only the plan's own messages go.
+    ArrangementActive,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -628,11 +635,24 @@ fn evaluate<'a>(
         Ok(p) => p,
         Err(s) => return only(s),
     };
+    let plan_missed = match arrangement::gate(&cx, policy)? {
+        arrangement::Gate::None => None,
+        arrangement::Gate::Running(candidates, skipped) => {
+            return Ok(Evaluated {
+                candidates,
+                skipped,
+                policy: Some(policy.name.clone()),
+            })
+        }
+        arrangement::Gate::Missed(b) => Some(b),
+    };
     let promise_broken = match promise::state(&cx) {
         promise::PromiseState::None => None,
         promise::PromiseState::Standing(s) => return only(s),
         promise::PromiseState::Broken(b) => Some(b),
     };
+    // A broken plan speaks before a promise made before it.
+    let promise_broken = plan_missed.or(promise_broken);
     let reminders = reminders::pick(&cx, policy, promise_broken.as_ref());
     let mut skipped = reminders.notes;
     let fee = fees::candidate(

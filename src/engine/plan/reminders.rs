@@ -53,14 +53,25 @@ pub(super) fn pick(
         .map(|r| (cx.local(r.at) - inv.due_date).num_days())
         .max();
     if let Some((id, day)) = promise_broken {
+        let plan = id.strip_prefix("promise/plan-");
         track.push(Occurrence {
             day: *day,
             step_id: id.clone(),
             action: StepAction::Remind,
-            template: Some("promise_broken".into()),
+            template: Some(
+                if plan.is_some() {
+                    "plan_missed"
+                } else {
+                    "promise_broken"
+                }
+                .into(),
+            ),
             // By the way the policy reaches the customer.
             channel: customer_channel,
-            label: format!("promise broken ({})", id.trim_start_matches("promise/")),
+            label: match plan {
+                Some(p) => format!("payment plan {p} missed"),
+                None => format!("promise broken ({})", id.trim_start_matches("promise/")),
+            },
         });
         track.sort_by_key(|o| o.day);
     }
@@ -119,7 +130,10 @@ pub(super) fn pick(
     // An invoice the customer has not heard about from us gets a courteous catch-up
     // first, whatever its age and whatever step is due: adopted invoices always, others
     // when the due step is one with consequences.
-    if let Some(day) = latest_day.filter(|_| contact.sent.is_empty() && d > 0) {
+    // A broken payment plan's message is the first word after it, whatever else is due.
+    let plan_missed_first = broken_pending.is_some_and(|(id, _)| id.starts_with("promise/plan-"));
+    if let Some(day) = latest_day.filter(|_| contact.sent.is_empty() && d > 0 && !plan_missed_first)
+    {
         let group: Vec<&Occurrence> = track.iter().filter(|o| o.day == day).collect();
         let plain = group.iter().any(|o| {
             o.action == StepAction::Remind && o.channel.to_customer() && !conduct::needs_notice(o)
