@@ -231,7 +231,17 @@ pub fn make_plan(
         connection: name.to_string(),
         source,
     };
-    let cases = load_cases_of(store, name, Some(ledger), now).map_err(st)?;
+    let mut cases = load_cases_of(store, name, Some(ledger), now).map_err(st)?;
+    let today = now.with_timezone(&config.daemon.time_zone).date_naive();
+    crate::profiles::attach_profiles(
+        store,
+        name,
+        today,
+        config.daemon.time_zone,
+        &config.payer_profiles,
+        &mut cases,
+    )
+    .map_err(st)?;
     let inputs = PlanInputs {
         now,
         time_zone: config.daemon.time_zone,

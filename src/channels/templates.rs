@@ -388,6 +388,8 @@ pub struct StepContext {
     pub payment_instructions: String,
     /// Whether the invoice PDF goes with the message.
     pub pdf_attached: bool,
+    /// The customer's payer profile, or empty ([`MessageContext::payer_profile`]).
+    pub payer_profile: String,
 }
 
 impl StepContext {
@@ -415,6 +417,7 @@ impl StepContext {
             fee_invoice_amount: String::new(),
             payment_instructions: String::new(),
             pdf_attached: false,
+            payer_profile: m.payer_profile.clone(),
         }
     }
 

@@ -54,6 +54,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "first_reminder_date",
     "fee_terms",
     "fee_invoices",
+    "payer_profile",
 ];
 
 /// The values placeholders are filled with. Every field is already formatted for a
@@ -94,6 +95,10 @@ pub struct MessageContext {
     /// ("invoice 1037-F for USD 25.00"), or empty.
     #[serde(default)]
     pub fee_invoices: String,
+    /// The customer's payer profile (`prompt`, `occasional`, `chronic`, `new`), or empty
+    /// when none was judged: a template may thank a prompt payer, truthfully.
+    #[serde(default)]
+    pub payer_profile: String,
 }
 
 impl MessageContext {
@@ -118,6 +123,7 @@ impl MessageContext {
             first_reminder_date: "31 October 2026".into(),
             fee_invoices: "invoice 1037-F for USD 25.00".into(),
             fee_terms: "If the invoice is still unpaid on 30 November 2026, a late payment fee of USD 25.00 will be added, as set out in our payment terms.".into(),
+            payer_profile: "prompt".into(),
         }
     }
 }

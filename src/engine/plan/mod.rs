@@ -116,6 +116,10 @@ pub struct InvoiceHistory {
     /// When overdued first saw the invoice; first seen past due, it is adopted.
     #[serde(default)]
     pub first_seen_at: Option<DateTime<Utc>>,
+    /// The customer's payer profile ([`crate::profiles`]), when judged: policies may
+    /// select by it and templates may use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_profile: Option<crate::profiles::PayerProfile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
