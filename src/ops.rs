@@ -40,6 +40,14 @@ pub enum Op {
         connection: String,
         invoice: String,
     },
+    /// Every customer's payer profile, the figures behind it and expected payment dates,
+    /// of one connection or all.
+    Customers {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connection: Option<String>,
+        #[serde(default)]
+        json: bool,
+    },
 }
 
 /// Why an operation failed, with the exit code the CLI should use.
@@ -247,6 +255,13 @@ pub fn apply(
                 }
             };
             history(store, connection, &id, config.daemon.time_zone)
+        }
+        Op::Customers { connection, json } => {
+            if let Some(c) = connection {
+                known_connection(config, c)?;
+            }
+            crate::profiles::customers_report(config, store, now, connection.as_deref(), *json)
+                .map_err(io)
         }
     }
 }

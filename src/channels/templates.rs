@@ -567,6 +567,8 @@ pub struct DigestContext {
     /// Calls to make, accounts to refer to collection, connections to reconnect.
     pub attention: Vec<String>,
     pub ageing: Vec<AgeingRow>,
+    /// Payer profiles and expected receipts per connection ([`crate::profiles`]).
+    pub forecast: Vec<String>,
 }
 
 impl DigestContext {
@@ -594,6 +596,10 @@ impl DigestContext {
                 d61_90: "0.00".into(),
                 d90_plus: "1200.00".into(),
             }],
+            forecast: vec![
+                "books: payers 3 prompt, 1 occasional, 2 chronic, 0 new".into(),
+                "books: expected USD 362.07 within 7 days, USD 1,562.07 within 30 days, USD 1,562.07 within 60 days".into(),
+            ],
         }
     }
 }

@@ -83,7 +83,7 @@ pub fn history(config: Option<&Path>, connection: &str, invoice: &str) -> u8 {
     )
 }
 
-fn run(config: Option<&Path>, op: Result<Op, Fail>) -> u8 {
+pub(super) fn run(config: Option<&Path>, op: Result<Op, Fail>) -> u8 {
     let result = op.and_then(|op| {
         let c = load_config(config)?;
         match SledStore::open(&c.daemon.state_dir) {

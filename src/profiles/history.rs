@@ -297,3 +297,46 @@ pub fn attach_profiles(
     }
     Ok(())
 }
+
+/// `overdued customers [CONNECTION] [--json]`: every customer of the named connection (or
+/// of every connection) as text, or as one JSON document.
+pub fn customers_report(
+    config: &crate::config::Config,
+    store: &dyn Store,
+    now: chrono::DateTime<chrono::Utc>,
+    connection: Option<&str>,
+    json: bool,
+) -> Result<String, StoreError> {
+    let tz = config.daemon.time_zone;
+    let today = now.with_timezone(&tz).date_naive();
+    let mut all = Vec::new();
+    for c in config
+        .connections
+        .iter()
+        .filter(|c| connection.is_none_or(|n| n == c.name))
+    {
+        all.push(ledger_profiles(
+            store,
+            &c.name,
+            today,
+            tz,
+            &config.payer_profiles,
+            &PlanOutcomes::new(),
+        )?);
+    }
+    if json {
+        let doc = serde_json::json!({ "today": today, "connections": all });
+        return Ok(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n");
+    }
+    let mut out = String::new();
+    for (i, p) in all.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&super::render::customers_text(p));
+        for l in super::render::forecast_lines(&p.forecast) {
+            out.push_str(&format!("  forecast: {l}\n"));
+        }
+    }
+    Ok(out)
+}

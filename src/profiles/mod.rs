@@ -15,8 +15,8 @@ pub mod render;
 pub use config::PayerProfilesConfig;
 pub use expect::{expected_date, Expectation, Forecast, FORECAST_HORIZONS};
 pub use history::{
-    attach_profiles, ledger_profiles, paid_on, CustomerProfile, LedgerProfiles, OpenInvoice,
-    PaidDate, PaidDateSource, PlanOutcomes,
+    attach_profiles, customers_report, ledger_profiles, paid_on, CustomerProfile, LedgerProfiles,
+    OpenInvoice, PaidDate, PaidDateSource, PlanOutcomes,
 };
 
 use serde::{Deserialize, Serialize};
@@ -155,6 +155,36 @@ pub fn median(v: &mut [i64]) -> Option<i64> {
     }
     v.sort_unstable();
     Some(v[(v.len() - 1) / 2])
+}
+
+/// What `status` and the digest show of a connection's payers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayersSummary {
+    pub customers: usize,
+    /// Customers per profile name.
+    pub profiles: std::collections::BTreeMap<String, usize>,
+    pub forecast: Forecast,
+    /// Open balances per currency with no expected payment date.
+    pub not_expected: std::collections::BTreeMap<String, rust_decimal::Decimal>,
+}
+
+impl PayersSummary {
+    pub fn of(p: &LedgerProfiles) -> PayersSummary {
+        let mut s = PayersSummary {
+            customers: p.customers.len(),
+            forecast: p.forecast.clone(),
+            ..PayersSummary::default()
+        };
+        for c in &p.customers {
+            *s.profiles
+                .entry(c.profile.as_str().to_string())
+                .or_default() += 1;
+            for i in c.open_invoices.iter().filter(|i| i.expected.on.is_none()) {
+                *s.not_expected.entry(i.currency.clone()).or_default() += i.amount_due;
+            }
+        }
+        s
+    }
 }
 
 #[cfg(test)]

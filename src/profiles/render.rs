@@ -116,3 +116,53 @@ pub fn profile_counts(p: &LedgerProfiles) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// `status`'s lines for one connection.
+pub fn status_lines(p: &super::PayersSummary, connection: &str) -> String {
+    let mut out = String::new();
+    if p.customers == 0 {
+        return out;
+    }
+    let counts: Vec<String> = PayerProfile::ALL
+        .iter()
+        .map(|k| format!("{} {k}", p.profiles.get(k.as_str()).copied().unwrap_or(0)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  payers:     {} (`overdued customers {connection}` for each)",
+        counts.join(", ")
+    );
+    for l in forecast_lines(&p.forecast) {
+        let _ = writeln!(out, "  forecast:   {l}");
+    }
+    for (cur, a) in &p.not_expected {
+        let _ = writeln!(
+            out,
+            "  forecast:   {} not expected at all (later than these customers have ever paid)",
+            money(cur, *a)
+        );
+    }
+    out
+}
+
+/// The digest's lines for one connection: the profile counts and the forecast.
+pub fn digest_lines(p: &super::PayersSummary, connection: &str) -> Vec<String> {
+    if p.customers == 0 {
+        return Vec::new();
+    }
+    let counts: Vec<String> = PayerProfile::ALL
+        .iter()
+        .map(|k| format!("{} {k}", p.profiles.get(k.as_str()).copied().unwrap_or(0)))
+        .collect();
+    let mut out = vec![format!("{connection}: payers {}", counts.join(", "))];
+    if p.forecast.by_currency.is_empty() {
+        out.push(format!("{connection}: no receipts expected"));
+        return out;
+    }
+    out.extend(
+        forecast_lines(&p.forecast)
+            .into_iter()
+            .map(|l| format!("{connection}: expected {l}")),
+    );
+    out
+}

@@ -47,6 +47,9 @@ pub struct ConnectionStatus {
     pub invoices_stored: usize,
     pub ageing: Ageing,
     pub attention: Attention,
+    /// Payer profiles and the cash forecast ([`crate::profiles`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payers: Option<crate::profiles::PayersSummary>,
 }
 
 /// What needs a person.
@@ -183,6 +186,16 @@ pub fn connection_status(
         invoices_stored: stored,
         ageing,
         attention,
+        payers: Some(crate::profiles::PayersSummary::of(
+            &crate::profiles::ledger_profiles(
+                store,
+                name,
+                today,
+                config.daemon.time_zone,
+                &config.payer_profiles,
+                &crate::profiles::PlanOutcomes::new(),
+            )?,
+        )),
     })
 }
 
@@ -347,6 +360,9 @@ pub fn render_text(r: &StatusReport) -> String {
                 ));
             }
         }
+        if let Some(p) = &c.payers {
+            out.push_str(&crate::profiles::render::status_lines(p, &c.name));
+        }
         let a = &c.attention;
         if a.is_empty() {
             out.push_str("  attention:  nothing\n");
@@ -430,6 +446,7 @@ mod tests {
                     no_email: vec!["Wiley Hardware (invoice INV-9)".into()],
                     failed_actions: 2,
                 },
+                payers: None,
             }],
         };
         let t = render_text(&r);
