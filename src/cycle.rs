@@ -258,6 +258,16 @@ pub fn make_plan(
         &config.engine,
     )
     .map_err(st)?;
+    let today = now.with_timezone(&config.daemon.time_zone).date_naive();
+    crate::profiles::attach_profiles(
+        store,
+        name,
+        today,
+        config.daemon.time_zone,
+        &config.payer_profiles,
+        &mut cases,
+    )
+    .map_err(st)?;
     let inputs = PlanInputs {
         now,
         time_zone: config.daemon.time_zone,

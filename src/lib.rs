@@ -13,6 +13,7 @@ pub mod engine;
 pub mod events;
 pub mod executor;
 pub mod ops;
+pub mod profiles;
 pub mod report;
 pub mod store;
 pub mod sync;

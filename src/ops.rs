@@ -98,6 +98,14 @@ pub enum Op {
         connection: String,
         plan: String,
     },
+    /// Every customer's payer profile, the figures behind it and expected payment dates,
+    /// of one connection or all.
+    Customers {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connection: Option<String>,
+        #[serde(default)]
+        json: bool,
+    },
 }
 
 /// Why an operation failed, with the exit code the CLI should use.
@@ -423,6 +431,13 @@ pub fn apply(
         Op::CancelArrangement { connection, plan } => {
             known_connection(config, connection)?;
             crate::arrangements::ops::cancel(config, store, now, connection, plan)
+        }
+        Op::Customers { connection, json } => {
+            if let Some(c) = connection {
+                known_connection(config, c)?;
+            }
+            crate::profiles::customers_report(config, store, now, connection.as_deref(), *json)
+                .map_err(io)
         }
     }
 }

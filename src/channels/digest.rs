@@ -283,6 +283,7 @@ pub fn context(
         failed: Vec::new(),
         attention: Vec::new(),
         ageing: Vec::new(),
+        forecast: Vec::new(),
     };
     for c in &config.connections {
         let name = c.name.as_str();
@@ -348,6 +349,10 @@ pub fn context(
                 d61_90: amt(Bucket::D61To90),
                 d90_plus: amt(Bucket::Over90),
             });
+        }
+        if let Some(p) = &st.payers {
+            ctx.forecast
+                .extend(crate::profiles::render::digest_lines(p, name));
         }
     }
     // The calls list, one line per customer (src/calls).

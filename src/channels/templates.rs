@@ -392,6 +392,8 @@ pub struct StepContext {
     pub payment_instructions: String,
     /// Whether the invoice PDF goes with the message.
     pub pdf_attached: bool,
+    /// The customer's payer profile, or empty ([`MessageContext::payer_profile`]).
+    pub payer_profile: String,
 }
 
 impl StepContext {
@@ -419,6 +421,7 @@ impl StepContext {
             fee_invoice_amount: String::new(),
             payment_instructions: String::new(),
             pdf_attached: false,
+            payer_profile: m.payer_profile.clone(),
         }
     }
 
@@ -568,6 +571,8 @@ pub struct DigestContext {
     /// Calls to make, accounts to refer to collection, connections to reconnect.
     pub attention: Vec<String>,
     pub ageing: Vec<AgeingRow>,
+    /// Payer profiles and expected receipts per connection ([`crate::profiles`]).
+    pub forecast: Vec<String>,
 }
 
 impl DigestContext {
@@ -595,6 +600,10 @@ impl DigestContext {
                 d61_90: "0.00".into(),
                 d90_plus: "1200.00".into(),
             }],
+            forecast: vec![
+                "books: payers 3 prompt, 1 occasional, 2 chronic, 0 new".into(),
+                "books: expected USD 362.07 within 7 days, USD 1,562.07 within 30 days, USD 1,562.07 within 60 days".into(),
+            ],
         }
     }
 }

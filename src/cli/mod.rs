@@ -6,6 +6,7 @@ mod arrange;
 mod check;
 mod common;
 mod connect;
+mod customers;
 mod demo;
 mod holds;
 pub mod man;
@@ -94,6 +95,17 @@ pub enum Command {
     },
     /// Show each connection's health, last sync and ageing.
     Status(ConfigArg),
+    /// Show every customer's payer profile, the figures behind it, expected payment
+    /// dates and what they owe.
+    Customers {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this connection.
+        connection: Option<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show every observation and action for one invoice.
     History {
         #[command(flatten)]
@@ -477,6 +489,11 @@ pub fn main() -> ExitCode {
             now: None,
         } => run::run_daemon(config.config.as_deref(), log_format),
         Command::Status(c) => status::status(c.config.as_deref()),
+        Command::Customers {
+            config,
+            connection,
+            json,
+        } => customers::run(config.config.as_deref(), connection.as_deref(), json),
         Command::Run {
             once: false,
             now: Some(_),

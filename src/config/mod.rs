@@ -62,6 +62,8 @@ struct RawConfig {
     engine: EngineSettings,
     #[serde(default)]
     channels: channels::RawChannels,
+    #[serde(default)]
+    payer_profiles: crate::profiles::PayerProfilesConfig,
 }
 
 /// `daemon.max_promise_days` when not set.
@@ -178,6 +180,8 @@ pub struct Config {
     pub engine: EngineSettings,
     /// overdued's own email, digest and webhooks (`[channels]`).
     pub channels: channels::ChannelsConfig,
+    /// How customers are judged by their payment history (`[payer_profiles]`).
+    pub payer_profiles: crate::profiles::PayerProfilesConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -606,6 +610,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
             ));
         }
     }
+    raw.payer_profiles.validate("payer_profiles")?;
     let channels = channels::validate(raw.channels, base, &raw.policies)?;
     let policy_book = policy_book.with_smtp(channels.smtp.is_some());
     smtp_policies_say_how_to_pay(&policy_book, &raw.policies, &connections)?;
@@ -617,6 +622,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path) -> Result<Config, Invalid>
         policy_book,
         engine,
         channels,
+        payer_profiles: raw.payer_profiles,
     })
 }
 

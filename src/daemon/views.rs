@@ -141,5 +141,6 @@ fn empty_status(c: &ConnectionConfig) -> status::ConnectionStatus {
         invoices_stored: 0,
         ageing: ageing::Ageing::default(),
         attention: status::Attention::default(),
+        payers: None,
     }
 }

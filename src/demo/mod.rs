@@ -9,6 +9,7 @@
 mod adoption;
 mod book;
 mod format;
+pub mod payers;
 mod sales;
 mod setup;
 
@@ -143,6 +144,15 @@ fn out_err(e: std::io::Error) -> DemoError {
 
 /// Runs the whole demo, writing the day-by-day log and the closing report to `out`.
 pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<(), DemoError> {
+    run_checked(opts, out).await.map(|_| ())
+}
+
+/// [`run`], returning the check of payer profiles and the forecast against the
+/// simulation's ground truth that the closing report prints.
+pub async fn run_checked(
+    opts: &DemoOptions,
+    out: &mut dyn Write,
+) -> Result<payers::PayersCheck, DemoError> {
     if opts.days == 0 || opts.days > MAX_DAYS {
         return Err(DemoError::Days(opts.days));
     }
@@ -180,6 +190,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<(), DemoErro
     let mut tally = Tally::default();
     let mut promise: Option<PromiseWatch> = None;
     let mut sales: Option<sales::Sales> = None;
+    let mut forecast: Option<payers::ForecastWatch> = None;
     for n in 1..=opts.days {
         let today = first + Duration::days(i64::from(n) - 1);
         let t = cycle_instant(today);
@@ -228,6 +239,9 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<(), DemoErro
         }
         let paid = book.observe(store.as_ref(), &names, today)?;
         base_book.observe(base_store.as_ref(), &base_names, today)?;
+        if i64::from(opts.days) - i64::from(n) == payers::FORECAST_DAYS {
+            forecast = Some(payers::take_forecast(&cfg, store.as_ref(), today)?);
+        }
 
         let mut lines: Vec<(u8, String)> = Vec::new();
         if n == 1 {
@@ -312,8 +326,16 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<(), DemoErro
         duplicate_effects: duplicates,
         rate_limit_violations: ledger.rate_limit_violations,
     };
+    let check = payers::check(
+        &cfg,
+        store.as_ref(),
+        &chased.sandbox,
+        last,
+        forecast.as_ref(),
+    )?;
     writeln!(out).map_err(out_err)?;
     write!(out, "{}", report.render()).map_err(out_err)?;
+    write!(out, "{}", check.render()).map_err(out_err)?;
     out.flush().map_err(out_err)?;
 
     let _ = store.flush();
@@ -323,7 +345,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<(), DemoErro
     let _ = chased.shutdown().await;
     let _ = unchased.shutdown().await;
     drop(dir);
-    Ok(())
+    Ok(check)
 }
 
 fn intro(

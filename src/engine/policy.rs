@@ -328,6 +328,10 @@ pub struct CustomerOverride {
     /// The part after '@' of the customer's email, case-insensitive, e.g. "bigcorp.example".
     #[serde(default)]
     pub email_domain: Option<String>,
+    /// Every customer with this payer profile (`new`, `prompt`, `occasional`,
+    /// `chronic`); an override naming the customer wins over one naming a profile.
+    #[serde(default)]
+    pub payer: Option<crate::profiles::PayerProfile>,
     #[serde(default)]
     pub policy: Option<String>,
     #[serde(default)]
@@ -359,7 +363,10 @@ impl CustomerOverride {
             (Some(id), _, _) => format!("customer id {id}"),
             (_, Some(n), _) => format!("customer name {n:?}"),
             (_, _, Some(d)) => format!("email domain {d}"),
-            _ => "no customer".into(),
+            _ => match self.payer {
+                Some(p) => format!("{p} payers"),
+                None => "no customer".into(),
+            },
         }
     }
 }
@@ -644,6 +651,7 @@ impl Policy {
                 o.customer_id.is_some(),
                 o.customer_name.is_some(),
                 o.email_domain.is_some(),
+                o.payer.is_some(),
             ]
             .iter()
             .filter(|b| **b)
@@ -651,7 +659,7 @@ impl Policy {
             if matchers != 1 {
                 errs.push(
                     op.clone(),
-                    "give exactly one of customer_id, customer_name, email_domain",
+                    "give exactly one of customer_id, customer_name, email_domain, payer",
                 );
             }
             if o.exclude == o.policy.is_some() {
@@ -1035,24 +1043,39 @@ impl PolicyBook {
         default_policy: &str,
         inv: &InvoiceSnapshot,
     ) -> Option<Resolution<'a>> {
+        self.resolve_for_payer(default_policy, inv, None)
+    }
+
+    /// [`PolicyBook::resolve`], with the customer's payer profile: overrides naming the
+    /// customer (by id, name or email domain) come first wherever they are written, then
+    /// those naming the profile, in the order written.
+    pub fn resolve_for_payer<'a>(
+        &'a self,
+        default_policy: &str,
+        inv: &InvoiceSnapshot,
+        payer: Option<crate::profiles::PayerProfile>,
+    ) -> Option<Resolution<'a>> {
         let base = self.get(default_policy)?;
-        for o in &base.overrides {
-            if o.matches(inv) {
-                if o.exclude {
-                    return Some(Resolution::Excluded {
-                        reason: format!(
-                            "excluded by policy {:?} override for {}",
-                            base.name,
-                            o.describe()
-                        ),
-                    });
-                }
-                if let Some(p) = o.policy.as_deref().and_then(|n| self.get(n)) {
-                    return Some(Resolution::Policy {
-                        policy: p,
-                        via: Some(format!("override for {}", o.describe())),
-                    });
-                }
+        let by_customer = base.overrides.iter().filter(|o| o.matches(inv));
+        let by_payer = base
+            .overrides
+            .iter()
+            .filter(|o| o.payer.is_some() && o.payer == payer);
+        for o in by_customer.chain(by_payer) {
+            if o.exclude {
+                return Some(Resolution::Excluded {
+                    reason: format!(
+                        "excluded by policy {:?} override for {}",
+                        base.name,
+                        o.describe()
+                    ),
+                });
+            }
+            if let Some(p) = o.policy.as_deref().and_then(|n| self.get(n)) {
+                return Some(Resolution::Policy {
+                    policy: p,
+                    via: Some(format!("override for {}", o.describe())),
+                });
             }
         }
         Some(Resolution::Policy {

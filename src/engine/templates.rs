@@ -60,6 +60,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "instalment_number",
     "instalment_date",
     "instalment_amount",
+    "payer_profile",
 ];
 
 /// The values placeholders are filled with. Every field is already formatted for a
@@ -117,6 +118,10 @@ pub struct MessageContext {
     pub instalment_date: String,
     #[serde(default)]
     pub instalment_amount: String,
+    /// The customer's payer profile (`prompt`, `occasional`, `chronic`, `new`), or empty
+    /// when none was judged: a template may thank a prompt payer, truthfully.
+    #[serde(default)]
+    pub payer_profile: String,
 }
 
 impl MessageContext {
@@ -147,6 +152,7 @@ impl MessageContext {
             instalment_number: "1".into(),
             instalment_date: "1 December 2026".into(),
             instalment_amount: "USD 120.69".into(),
+            payer_profile: "prompt".into(),
         }
     }
 }

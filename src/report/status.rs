@@ -47,6 +47,9 @@ pub struct ConnectionStatus {
     pub invoices_stored: usize,
     pub ageing: Ageing,
     pub attention: Attention,
+    /// Payer profiles and the cash forecast ([`crate::profiles`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payers: Option<crate::profiles::PayersSummary>,
 }
 
 /// What needs a person.
@@ -192,6 +195,16 @@ pub fn connection_status(
         invoices_stored: stored,
         ageing,
         attention,
+        payers: Some(crate::profiles::PayersSummary::of(
+            &crate::profiles::ledger_profiles(
+                store,
+                name,
+                today,
+                config.daemon.time_zone,
+                &config.payer_profiles,
+                &crate::profiles::PlanOutcomes::new(),
+            )?,
+        )),
     })
 }
 
@@ -356,6 +369,9 @@ pub fn render_text(r: &StatusReport) -> String {
                 ));
             }
         }
+        if let Some(p) = &c.payers {
+            out.push_str(&crate::profiles::render::status_lines(p, &c.name));
+        }
         let a = &c.attention;
         if a.is_empty() {
             out.push_str("  attention:  nothing\n");
@@ -455,6 +471,7 @@ mod tests {
                     failed_actions: 2,
                     calls: vec![],
                 },
+                payers: None,
             }],
         };
         let t = render_text(&r);

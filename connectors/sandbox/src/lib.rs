@@ -335,6 +335,26 @@ impl Sandbox {
             .collect()
     }
 
+    /// Every customer of a tenant with the payment behaviour the sandbox gave them:
+    /// (id, name, email, behaviour). The ground truth payer profiles are checked against.
+    pub fn customer_behaviours(&self, tenant: &str) -> Vec<(String, String, String, Behaviour)> {
+        let w = self.world();
+        w.tenants
+            .iter()
+            .filter(|t| t.id == tenant)
+            .flat_map(|t| {
+                t.customers.iter().map(|c| {
+                    (
+                        c.id.clone(),
+                        c.name.clone(),
+                        c.email.clone(),
+                        c.behaviour.clone(),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// (client_id, client_secret) of the simulated app for a system.
     pub fn client_credentials(&self, system: System) -> (String, String) {
         let w = self.world();

@@ -32,7 +32,11 @@ pub(super) fn policy_for<'p>(
             format!("nothing due ({})", inv.due_money().display_human()),
         );
     }
-    let policy = match inputs.policies.resolve(inputs.default_policy, inv) {
+    let payer = hist.payer_profile;
+    let policy = match inputs
+        .policies
+        .resolve_for_payer(inputs.default_policy, inv, payer)
+    {
         None => return Err(PlanError::UnknownPolicy(inputs.default_policy.to_string())),
         Some(Resolution::Excluded { reason }) => return stop(SkipCode::Excluded, reason),
         Some(Resolution::Policy { policy, .. }) => policy,

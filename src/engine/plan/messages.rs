@@ -231,6 +231,10 @@ fn context(
             .as_ref()
             .map(|p| long_date(p.until))
             .unwrap_or_default(),
+        payer_profile: hist
+            .payer_profile
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
         ..MessageContext::default()
     };
     // A broken plan's message names the instalment that was missed.

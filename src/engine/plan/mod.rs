@@ -125,6 +125,10 @@ pub struct InvoiceHistory {
     /// The payment plan covering the invoice, if any (the latest).
     #[serde(default)]
     pub arrangement: Option<ArrangementCase>,
+    /// The customer's payer profile ([`crate::profiles`]), when judged: policies may
+    /// select by it and templates may use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_profile: Option<crate::profiles::PayerProfile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
