@@ -26,13 +26,13 @@ fn refuse(status: StatusCode, code: u8, message: String) -> Response {
     (status, Json(OpError { code, message })).into_response()
 }
 
-fn read<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
+fn read<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
-        refuse(
+        Box::new(refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
             USAGE,
             format!("the daemon could not read the request: {e}"),
-        )
+        ))
     })
 }
 
@@ -55,7 +55,7 @@ impl ConnectionLock for CycleLocks {
 pub async fn admin_plan(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
     let req: PlanRequest = match read(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let (_, config) = s.config();
     // The daemon's own connectors: a second token manager on the same grant would race
@@ -121,7 +121,7 @@ pub async fn admin_connect(
     }
     let req: ConnectRequest = match read(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let (_, config) = s.config();
     if config.connection(&req.connection).is_none() {
