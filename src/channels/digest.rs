@@ -83,6 +83,7 @@ pub async fn send_if_due(
     };
     let msg = build(&env, &rendered, &mid)?;
     if let Err(e) = mailer.reachable().await {
+        warn!(date = %date, to = %dc.to, "daily digest not sent: {e}; tried again after the next cycle");
         return Ok(Some(Delivery::Failed {
             error: e.to_string(),
             retry: true,
@@ -269,6 +270,24 @@ pub fn failures(
     Ok(out)
 }
 
+/// "invoice 1037 (Acme Ltd)" from the cached invoice, for a line about it.
+fn invoice_words(
+    store: &dyn Store,
+    connection: &str,
+    invoice_id: Option<&str>,
+) -> Result<Option<String>, crate::store::StoreError> {
+    let Some(id) = invoice_id.filter(|i| !i.is_empty()) else {
+        return Ok(None);
+    };
+    Ok(store.get_invoice(connection, id)?.map(|r| {
+        format!(
+            "invoice {} ({})",
+            r.snapshot.display_number(),
+            r.snapshot.customer.name
+        )
+    }))
+}
+
 /// What the digest says, from the store and audit log.
 pub fn context(
     config: &Config,
@@ -289,9 +308,13 @@ pub fn context(
         let events = store.audit_since(name, since)?;
         let sent = crate::report::delivery::sent_subjects(&events);
         for ev in events.iter().filter(|ev| ev.kind == "action") {
+            let line = crate::report::delivery::audit_line_sent(ev, c.system(), &sent);
             ctx.actions.push(DigestLine {
                 connection: name.to_string(),
-                message: crate::report::delivery::audit_line_sent(ev, c.system(), &sent),
+                message: match invoice_words(store, name, ev.invoice_id.as_deref())? {
+                    Some(who) => format!("{who}: {line}"),
+                    None => line,
+                },
             });
         }
         for message in failures(store, name, &events)? {
