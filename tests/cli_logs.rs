@@ -61,7 +61,10 @@ fn action_lines_name_invoice_customer_amount_and_step_for_both_vendors() {
         assert!(
             currency.len() == 3
                 && currency.chars().all(|c| c.is_ascii_uppercase())
-                && figure.replace(',', "").parse::<rust_decimal::Decimal>().is_ok(),
+                && figure
+                    .replace(',', "")
+                    .parse::<rust_decimal::Decimal>()
+                    .is_ok(),
             "an amount with its currency: {l}"
         );
         assert!(field(l, "step").is_some(), "no step on {l}");

@@ -501,4 +501,65 @@ mod tests {
             ]
         );
     }
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_digest_that_cannot_go_says_so_in_a_sentence() {
+        let dir = tempfile::tempdir().unwrap();
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = format!(
+            "[daemon]\nstate_dir = \"state\"\ntime_zone = \"UTC\"\n\n\
+             [quickbooks.books]\nenabled = false\nclient_id = \"x\"\nclient_secret = \"y\"\nrealm_id = \"1\"\n\n\
+             [channels]\nowner_email = \"owner@example.com\"\n\n\
+             [channels.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\nfrom = \"billing@example.com\"\n\n\
+             [channels.digest]\nhour = 8\n\n\
+             [policies.default]\npayment_instructions = \"Bank transfer, quoting the invoice number.\"\n"
+        );
+        let config = crate::config::parse(&text, &dir.path().join("c.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = SledStore::open(&dir.path().join("state")).unwrap();
+        let clock = overdued_connector::ManualClock::new(t("2026-11-09T09:30:00Z"));
+        let mailer = Mailer::from_config(&config.channels).unwrap().unwrap();
+        let out = Captured::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer({
+                let out = out.clone();
+                move || out.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let delivery = {
+            let _g = tracing::subscriber::set_default(sub);
+            send_if_due(&config, &store, &clock, &mailer).await.unwrap()
+        };
+        assert!(matches!(
+            delivery,
+            Some(Delivery::Failed { retry: true, .. })
+        ));
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("daily digest not sent: "), "{log}");
+        assert!(log.contains("tried again after the next cycle"), "{log}");
+        assert!(
+            !log.contains("Failed {") && !log.contains("retry:"),
+            "a Rust struct in the log: {log}"
+        );
+    }
 }
