@@ -268,3 +268,99 @@ fn connect_with_the_daemon_up_hands_it_the_grant_and_it_resumes() {
         assert!(!log.contains(secret), "a token in the log");
     }
 }
+
+/// Two Xero organisations on one consent, the second connected while the daemon runs:
+/// it joins the grant the daemon holds for the first (no second consent), and the
+/// daemon syncs it without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_xero_organisation_connected_with_the_daemon_up_joins_the_grant_it_holds() {
+    use chrono::SubsecRound;
+    use overdued_sandbox::{Sandbox as Sim, SandboxOptions, System};
+    let start = chrono::Utc::now().trunc_subsecs(0);
+    let running = Sim::start(
+        SandboxOptions {
+            seed: 7,
+            customers: 3,
+            invoices: 4,
+            quickbooks_tenants: 0,
+            xero_tenants: 2,
+            start,
+            enforce_limits: false,
+            ..SandboxOptions::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("sandbox starts");
+    let sb = &running.sandbox;
+    sb.set_now(start);
+    let url = running.url();
+    let tenants: Vec<String> = sb
+        .tenants()
+        .into_iter()
+        .filter(|t| t.system == System::Xero)
+        .map(|t| t.id)
+        .collect();
+    let (client_id, client_secret) = sb.client_credentials(System::Xero);
+    let mut text = "[daemon]\nstate_dir = \"state\"\npoll_interval = \"1m\"\ntime_zone = \"UTC\"\n\
+         mode = \"dry-run\"\nhttp_listen = \"127.0.0.1:0\"\n"
+        .to_string();
+    for (i, t) in tenants.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[xero.org-{i}]\nclient_id = \"{client_id}\"\nclient_secret = \"{client_secret}\"\n\
+             tenant = \"{t}\"\napi_base = \"{url}/api.xro/2.0\"\n\
+             identity_base = \"{url}\"\ntoken_url = \"{url}/connect/token\"\n\
+             authorize_url = \"{url}/identity/connect/authorize\"\n\
+             redirect_uri = \"http://127.0.0.1:0/callback\"\nlimits_time_scale = 1000\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("overdued.toml");
+    std::fs::write(&path, &text).unwrap();
+
+    let p = path.clone();
+    let (code, out) = tokio::task::spawn_blocking(move || connect(&p, "org-0"))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("Open this URL"),
+        "the first needs the consent: {out}"
+    );
+
+    let p = path.clone();
+    let (mut d, out) = tokio::task::spawn_blocking(move || {
+        let mut d = spawn_daemon(&p, None, "info");
+        d.wait_stderr("http listening on");
+        d.wait_stderr("cycle finished connection=org-0");
+        let out = connect(&p, "org-1");
+        d.wait_stderr("new grant taken over");
+        d.wait_stderr("cycle finished connection=org-1");
+        (d, out)
+    })
+    .await
+    .unwrap();
+    let (code, out) = out;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("Open this URL"), "no second consent: {out}");
+    assert!(
+        out.contains("org-1: connected to Xero organisation")
+            && out.contains("already stored for org-0"),
+        "{out}"
+    );
+    d.signal(libc::SIGTERM);
+    let (code, _) = tokio::task::spawn_blocking(move || d.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    let config = overdued::config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+    let store = overdued::store::SledStore::open(&config.daemon.state_dir).unwrap();
+    let grant = |c: &str| {
+        overdued::store::Store::get_tokens(&store, c)
+            .unwrap()
+            .expect("tokens stored")
+            .grant_id
+    };
+    assert!(grant("org-0").is_some());
+    assert_eq!(grant("org-1"), grant("org-0"), "one grant for both");
+}

@@ -83,6 +83,7 @@ pub async fn send_if_due(
     };
     let msg = build(&env, &rendered, &mid)?;
     if let Err(e) = mailer.reachable().await {
+        warn!(date = %date, to = %dc.to, "daily digest not sent: {e}; tried again after the next cycle");
         return Ok(Some(Delivery::Failed {
             error: e.to_string(),
             retry: true,
@@ -269,6 +270,24 @@ pub fn failures(
     Ok(out)
 }
 
+/// "invoice 1037 (Acme Ltd)" from the cached invoice, for a line about it.
+fn invoice_words(
+    store: &dyn Store,
+    connection: &str,
+    invoice_id: Option<&str>,
+) -> Result<Option<String>, crate::store::StoreError> {
+    let Some(id) = invoice_id.filter(|i| !i.is_empty()) else {
+        return Ok(None);
+    };
+    Ok(store.get_invoice(connection, id)?.map(|r| {
+        format!(
+            "invoice {} ({})",
+            r.snapshot.display_number(),
+            r.snapshot.customer.name
+        )
+    }))
+}
+
 /// What the digest says, from the store and audit log.
 pub fn context(
     config: &Config,
@@ -290,9 +309,13 @@ pub fn context(
         let events = store.audit_since(name, since)?;
         let sent = crate::report::delivery::sent_subjects(&events);
         for ev in events.iter().filter(|ev| ev.kind == "action") {
+            let line = crate::report::delivery::audit_line_sent(ev, c.system(), &sent);
             ctx.actions.push(DigestLine {
                 connection: name.to_string(),
-                message: crate::report::delivery::audit_line_sent(ev, c.system(), &sent),
+                message: match invoice_words(store, name, ev.invoice_id.as_deref())? {
+                    Some(who) => format!("{who}: {line}"),
+                    None => line,
+                },
             });
         }
         for message in failures(store, name, &events)? {
@@ -488,6 +511,67 @@ mod tests {
                 "invoice 107 (Customer c9, USD 450.00 due): reminder at step +30d failed: SMTP 451 mailbox busy; overdued tries again"
                     .to_string()
             ]
+        );
+    }
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_digest_that_cannot_go_says_so_in_a_sentence() {
+        let dir = tempfile::tempdir().unwrap();
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = format!(
+            "[daemon]\nstate_dir = \"state\"\ntime_zone = \"UTC\"\n\n\
+             [quickbooks.books]\nenabled = false\nclient_id = \"x\"\nclient_secret = \"y\"\nrealm_id = \"1\"\n\n\
+             [channels]\nowner_email = \"owner@example.com\"\n\n\
+             [channels.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\nfrom = \"billing@example.com\"\n\n\
+             [channels.digest]\nhour = 8\n\n\
+             [policies.default]\npayment_instructions = \"Bank transfer, quoting the invoice number.\"\n"
+        );
+        let config = crate::config::parse(&text, &dir.path().join("c.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = SledStore::open(&dir.path().join("state")).unwrap();
+        let clock = overdued_connector::ManualClock::new(t("2026-11-09T09:30:00Z"));
+        let mailer = Mailer::from_config(&config.channels).unwrap().unwrap();
+        let out = Captured::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer({
+                let out = out.clone();
+                move || out.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let delivery = {
+            let _g = tracing::subscriber::set_default(sub);
+            send_if_due(&config, &store, &clock, &mailer).await.unwrap()
+        };
+        assert!(matches!(
+            delivery,
+            Some(Delivery::Failed { retry: true, .. })
+        ));
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("daily digest not sent: "), "{log}");
+        assert!(log.contains("tried again after the next cycle"), "{log}");
+        assert!(
+            !log.contains("Failed {") && !log.contains("retry:"),
+            "a Rust struct in the log: {log}"
         );
     }
 }

@@ -60,14 +60,24 @@ fn connect(
     let store = match SledStore::open(&c.daemon.state_dir) {
         Ok(s) => Some(Arc::new(s)),
         Err(StoreError::Locked(lock)) => {
-            daemon_says(
-                &c,
-                &ConnectRequest {
-                    connection: name.to_string(),
-                    tokens: None,
-                },
-            )
-            .map_err(|e| Fail(e.code, format!("{lock}; asking it failed: {}", e.message)))?;
+            let ask = |join| ConnectRequest {
+                connection: name.to_string(),
+                tokens: None,
+                join,
+            };
+            daemon_says(&c, &ask(false))
+                .map_err(|e| Fail(e.code, format!("{lock}; asking it failed: {}", e.message)))?;
+            // A Xero organisation a grant the daemon holds already reaches joins it.
+            if matches!(conn.system, SystemConfig::Xero(_)) && !new_consent {
+                let joined = daemon_says(&c, &ask(true)).map_err(|e| Fail(e.code, e.message))?;
+                if !joined.trim().is_empty() {
+                    println!("{name}: connected to {}", joined.trim());
+                    println!(
+                        "{name}: the running daemon took over the new grant and is syncing now"
+                    );
+                    return Ok(());
+                }
+            }
             None
         }
         Err(_) => Some(open_store(&c)?),
@@ -130,7 +140,7 @@ fn connect(
                 println!("{name}: connected{bound}");
             }
             None => {
-                let req = ConnectRequest { connection: name.to_string(), tokens: Some(tokens) };
+                let req = ConnectRequest { connection: name.to_string(), tokens: Some(tokens), join: false };
                 // A blocking client inside the runtime: on a thread of its own.
                 let said = tokio::task::block_in_place(|| daemon_says(&c, &req))
                     .map_err(|e| Fail(e.code, format!("the consent succeeded but the running daemon could not be given the tokens: {} (run `overdued connect {name}` again)", e.message)))?;

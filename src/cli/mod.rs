@@ -342,7 +342,15 @@ pub struct SandboxArgs {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` end well; any other mistake on the command line is
+            // a usage error, EX_USAGE (64) like every other one, not clap's own 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
     let log_format = cli.log_format;
     // A one-shot command whose reader goes away (`overdued plan | head`) ends quietly, as
     // other Unix tools do, instead of panicking on the failed print. The daemon keeps

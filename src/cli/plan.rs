@@ -95,6 +95,10 @@ impl ConnectionLock for NoLock {
     }
 }
 
+/// The connector of a connection, or why there is none.
+pub type ConnectorFor<'a> =
+    dyn Fn(&ConnectionConfig) -> Result<Arc<dyn Connector>, String> + Sync + 'a;
+
 /// The whole output of `overdued plan` (text or JSON), for every enabled connection:
 /// each refreshed from its system through the connector `connector_for` gives, then
 /// planned for `now` (or noon on `req.at`). Used by the CLI on its own store and by the
@@ -102,7 +106,7 @@ impl ConnectionLock for NoLock {
 pub async fn plan_text(
     c: &Config,
     store: &dyn Store,
-    connector_for: &(dyn Fn(&ConnectionConfig) -> Result<Arc<dyn Connector>, String> + Sync),
+    connector_for: &ConnectorFor<'_>,
     locks: &dyn ConnectionLock,
     clock: &dyn Clock,
     req: &PlanRequest,

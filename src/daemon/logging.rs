@@ -57,7 +57,8 @@ pub fn init(style: LogStyle) -> bool {
     let journal = stderr_is_journal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // When stderr's reader goes away the lines go to the journal, or nowhere.
+        .with_writer(super::log_fallback::StderrOrJournal::from_env())
         .with_target(false)
         // A failed write to stderr (its reader gone) is dropped: by default the
         // subscriber reports it with eprintln!, which panics on the same closed pipe, in

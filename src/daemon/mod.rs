@@ -9,6 +9,7 @@
 mod error;
 pub mod exit;
 pub mod http;
+pub mod log_fallback;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

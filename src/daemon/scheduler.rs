@@ -381,10 +381,7 @@ pub async fn digest_task(shared: Arc<Shared>, stop: CancellationToken) {
                 .values()
                 .map(|c| c.cycle_lock.clone())
                 .collect();
-            let mut guards = Vec::with_capacity(locks.len());
-            for l in locks {
-                guards.push(l.lock_owned().await);
-            }
+            let guards = no_cycle_running(locks).await;
             send_digest(&cfg, shared.store.as_ref(), shared.clock.as_ref()).await;
             drop(guards);
         }
@@ -396,6 +393,17 @@ pub async fn digest_task(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// Waits until no connection's cycle runs and holds them all off until the guards drop.
+async fn no_cycle_running(
+    locks: Vec<Arc<tokio::sync::Mutex<()>>>,
+) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+    let mut guards = Vec::with_capacity(locks.len());
+    for l in locks {
+        guards.push(l.lock_owned().await);
+    }
+    guards
 }
 
 /// Past today's digest hour, and every connection that can run (enabled, its connector
@@ -430,6 +438,29 @@ fn cycles_of_the_day_ended(shared: &Shared, cfg: &Config) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_digest_waits_for_a_cycle_in_progress_and_holds_off_the_next() {
+        let a = Arc::new(tokio::sync::Mutex::new(()));
+        let b = Arc::new(tokio::sync::Mutex::new(()));
+        // Connection b is mid-cycle.
+        let cycle = b.clone().lock_owned().await;
+        let waiting = tokio::spawn(no_cycle_running(vec![a.clone(), b.clone()]));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the digest ran part-way through b's cycle"
+        );
+        drop(cycle);
+        let guards = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the digest goes once the cycle ended")
+            .unwrap();
+        // While it is written, no cycle starts.
+        assert!(a.try_lock().is_err() && b.try_lock().is_err());
+        drop(guards);
+        assert!(a.try_lock().is_ok() && b.try_lock().is_ok());
+    }
 
     #[test]
     fn the_digest_waits_for_every_running_connection() {

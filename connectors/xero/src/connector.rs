@@ -762,7 +762,7 @@ impl Connector for XeroConnector {
             .iter()
             .map(|id| {
                 by_id.remove(&id.to_ascii_lowercase()).unwrap_or_else(|| {
-                    tracing::info!(connection = %self.settings.connection, invoice = %id, "Xero no longer knows this invoice; reporting it deleted");
+                    tracing::debug!(connection = %self.settings.connection, invoice = %id, "Xero no longer knows this invoice; reporting it deleted");
                     tombstone(&self.settings.connection, id, now)
                 })
             })
