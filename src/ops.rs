@@ -876,7 +876,7 @@ mod tests {
             now,
         )
         .unwrap();
-        assert!(out.contains("paused invoice 150"), "{out}");
+        assert!(out.contains("paused invoice 1057 (id 150, "), "{out}");
         let out = apply(
             &Op::Resume {
                 connection: "acme-qbo".into(),
@@ -888,7 +888,7 @@ mod tests {
             now,
         )
         .unwrap();
-        assert!(out.contains("resumed invoice 150"), "{out}");
+        assert!(out.contains("resumed invoice 1057 (id 150, "), "{out}");
 
         // A promise of more than the balance is refused, naming the field.
         let promise = |amount: Option<Decimal>| {
