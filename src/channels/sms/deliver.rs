@@ -466,3 +466,70 @@ pub fn receipt(
         (_, SmsDelivery::Sent { sid, replayed }) => Ok(sent(sid, *replayed)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Channel;
+
+    fn at() -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 4, 10, 0, 0).unwrap()
+    }
+
+    fn email_ok() -> Option<Result<ActionReceipt, ConnectorError>> {
+        Some(Ok(ActionReceipt {
+            created_id: Some("mail".into()),
+            at: at(),
+            replayed: false,
+        }))
+    }
+
+    #[test]
+    fn a_text_that_may_have_gone_is_retried_never_counted_done() {
+        let failed = SmsDelivery::Failed {
+            error: "Twilio outcome unknown".into(),
+            retry: true,
+        };
+        // email+sms: the email went, the text is not known: the action is retried (the
+        // email is de-duplicated by its key, the text verified in Twilio's log).
+        let r = receipt(Channel::EmailSms, email_ok(), Some(&failed), at());
+        assert!(r.is_err_and(|e| e.is_retryable()));
+        let r = receipt(Channel::Sms, None, Some(&failed), at());
+        assert!(r.is_err_and(|e| e.is_retryable()));
+    }
+
+    #[test]
+    fn the_email_takes_over_from_a_text_that_cannot_go() {
+        let by_email = SmsDelivery::ByEmail {
+            reason: "21610".into(),
+        };
+        let r = receipt(Channel::Sms, email_ok(), Some(&by_email), at()).unwrap();
+        assert_eq!(r.created_id.as_deref(), Some("mail"));
+        // No email sent for it: never counted as done.
+        assert!(receipt(Channel::Sms, None, Some(&by_email), at()).is_err());
+        let sent = SmsDelivery::Sent {
+            sid: "SM1".into(),
+            replayed: false,
+        };
+        let r = receipt(Channel::EmailSms, email_ok(), Some(&sent), at()).unwrap();
+        assert_eq!(r.created_id.as_deref(), Some("SM1"));
+        assert!(receipt(Channel::Sms, None, None, at()).is_err());
+    }
+
+    #[test]
+    fn which_email_goes_with_a_text() {
+        use crate::channels::sms::{email_by_smtp, email_by_system};
+        let by_email = SmsDelivery::ByEmail { reason: "x".into() };
+        let sent = SmsDelivery::Sent {
+            sid: "SM1".into(),
+            replayed: false,
+        };
+        assert!(email_by_smtp(Channel::EmailSms, true, Some(&sent)));
+        assert!(!email_by_system(Channel::EmailSms, true, Some(&sent)));
+        assert!(email_by_system(Channel::EmailSms, false, None));
+        assert!(!email_by_smtp(Channel::Sms, true, Some(&sent)));
+        assert!(email_by_smtp(Channel::Sms, true, Some(&by_email)));
+        assert!(email_by_system(Channel::Sms, false, Some(&by_email)));
+        assert!(!email_by_system(Channel::Sms, false, Some(&sent)));
+    }
+}

@@ -371,9 +371,9 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let url = "https://example.com/myapp.php?foo=1&bar=2";
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let sig = signature("12345", url, &params);
-        assert_eq!(sig, "GvWf1cFY/Q7PnoempGyD5oXAezc=");
+        assert_eq!(sig, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
         assert!(signature_ok("12345", url, &params, &sig));
         assert!(!signature_ok("12346", url, &params, &sig));
     }
