@@ -636,7 +636,7 @@ impl Executor<'_> {
                     let by_system = if channel.uses_sms() {
                         crate::channels::sms::email_by_system(channel, has_smtp, text)
                     } else {
-                        !(channel.uses_smtp() && !channel.uses_system_email())
+                        !channel.uses_smtp() || channel.uses_system_email()
                     };
                     let system = if !by_system {
                         None
@@ -800,7 +800,7 @@ impl Executor<'_> {
                 let by_system = if channel.uses_sms() {
                     self.mailer.is_none()
                 } else {
-                    !(channel.uses_smtp() && !channel.uses_system_email())
+                    !channel.uses_smtp() || channel.uses_system_email()
                 };
                 if !by_system {
                     return None;
