@@ -711,6 +711,16 @@ impl Executor<'_> {
                 }
             },
         };
+        // A text that could not go was replaced by the email: the record says what went.
+        let payload = match (&result, texts.get(&entry.key)) {
+            (Ok(_), Some(text)) => {
+                let p =
+                    crate::channels::sms::deliver::as_sent(payload, text, self.mailer.is_some());
+                entry.payload = JournalPayload::Action(p.clone());
+                p
+            }
+            _ => payload,
+        };
         match result {
             Ok(receipt) => {
                 entry.state = JournalState::Done {

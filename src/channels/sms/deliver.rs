@@ -93,6 +93,20 @@ pub async fn deliver(
     let mut out = HashMap::new();
     for p in pending {
         let d = deliver_one(sms, store, clock, today, time_zone, sources, breakers, &p).await?;
+        if let SmsDelivery::ByEmail { reason } = &d {
+            info!(connection = %p.entry.connection, invoice = %p.snapshot.display_number(), customer = %p.snapshot.customer.name, %reason, "no text message; the reminder goes by email");
+            store.append_audit(&AuditEvent {
+                at: clock.now(),
+                connection: p.entry.connection.clone(),
+                invoice_id: Some(p.entry.invoice_id.clone()),
+                kind: "sms_by_email".into(),
+                message: format!(
+                    "no text message for step {}: {reason}; the reminder goes by email",
+                    p.entry.step_id
+                ),
+                detail: serde_json::json!({"key": p.entry.key}),
+            })?;
+        }
         out.insert(p.entry.key.clone(), d);
     }
     Ok(out)
@@ -414,6 +428,34 @@ impl Sender<'_> {
             pending,
         )
         .await
+    }
+}
+
+/// The reminder as it went: one whose text gave way to the email is recorded as that
+/// email (overdued's own when `smtp`, else the system's), so its audit line and history
+/// never claim a text that was not sent.
+pub fn as_sent(
+    payload: crate::store::ActionPayload,
+    text: &SmsDelivery,
+    smtp: bool,
+) -> crate::store::ActionPayload {
+    use crate::engine::Channel;
+    use crate::store::ActionPayload;
+    match payload {
+        ActionPayload::Remind {
+            subject,
+            body,
+            channel: Some(c),
+            template,
+            context,
+        } if c.uses_sms() && text.by_email() => ActionPayload::Remind {
+            subject,
+            body,
+            channel: Some(if smtp { Channel::Smtp } else { Channel::Email }),
+            template,
+            context,
+        },
+        p => p,
     }
 }
 

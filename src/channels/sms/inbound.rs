@@ -165,8 +165,8 @@ pub fn digest_lines(
     for c in connections.iter().map(String::as_str).chain(["sms"]) {
         for e in store.audit_since(c, since)? {
             match e.kind.as_str() {
-                "sms_opt_out" => lines.push(format!("Opted out of texts: {}", e.message)),
-                "sms_reply" => lines.push(format!("Reply to answer (call them): {}", e.message)),
+                "sms_opt_out" => lines.push(format!("{}: {}", c, e.message)),
+                "sms_reply" => lines.push(format!("{}: {}: answer them or call", c, e.message)),
                 _ => {}
             }
         }
