@@ -291,6 +291,17 @@ fn texts_only_with_consent_in_the_window_once_and_never_after_stop() {
         "email took over from 21610"
     );
     assert_eq!(w.emails_for(&w.invoice("Alpha Ltd")), 0);
+    // Delta's history says what really went: the email, and why no text.
+    let (_, hist, _) = w.overdued(&["history", "qbo", &w.invoice("Delta Ltd")]);
+    assert!(
+        hist.contains("no text message for step +1d") && hist.contains("21610"),
+        "{hist}"
+    );
+    assert!(
+        hist.contains("reminder sent (+1d): QuickBooks' own invoice email")
+            && !hist.contains("(SMS)"),
+        "{hist}"
+    );
     let (code, out, _) = w.overdued(&["sms", "list", "--json"]);
     assert_eq!(code, Some(0));
     let list: Vec<Value> = serde_json::from_str(&out).unwrap();
