@@ -271,8 +271,11 @@ fn texts_only_with_consent_in_the_window_once_and_never_after_stop() {
     assert_eq!(w.emails_for(&w.invoice("Bravo Ltd")), 1);
     assert!(w.texts_to(ALPHA).is_empty() && w.texts_to(CHARLIE).is_empty());
 
-    // 10:00: the texts go. Delta's is refused with 21610: opt-out recorded, email instead.
+    // 10:00: the texts go, Twilio allowing one a second (the second waits out its 429).
+    // Delta's is refused with 21610: opt-out recorded, email instead.
+    w.control("POST", "/_sandbox/twilio/limits", &json!({"per_second": 1}));
     w.cycle(utc(date(2026, 3, 4), 10));
+    w.control("POST", "/_sandbox/twilio/limits", &json!({"per_second": 0}));
     let alpha = w.texts_to(ALPHA);
     assert_eq!(alpha.len(), 1, "{alpha:?}");
     assert!(
