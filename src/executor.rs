@@ -637,7 +637,7 @@ impl Executor<'_> {
                     let by_system = if channel.uses_sms() {
                         crate::channels::sms::email_by_system(channel, has_smtp, text)
                     } else {
-                        !(channel.uses_smtp() && !channel.uses_system_email())
+                        !channel.uses_smtp() || channel.uses_system_email()
                     };
                     let system = if !by_system {
                         None
@@ -711,6 +711,16 @@ impl Executor<'_> {
                         .await
                 }
             },
+        };
+        // A text that could not go was replaced by the email: the record says what went.
+        let payload = match (&result, texts.get(&entry.key)) {
+            (Ok(_), Some(text)) => {
+                let p =
+                    crate::channels::sms::deliver::as_sent(payload, text, self.mailer.is_some());
+                entry.payload = JournalPayload::Action(p.clone());
+                p
+            }
+            _ => payload,
         };
         match result {
             Ok(receipt) => {
@@ -803,7 +813,7 @@ impl Executor<'_> {
                 let by_system = if channel.uses_sms() {
                     self.mailer.is_none()
                 } else {
-                    !(channel.uses_smtp() && !channel.uses_system_email())
+                    !channel.uses_smtp() || channel.uses_system_email()
                 };
                 if !by_system {
                     return None;

@@ -271,8 +271,11 @@ fn texts_only_with_consent_in_the_window_once_and_never_after_stop() {
     assert_eq!(w.emails_for(&w.invoice("Bravo Ltd")), 1);
     assert!(w.texts_to(ALPHA).is_empty() && w.texts_to(CHARLIE).is_empty());
 
-    // 10:00: the texts go. Delta's is refused with 21610: opt-out recorded, email instead.
+    // 10:00: the texts go, Twilio allowing one a second (the second waits out its 429).
+    // Delta's is refused with 21610: opt-out recorded, email instead.
+    w.control("POST", "/_sandbox/twilio/limits", &json!({"per_second": 1}));
     w.cycle(utc(date(2026, 3, 4), 10));
+    w.control("POST", "/_sandbox/twilio/limits", &json!({"per_second": 0}));
     let alpha = w.texts_to(ALPHA);
     assert_eq!(alpha.len(), 1, "{alpha:?}");
     assert!(
@@ -291,6 +294,17 @@ fn texts_only_with_consent_in_the_window_once_and_never_after_stop() {
         "email took over from 21610"
     );
     assert_eq!(w.emails_for(&w.invoice("Alpha Ltd")), 0);
+    // Delta's history says what really went: the email, and why no text.
+    let (_, hist, _) = w.overdued(&["history", "qbo", &w.invoice("Delta Ltd")]);
+    assert!(
+        hist.contains("no text message for step +1d") && hist.contains("21610"),
+        "{hist}"
+    );
+    assert!(
+        hist.contains("reminder sent (+1d): QuickBooks' own invoice email")
+            && !hist.contains("(SMS)"),
+        "{hist}"
+    );
     let (code, out, _) = w.overdued(&["sms", "list", "--json"]);
     assert_eq!(code, Some(0));
     let list: Vec<Value> = serde_json::from_str(&out).unwrap();

@@ -413,6 +413,18 @@ impl World {
         }
     }
 
+    /// Text messages whose answer was lost and that were looked up in Twilio's log
+    /// (found or not) before any retry.
+    fn sms_lookups(&self) -> usize {
+        let store = SledStore::open(&self.dir.path().join("overdued-state")).expect("store");
+        let since = DateTime::<Utc>::MIN_UTC;
+        [QBO, XERO]
+            .into_iter()
+            .flat_map(|c| overdued::store::Store::audit_since(&store, c, since).expect("audit"))
+            .filter(|e| e.kind == "sms_lookup")
+            .count()
+    }
+
     fn ledger(&self) -> (Vec<Row>, Vec<Effect>) {
         let effects = self.sandbox.ledger().effects;
         let store = SledStore::open(&self.dir.path().join("overdued-state")).expect("store");
@@ -575,6 +587,7 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
 
     let (a, a_effects) = reference.ledger();
     let (b, b_effects) = w.ledger();
+    let lookups = (reference.sms_lookups(), w.sms_lookups());
     assert_ledger_consistent(&a);
     assert_ledger_consistent(&b);
     let count = |rows: &[Row], action: &str| rows.iter().filter(|r| r.action == action).count();
@@ -600,7 +613,8 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
         "torture (seed {}): {DAYS} days, {kills} kills ({finished_first} runs finished before their kill), \
          {} runs tortured / {} reference, {} effects ({} reminders of which {} text messages, \
          {} fees, {} escalations, {} sandbox effects), lost responses {} / {}, {} sandbox \
-         restarts, {:.1} s (reference {:.1} s)",
+         restarts, texts looked up in Twilio's log after a lost answer {} / {}, {:.1} s \
+         (reference {:.1} s)",
         torture_seed(),
         w.runs,
         reference.runs,
@@ -613,6 +627,8 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
         lost(&w),
         lost(&reference),
         RESTART_DAYS.len(),
+        lookups.1,
+        lookups.0,
         tortured_took.as_secs_f64(),
         reference_took.as_secs_f64()
     );

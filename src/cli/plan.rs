@@ -13,7 +13,6 @@ use crate::connections;
 use crate::cycle::{make_plan, open_ledger};
 use crate::engine::{adoption_summary, AdoptionSummary, Plan, PlannedAction};
 use crate::ops::OpError;
-use crate::report::delivery::what_goes_out;
 use crate::store::{SledStore, Store, StoreError};
 use crate::sync::sync_connection;
 
@@ -194,7 +193,9 @@ fn goes_out(
     a: &PlannedAction,
 ) -> String {
     let engine_subject = a.message.as_ref().map(|m| m.subject.clone());
-    let subject = if a.channel.uses_smtp() {
+    let smtp = c.channels.smtp.is_some();
+    let email_sms_by_smtp = a.channel == crate::engine::Channel::EmailSms && smtp;
+    let subject = if a.channel.uses_smtp() || email_sms_by_smtp {
         let sender = c
             .channels
             .smtp
@@ -218,7 +219,7 @@ fn goes_out(
         engine_subject
     };
     match subject {
-        Some(s) => what_goes_out(a.channel, system, &s),
+        Some(s) => crate::report::delivery::what_goes_out_sms(a.channel, system, &s, smtp),
         None => String::new(),
     }
 }

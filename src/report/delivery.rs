@@ -39,6 +39,22 @@ pub fn what_goes_out(channel: Channel, system: System, subject: &str) -> String 
     }
 }
 
+/// [`what_goes_out`], naming the email part of an email+sms step as it goes: overdued's
+/// own when `smtp` (configured, or seen sent), else the accounting system's.
+pub fn what_goes_out_sms(channel: Channel, system: System, subject: &str, smtp: bool) -> String {
+    match channel {
+        Channel::EmailSms => format!(
+            "{}, and a text message (SMS) to the customer's phone",
+            what_goes_out(
+                if smtp { Channel::Smtp } else { Channel::Email },
+                system,
+                subject
+            )
+        ),
+        c => what_goes_out(c, system, subject),
+    }
+}
+
 /// An audit line as the owner should read it: a reminder says what the customer got;
 /// every other line is the executor's own words.
 pub fn audit_line(ev: &AuditEvent, system: System) -> String {
@@ -83,16 +99,17 @@ pub fn audit_line_sent(ev: &AuditEvent, system: System, sent: &HashMap<String, S
         .unwrap_or("?");
     // Journals written before SMTP existed carry no channel: the system's email.
     let channel = channel.unwrap_or(Channel::Email);
-    let subject = ev
+    let by_smtp = ev
         .detail
         .get("key")
         .and_then(|k| k.as_str())
         .and_then(|k| sent.get(k))
-        .cloned()
-        .unwrap_or(subject);
+        .cloned();
+    let smtp = by_smtp.is_some();
+    let subject = by_smtp.unwrap_or(subject);
     format!(
         "reminder sent ({step}): {}",
-        what_goes_out(channel, system, &subject)
+        what_goes_out_sms(channel, system, &subject, smtp)
     )
 }
 

@@ -513,10 +513,10 @@ mod tests {
         assert_eq!(
             signature(
                 "12345",
-                "https://example.com/myapp.php?foo=1&bar=2",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
                 &params
             ),
-            "GvWf1cFY/Q7PnoempGyD5oXAezc="
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
         );
     }
 

@@ -136,7 +136,7 @@ pub fn opt_out(
     }
     rec.opted_out = Some(OptOut {
         at: now,
-        how: "by the owner (overdued sms opt-out)".into(),
+        how: "withdrawn by the owner with overdued sms opt-out".into(),
     });
     store.put_sms_consent(&rec).map_err(io)?;
     audit(

@@ -286,6 +286,64 @@ mod tests {
         assert_eq!(q.to_string(), "20:00-09:00");
     }
 
+    fn raw(extra: &str) -> RawSms {
+        toml::from_str(&format!(
+            "account_sid = \"AC0123456789abcdef0123456789abcdef\"\nsender_name = \"X\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_token_is_a_secret_given_once_from_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let e = validate(
+            raw("auth_token = \"t\"\nauth_token_file = \"tok\"\nfrom = \"+15005550006\""),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(e.0.starts_with("channels.sms.auth_token"), "{e:?}");
+        let f = dir.path().join("tok");
+        std::fs::write(&f, "s3cret-token\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = validate(
+            raw("auth_token_file = \"tok\"\nfrom = \"+15005550006\""),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "channels.sms.auth_token_file", "{e:?}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = validate(
+            raw("auth_token_file = \"tok\"\nfrom = \"+15005550006\""),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_token.expose(), "s3cret-token");
+        assert!(!format!("{c:?}").contains("s3cret"), "no secret in Debug");
+        // Exactly one sender; a number in E.164.
+        let both = "auth_token = \"t\"\nfrom = \"+15005550006\"\nmessaging_service_sid = \"MG0123456789abcdef0123456789abcdef\"";
+        assert_eq!(
+            validate(raw(both), dir.path()).unwrap_err().0,
+            "channels.sms.from"
+        );
+        assert_eq!(
+            validate(raw("auth_token = \"t\""), dir.path())
+                .unwrap_err()
+                .0,
+            "channels.sms"
+        );
+        let bad = validate(
+            raw("auth_token = \"t\"\nfrom = \"07700900123\""),
+            dir.path(),
+        );
+        assert_eq!(bad.unwrap_err().0, "channels.sms.from");
+        let cap = validate(
+            raw("auth_token = \"t\"\nfrom = \"+15005550006\"\nmax_segments = 0"),
+            dir.path(),
+        );
+        assert_eq!(cap.unwrap_err().0, "channels.sms.max_segments");
+    }
+
     #[test]
     fn sids_are_checked() {
         assert!(sid("account_sid", "AC0123456789abcdef0123456789abcdef", "AC").is_ok());

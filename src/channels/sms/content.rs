@@ -171,6 +171,39 @@ impl SmsTemplates {
     }
 }
 
+/// `overdued check`'s lines about text messages: the sender, quiet hours, and each SMS
+/// template's size with the longest likely values (their cost in segments).
+pub fn check_report(sms: &super::SmsConfig, c: &crate::config::Config) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let from = match &sms.sender {
+        super::config::Sender::Number(n) => format!("from {n}"),
+        super::config::Sender::Service(m) => format!("through messaging service {m}"),
+    };
+    let quiet = match sms.quiet_hours {
+        Some(q) => format!("quiet hours {q} local time"),
+        None => "no text outside each policy's send window".to_string(),
+    };
+    let _ = writeln!(
+        s,
+        "sms: Twilio account {}, {from}, signed \"{}\", {quiet}, at most {} segment(s) a message; only to customers opted in (overdued sms opt-in)",
+        sms.account_sid,
+        sms.sender_name.as_deref().unwrap_or(""),
+        sms.max_segments
+    );
+    match super::config::check_templates(sms, c.channels.templates_dir.as_deref()) {
+        Ok(list) => {
+            for (id, segs) in list {
+                let _ = writeln!(s, "sms: template {id}: {segs} with long sample values: ok");
+            }
+        }
+        Err((field, m)) => {
+            let _ = writeln!(s, "sms: error: {field}: {m}");
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,37 +251,4 @@ mod tests {
         assert_eq!(t.for_step(Some("firm")), "sms_reminder");
         assert_eq!(t.for_step(None), "sms_reminder");
     }
-}
-
-/// `overdued check`'s lines about text messages: the sender, quiet hours, and each SMS
-/// template's size with the longest likely values (their cost in segments).
-pub fn check_report(sms: &super::SmsConfig, c: &crate::config::Config) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let from = match &sms.sender {
-        super::config::Sender::Number(n) => format!("from {n}"),
-        super::config::Sender::Service(m) => format!("through messaging service {m}"),
-    };
-    let quiet = match sms.quiet_hours {
-        Some(q) => format!("quiet hours {q} local time"),
-        None => "no text outside each policy's send window".to_string(),
-    };
-    let _ = writeln!(
-        s,
-        "sms: Twilio account {}, {from}, signed \"{}\", {quiet}, at most {} segment(s) a message; only to customers opted in (overdued sms opt-in)",
-        sms.account_sid,
-        sms.sender_name.as_deref().unwrap_or(""),
-        sms.max_segments
-    );
-    match super::config::check_templates(sms, c.channels.templates_dir.as_deref()) {
-        Ok(list) => {
-            for (id, segs) in list {
-                let _ = writeln!(s, "sms: template {id}: {segs} with long sample values: ok");
-            }
-        }
-        Err((field, m)) => {
-            let _ = writeln!(s, "sms: error: {field}: {m}");
-        }
-    }
-    s
 }

@@ -93,6 +93,20 @@ pub async fn deliver(
     let mut out = HashMap::new();
     for p in pending {
         let d = deliver_one(sms, store, clock, today, time_zone, sources, breakers, &p).await?;
+        if let SmsDelivery::ByEmail { reason } = &d {
+            info!(connection = %p.entry.connection, invoice = %p.snapshot.display_number(), customer = %p.snapshot.customer.name, %reason, "no text message; the reminder goes by email");
+            store.append_audit(&AuditEvent {
+                at: clock.now(),
+                connection: p.entry.connection.clone(),
+                invoice_id: Some(p.entry.invoice_id.clone()),
+                kind: "sms_by_email".into(),
+                message: format!(
+                    "no text message for step {}: {reason}; the reminder goes by email",
+                    p.entry.step_id
+                ),
+                detail: serde_json::json!({"key": p.entry.key}),
+            })?;
+        }
         out.insert(p.entry.key.clone(), d);
     }
     Ok(out)
@@ -417,6 +431,34 @@ impl Sender<'_> {
     }
 }
 
+/// The reminder as it went: one whose text gave way to the email is recorded as that
+/// email (overdued's own when `smtp`, else the system's), so its audit line and history
+/// never claim a text that was not sent.
+pub fn as_sent(
+    payload: crate::store::ActionPayload,
+    text: &SmsDelivery,
+    smtp: bool,
+) -> crate::store::ActionPayload {
+    use crate::engine::Channel;
+    use crate::store::ActionPayload;
+    match payload {
+        ActionPayload::Remind {
+            subject,
+            body,
+            channel: Some(c),
+            template,
+            context,
+        } if c.uses_sms() && text.by_email() => ActionPayload::Remind {
+            subject,
+            body,
+            channel: Some(if smtp { Channel::Smtp } else { Channel::Email }),
+            template,
+            context,
+        },
+        p => p,
+    }
+}
+
 /// The outcome of a reminder by `channel` (SMS, or email and SMS) from its email part
 /// (`None` when it has none) and its text message.
 pub fn receipt(
@@ -464,5 +506,72 @@ pub fn receipt(
             None => missing_email(),
         },
         (_, SmsDelivery::Sent { sid, replayed }) => Ok(sent(sid, *replayed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Channel;
+
+    fn at() -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 4, 10, 0, 0).unwrap()
+    }
+
+    fn email_ok() -> Option<Result<ActionReceipt, ConnectorError>> {
+        Some(Ok(ActionReceipt {
+            created_id: Some("mail".into()),
+            at: at(),
+            replayed: false,
+        }))
+    }
+
+    #[test]
+    fn a_text_that_may_have_gone_is_retried_never_counted_done() {
+        let failed = SmsDelivery::Failed {
+            error: "Twilio outcome unknown".into(),
+            retry: true,
+        };
+        // email+sms: the email went, the text is not known: the action is retried (the
+        // email is de-duplicated by its key, the text verified in Twilio's log).
+        let r = receipt(Channel::EmailSms, email_ok(), Some(&failed), at());
+        assert!(r.is_err_and(|e| e.is_retryable()));
+        let r = receipt(Channel::Sms, None, Some(&failed), at());
+        assert!(r.is_err_and(|e| e.is_retryable()));
+    }
+
+    #[test]
+    fn the_email_takes_over_from_a_text_that_cannot_go() {
+        let by_email = SmsDelivery::ByEmail {
+            reason: "21610".into(),
+        };
+        let r = receipt(Channel::Sms, email_ok(), Some(&by_email), at()).unwrap();
+        assert_eq!(r.created_id.as_deref(), Some("mail"));
+        // No email sent for it: never counted as done.
+        assert!(receipt(Channel::Sms, None, Some(&by_email), at()).is_err());
+        let sent = SmsDelivery::Sent {
+            sid: "SM1".into(),
+            replayed: false,
+        };
+        let r = receipt(Channel::EmailSms, email_ok(), Some(&sent), at()).unwrap();
+        assert_eq!(r.created_id.as_deref(), Some("SM1"));
+        assert!(receipt(Channel::Sms, None, None, at()).is_err());
+    }
+
+    #[test]
+    fn which_email_goes_with_a_text() {
+        use crate::channels::sms::{email_by_smtp, email_by_system};
+        let by_email = SmsDelivery::ByEmail { reason: "x".into() };
+        let sent = SmsDelivery::Sent {
+            sid: "SM1".into(),
+            replayed: false,
+        };
+        assert!(email_by_smtp(Channel::EmailSms, true, Some(&sent)));
+        assert!(!email_by_system(Channel::EmailSms, true, Some(&sent)));
+        assert!(email_by_system(Channel::EmailSms, false, None));
+        assert!(!email_by_smtp(Channel::Sms, true, Some(&sent)));
+        assert!(email_by_smtp(Channel::Sms, true, Some(&by_email)));
+        assert!(email_by_system(Channel::Sms, false, Some(&by_email)));
+        assert!(!email_by_system(Channel::Sms, false, Some(&sent)));
     }
 }

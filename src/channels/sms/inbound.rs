@@ -165,8 +165,8 @@ pub fn digest_lines(
     for c in connections.iter().map(String::as_str).chain(["sms"]) {
         for e in store.audit_since(c, since)? {
             match e.kind.as_str() {
-                "sms_opt_out" => lines.push(format!("Opted out of texts: {}", e.message)),
-                "sms_reply" => lines.push(format!("Reply to answer (call them): {}", e.message)),
+                "sms_opt_out" => lines.push(format!("{}: {}", c, e.message)),
+                "sms_reply" => lines.push(format!("{}: {}: answer them or call", c, e.message)),
                 _ => {}
             }
         }
@@ -177,6 +177,79 @@ pub fn digest_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::channels::sms::consent::SmsConsent;
+    use crate::store::SledStore;
+    use chrono::TimeZone;
+
+    fn consent(store: &SledStore, connection: &str, id: &str, phone: &str) {
+        store
+            .put_sms_consent(&SmsConsent {
+                connection: connection.into(),
+                customer_id: id.into(),
+                customer_name: format!("Customer {id}"),
+                phone: phone.into(),
+                evidence: "order form".into(),
+                recorded_at: Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap(),
+                opted_out: None,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn stop_start_and_a_conversation_are_recorded_and_reach_the_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        // One number, two connections (the same customer in two ledgers).
+        consent(&store, "qbo", "1", "+447700900001");
+        consent(&store, "xero", "a", "+447700900001");
+        consent(&store, "qbo", "2", "+447700900002");
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 4, 10, 0, 0).unwrap();
+        let r = handle(&store, t0, "+447700900001", "Stop", "SM1").unwrap();
+        assert_eq!(
+            r,
+            Reply::Stopped(vec!["Customer 1".into(), "Customer a".into()])
+        );
+        let all = store.sms_consents(None).unwrap();
+        assert_eq!(all.iter().filter(|c| c.opted_out.is_some()).count(), 2);
+        let r = handle(
+            &store,
+            t0,
+            "+447700900002",
+            "paid on Friday, see remittance",
+            "SM2",
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Reply::Conversation {
+                customers: vec!["Customer 2".into()]
+            }
+        );
+        let lines = digest_lines(&store, &["qbo".into(), "xero".into()], t0).unwrap();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("paid on Friday") && l.contains("call")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("xero:") && l.contains("replied STOP")));
+        // START resumes under the consent recorded before.
+        let r = handle(&store, t0, "+447700900001", "START", "SM3").unwrap();
+        assert_eq!(
+            r,
+            Reply::Started(vec!["Customer 1".into(), "Customer a".into()])
+        );
+        assert!(store
+            .sms_consents(None)
+            .unwrap()
+            .iter()
+            .all(|c| c.opted_out.is_none()));
+        // A consent survives the store being closed and opened again.
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.sms_consents(Some("qbo")).unwrap().len(), 2);
+    }
 
     #[test]
     fn keywords_are_whole_messages_in_any_case() {

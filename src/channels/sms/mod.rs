@@ -1,13 +1,14 @@
 //! Text messages (SMS) through Twilio: only to customers who agreed, never in quiet
 //! hours, stopped the moment they say STOP, and exactly once.
 //!
-//! - [`config`]: `[channels.sms]`;
-//! - [`consent`]: who agreed, with the evidence, and who opted out;
-//! - [`route`]: the plan's choice between a text and an email (consent, quiet hours);
-//! - [`content`] and [`segments`]: the words, and what they cost;
-//! - [`twilio`]: the Messages API client and the webhook signature;
-//! - [`deliver`]: exactly once, with lost answers verified in Twilio's log;
-//! - [`inbound`]: replies (STOP, START, anything else) from Twilio's webhook.
+//! - [`config`] reads `[channels.sms]`;
+//! - [`consent`] keeps who agreed, with the evidence, and who opted out;
+//! - [`route`] makes the plan's choice between a text and an email (consent, quiet hours);
+//! - [`content`] and [`segments`] give the words, and what they cost;
+//! - [`twilio`] is the Messages API client and the webhook signature;
+//! - [`deliver`] sends exactly once, with lost answers verified in Twilio's log;
+//! - [`inbound`] takes replies (STOP, START, anything else) from Twilio's webhook;
+//! - [`admin`] runs `overdued sms opt-in | opt-out | list`.
 
 pub mod admin;
 pub mod config;

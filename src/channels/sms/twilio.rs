@@ -167,7 +167,24 @@ impl Twilio {
     }
 
     /// Sends `body` to `to`. `Unknown` means it may have gone: verify before any retry.
+    /// A 429 or a refused connection (nothing sent) is retried here a few times, after
+    /// Twilio's `Retry-After` (at most 5 s); the rest is left to the next cycle.
     pub async fn create(&self, to: &str, body: &str) -> Result<MessageResource, TwilioError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let wait = match self.create_once(to, body).await {
+                Err(TwilioError::RateLimited(after)) if attempt < 3 => after
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(5)),
+                Err(TwilioError::Unreachable(_)) if attempt < 3 => Duration::from_millis(500),
+                r => return r,
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn create_once(&self, to: &str, body: &str) -> Result<MessageResource, TwilioError> {
         let mut form: Vec<(&str, &str)> = vec![("To", to), ("Body", body)];
         match &self.sender {
             Sender::Number(n) => form.push(("From", n)),
@@ -371,9 +388,9 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let url = "https://example.com/myapp.php?foo=1&bar=2";
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let sig = signature("12345", url, &params);
-        assert_eq!(sig, "GvWf1cFY/Q7PnoempGyD5oXAezc=");
+        assert_eq!(sig, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
         assert!(signature_ok("12345", url, &params, &sig));
         assert!(!signature_ok("12346", url, &params, &sig));
     }
