@@ -251,9 +251,34 @@ pub fn apply(
                 _ => false,
             };
             if resumed_escalation {
+                // Said plainly when another hold still stops it, so nobody expects a
+                // reminder that will not come.
+                let customer_pause = match &target {
+                    HoldTarget::Invoice(id) => store
+                        .get_invoice(connection, id)
+                        .map_err(io)?
+                        .and_then(|r| {
+                            let c = r.snapshot.customer;
+                            store.holds(connection).ok()?.into_iter().find_map(|(t, h)| {
+                                match (t, h) {
+                                    (HoldTarget::Customer(id), Hold::Pause { reason, .. })
+                                        if id == c.id =>
+                                    {
+                                        Some(format!(
+                                            "; customer {} is still paused ({reason}): nothing is sent until `overdued resume {connection} {} --customer`",
+                                            c.name, c.id
+                                        ))
+                                    }
+                                    _ => None,
+                                }
+                            })
+                        }),
+                    HoldTarget::Customer(_) => None,
+                };
                 return Ok(format!(
-                    "{connection}: {} taken back from collection: reminders resume from today under the policy (the escalation is not repeated)\n",
-                    describe(store, connection, &target)
+                    "{connection}: {} taken back from collection: reminders resume from today under the policy (the escalation is not repeated){}\n",
+                    describe(store, connection, &target),
+                    customer_pause.unwrap_or_default()
                 ));
             }
             if !paused && !promised {

@@ -159,7 +159,7 @@ async fn the_calls_list_and_call_outcomes_with_the_daemon_running() {
         out.contains("no email address anywhere in the ledger"),
         "{out}"
     );
-    assert!(out.contains("was marked for collection on"), "{out}");
+    assert!(out.contains("marked for collection: invoice "), "{out}");
     assert!(out.contains("reminder: "), "{out}");
     // Asked again, the same list: it never grows.
     let (_, again, _) = cli(&path, &["calls"]);

@@ -54,6 +54,54 @@ impl CallReason {
     }
 }
 
+/// Why a customer is on the list, in one line: reasons of a kind together
+/// ("marked for collection: invoice 1012 (2026-12-15), 1045 (2026-12-16)").
+pub fn describe_reasons(reasons: &[CallReason]) -> String {
+    let mut parts = Vec::new();
+    if reasons.contains(&CallReason::NoEmail) {
+        parts.push(CallReason::NoEmail.describe());
+    }
+    let escalated: Vec<String> = reasons
+        .iter()
+        .filter_map(|r| match r {
+            CallReason::Escalated { invoice, on } => Some(format!("{invoice} ({on})")),
+            _ => None,
+        })
+        .collect();
+    if !escalated.is_empty() {
+        parts.push(format!(
+            "marked for collection: invoice {}",
+            escalated.join(", ")
+        ));
+    }
+    let mut steps: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in reasons {
+        if let CallReason::CallStep { invoice, step } = r {
+            steps.entry(step).or_default().push(invoice);
+        }
+    }
+    for (step, invoices) in steps {
+        parts.push(format!(
+            "the policy's call step {step} is due on invoice {}",
+            invoices.join(", ")
+        ));
+    }
+    let broken: Vec<String> = reasons
+        .iter()
+        .filter_map(|r| match r {
+            CallReason::BrokenPromise { invoice, until } => Some(format!("{invoice} (by {until})")),
+            _ => None,
+        })
+        .collect();
+    if !broken.is_empty() {
+        parts.push(format!(
+            "promised to pay, still unpaid: invoice {}",
+            broken.join(", ")
+        ));
+    }
+    parts.join("; ")
+}
+
 /// One overdue invoice of a customer on the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallInvoice {
@@ -225,8 +273,13 @@ pub fn calls_list(
                 }
             }
             let days = s.days_overdue(today);
+            let escalation_listed = reasons
+                .iter()
+                .any(|r| matches!(r, CallReason::Escalated { invoice, .. } if *invoice == number));
+            // A referral already asks for the call; the step would only repeat it.
             if let Some((step, day)) = call_steps
                 .iter()
+                .filter(|_| !escalation_listed)
                 .filter(|(_, day)| *day <= days)
                 .max_by_key(|(_, day)| *day)
             {
@@ -379,15 +432,7 @@ pub fn render(entries: &[CallEntry], tz: chrono_tz::Tz, connection: &str) -> Str
             "  email:    {}",
             e.email.as_deref().unwrap_or("none in the ledger")
         );
-        let _ = writeln!(
-            out,
-            "  why:      {}",
-            e.reasons
-                .iter()
-                .map(CallReason::describe)
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
+        let _ = writeln!(out, "  why:      {}", describe_reasons(&e.reasons));
         for i in &e.invoices {
             let _ = writeln!(
                 out,
@@ -442,12 +487,7 @@ pub fn digest_lines(
     let mut lines = Vec::new();
     for conn in config.connections.iter().filter(|c| c.enabled) {
         for e in calls_list(config, conn, store, now)? {
-            let why = e
-                .reasons
-                .iter()
-                .map(CallReason::describe)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let why = describe_reasons(&e.reasons);
             lines.push(format!(
                 "to call today: {} [{}]: {why}",
                 one_line(&e),

@@ -180,7 +180,7 @@ fn the_list_has_one_entry_per_customer_with_phones_amounts_and_reasons() {
         "{text}"
     );
     assert!(
-        text.contains("invoice 10153 was marked for collection on 2026-12-07"),
+        text.contains("marked for collection: invoice 10153 (2026-12-07)"),
         "{text}"
     );
 }
@@ -512,7 +512,7 @@ fn the_digest_names_each_customer_to_call_once() {
         lines,
         [
             "to call today: Customer 8 (owes USD 40.00; (415) 555-0108) [acme-qbo]: no email address anywhere in the ledger",
-            "to call today: Customer 9 (owes USD 900.00; no phone in the ledger) [acme-qbo]: invoice 10153 was marked for collection on 2026-12-07",
+            "to call today: Customer 9 (owes USD 900.00; no phone in the ledger) [acme-qbo]: marked for collection: invoice 10153 (2026-12-07)",
         ]
     );
 }
