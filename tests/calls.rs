@@ -60,7 +60,7 @@ fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
     (code.expect("exit code"), out, err)
 }
 
-fn by_customer<'a>(invoices: &'a [CreatedInvoice], system: System, n: usize) -> &'a CreatedInvoice {
+fn by_customer(invoices: &[CreatedInvoice], system: System, n: usize) -> &CreatedInvoice {
     invoices
         .iter()
         .filter(|i| i.system == system)
