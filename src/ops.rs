@@ -227,7 +227,8 @@ pub fn apply(
                     .map_err(io)?;
             // An escalated invoice taken back into the ladder: reminders from today.
             let resumed_escalation = match &target {
-                HoldTarget::Invoice(id) if !paused && !promised => {
+                // With its pause or promise lifted too: `resume` means chase it again.
+                HoldTarget::Invoice(id) => {
                     let escalated = crate::calls::escalation::escalated_at(store, connection, id)
                         .map_err(io)?
                         .is_some();
@@ -275,8 +276,14 @@ pub fn apply(
                         }),
                     HoldTarget::Customer(_) => None,
                 };
+                let lifted = match (paused, promised) {
+                    (true, true) => "; its pause and promise are lifted",
+                    (true, false) => "; its pause is lifted",
+                    (false, true) => "; its promise is cleared",
+                    (false, false) => "",
+                };
                 return Ok(format!(
-                    "{connection}: {} taken back from collection: reminders resume from today under the policy (the escalation is not repeated){}\n",
+                    "{connection}: {} taken back from collection: reminders resume from today under the policy (the escalation is not repeated){lifted}{}\n",
                     describe(store, connection, &target),
                     customer_pause.unwrap_or_default()
                 ));

@@ -431,3 +431,32 @@ async fn the_calls_list_and_call_outcomes_with_the_daemon_running() {
         }
     }
 }
+
+/// On the very first cycle (an incremental pass that reads everything, before any full
+/// reconciliation) the contacts of the customers it meets are read too: the calls list
+/// has their phone numbers from day one, in both vendors' shapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_cycle_reads_the_phone_numbers_of_new_customers() {
+    let start = date(2026, 11, 2);
+    let h = Harness::start(empty_world(london(start, 9, 0)), "Europe/London", POLICY).await;
+    let created = h.invoice_in_both(
+        "Alder Works",
+        Decimal::new(50_000, 2),
+        start - Duration::days(40),
+        start - Duration::days(10),
+        Behaviour::Never,
+    );
+    h.cycle_at(london(start, 10, 0)).await;
+    for (i, conn) in created.iter().zip(["qbo", "xero"]) {
+        let c = h
+            .store
+            .get_customer(conn, &i.customer_id)
+            .expect("store")
+            .unwrap_or_else(|| panic!("{conn}: customer {} not stored", i.customer_id));
+        let numbers: Vec<&str> = c.phones.iter().map(|p| p.number.as_str()).collect();
+        match conn {
+            "qbo" => assert_eq!(numbers, ["(415) 555-0101", "(650) 555-0151"]),
+            _ => assert_eq!(numbers, ["+44 20 7946 0001", "+44 7700 900001"]),
+        }
+    }
+}

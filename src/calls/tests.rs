@@ -516,3 +516,27 @@ fn the_digest_names_each_customer_to_call_once() {
         ]
     );
 }
+
+#[test]
+fn resume_after_collections_lifts_the_pause_and_takes_the_invoice_back() {
+    let (_dir, config, store) = world();
+    called(&config, &store, "9", CalledRequest::Collections, None).unwrap();
+    let out = apply(
+        &Op::Resume {
+            connection: "acme-qbo".into(),
+            id: "10153".into(),
+            customer: false,
+        },
+        &config,
+        &store,
+        now(),
+    )
+    .unwrap();
+    assert!(out.contains("taken back from collection"), "{out}");
+    assert!(out.contains("its pause is lifted"), "{out}");
+    assert!(store.holds("acme-qbo").unwrap().is_empty());
+    assert_eq!(
+        escalation::resumed_on(&store, "acme-qbo", "153").unwrap(),
+        Some(now().date_naive())
+    );
+}
