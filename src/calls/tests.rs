@@ -540,3 +540,28 @@ fn resume_after_collections_lifts_the_pause_and_takes_the_invoice_back() {
         Some(now().date_naive())
     );
 }
+
+#[test]
+fn a_call_step_with_a_template_or_a_customer_channel_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, field, words) in [
+        (
+            "template = \"firm\"\n",
+            "template",
+            "a call step sends no message",
+        ),
+        (
+            "channel = \"smtp\"\n",
+            "channel",
+            "cannot carry a Call step",
+        ),
+    ] {
+        let text = format!(
+            "{CONFIG}\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"call\"\n{extra}"
+        );
+        let e = crate::config::parse(&text, &dir.path().join("c.toml")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("steps[0].{field}")), "{msg}");
+        assert!(msg.contains(words), "{msg}");
+    }
+}
