@@ -182,7 +182,6 @@ pub fn calls_list(
         true
     })?;
     let outcomes = outcome::recorded(store, name, now)?;
-    let call_steps = call_step_days(config, conn);
 
     let mut out = Vec::new();
     for (customer_id, invoices) in by_customer {
@@ -255,6 +254,15 @@ pub fn calls_list(
             if held {
                 continue;
             }
+            // What the planner leaves alone (excluded by a marker or an override, below
+            // the minimum) is no task for a person either.
+            let policy = match config.policy_book.resolve(&conn.policy, s) {
+                Some(crate::engine::policy::Resolution::Policy { policy, .. }) => policy,
+                _ => continue,
+            };
+            if policy.marker_in(&s.memo).is_some() || s.amount_due < policy.minimum_amount_due {
+                continue;
+            }
             let journal = store.journal_for_invoice(name, id)?;
             let escalated = journal
                 .iter()
@@ -277,13 +285,16 @@ pub fn calls_list(
                 .iter()
                 .any(|r| matches!(r, CallReason::Escalated { invoice, .. } if *invoice == number));
             // A referral already asks for the call; the step would only repeat it.
-            if let Some((step, day)) = call_steps
+            if let Some((step, day)) = policy
+                .steps
                 .iter()
-                .filter(|_| !escalation_listed)
+                .filter(|st| st.action == crate::engine::policy::StepAction::Call)
+                .map(|st| (&st.id, st.day))
+                .filter(|_| !escalation_listed && !s.is_fee_invoice)
                 .filter(|(_, day)| *day <= days)
                 .max_by_key(|(_, day)| *day)
             {
-                if !settled_before(day_start(s.due_date + Duration::days(*day))) {
+                if !settled_before(day_start(s.due_date + Duration::days(day))) {
                     reasons.push(CallReason::CallStep {
                         invoice: number.clone(),
                         step: step.clone(),
@@ -366,21 +377,6 @@ pub fn calls_list(
             .then_with(|| a.name.cmp(&b.name))
     });
     Ok(out)
-}
-
-/// The `action = "call"` steps of the connection's default policy: (step id, day).
-fn call_step_days(config: &Config, conn: &ConnectionConfig) -> Vec<(String, i64)> {
-    config
-        .policy_book
-        .get(&conn.policy)
-        .map(|p| {
-            p.steps
-                .iter()
-                .filter(|s| s.action == crate::engine::policy::StepAction::Call)
-                .map(|s| (s.id.clone(), s.day))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The next day after `d` that is a working day (Monday to Friday).

@@ -565,3 +565,14 @@ fn a_call_step_with_a_template_or_a_customer_channel_is_refused() {
         assert!(msg.contains(words), "{msg}");
     }
 }
+
+#[test]
+fn an_invoice_the_planner_leaves_alone_is_no_call() {
+    let (_dir, config, store) = world();
+    let mut r = store.get_invoice("acme-qbo", "152").unwrap().unwrap();
+    r.snapshot.memo = "disputed by letter #nochase".into();
+    store.put_invoice(&r).unwrap();
+    let l = list(&config, &store, now());
+    assert!(l.iter().all(|e| e.customer_id != "8"), "{l:#?}");
+    assert_eq!(l.len(), 1);
+}
