@@ -35,7 +35,14 @@ pub enum CallReason {
     NoEmail,
     /// The customer promised to pay by a date that has passed.
     BrokenPromise { invoice: String, until: NaiveDate },
+    /// The customer said they paid (`called --outcome paid`), and a week on the ledger
+    /// still shows the invoice unpaid.
+    PaymentNotSeen { invoice: String, since: NaiveDate },
 }
+
+/// How long a payment the customer says they made may take to reach the ledger before
+/// the customer is on the list again.
+pub const PAYMENT_SEEN_WITHIN_DAYS: i64 = 7;
 
 impl CallReason {
     pub fn describe(&self) -> String {
@@ -50,6 +57,9 @@ impl CallReason {
             CallReason::BrokenPromise { invoice, until } => {
                 format!("promised to pay invoice {invoice} by {until}, still unpaid")
             }
+            CallReason::PaymentNotSeen { invoice, since } => format!(
+                "said on {since} that invoice {invoice} was paid; the ledger still shows it unpaid"
+            ),
         }
     }
 }
@@ -93,6 +103,11 @@ pub fn describe_reasons(reasons: &[CallReason]) -> String {
             _ => None,
         })
         .collect();
+    for r in reasons {
+        if let CallReason::PaymentNotSeen { .. } = r {
+            parts.push(r.describe());
+        }
+    }
     if !broken.is_empty() {
         parts.push(format!(
             "promised to pay, still unpaid: invoice {}",
@@ -236,8 +251,22 @@ pub fn calls_list(
             let id = s.remote_id.as_str();
             let number = s.display_number().to_string();
             let mut held = false;
+            let mut paid_not_seen = Vec::new();
             for h in invoice_hold(id) {
                 match h {
+                    // "Says paid" that the ledger still does not show after a week is
+                    // worth a call: the pause would otherwise hold for ever.
+                    Hold::Pause { reason, set_at }
+                        if reason.starts_with(outcome::SAYS_PAID)
+                            && (today - set_at.with_timezone(&tz).date_naive()).num_days()
+                                >= PAYMENT_SEEN_WITHIN_DAYS =>
+                    {
+                        held = true;
+                        paid_not_seen.push(CallReason::PaymentNotSeen {
+                            invoice: number.clone(),
+                            since: set_at.with_timezone(&tz).date_naive(),
+                        });
+                    }
                     Hold::Pause { .. } => held = true,
                     Hold::Promise { until, .. } if *until >= today => held = true,
                     Hold::Promise { until, .. } => {
@@ -252,6 +281,17 @@ pub fn calls_list(
                 }
             }
             if held {
+                if !paid_not_seen.is_empty() {
+                    reasons.append(&mut paid_not_seen);
+                    listed.push(CallInvoice {
+                        id: id.to_string(),
+                        number: number.clone(),
+                        due_date: s.due_date,
+                        days_overdue: s.days_overdue(today),
+                        balance: s.due_money(),
+                        balance_text: s.due_money().display_human().to_string(),
+                    });
+                }
                 continue;
             }
             // What the planner leaves alone (excluded by a marker or an override, below

@@ -576,3 +576,42 @@ fn an_invoice_the_planner_leaves_alone_is_no_call() {
     assert!(l.iter().all(|e| e.customer_id != "8"), "{l:#?}");
     assert_eq!(l.len(), 1);
 }
+
+#[test]
+fn a_payment_the_ledger_does_not_show_within_a_week_is_a_call_again() {
+    let (_dir, config, store) = world();
+    let out = called(
+        &config,
+        &store,
+        "7",
+        CalledRequest::Paid { on: None },
+        Some("10150"),
+    )
+    .unwrap();
+    assert!(
+        out.contains("paused until the ledger shows the payment"),
+        "{out}"
+    );
+    let seven = |at: DateTime<Utc>| {
+        list(&config, &store, at)
+            .into_iter()
+            .find(|e| e.customer_id == "7")
+    };
+    assert!(seven(now() + Duration::days(6)).is_none());
+    let e = seven(now() + Duration::days(7)).expect("back on the list");
+    assert_eq!(
+        e.reasons,
+        vec![CallReason::PaymentNotSeen {
+            invoice: "10150".into(),
+            since: now().date_naive()
+        }]
+    );
+    // What they owe in all, the other overdue invoice included.
+    assert_eq!(e.owed_text, "USD 350.00");
+    // Paid in the ledger: the invoice is closed and the call with it.
+    let mut r = store.get_invoice("acme-qbo", "150").unwrap().unwrap();
+    r.snapshot.status = overdued_connector::InvoiceStatus::Paid;
+    r.snapshot.amount_due = Decimal::ZERO;
+    store.put_invoice(&r).unwrap();
+    assert!(seven(now() + Duration::days(7)).is_none());
+}
