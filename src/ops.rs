@@ -126,6 +126,22 @@ pub fn apply(
             store
                 .put_hold(connection, &HoldTarget::Invoice(invoice.clone()), &hold)
                 .map_err(io)?;
+            // On an escalated invoice, chasing resumes after the promise if it is not kept.
+            if crate::calls::escalation::escalated_at(store, connection, invoice)
+                .map_err(io)?
+                .is_some()
+            {
+                let grace = i64::from(config.engine.promise_grace_days);
+                crate::calls::escalation::resume(
+                    store,
+                    connection,
+                    invoice,
+                    *until + chrono::Duration::days(grace + 1),
+                    "promise to pay",
+                    now,
+                )
+                .map_err(io)?;
+            }
             let what = match amount {
                 Some(a) => format!(
                     "promise to pay {} by {until}",

@@ -615,3 +615,47 @@ fn a_payment_the_ledger_does_not_show_within_a_week_is_a_call_again() {
     store.put_invoice(&r).unwrap();
     assert!(seven(now() + Duration::days(7)).is_none());
 }
+
+#[test]
+fn the_promise_command_on_an_escalated_invoice_resumes_chasing_after_it() {
+    let (_dir, config, store) = world();
+    let until = now().date_naive() + Duration::days(5);
+    let out = apply(
+        &Op::Promise {
+            connection: "acme-qbo".into(),
+            invoice: "10153".into(),
+            until,
+            amount: None,
+        },
+        &config,
+        &store,
+        now(),
+    )
+    .unwrap();
+    assert!(
+        out.contains("chasing resumes after it if still unpaid"),
+        "{out}"
+    );
+    let grace = i64::from(config.engine.promise_grace_days);
+    assert_eq!(
+        escalation::resumed_on(&store, "acme-qbo", "153").unwrap(),
+        Some(until + Duration::days(grace + 1))
+    );
+    // Not an escalated invoice: nothing to resume.
+    apply(
+        &Op::Promise {
+            connection: "acme-qbo".into(),
+            invoice: "10150".into(),
+            until,
+            amount: None,
+        },
+        &config,
+        &store,
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        escalation::resumed_on(&store, "acme-qbo", "150").unwrap(),
+        None
+    );
+}
