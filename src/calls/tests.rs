@@ -659,3 +659,21 @@ fn the_promise_command_on_an_escalated_invoice_resumes_chasing_after_it() {
         None
     );
 }
+
+#[test]
+fn status_no_longer_asks_for_a_call_about_an_invoice_with_an_agency() {
+    let (_dir, config, store) = world();
+    let status = |store: &SledStore| {
+        crate::report::status::connection_status(&config, &config.connections[0], store, now())
+            .unwrap()
+            .attention
+    };
+    let a = status(&store);
+    assert_eq!(a.escalated, ["10153"]);
+    assert_eq!(a.calls.len(), 2);
+    assert!(a.calls[1].starts_with("Customer 9 (owes USD 900.00; no phone in the ledger)"));
+    called(&config, &store, "9", CalledRequest::Collections, None).unwrap();
+    let a = status(&store);
+    assert!(a.escalated.is_empty(), "{a:?}");
+    assert_eq!(a.calls.len(), 1, "{a:?}");
+}
