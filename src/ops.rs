@@ -185,6 +185,22 @@ pub fn apply(
             store
                 .put_hold(connection, &HoldTarget::Invoice(invoice.clone()), &hold)
                 .map_err(io)?;
+            // On an escalated invoice, chasing resumes after the promise if it is not kept.
+            if crate::calls::escalation::escalated_at(store, connection, invoice)
+                .map_err(io)?
+                .is_some()
+            {
+                let grace = i64::from(config.engine.promise_grace_days);
+                crate::calls::escalation::resume(
+                    store,
+                    connection,
+                    invoice,
+                    *until + chrono::Duration::days(grace + 1),
+                    "promise to pay",
+                    now,
+                )
+                .map_err(io)?;
+            }
             let what = match amount {
                 Some(a) => format!(
                     "promise to pay {} by {until}",
@@ -286,7 +302,8 @@ pub fn apply(
                     .map_err(io)?;
             // An escalated invoice taken back into the ladder: reminders from today.
             let resumed_escalation = match &target {
-                HoldTarget::Invoice(id) if !paused && !promised => {
+                // With its pause or promise lifted too: `resume` means chase it again.
+                HoldTarget::Invoice(id) => {
                     let escalated = crate::calls::escalation::escalated_at(store, connection, id)
                         .map_err(io)?
                         .is_some();
@@ -310,9 +327,40 @@ pub fn apply(
                 _ => false,
             };
             if resumed_escalation {
+                // Said plainly when another hold still stops it, so nobody expects a
+                // reminder that will not come.
+                let customer_pause = match &target {
+                    HoldTarget::Invoice(id) => store
+                        .get_invoice(connection, id)
+                        .map_err(io)?
+                        .and_then(|r| {
+                            let c = r.snapshot.customer;
+                            store.holds(connection).ok()?.into_iter().find_map(|(t, h)| {
+                                match (t, h) {
+                                    (HoldTarget::Customer(id), Hold::Pause { reason, .. })
+                                        if id == c.id =>
+                                    {
+                                        Some(format!(
+                                            "; customer {} is still paused ({reason}): nothing is sent until `overdued resume {connection} {} --customer`",
+                                            c.name, c.id
+                                        ))
+                                    }
+                                    _ => None,
+                                }
+                            })
+                        }),
+                    HoldTarget::Customer(_) => None,
+                };
+                let lifted = match (paused, promised) {
+                    (true, true) => "; its pause and promise are lifted",
+                    (true, false) => "; its pause is lifted",
+                    (false, true) => "; its promise is cleared",
+                    (false, false) => "",
+                };
                 return Ok(format!(
-                    "{connection}: {} taken back from collection: reminders resume from today under the policy (the escalation is not repeated)\n",
-                    describe(store, connection, &target)
+                    "{connection}: {} taken back from collection: reminders resume from today under the policy (the escalation is not repeated){lifted}{}\n",
+                    describe(store, connection, &target),
+                    customer_pause.unwrap_or_default()
                 ));
             }
             if !paused && !promised {

@@ -136,10 +136,11 @@ pub fn build(
                 ActionPayload::Note { text } => {
                     ("note", "ledger".to_string(), text.clone(), String::new())
                 }
-                ActionPayload::Escalate { text } => (
+                // The owner's message is a letter of its own; the record needs the fact.
+                ActionPayload::Escalate { .. } => (
                     "escalation",
                     "to the owner".to_string(),
-                    format!("marked for collection: {text}"),
+                    "marked for collection; automatic reminders stopped".to_string(),
                     String::new(),
                 ),
             };

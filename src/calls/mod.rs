@@ -35,7 +35,14 @@ pub enum CallReason {
     NoEmail,
     /// The customer promised to pay by a date that has passed.
     BrokenPromise { invoice: String, until: NaiveDate },
+    /// The customer said they paid (`called --outcome paid`), and a week on the ledger
+    /// still shows the invoice unpaid.
+    PaymentNotSeen { invoice: String, since: NaiveDate },
 }
+
+/// How long a payment the customer says they made may take to reach the ledger before
+/// the customer is on the list again.
+pub const PAYMENT_SEEN_WITHIN_DAYS: i64 = 7;
 
 impl CallReason {
     pub fn describe(&self) -> String {
@@ -50,8 +57,64 @@ impl CallReason {
             CallReason::BrokenPromise { invoice, until } => {
                 format!("promised to pay invoice {invoice} by {until}, still unpaid")
             }
+            CallReason::PaymentNotSeen { invoice, since } => format!(
+                "said on {since} that invoice {invoice} was paid; the ledger still shows it unpaid"
+            ),
         }
     }
+}
+
+/// Why a customer is on the list, in one line: reasons of a kind together
+/// ("marked for collection: invoice 1012 (2026-12-15), 1045 (2026-12-16)").
+pub fn describe_reasons(reasons: &[CallReason]) -> String {
+    let mut parts = Vec::new();
+    if reasons.contains(&CallReason::NoEmail) {
+        parts.push(CallReason::NoEmail.describe());
+    }
+    let escalated: Vec<String> = reasons
+        .iter()
+        .filter_map(|r| match r {
+            CallReason::Escalated { invoice, on } => Some(format!("{invoice} ({on})")),
+            _ => None,
+        })
+        .collect();
+    if !escalated.is_empty() {
+        parts.push(format!(
+            "marked for collection: invoice {}",
+            escalated.join(", ")
+        ));
+    }
+    let mut steps: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in reasons {
+        if let CallReason::CallStep { invoice, step } = r {
+            steps.entry(step).or_default().push(invoice);
+        }
+    }
+    for (step, invoices) in steps {
+        parts.push(format!(
+            "the policy's call step {step} is due on invoice {}",
+            invoices.join(", ")
+        ));
+    }
+    let broken: Vec<String> = reasons
+        .iter()
+        .filter_map(|r| match r {
+            CallReason::BrokenPromise { invoice, until } => Some(format!("{invoice} (by {until})")),
+            _ => None,
+        })
+        .collect();
+    for r in reasons {
+        if let CallReason::PaymentNotSeen { .. } = r {
+            parts.push(r.describe());
+        }
+    }
+    if !broken.is_empty() {
+        parts.push(format!(
+            "promised to pay, still unpaid: invoice {}",
+            broken.join(", ")
+        ));
+    }
+    parts.join("; ")
 }
 
 /// One overdue invoice of a customer on the list.
@@ -134,7 +197,6 @@ pub fn calls_list(
         true
     })?;
     let outcomes = outcome::recorded(store, name, now)?;
-    let call_steps = call_step_days(config, conn);
 
     let mut out = Vec::new();
     for (customer_id, invoices) in by_customer {
@@ -189,8 +251,22 @@ pub fn calls_list(
             let id = s.remote_id.as_str();
             let number = s.display_number().to_string();
             let mut held = false;
+            let mut paid_not_seen = Vec::new();
             for h in invoice_hold(id) {
                 match h {
+                    // "Says paid" that the ledger still does not show after a week is
+                    // worth a call: the pause would otherwise hold for ever.
+                    Hold::Pause { reason, set_at }
+                        if reason.starts_with(outcome::SAYS_PAID)
+                            && (today - set_at.with_timezone(&tz).date_naive()).num_days()
+                                >= PAYMENT_SEEN_WITHIN_DAYS =>
+                    {
+                        held = true;
+                        paid_not_seen.push(CallReason::PaymentNotSeen {
+                            invoice: number.clone(),
+                            since: set_at.with_timezone(&tz).date_naive(),
+                        });
+                    }
                     Hold::Pause { .. } => held = true,
                     Hold::Promise { until, .. } if *until >= today => held = true,
                     Hold::Promise { until, .. } => {
@@ -205,6 +281,26 @@ pub fn calls_list(
                 }
             }
             if held {
+                if !paid_not_seen.is_empty() {
+                    reasons.append(&mut paid_not_seen);
+                    listed.push(CallInvoice {
+                        id: id.to_string(),
+                        number: number.clone(),
+                        due_date: s.due_date,
+                        days_overdue: s.days_overdue(today),
+                        balance: s.due_money(),
+                        balance_text: s.due_money().display_human().to_string(),
+                    });
+                }
+                continue;
+            }
+            // What the planner leaves alone (excluded by a marker or an override, below
+            // the minimum) is no task for a person either.
+            let policy = match config.policy_book.resolve(&conn.policy, s) {
+                Some(crate::engine::policy::Resolution::Policy { policy, .. }) => policy,
+                _ => continue,
+            };
+            if policy.marker_in(&s.memo).is_some() || s.amount_due < policy.minimum_amount_due {
                 continue;
             }
             let journal = store.journal_for_invoice(name, id)?;
@@ -225,12 +321,20 @@ pub fn calls_list(
                 }
             }
             let days = s.days_overdue(today);
-            if let Some((step, day)) = call_steps
+            let escalation_listed = reasons
                 .iter()
+                .any(|r| matches!(r, CallReason::Escalated { invoice, .. } if *invoice == number));
+            // A referral already asks for the call; the step would only repeat it.
+            if let Some((step, day)) = policy
+                .steps
+                .iter()
+                .filter(|st| st.action == crate::engine::policy::StepAction::Call)
+                .map(|st| (&st.id, st.day))
+                .filter(|_| !escalation_listed && !s.is_fee_invoice)
                 .filter(|(_, day)| *day <= days)
                 .max_by_key(|(_, day)| *day)
             {
-                if !settled_before(day_start(s.due_date + Duration::days(*day))) {
+                if !settled_before(day_start(s.due_date + Duration::days(day))) {
                     reasons.push(CallReason::CallStep {
                         invoice: number.clone(),
                         step: step.clone(),
@@ -315,21 +419,6 @@ pub fn calls_list(
     Ok(out)
 }
 
-/// The `action = "call"` steps of the connection's default policy: (step id, day).
-fn call_step_days(config: &Config, conn: &ConnectionConfig) -> Vec<(String, i64)> {
-    config
-        .policy_book
-        .get(&conn.policy)
-        .map(|p| {
-            p.steps
-                .iter()
-                .filter(|s| s.action == crate::engine::policy::StepAction::Call)
-                .map(|s| (s.id.clone(), s.day))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The next day after `d` that is a working day (Monday to Friday).
 pub fn next_working_day(d: NaiveDate) -> NaiveDate {
     let mut n = d + Duration::days(1);
@@ -379,15 +468,7 @@ pub fn render(entries: &[CallEntry], tz: chrono_tz::Tz, connection: &str) -> Str
             "  email:    {}",
             e.email.as_deref().unwrap_or("none in the ledger")
         );
-        let _ = writeln!(
-            out,
-            "  why:      {}",
-            e.reasons
-                .iter()
-                .map(CallReason::describe)
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
+        let _ = writeln!(out, "  why:      {}", describe_reasons(&e.reasons));
         for i in &e.invoices {
             let _ = writeln!(
                 out,
@@ -442,12 +523,7 @@ pub fn digest_lines(
     let mut lines = Vec::new();
     for conn in config.connections.iter().filter(|c| c.enabled) {
         for e in calls_list(config, conn, store, now)? {
-            let why = e
-                .reasons
-                .iter()
-                .map(CallReason::describe)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let why = describe_reasons(&e.reasons);
             lines.push(format!(
                 "to call today: {} [{}]: {why}",
                 one_line(&e),

@@ -22,6 +22,9 @@ use crate::store::{
     JournalState, Store, StoreError,
 };
 
+/// How the pause a `paid` outcome sets begins: the calls list finds it by this.
+pub const SAYS_PAID: &str = "the customer says paid on";
+
 /// The audit kind of an outcome record.
 pub const KIND: &str = "call_outcome";
 
@@ -375,7 +378,7 @@ pub fn record(
             for r in &targets {
                 hold_pause(
                     HoldTarget::Invoice(r.snapshot.remote_id.clone()),
-                    format!("the customer says paid on {on}; held until the ledger shows it"),
+                    format!("{SAYS_PAID} {on}; held until the ledger shows it"),
                 )?;
             }
         }

@@ -180,7 +180,7 @@ fn the_list_has_one_entry_per_customer_with_phones_amounts_and_reasons() {
         "{text}"
     );
     assert!(
-        text.contains("invoice 10153 was marked for collection on 2026-12-07"),
+        text.contains("marked for collection: invoice 10153 (2026-12-07)"),
         "{text}"
     );
 }
@@ -512,7 +512,168 @@ fn the_digest_names_each_customer_to_call_once() {
         lines,
         [
             "to call today: Customer 8 (owes USD 40.00; (415) 555-0108) [acme-qbo]: no email address anywhere in the ledger",
-            "to call today: Customer 9 (owes USD 900.00; no phone in the ledger) [acme-qbo]: invoice 10153 was marked for collection on 2026-12-07",
+            "to call today: Customer 9 (owes USD 900.00; no phone in the ledger) [acme-qbo]: marked for collection: invoice 10153 (2026-12-07)",
         ]
     );
+}
+
+#[test]
+fn resume_after_collections_lifts_the_pause_and_takes_the_invoice_back() {
+    let (_dir, config, store) = world();
+    called(&config, &store, "9", CalledRequest::Collections, None).unwrap();
+    let out = apply(
+        &Op::Resume {
+            connection: "acme-qbo".into(),
+            id: "10153".into(),
+            customer: false,
+        },
+        &config,
+        &store,
+        now(),
+    )
+    .unwrap();
+    assert!(out.contains("taken back from collection"), "{out}");
+    assert!(out.contains("its pause is lifted"), "{out}");
+    assert!(store.holds("acme-qbo").unwrap().is_empty());
+    assert_eq!(
+        escalation::resumed_on(&store, "acme-qbo", "153").unwrap(),
+        Some(now().date_naive())
+    );
+}
+
+#[test]
+fn a_call_step_with_a_template_or_a_customer_channel_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, field, words) in [
+        (
+            "template = \"firm\"\n",
+            "template",
+            "a call step sends no message",
+        ),
+        (
+            "channel = \"smtp\"\n",
+            "channel",
+            "cannot carry a Call step",
+        ),
+    ] {
+        let text = format!(
+            "{CONFIG}\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"call\"\n{extra}"
+        );
+        let e = crate::config::parse(&text, &dir.path().join("c.toml")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("steps[0].{field}")), "{msg}");
+        assert!(msg.contains(words), "{msg}");
+    }
+}
+
+#[test]
+fn an_invoice_the_planner_leaves_alone_is_no_call() {
+    let (_dir, config, store) = world();
+    let mut r = store.get_invoice("acme-qbo", "152").unwrap().unwrap();
+    r.snapshot.memo = "disputed by letter #nochase".into();
+    store.put_invoice(&r).unwrap();
+    let l = list(&config, &store, now());
+    assert!(l.iter().all(|e| e.customer_id != "8"), "{l:#?}");
+    assert_eq!(l.len(), 1);
+}
+
+#[test]
+fn a_payment_the_ledger_does_not_show_within_a_week_is_a_call_again() {
+    let (_dir, config, store) = world();
+    let out = called(
+        &config,
+        &store,
+        "7",
+        CalledRequest::Paid { on: None },
+        Some("10150"),
+    )
+    .unwrap();
+    assert!(
+        out.contains("paused until the ledger shows the payment"),
+        "{out}"
+    );
+    let seven = |at: DateTime<Utc>| {
+        list(&config, &store, at)
+            .into_iter()
+            .find(|e| e.customer_id == "7")
+    };
+    assert!(seven(now() + Duration::days(6)).is_none());
+    let e = seven(now() + Duration::days(7)).expect("back on the list");
+    assert_eq!(
+        e.reasons,
+        vec![CallReason::PaymentNotSeen {
+            invoice: "10150".into(),
+            since: now().date_naive()
+        }]
+    );
+    // What they owe in all, the other overdue invoice included.
+    assert_eq!(e.owed_text, "USD 350.00");
+    // Paid in the ledger: the invoice is closed and the call with it.
+    let mut r = store.get_invoice("acme-qbo", "150").unwrap().unwrap();
+    r.snapshot.status = overdued_connector::InvoiceStatus::Paid;
+    r.snapshot.amount_due = Decimal::ZERO;
+    store.put_invoice(&r).unwrap();
+    assert!(seven(now() + Duration::days(7)).is_none());
+}
+
+#[test]
+fn the_promise_command_on_an_escalated_invoice_resumes_chasing_after_it() {
+    let (_dir, config, store) = world();
+    let until = now().date_naive() + Duration::days(5);
+    let out = apply(
+        &Op::Promise {
+            connection: "acme-qbo".into(),
+            invoice: "10153".into(),
+            until,
+            amount: None,
+        },
+        &config,
+        &store,
+        now(),
+    )
+    .unwrap();
+    assert!(
+        out.contains("chasing resumes after it if still unpaid"),
+        "{out}"
+    );
+    let grace = i64::from(config.engine.promise_grace_days);
+    assert_eq!(
+        escalation::resumed_on(&store, "acme-qbo", "153").unwrap(),
+        Some(until + Duration::days(grace + 1))
+    );
+    // Not an escalated invoice: nothing to resume.
+    apply(
+        &Op::Promise {
+            connection: "acme-qbo".into(),
+            invoice: "10150".into(),
+            until,
+            amount: None,
+        },
+        &config,
+        &store,
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        escalation::resumed_on(&store, "acme-qbo", "150").unwrap(),
+        None
+    );
+}
+
+#[test]
+fn status_no_longer_asks_for_a_call_about_an_invoice_with_an_agency() {
+    let (_dir, config, store) = world();
+    let status = |store: &SledStore| {
+        crate::report::status::connection_status(&config, &config.connections[0], store, now())
+            .unwrap()
+            .attention
+    };
+    let a = status(&store);
+    assert_eq!(a.escalated, ["10153"]);
+    assert_eq!(a.calls.len(), 2);
+    assert!(a.calls[1].starts_with("Customer 9 (owes USD 900.00; no phone in the ledger)"));
+    called(&config, &store, "9", CalledRequest::Collections, None).unwrap();
+    let a = status(&store);
+    assert!(a.escalated.is_empty(), "{a:?}");
+    assert_eq!(a.calls.len(), 1, "{a:?}");
 }

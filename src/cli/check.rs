@@ -73,6 +73,23 @@ pub fn summary(c: &Config) -> String {
         names.insert(0, "default (built-in)");
     }
     let _ = writeln!(s, "policies: {}", names.join(", "));
+    for name in c.policy_book.names() {
+        let calls: Vec<String> = c
+            .policy_book
+            .get(name)
+            .into_iter()
+            .flat_map(|p| &p.steps)
+            .filter(|st| st.action == crate::engine::policy::StepAction::Call)
+            .map(|st| st.id.clone())
+            .collect();
+        if !calls.is_empty() {
+            let _ = writeln!(
+                s,
+                "  {name}: call at {} (on `overdued calls`; nothing is sent)",
+                calls.join(", ")
+            );
+        }
+    }
     s
 }
 

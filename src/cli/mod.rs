@@ -216,6 +216,7 @@ pub enum Command {
     Called {
         #[command(flatten)]
         config: ConfigArg,
+        /// The connection's name in the config.
         connection: String,
         /// The customer's id, name or email.
         customer: String,
@@ -242,6 +243,7 @@ pub enum Command {
     Export {
         #[command(flatten)]
         config: ConfigArg,
+        /// The connection's name in the config.
         connection: String,
         /// An invoice's number or id, or a customer's id, name or email.
         target: String,

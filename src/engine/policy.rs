@@ -523,6 +523,10 @@ impl Policy {
                     errs.push(format!("{sp}.template"), format!("a late_fee step sends no message (got {t:?}); add a remind step on the same day"));
                     None
                 }
+                (Some(t), _) if s.action == StepAction::Call => {
+                    errs.push(format!("{sp}.template"), format!("a call step sends no message (got {t:?}): it puts the customer on `overdued calls`; add a remind step for a message"));
+                    None
+                }
                 (Some(t), _) => Some(t.clone()),
                 (None, d) => d.map(String::from),
             };

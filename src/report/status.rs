@@ -150,11 +150,24 @@ pub fn connection_status(
         no_email: to_call,
         ..Attention::default()
     };
+    // An escalated invoice handed to an agency, disputed or said to be paid (paused), or
+    // taken back into the ladder, asks nothing more of the owner.
+    let paused: Vec<String> = store
+        .holds(name)?
+        .into_iter()
+        .filter_map(|(t, h)| match (t, h) {
+            (HoldTarget::Invoice(id), Hold::Pause { .. }) => Some(id),
+            _ => None,
+        })
+        .collect();
     for (id, number) in &overdue_ids {
         let escalated = store.journal_for_invoice(name, id)?.iter().any(|e| {
             e.kind == ActionKind::Escalate && matches!(e.state, JournalState::Done { .. })
         });
-        if escalated {
+        if escalated
+            && !paused.contains(id)
+            && crate::calls::escalation::resumed_on(store, name, id)?.is_none()
+        {
             attention.escalated.push(number.clone());
         }
     }

@@ -268,6 +268,7 @@ pub fn create_invoice(w: &mut World, req: NewInvoice) -> Result<CreatedInvoice, 
             let mut parts = req.customer_name.split_whitespace();
             let given = parts.next().unwrap_or("").to_string();
             let family = parts.collect::<Vec<_>>().join(" ");
+            let phones = crate::gen::phones_of(system, w.tenants[t].customers.len());
             w.tenants[t].add_customer(Customer {
                 id,
                 name: req.customer_name.trim().to_string(),
@@ -280,7 +281,8 @@ pub fn create_invoice(w: &mut World, req: NewInvoice) -> Result<CreatedInvoice, 
                 updated: now,
                 sync_token: 0,
                 balance: Decimal::ZERO,
-                phones: Vec::new(),
+                // Numbers by position, as in a generated world.
+                phones,
             })
         }
     };
