@@ -32,6 +32,12 @@ pub struct ArrangementCase {
     pub instalments: Vec<Credited>,
     /// The ledger note written on each covered invoice once agreed.
     pub agreement_note: String,
+    /// The number of the invoice carrying the plan's messages.
+    #[serde(default)]
+    pub carrier_number: String,
+    /// The "plan missed" message went out (on the carrier).
+    #[serde(default)]
+    pub missed_sent: bool,
 }
 
 impl ArrangementCase {
@@ -62,8 +68,7 @@ impl ArrangementCase {
             .map(|(i, c)| {
                 let part = if c.paid > Decimal::ZERO {
                     format!(
-                        " ({} of {} still to pay)",
-                        self.money(c.outstanding()).display_human(),
+                        " of {} (the rest paid)",
                         self.money(c.amount).display_human()
                     )
                 } else {
@@ -73,12 +78,7 @@ impl ArrangementCase {
                     "{}. {}: {}{part}",
                     i + 1,
                     long_date(c.due),
-                    self.money(if part.is_empty() {
-                        c.amount
-                    } else {
-                        c.outstanding()
-                    })
-                    .display_human()
+                    self.money(c.outstanding()).display_human()
                 )
             })
             .collect::<Vec<_>>()
@@ -119,12 +119,28 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
     let inv = cx.inv;
     match a.standing {
         Standing::Kept | Standing::Due { .. } => {}
-        Standing::Broken { on, .. } => {
+        // One message says the plan has ended, on the invoice that carries its messages;
+        // the others wait for it, then resume their ladders.
+        Standing::Broken { on, .. } if a.carrier => {
             return Ok(Gate::Missed((
                 a.missed_step(),
                 (on - inv.due_date).num_days(),
             )))
         }
+        Standing::Broken { .. } if !a.missed_sent => {
+            return Ok(Gate::Running(
+                vec![],
+                vec![cx.skip(
+                    None,
+                    SkipCode::ArrangementActive,
+                    format!(
+                        "payment plan {} ended unpaid: chasing resumes once the message saying so has gone (with invoice {})",
+                        a.id, a.carrier_number
+                    ),
+                )],
+            ))
+        }
+        Standing::Broken { .. } => return Ok(Gate::None),
         Standing::Cancelled { .. } | Standing::Completed => return Ok(Gate::None),
     }
     let next = a
@@ -169,6 +185,46 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
             email_reminder: false,
         });
     }
+    // Where overdued has its own email the plan's messages carry its words; without it
+    // the system's invoice email (which shows the balance) is what reaches the customer.
+    let channel = if policy.tone_by_smtp {
+        Channel::Smtp
+    } else {
+        Channel::Email
+    };
+    let render = |template: &str, ctx: &MessageContext| {
+        let t = policy
+            .template(template)
+            .ok_or_else(|| PlanError::MissingTemplate {
+                policy: policy.name.clone(),
+                template: template.to_string(),
+            })?;
+        render_message(t, ctx).map_err(|error| PlanError::Template {
+            policy: policy.name.clone(),
+            template: template.to_string(),
+            error,
+        })
+    };
+    let confirm_step = format!("plan/{}/confirmation", a.id);
+    if a.carrier && channel == Channel::Smtp && !cx.is_done(ActionKind::Remind, &confirm_step) {
+        let ctx = context(cx, a, None);
+        let mut r = base(
+            ActionKind::Remind,
+            confirm_step,
+            channel,
+            format!(
+                "payment plan {} agreed: confirmation to the customer with its dates and amounts",
+                a.id
+            ),
+        );
+        r.message = Some(render("plan_agreed", &ctx)?);
+        r.template = Some("plan_agreed".into());
+        r.context = Some(ctx);
+        candidates.push(Candidate {
+            action: r,
+            email_reminder: true,
+        });
+    }
     let mut skipped = Vec::new();
     let what = match next {
         Some(i) => format!(
@@ -209,24 +265,12 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
                 ));
             } else {
                 let template = format!("instalment_{kind}");
-                let t = policy
-                    .template(&template)
-                    .ok_or_else(|| PlanError::MissingTemplate {
-                        policy: policy.name.clone(),
-                        template: template.clone(),
-                    })?;
-                let ctx = context(cx, a, i);
-                let message = render_message(t, &ctx).map_err(|error| PlanError::Template {
-                    policy: policy.name.clone(),
-                    template: template.clone(),
-                    error,
-                })?;
-                // The system's invoice email: it reaches the customer whatever is
-                // configured, shows the balance and carries none of our words.
+                let ctx = context(cx, a, Some(i));
+                let message = render(&template, &ctx)?;
                 let mut r = base(
                     ActionKind::Remind,
                     step,
-                    Channel::Email,
+                    channel,
                     format!(
                         "payment plan {}: instalment {} ({} due on {due}): {}",
                         a.id,
@@ -258,7 +302,7 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
 }
 
 /// The facts an instalment message is rendered with.
-fn context(cx: &Ctx<'_>, a: &ArrangementCase, index: usize) -> MessageContext {
+fn context(cx: &Ctx<'_>, a: &ArrangementCase, index: Option<usize>) -> MessageContext {
     let inv = cx.inv;
     let (pay_link, pay_line) = match inv.pay_url.as_deref().filter(|u| !u.trim().is_empty()) {
         Some(u) => (
@@ -284,7 +328,7 @@ fn context(cx: &Ctx<'_>, a: &ArrangementCase, index: usize) -> MessageContext {
         pay_line,
         ..MessageContext::default()
     };
-    a.fill(&mut ctx, Some(index));
+    a.fill(&mut ctx, index);
     ctx
 }
 
@@ -390,6 +434,8 @@ mod tests {
                     currency: p.currency,
                     instalments: p.credited(paid),
                     agreement_note: p.agreement_note(),
+                    carrier_number: "101".into(),
+                    missed_sent: false,
                 });
             }
             if case.invoice.amount_due <= rust_decimal::Decimal::ZERO {

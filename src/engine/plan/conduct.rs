@@ -40,7 +40,11 @@ impl Contact {
             .iter()
             // A payment plan's instalment messages are not ladder steps and state no fee
             // terms: they neither pace the ladder nor count as notice.
-            .filter(|r| r.kind == ActionKind::Remind && !r.step_id.starts_with("instalment/"))
+            .filter(|r| {
+                r.kind == ActionKind::Remind
+                    && !r.step_id.starts_with("instalment/")
+                    && !r.step_id.starts_with("plan/")
+            })
             .collect();
         reminds.sort_by_key(|r| r.at);
         let customer_days: Vec<i64> = track
