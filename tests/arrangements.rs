@@ -529,6 +529,14 @@ fn the_commands_work_with_the_daemon_running() {
     assert_eq!(v[0]["total"], "400.00", "{out}");
     assert_eq!(v[0]["instalments"].as_array().unwrap().len(), 3, "{out}");
 
+    // The owner sees it in `status` (through the daemon), with how the messages go.
+    let (code, out, err) = run(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!("plan:       payment plan P1 Plan Test Ltd (invoice PLAN-1, PLAN-2): kept, GBP 0.00 of GBP 400.00 paid; next GBP 133.33 on {first} (by the system's invoice email")),
+        "{out}"
+    );
+
     let (code, out, err) = run(&["cancel", "sandbox-xero", "P1"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(

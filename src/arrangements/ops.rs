@@ -493,3 +493,52 @@ pub fn cancel(
         plan.agreed_on
     ))
 }
+
+/// One line per payment plan the owner should know of today: those running, and those
+/// that ended unpaid in the last 14 days; for `status` and the digest.
+pub fn status_lines(
+    config: &Config,
+    store: &dyn Store,
+    connection: &str,
+    today: NaiveDate,
+) -> Result<Vec<String>, StoreError> {
+    let by = if config.channels.smtp.is_some() {
+        "by overdued's email"
+    } else {
+        "by the system's invoice email, which shows the balance, not the instalment"
+    };
+    let mut out = Vec::new();
+    for p in store.arrangements(connection)? {
+        let r = report(store, &p, today, config.engine.plan_grace_days)?;
+        let money = |a: Decimal| p.money(a).display_human().to_string();
+        let head = format!(
+            "payment plan {} {} (invoice {})",
+            p.id,
+            p.customer_name,
+            p.numbers()
+        );
+        match (r.status, r.ended_on) {
+            ("kept" | "due", _) => {
+                let next = r
+                    .instalments
+                    .iter()
+                    .find(|c| c.outstanding() > Decimal::ZERO)
+                    .map(|c| format!("; next {} on {} ({by})", money(c.outstanding()), c.due))
+                    .unwrap_or_default();
+                out.push(format!(
+                    "{head}: {}, {} of {} paid{next}",
+                    r.status,
+                    money(r.paid),
+                    money(r.total)
+                ));
+            }
+            ("broken", Some(on)) if (today - on).num_days() <= 14 => out.push(format!(
+                "{head}: BROKEN on {on} ({} of {} paid); the customer is told and chasing has resumed: consider a call",
+                money(r.paid),
+                money(r.total)
+            )),
+            _ => {}
+        }
+    }
+    Ok(out)
+}

@@ -62,6 +62,9 @@ pub struct Attention {
     /// can reach them, so someone should call ("Customer name (invoice N)").
     #[serde(default)]
     pub no_email: Vec<String>,
+    /// Payment plans running, or ended unpaid lately (one line each).
+    #[serde(default)]
+    pub payment_plans: Vec<String>,
 }
 
 impl Attention {
@@ -164,6 +167,7 @@ pub fn connection_status(
             }
         }
     }
+    attention.payment_plans = crate::arrangements::ops::status_lines(config, store, name, today)?;
     attention.failed_actions = store
         .unfinished_journal(name)?
         .iter()
@@ -379,6 +383,9 @@ pub fn render_text(r: &StatusReport) -> String {
                 ));
             }
         }
+        for p in &a.payment_plans {
+            out.push_str(&format!("  plan:       {p}\n"));
+        }
     }
     out
 }
@@ -429,6 +436,7 @@ mod tests {
                     promises_due: vec![],
                     no_email: vec!["Wiley Hardware (invoice INV-9)".into()],
                     failed_actions: 2,
+                    payment_plans: vec![],
                 },
             }],
         };
