@@ -134,6 +134,9 @@ pub enum Command {
         /// With a customer: the invoices to cover, A,B,... (default: all open ones).
         #[arg(long, value_name = "A,B,...")]
         invoices: Option<String>,
+        /// Agree it as of this instant (a simulated world; needs allow_clock_override).
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
     },
     /// List payment plans with their status and what has been paid.
     Arrangements {
@@ -150,6 +153,9 @@ pub enum Command {
         connection: String,
         /// The plan's id, as `arrangements` lists it (P1, P2, ...).
         plan: String,
+        /// Cancel it as of this instant (a simulated world; needs allow_clock_override).
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
     },
     /// Record a customer's promise to pay an invoice: no chasing until then.
     Promise {
@@ -302,6 +308,7 @@ pub fn main() -> ExitCode {
             first,
             schedule,
             invoices,
+            now,
         } => arrange::arrange(
             config.config.as_deref(),
             &connection,
@@ -313,6 +320,7 @@ pub fn main() -> ExitCode {
                 schedule: schedule.as_deref(),
                 invoices: invoices.as_deref(),
             },
+            now.as_deref(),
         ),
         Command::Arrangements {
             config,
@@ -323,7 +331,8 @@ pub fn main() -> ExitCode {
             config,
             connection,
             plan,
-        } => arrange::cancel(config.config.as_deref(), &connection, &plan),
+            now,
+        } => arrange::cancel(config.config.as_deref(), &connection, &plan, now.as_deref()),
         Command::Sandbox(args) => sandbox::run(&args),
         Command::Connect {
             config,
