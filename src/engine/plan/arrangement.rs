@@ -206,7 +206,9 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
         })
     };
     let confirm_step = format!("plan/{}/confirmation", a.id);
-    if a.carrier && channel == Channel::Smtp && !cx.is_done(ActionKind::Remind, &confirm_step) {
+    let confirming =
+        a.carrier && channel == Channel::Smtp && !cx.is_done(ActionKind::Remind, &confirm_step);
+    if confirming {
         let ctx = context(cx, a, None);
         let mut r = base(
             ActionKind::Remind,
@@ -251,7 +253,14 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
         if let Some((kind, on)) = pick {
             let step = format!("instalment/{}/{}/{kind}", a.id, i + 1);
             let late = (cx.today - on).num_days();
-            if cx.is_done(ActionKind::Remind, &step) {
+            if confirming {
+                // One message a day: the confirmation lists every date and amount.
+                skipped.push(cx.skip(
+                    Some(step),
+                    SkipCode::AlreadyDone,
+                    format!("{what}: the confirmation going today lists it; its {kind} message waits for tomorrow"),
+                ));
+            } else if cx.is_done(ActionKind::Remind, &step) {
                 skipped.push(cx.skip(
                     Some(step),
                     SkipCode::AlreadyDone,
