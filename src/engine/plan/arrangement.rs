@@ -407,6 +407,14 @@ mod tests {
         payments: &[(NaiveDate, rust_decimal::Decimal)],
         to: NaiveDate,
     ) -> Vec<(NaiveDate, String)> {
+        run_cancelled(payments, to, None)
+    }
+
+    fn run_cancelled(
+        payments: &[(NaiveDate, rust_decimal::Decimal)],
+        to: NaiveDate,
+        cancelled_on: Option<NaiveDate>,
+    ) -> Vec<(NaiveDate, String)> {
         let book = book();
         let settings = EngineSettings::default();
         let mut case = InvoiceCase {
@@ -426,6 +434,7 @@ mod tests {
             if today >= plan_rec.agreed_on {
                 let paid = plan_rec.paid(&|_| Some(case.invoice.amount_due));
                 let mut p = plan_rec.clone();
+                p.cancelled_on = cancelled_on.filter(|c| *c <= today);
                 if let Some(r) = case
                     .history
                     .actions
@@ -536,6 +545,27 @@ mod tests {
             !after.iter().any(|(d, s)| *d < day(11, 24)
                 && !s.starts_with("instalment/")
                 && !s.starts_with("plan/")),
+            "{after:?}"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_plan_resumes_the_ladder_where_it_stood_without_a_message() {
+        // Cancelled on the 18th, after the first heads-up, before any instalment is due.
+        let log = run_cancelled(&[], day(12, 31), Some(day(11, 18)));
+        let after = steps(&log, day(11, 10));
+        assert_eq!(
+            &after[..3],
+            [
+                (day(11, 10), "plan/P1/agreed"),
+                (day(11, 17), "instalment/P1/1/heads_up"),
+                // Agreed on day 10 after +7d; the plan held it 8 days: +14d on day 22.
+                (day(11, 22), "+14d"),
+            ],
+            "{after:?}"
+        );
+        assert!(
+            !after.iter().any(|(_, s)| s.starts_with("promise/plan")),
             "{after:?}"
         );
     }
