@@ -355,13 +355,17 @@ mod tests {
     use crate::engine::policy::{EngineSettings, Policy, PolicyBook};
 
     fn book() -> PolicyBook {
+        book_with("[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n")
+    }
+
+    fn book_with(fee: &str) -> PolicyBook {
         #[derive(serde::Deserialize)]
         struct Doc {
             policies: BTreeMap<String, Policy>,
         }
-        let doc: Doc = toml::from_str(
-            "[policies.default.send_window]\ncron = \"* * * * *\"\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\n[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\ntemplate = \"due_today\"\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\ntemplate = \"follow_up\"\n[[policies.default.steps]]\noffset = \"+14d\"\naction = \"remind\"\ntemplate = \"firm\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"remind\"\ntemplate = \"stop_work\"\n",
-        )
+        let doc: Doc = toml::from_str(&format!(
+            "[policies.default.send_window]\ncron = \"* * * * *\"\n[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\ntemplate = \"due_today\"\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\ntemplate = \"follow_up\"\n[[policies.default.steps]]\noffset = \"+14d\"\naction = \"remind\"\ntemplate = \"firm\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"remind\"\ntemplate = \"stop_work\"\n{fee}"
+        ))
         .unwrap();
         PolicyBook::compile(&doc.policies).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -415,7 +419,15 @@ mod tests {
         to: NaiveDate,
         cancelled_on: Option<NaiveDate>,
     ) -> Vec<(NaiveDate, String)> {
-        let book = book();
+        run_in(&book(), payments, to, cancelled_on)
+    }
+
+    fn run_in(
+        book: &PolicyBook,
+        payments: &[(NaiveDate, rust_decimal::Decimal)],
+        to: NaiveDate,
+        cancelled_on: Option<NaiveDate>,
+    ) -> Vec<(NaiveDate, String)> {
         let settings = EngineSettings::default();
         let mut case = InvoiceCase {
             invoice: invoice("1", "c1", 300),
@@ -464,7 +476,7 @@ mod tests {
                 now: at(today),
                 time_zone: chrono_tz::UTC,
                 settings: &settings,
-                policies: &book,
+                policies: book,
                 default_policy: "default",
                 ledger: "quickbooks:1",
                 invoices: &cases,
@@ -567,6 +579,30 @@ mod tests {
         assert!(
             !after.iter().any(|(_, s)| s.starts_with("promise/plan")),
             "{after:?}"
+        );
+    }
+
+    #[test]
+    fn a_fee_running_when_the_plan_was_agreed_does_not_count_the_kept_days() {
+        // A fee every 10 days from +7d: period 0 on 7 November, before the plan.
+        let book = book_with(
+            "[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\nevery_days = 10\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"late_fee\"\n",
+        );
+        let log = run_in(&book, &[], day(12, 31), None);
+        let fees: Vec<(NaiveDate, &str)> = steps(&log, day(10, 31))
+            .into_iter()
+            .filter(|(_, s)| s.starts_with("+7d/"))
+            .collect();
+        // Agreed on day 10 (period 1 would start on day 17), broken and told on the 24th:
+        // 14 kept days, so period 1 starts on day 31, 1 December, not at once on the 24th.
+        assert_eq!(
+            fees[..3],
+            [
+                (day(11, 7), "+7d/p0"),
+                (day(12, 1), "+7d/p1"),
+                (day(12, 11), "+7d/p2"),
+            ],
+            "{log:?}"
         );
     }
 }

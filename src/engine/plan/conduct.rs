@@ -29,6 +29,9 @@ pub(super) struct Contact {
     /// (date, day it stood for) of every reminder sent, to find the one that announced
     /// escalation.
     pub stood: Vec<(NaiveDate, i64)>,
+    /// A payment plan that ended: (the policy day the ladder stood at when it was agreed,
+    /// the days it lasted). A fee already running then does not count the kept days.
+    pub plan_hold: Option<(i64, i64)>,
 }
 
 impl Contact {
@@ -86,12 +89,15 @@ impl Contact {
             .map(|(_, s)| *s);
         let mut shift = last.map_or(0, |(date, day)| ((date - due).num_days() - day).max(0));
         let mut last_stood_for = last.map(|(_, day)| day);
+        let mut plan_hold = None;
         // A payment plan that ended (broken or cancelled) held the ladder where it stood
         // when it was agreed: the steps not yet due then come later by the plan's time.
         if let Some((agreed, ended)) = cx.hist.arrangement.as_ref().and_then(|a| a.ended()) {
             let at = (agreed - due).num_days() - shift;
+            let gap = (ended - agreed).num_days().max(0);
             last_stood_for = Some(last_stood_for.map_or(at, |s| s.max(at)));
-            shift += (ended - agreed).num_days().max(0);
+            shift += gap;
+            plan_hold = Some((at, gap));
         }
         Contact {
             sent: stood.iter().map(|(d, _)| *d).collect(),
@@ -100,6 +106,7 @@ impl Contact {
             last_stood_for,
             caught_up_to,
             stood,
+            plan_hold,
         }
     }
 

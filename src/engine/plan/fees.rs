@@ -31,6 +31,11 @@ pub(super) fn candidate(
         .find(|s| s.action == StepAction::LateFee)?;
     // The fee's periods run from its step as paced from the last message sent.
     let step_day = contact.paced(step.day);
+    // A fee already running when a payment plan was agreed pauses for the kept days.
+    let d = match contact.plan_hold {
+        Some((at, gap)) if step_day <= at => d - gap,
+        _ => d,
+    };
     let (period, start) = fee.period_on(d, step_day)?;
     let id = format!("{}/p{period}", step.id);
     if policy.escalation_day.is_some_and(|e| start >= e) {
