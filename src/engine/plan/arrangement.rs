@@ -605,4 +605,32 @@ mod tests {
             "{log:?}"
         );
     }
+
+    #[test]
+    fn fees_during_plan_keeps_the_fee_running_through_the_plan() {
+        let book = book_with(
+            "[policies.default]\nfees_during_plan = true\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\nevery_days = 10\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"late_fee\"\n",
+        );
+        let log = run_in(&book, &[], day(12, 31), None);
+        let fees: Vec<(NaiveDate, &str)> = steps(&log, day(10, 31))
+            .into_iter()
+            .filter(|(_, s)| s.starts_with("+7d/"))
+            .collect();
+        // Every 10 days from day 7, the kept days included, and nothing moved after.
+        assert_eq!(
+            fees[..4],
+            [
+                (day(11, 7), "+7d/p0"),
+                (day(11, 17), "+7d/p1"),
+                (day(11, 27), "+7d/p2"),
+                (day(12, 7), "+7d/p3"),
+            ],
+            "{log:?}"
+        );
+        // The plan's own messages still went, and no ordinary reminder while it was kept.
+        assert!(log.contains(&(day(11, 17), "instalment/P1/1/heads_up".to_string())));
+        assert!(!log
+            .iter()
+            .any(|(d, s)| *d > day(11, 10) && *d < day(11, 24) && s == "+14d"));
+    }
 }

@@ -32,6 +32,8 @@ pub(super) struct Contact {
     /// A payment plan that ended: (the policy day the ladder stood at when it was agreed,
     /// the days it lasted). A fee already running then does not count the kept days.
     pub plan_hold: Option<(i64, i64)>,
+    /// `last_stood_for` and `shift` as the catch-up alone set them.
+    catch_up_pacing: (Option<i64>, i64),
 }
 
 impl Contact {
@@ -90,6 +92,7 @@ impl Contact {
         let mut shift = last.map_or(0, |(date, day)| ((date - due).num_days() - day).max(0));
         let mut last_stood_for = last.map(|(_, day)| day);
         let mut plan_hold = None;
+        let catch_up_pacing = (last_stood_for, shift);
         // A payment plan that ended (broken or cancelled) held the ladder where it stood
         // when it was agreed: the steps not yet due then come later by the plan's time.
         if let Some((agreed, ended)) = cx.hist.arrangement.as_ref().and_then(|a| a.ended()) {
@@ -107,6 +110,15 @@ impl Contact {
             caught_up_to,
             stood,
             plan_hold,
+            catch_up_pacing,
+        }
+    }
+
+    /// [`Contact::paced`] as if no payment plan had held the ladder.
+    pub fn paced_before_plan(&self, day: i64) -> i64 {
+        match self.catch_up_pacing {
+            (Some(s), shift) if day > s => day + shift,
+            _ => day,
         }
     }
 
