@@ -252,6 +252,15 @@ pub fn arrange(
             .map_err(io)?;
     }
     store.flush().map_err(io)?;
+    tracing::info!(
+        connection = %connection,
+        plan = %plan.id,
+        customer = %plan.customer_name,
+        invoices = %plan.numbers(),
+        total = %plan.money(total).display_human(),
+        instalments = plan.instalments.len(),
+        "payment plan agreed"
+    );
     let mut out = format!(
         "{connection}: payment plan {} agreed with {} for {} (invoice(s) {}):\n",
         plan.id,
@@ -485,6 +494,13 @@ pub fn cancel(
             .map_err(io)?;
     }
     store.flush().map_err(io)?;
+    tracing::info!(
+        connection = %connection,
+        plan = %plan.id,
+        customer = %plan.customer_name,
+        invoices = %plan.numbers(),
+        "payment plan cancelled; chasing resumes"
+    );
     Ok(format!(
         "{connection}: payment plan {} ({}, invoice(s) {}) cancelled; chasing resumes where it stood when the plan was agreed ({}), without a \"plan missed\" message\n",
         plan.id,

@@ -633,4 +633,112 @@ mod tests {
             .iter()
             .any(|(d, s)| *d > day(11, 10) && *d < day(11, 24) && s == "+14d"));
     }
+
+    /// A plan over two invoices of one customer, through [`crate::arrangements::attach`]
+    /// and the store: the first open invoice carries the plan's messages, and after a
+    /// miss the other waits for the one "plan missed" message before its ladder resumes.
+    #[test]
+    fn a_plan_over_two_invoices_sends_each_message_once() {
+        use crate::store::{SledStore, Store};
+        let book = book();
+        let settings = EngineSettings::default();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut p = arrangement();
+        p.invoices.push(CoveredInvoice {
+            id: "2".into(),
+            number: "102".into(),
+            balance_when_agreed: dec!(200),
+        });
+        p.instalments = vec![
+            Instalment {
+                due: day(11, 20),
+                amount: dec!(250),
+            },
+            Instalment {
+                due: day(12, 4),
+                amount: dec!(250),
+            },
+        ];
+        store.put_arrangement(&p).unwrap();
+        let mut cases = vec![
+            InvoiceCase {
+                invoice: invoice("1", "c1", 300),
+                history: InvoiceHistory::default(),
+            },
+            InvoiceCase {
+                invoice: invoice("2", "c1", 200),
+                history: InvoiceHistory::default(),
+            },
+        ];
+        for c in &mut cases {
+            c.history.first_seen_at = Some(at(day(10, 1)));
+        }
+        let mut log: Vec<(NaiveDate, String, String)> = Vec::new();
+        let mut today = day(11, 10);
+        while today <= day(12, 10) {
+            for c in &mut cases {
+                c.history.arrangement = None;
+            }
+            crate::arrangements::attach(
+                &store,
+                "acme-qbo",
+                &mut cases,
+                today,
+                chrono_tz::UTC,
+                &settings,
+            )
+            .unwrap();
+            let pl = plan(&PlanInputs {
+                now: at(today),
+                time_zone: chrono_tz::UTC,
+                settings: &settings,
+                policies: &book,
+                default_policy: "default",
+                ledger: "quickbooks:1",
+                invoices: &cases,
+            })
+            .unwrap();
+            for a in &pl.actions {
+                let c = cases
+                    .iter_mut()
+                    .find(|c| c.invoice.remote_id == a.invoice_id)
+                    .unwrap();
+                c.history.actions.push(record(a, at(today)));
+                log.push((today, a.invoice_id.clone(), a.step_id.clone()));
+            }
+            today += Duration::days(1);
+        }
+        let on = |inv: &str| -> Vec<(NaiveDate, &str)> {
+            log.iter()
+                .filter(|(_, i, _)| i == inv)
+                .map(|(d, _, s)| (*d, s.as_str()))
+                .collect()
+        };
+        let first = on("1");
+        let second = on("2");
+        assert_eq!(
+            &first[..4],
+            [
+                (day(11, 10), "plan/P1/agreed"),
+                (day(11, 17), "instalment/P1/1/heads_up"),
+                (day(11, 20), "instalment/P1/1/due"),
+                (day(11, 24), "promise/plan-P1"),
+            ],
+            "{log:?}"
+        );
+        assert_eq!(second[0], (day(11, 10), "plan/P1/agreed"), "{log:?}");
+        // Nothing else on the second invoice until the day after the message.
+        assert!(second[1..].iter().all(|(d, _)| *d > day(11, 24)), "{log:?}");
+        assert!(second.len() > 1, "its ladder resumed: {log:?}");
+        let missed = log
+            .iter()
+            .filter(|(_, _, s)| s.starts_with("promise/plan"))
+            .count();
+        assert_eq!(missed, 1, "{log:?}");
+        assert!(
+            !second.iter().any(|(_, s)| s.starts_with("instalment/")),
+            "{log:?}"
+        );
+    }
 }
