@@ -35,14 +35,10 @@ fn arrange(h: &Harness, inv: &CreatedInvoice) -> String {
         .unwrap_or_else(|e| panic!("arrange {}: {e}", inv.number))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kept_plan_and_a_missed_twin_in_both_systems() {
-    let h = Harness::start(
-        empty_world(london(d(9, 21), 9, 0)),
-        "Europe/London",
-        SCENARIO_POLICY,
-    )
-    .await;
+/// The season both scenarios run: a kept plan (P1) and its missed twin (P2) of 300 due
+/// 1 October, agreed on 12 October for 3 instalments of 100 every 14 days from the 21st,
+/// then daily cycles to 25 November with the kept plan's payments.
+async fn season(h: &Harness) -> (Vec<CreatedInvoice>, Vec<CreatedInvoice>) {
     let total: Decimal = "300.00".parse().unwrap();
     let kept = h.invoice_in_both("Kept Plan Ltd", total, d(9, 1), d(10, 1), Behaviour::Never);
     let missed = h.invoice_in_both(
@@ -55,7 +51,7 @@ async fn a_kept_plan_and_a_missed_twin_in_both_systems() {
     h.daily(d(9, 21), d(10, 12), 10).await;
 
     for inv in &kept {
-        let out = arrange(&h, inv);
+        let out = arrange(h, inv);
         assert!(out.contains("payment plan P1 agreed"), "{out}");
         assert!(
             out.contains("USD 100.00") || out.contains("100.00"),
@@ -63,7 +59,7 @@ async fn a_kept_plan_and_a_missed_twin_in_both_systems() {
         );
     }
     for inv in &missed {
-        let out = arrange(&h, inv);
+        let out = arrange(h, inv);
         assert!(out.contains("payment plan P2 agreed"), "{out}");
     }
 
@@ -96,6 +92,18 @@ async fn a_kept_plan_and_a_missed_twin_in_both_systems() {
         h.cycle_at(london(day, 10, 0)).await;
         day = day.succ_opt().unwrap();
     }
+    (kept, missed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_plan_and_a_missed_twin_in_both_systems() {
+    let h = Harness::start(
+        empty_world(london(d(9, 21), 9, 0)),
+        "Europe/London",
+        SCENARIO_POLICY,
+    )
+    .await;
+    let (kept, missed) = season(&h).await;
 
     let rows = h.ledger();
     assert_ledger_consistent(&rows);
@@ -190,6 +198,116 @@ async fn a_kept_plan_and_a_missed_twin_in_both_systems() {
     assert!(kept
         .iter()
         .all(|i| i.system == System::QuickBooks || i.system == System::Xero));
+}
+
+/// With overdued's own email the customer reads the plan: a confirmation listing dates
+/// and amounts, each heads-up and reminder with the instalments still to pay, and the
+/// "plan has ended" message before the ladder's next reminder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_smtp_the_customer_reads_the_plan() {
+    let rx = overdued::channels::loopback::Receiver::start()
+        .await
+        .unwrap();
+    let policies = format!(
+        "[channels.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\nfrom = \"billing@example.com\"\nfrom_name = \"Example Ltd Accounts\"\n{}",
+        rx.addr.port(),
+        SCENARIO_POLICY.replace(
+            "[policies.default]\n",
+            "[policies.default]\npayment_instructions = \"Bank transfer to Example Ltd, sort code 12-34-56, account 12345678.\"\nattach_pdf = false\n",
+        )
+    );
+    let h = Harness::start(
+        empty_world(london(d(9, 21), 9, 0)),
+        "Europe/London",
+        &policies,
+    )
+    .await;
+    let (kept, missed) = season(&h).await;
+    let messages = rx.messages();
+    let to = |who: &str| -> Vec<(String, String)> {
+        messages
+            .iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r.contains(who)))
+            .map(|m| {
+                (
+                    m.header("Subject").unwrap_or_default(),
+                    m.data.replace("=\r\n", "").replace("=3D", "="),
+                )
+            })
+            .collect()
+    };
+    // The sandbox's QuickBooks company bills in USD, its Xero organisation in GBP: the
+    // expectations are written in USD.
+    for (system, cur) in [("quickbooks", "USD"), ("xero", "GBP")] {
+        let k: Vec<(String, String)> = to(&format!("kept.plan.ltd@{system}"))
+            .into_iter()
+            .map(|(s, b)| (s.replace(cur, "USD"), b.replace(cur, "USD")))
+            .collect();
+        let subjects: Vec<String> = k.iter().map(|(s, _)| s.clone()).collect();
+        let n = number_in(&kept, system);
+        assert_eq!(
+            subjects,
+            [
+                format!("Payment plan P1 for invoice {n}: our confirmation"),
+                "Payment plan: instalment 1 of USD 100.00 is due on 21 October 2026".into(),
+                "Payment plan: instalment 2 of USD 100.00 is due on 4 November 2026".into(),
+                "Payment plan: instalment 2 of USD 40.00 is due today".into(),
+                "Payment plan: instalment 3 of USD 100.00 is due on 18 November 2026".into(),
+                "Payment plan: instalment 3 of USD 100.00 is due today".into(),
+            ],
+            "{system}"
+        );
+        let confirmation = &k[0].1;
+        for line in [
+            "1. 21 October 2026: USD 100.00",
+            "2. 4 November 2026: USD 100.00",
+            "3. 18 November 2026: USD 100.00",
+            "Bank transfer to Example Ltd",
+        ] {
+            assert!(confirmation.contains(line), "{system}: {confirmation}");
+        }
+        // Part-paid: what is left of the instalment, and the rest of the schedule.
+        let part = &k[3].1;
+        assert!(
+            part.contains("2. 4 November 2026: USD 40.00 of USD 100.00 (the rest paid)"),
+            "{part}"
+        );
+        assert!(part.contains("3. 18 November 2026: USD 100.00"), "{part}");
+        assert!(!part.contains("1. 21 October"), "{part}");
+
+        let m: Vec<(String, String)> = to(&format!("missed.plan.ltd@{system}"))
+            .into_iter()
+            .map(|(s, b)| (s.replace(cur, "USD"), b.replace(cur, "USD")))
+            .collect();
+        let subjects: Vec<String> = m.iter().map(|(s, _)| s.clone()).collect();
+        let n = number_in(&missed, system);
+        assert!(subjects.len() > 4, "the ladder resumed: {subjects:?}");
+        assert_eq!(
+            subjects[..4],
+            [
+                format!("Payment plan P2 for invoice {n}: our confirmation"),
+                "Payment plan: instalment 1 of USD 100.00 is due on 21 October 2026".into(),
+                "Payment plan: instalment 1 of USD 100.00 is due today".into(),
+                format!("Invoice {n}: the payment plan has ended"),
+            ],
+            "{system}"
+        );
+        let ended = &m[3].1;
+        assert!(
+            ended.contains("We have not received instalment 1"),
+            "{ended}"
+        );
+        assert!(ended.contains("USD 300.00 remains due"), "{ended}");
+    }
+}
+
+fn number_in(invoices: &[CreatedInvoice], system: &str) -> String {
+    invoices
+        .iter()
+        .find(|i| i.system.as_str().eq_ignore_ascii_case(system))
+        .unwrap()
+        .number
+        .clone()
 }
 
 #[path = "support/service.rs"]
@@ -410,6 +528,14 @@ fn the_commands_work_with_the_daemon_running() {
     assert_eq!(v[0]["status"], "kept", "{out}");
     assert_eq!(v[0]["total"], "400.00", "{out}");
     assert_eq!(v[0]["instalments"].as_array().unwrap().len(), 3, "{out}");
+
+    // The owner sees it in `status` (through the daemon), with how the messages go.
+    let (code, out, err) = run(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!("plan:       payment plan P1 Plan Test Ltd (invoice PLAN-1, PLAN-2): kept, GBP 0.00 of GBP 400.00 paid; next GBP 133.33 on {first} (by the system's invoice email")),
+        "{out}"
+    );
 
     let (code, out, err) = run(&["cancel", "sandbox-xero", "P1"]);
     assert_eq!(code, Some(0), "{out}{err}");

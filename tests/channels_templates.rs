@@ -103,6 +103,34 @@ fn every_default_step_template_matches_its_snapshot() {
         .unwrap();
     snapshot("promise_broken", &r);
     seen.push("promise_broken".into());
+    // A payment plan's messages (see tests/arrangements.rs for when each goes).
+    for (id, day) in [
+        ("plan_agreed", 20),
+        ("instalment_heads_up", 28),
+        ("instalment_due", 31),
+        ("plan_missed", 35),
+    ] {
+        let mut c = context_for(day, id);
+        c.plan_id = "P1".into();
+        c.plan_invoices = "1037".into();
+        c.plan_schedule = if id == "plan_agreed" {
+            "1. 1 December 2026: USD 120.69\n2. 15 December 2026: USD 120.69\n3. 29 December 2026: USD 120.69"
+        } else {
+            "1. 1 December 2026: USD 20.69 of USD 120.69 (the rest paid)\n2. 15 December 2026: USD 120.69\n3. 29 December 2026: USD 120.69"
+        }
+        .into();
+        c.instalment_number = "1".into();
+        c.instalment_date = "1 December 2026".into();
+        c.instalment_amount = "USD 20.69".into();
+        let r = t.render(id, &c).unwrap();
+        assert!(
+            r.text.contains("https://pay.example/1037"),
+            "{id}: {}",
+            r.text
+        );
+        snapshot(id, &r);
+        seen.push(id.into());
+    }
     for id in STEP_TEMPLATES {
         assert!(seen.iter().any(|s| s == id), "{id} has no snapshot");
     }

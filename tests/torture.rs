@@ -464,6 +464,193 @@ impl World {
     }
 }
 
+/// The day both worlds agree two payment plans per system (issue #16): one the customer
+/// keeps (its instalments paid through the sandbox on their days), one whose first
+/// instalment is missed; their notes, instalment messages and "plan missed" message are
+/// part of the ledger both worlds must end with.
+const PLAN_DAY: u32 = 14;
+
+/// A plan whose instalments the season pays.
+struct KeptPlan {
+    system: &'static str,
+    tenant: String,
+    id: String,
+    instalments: Vec<(NaiveDate, rust_decimal::Decimal)>,
+}
+
+impl World {
+    fn overdued(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_overdued"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run overdued");
+        assert!(
+            out.status.success(),
+            "{}: overdued {args:?}: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Agrees the season's plans on day `i` (between its 07:00 and 10:00 cycles) over
+    /// the first two overdue invoices, by number, of customers who pay nothing by
+    /// themselves meanwhile; the same two in both worlds, whose ledgers agree by then.
+    fn agree_plans(&mut self, i: u32) -> Vec<KeptPlan> {
+        let today = day(i);
+        let now = utc(today, 8).to_rfc3339();
+        let tenants = self.sandbox.call("GET", "/_sandbox/tenants", None);
+        let mut kept = Vec::new();
+        for (system, conn) in [("quickbooks", QBO), ("xero", XERO)] {
+            let tenant = tenants
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["system"] == system)
+                .and_then(|t| t["id"].as_str())
+                .unwrap()
+                .to_string();
+            let mut open = Vec::new();
+            {
+                let store =
+                    SledStore::open(&self.dir.path().join("overdued-state")).expect("store");
+                overdued::store::Store::for_each_invoice(&store, conn, &mut |r| {
+                    let s = &r.snapshot;
+                    if s.status.is_open()
+                        && !s.is_fee_invoice
+                        && s.amount_due > rust_decimal::Decimal::ZERO
+                        && s.due_date + chrono::Duration::days(7) <= today
+                    {
+                        open.push((s.display_number().to_string(), s.remote_id.clone()));
+                    }
+                    true
+                })
+                .expect("invoices");
+            }
+            open.sort();
+            let mut chosen: Vec<(String, String, String)> = Vec::new();
+            for (number, id) in open {
+                let inv = self.sandbox.call(
+                    "GET",
+                    &format!("/_sandbox/invoices/{system}/{tenant}/{id}"),
+                    None,
+                );
+                let customer = inv["customer"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                // Customers who pay nothing unless a fee is charged, which no kept plan
+                // brings: what they pay is what the season pays for them.
+                let kind = inv["customer"]["behaviour"]["kind"]
+                    .as_str()
+                    .unwrap_or_default();
+                if matches!(kind, "never" | "disputes" | "pays_after_fee")
+                    && !chosen.iter().any(|c| c.2 == customer)
+                {
+                    chosen.push((number, id, customer));
+                }
+                if chosen.len() == 2 {
+                    break;
+                }
+            }
+            assert_eq!(
+                chosen.len(),
+                2,
+                "{}: two invoices to arrange in {system}",
+                self.name
+            );
+            let first = (today + chrono::Duration::days(7)).to_string();
+            self.overdued(&[
+                "arrange",
+                conn,
+                &chosen[0].0,
+                "--instalments",
+                "3",
+                "--every",
+                "14",
+                "--first",
+                &first,
+                "--now",
+                &now,
+            ]);
+            let list: Value =
+                serde_json::from_str(&self.overdued(&["arrangements", conn, "--json"]))
+                    .expect("arrangements --json");
+            // The twin: two instalments, the first of which is never paid.
+            let total = self.sandbox.call(
+                "GET",
+                &format!("/_sandbox/invoices/{system}/{tenant}/{}", chosen[1].1),
+                None,
+            )["balance"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap();
+            let half = (total / rust_decimal::Decimal::from(2)).round_dp(2);
+            self.overdued(&[
+                "arrange",
+                conn,
+                &chosen[1].0,
+                "--schedule",
+                &format!(
+                    "{first}:{half},{}:{}",
+                    today + chrono::Duration::days(21),
+                    total - half
+                ),
+                "--now",
+                &now,
+            ]);
+            kept.push(KeptPlan {
+                system,
+                tenant,
+                id: chosen[0].1.clone(),
+                instalments: list[0]["instalments"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| {
+                        (
+                            c["due"].as_str().unwrap().parse().unwrap(),
+                            c["amount"].as_str().unwrap().parse().unwrap(),
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        kept
+    }
+
+    /// Pays the kept plans' instalments due on `d` (what is left of them at most).
+    fn pay_instalments(&self, plans: &[KeptPlan], d: NaiveDate) {
+        for p in plans {
+            for (due, amount) in &p.instalments {
+                if *due != d {
+                    continue;
+                }
+                let path = format!("/_sandbox/invoices/{}/{}/{}", p.system, p.tenant, p.id);
+                let balance: rust_decimal::Decimal = self.sandbox.call("GET", &path, None)
+                    ["balance"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let pay = (*amount).min(balance);
+                if pay > rust_decimal::Decimal::ZERO {
+                    self.sandbox.call(
+                        "POST",
+                        &format!("{path}/payments"),
+                        Some(&json!({"amount": pay.to_string(), "date": d.to_string()})),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Exit 0, both connections cycled, no action failed.
 fn clean(code: Option<i32>, stdout: &str, stderr: &str) -> bool {
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains(": synced ")).collect();
@@ -520,6 +707,7 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
     let (tx, rx) = mpsc::channel::<Duration>();
     let reference = std::thread::spawn(move || {
         let mut w = World::start("reference");
+        let mut plans = Vec::new();
         for i in 0..DAYS {
             if RESTART_DAYS.contains(&i) {
                 w.restart_sandbox();
@@ -528,6 +716,10 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
             if i == 0 {
                 w.opt_in_some();
             }
+            if i == PLAN_DAY {
+                plans = w.agree_plans(i);
+            }
+            w.pay_instalments(&plans, day(i));
             let took = w.settle(london(day(i), 10, 0));
             let _ = tx.send(took);
         }
@@ -538,6 +730,7 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
     let mut w = World::start("tortured");
     let mut rng = rand::rngs::StdRng::seed_from_u64(torture_seed());
     let (mut kills, mut finished_first) = (0u32, 0u32);
+    let mut plans = Vec::new();
     for i in 0..DAYS {
         if RESTART_DAYS.contains(&i) {
             w.restart_sandbox();
@@ -546,6 +739,10 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
         if i == 0 {
             w.opt_in_some();
         }
+        if i == PLAN_DAY {
+            plans = w.agree_plans(i);
+        }
+        w.pay_instalments(&plans, day(i));
         let now = london(day(i), 10, 0);
         w.sandbox.set_now(now);
         let reference_took = rx
@@ -590,6 +787,22 @@ fn sigkill_at_random_moments_over_a_season_leaves_the_same_ledger_as_an_uninterr
     let lookups = (reference.sms_lookups(), w.sms_lookups());
     assert_ledger_consistent(&a);
     assert_ledger_consistent(&b);
+    // The plans' lifecycle took place in both systems: agreed, reminded, one missed.
+    for system in [System::QuickBooks, System::Xero] {
+        for step in [
+            "plan/P1/agreed",
+            "instalment/P1/1/heads_up",
+            "instalment/P1/3/heads_up",
+            "plan/P2/agreed",
+            "instalment/P2/1/due",
+            "promise/plan-P2",
+        ] {
+            assert!(
+                a.iter().any(|r| r.system == system && r.step == step),
+                "{system:?}: no {step} in the reference ledger"
+            );
+        }
+    }
     let count = |rows: &[Row], action: &str| rows.iter().filter(|r| r.action == action).count();
     let texts = |rows: &[Row]| rows.iter().filter(|r| r.kind == "sms").count();
     assert!(

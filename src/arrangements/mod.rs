@@ -239,6 +239,15 @@ impl Arrangement {
     }
 }
 
+/// Whether a message template is one of a payment plan's (sent on its own, never in a
+/// statement).
+pub fn is_plan_template(t: Option<&str>) -> bool {
+    matches!(
+        t,
+        Some("plan_agreed" | "instalment_heads_up" | "instalment_due" | "plan_missed")
+    )
+}
+
 /// Gives each covered invoice among `cases` the latest plan covering it, as it stands on
 /// `today`: balances from the cases (else the store), a plan whose "plan missed" message
 /// went out stays broken.
@@ -308,6 +317,12 @@ pub fn attach(
                 currency: p.currency,
                 instalments: p.credited(paid),
                 agreement_note: p.agreement_note(),
+                carrier_number: carrier
+                    .as_deref()
+                    .and_then(|id| p.invoices.iter().find(|c| c.id == id))
+                    .map(|c| c.number.clone())
+                    .unwrap_or_default(),
+                missed_sent: missed_on.is_some(),
             });
         }
     }

@@ -252,6 +252,15 @@ pub fn arrange(
             .map_err(io)?;
     }
     store.flush().map_err(io)?;
+    tracing::info!(
+        connection = %connection,
+        plan = %plan.id,
+        customer = %plan.customer_name,
+        invoices = %plan.numbers(),
+        total = %plan.money(total).display_human(),
+        instalments = plan.instalments.len(),
+        "payment plan agreed"
+    );
     let mut out = format!(
         "{connection}: payment plan {} agreed with {} for {} (invoice(s) {}):\n",
         plan.id,
@@ -485,6 +494,13 @@ pub fn cancel(
             .map_err(io)?;
     }
     store.flush().map_err(io)?;
+    tracing::info!(
+        connection = %connection,
+        plan = %plan.id,
+        customer = %plan.customer_name,
+        invoices = %plan.numbers(),
+        "payment plan cancelled; chasing resumes"
+    );
     Ok(format!(
         "{connection}: payment plan {} ({}, invoice(s) {}) cancelled; chasing resumes where it stood when the plan was agreed ({}), without a \"plan missed\" message\n",
         plan.id,
@@ -492,4 +508,53 @@ pub fn cancel(
         plan.numbers(),
         plan.agreed_on
     ))
+}
+
+/// One line per payment plan the owner should know of today: those running, and those
+/// that ended unpaid in the last 14 days; for `status` and the digest.
+pub fn status_lines(
+    config: &Config,
+    store: &dyn Store,
+    connection: &str,
+    today: NaiveDate,
+) -> Result<Vec<String>, StoreError> {
+    let by = if config.channels.smtp.is_some() {
+        "by overdued's email"
+    } else {
+        "by the system's invoice email, which shows the balance, not the instalment"
+    };
+    let mut out = Vec::new();
+    for p in store.arrangements(connection)? {
+        let r = report(store, &p, today, config.engine.plan_grace_days)?;
+        let money = |a: Decimal| p.money(a).display_human().to_string();
+        let head = format!(
+            "payment plan {} {} (invoice {})",
+            p.id,
+            p.customer_name,
+            p.numbers()
+        );
+        match (r.status, r.ended_on) {
+            ("kept" | "due", _) => {
+                let next = r
+                    .instalments
+                    .iter()
+                    .find(|c| c.outstanding() > Decimal::ZERO)
+                    .map(|c| format!("; next {} on {} ({by})", money(c.outstanding()), c.due))
+                    .unwrap_or_default();
+                out.push(format!(
+                    "{head}: {}, {} of {} paid{next}",
+                    r.status,
+                    money(r.paid),
+                    money(r.total)
+                ));
+            }
+            ("broken", Some(on)) if (today - on).num_days() <= 14 => out.push(format!(
+                "{head}: BROKEN on {on} ({} of {} paid); the customer is told and chasing has resumed: consider a call",
+                money(r.paid),
+                money(r.total)
+            )),
+            _ => {}
+        }
+    }
+    Ok(out)
 }

@@ -385,6 +385,24 @@ async fn plan_units(
     let mut units = Vec::new();
     'customers: for ((connection, customer), members) in by_customer {
         let to = recipients(&members[0].p.snapshot);
+        // A payment plan's messages are about the plan, not a list of what is owed: each
+        // goes as written, never folded into a statement.
+        let (own, members): (Vec<Ready>, Vec<Ready>) = members
+            .into_iter()
+            .partition(|m| crate::arrangements::is_plan_template(m.p.template.as_deref()));
+        for m in own {
+            let rendered = render_one(mailer, &m, today, &sender).map_err(|e| e.to_string());
+            units.push(Unit {
+                rendered,
+                attachments: m.facts.pdf.iter().cloned().collect(),
+                members: vec![m.p],
+                to: to.clone(),
+                statement: None,
+            });
+        }
+        if members.is_empty() {
+            continue;
+        }
         let listing = if mailer.settings.statements {
             statement_listing(store, &connection, &customer, today, &members)?
         } else {

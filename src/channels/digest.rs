@@ -345,6 +345,9 @@ pub fn context(
                 "{name}: the promised payment of invoice {n} has not arrived: call the customer"
             ));
         }
+        for p in &st.attention.payment_plans {
+            ctx.attention.push(format!("{name}: {p}"));
+        }
         if st.attention.failed_actions > 0 {
             ctx.attention.push(format!(
                 "{name}: {} action(s) failed and are retried",

@@ -56,6 +56,22 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/test_email.txt"),
     ),
     ("catch_up.txt", include_str!("../../templates/catch_up.txt")),
+    (
+        "plan_agreed.txt",
+        include_str!("../../templates/plan_agreed.txt"),
+    ),
+    (
+        "instalment_heads_up.txt",
+        include_str!("../../templates/instalment_heads_up.txt"),
+    ),
+    (
+        "instalment_due.txt",
+        include_str!("../../templates/instalment_due.txt"),
+    ),
+    (
+        "plan_missed.txt",
+        include_str!("../../templates/plan_missed.txt"),
+    ),
     ("_pay.txt", include_str!("../../templates/_pay.txt")),
     ("_fee.txt", include_str!("../../templates/_fee.txt")),
     ("_earlier.txt", include_str!("../../templates/_earlier.txt")),
@@ -73,6 +89,10 @@ pub const STEP_TEMPLATES: &[&str] = &[
     "final_notice",
     "promise_broken",
     "escalation",
+    "plan_agreed",
+    "instalment_heads_up",
+    "instalment_due",
+    "plan_missed",
 ];
 
 /// A template error with the file (or `built-in:NAME`) and line it is on.
@@ -394,6 +414,14 @@ pub struct StepContext {
     pub pdf_attached: bool,
     /// The customer's payer profile, or empty ([`MessageContext::payer_profile`]).
     pub payer_profile: String,
+    /// A payment plan's messages: its id, the invoices it covers, the instalments still
+    /// to pay (one a line), and the instalment the message is about.
+    pub plan_id: String,
+    pub plan_invoices: String,
+    pub plan_schedule: String,
+    pub instalment_number: String,
+    pub instalment_date: String,
+    pub instalment_amount: String,
 }
 
 impl StepContext {
@@ -422,6 +450,12 @@ impl StepContext {
             payment_instructions: String::new(),
             pdf_attached: false,
             payer_profile: m.payer_profile.clone(),
+            plan_id: m.plan_id.clone(),
+            plan_invoices: m.plan_invoices.clone(),
+            plan_schedule: m.plan_schedule.clone(),
+            instalment_number: m.instalment_number.clone(),
+            instalment_date: m.instalment_date.clone(),
+            instalment_amount: m.instalment_amount.clone(),
         }
     }
 

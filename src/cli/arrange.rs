@@ -8,7 +8,7 @@ use crate::ops::Op;
 
 use super::common::{parse_date, Fail};
 use super::exit;
-use super::holds::run;
+use super::holds::{run, run_at};
 
 /// The schedule options as typed.
 pub struct ScheduleArgs<'a> {
@@ -66,7 +66,13 @@ fn spec(a: &ScheduleArgs<'_>) -> Result<PlanSpec, Fail> {
     }
 }
 
-pub fn arrange(config: Option<&Path>, connection: &str, target: &str, a: ScheduleArgs<'_>) -> u8 {
+pub fn arrange(
+    config: Option<&Path>,
+    connection: &str,
+    target: &str,
+    a: ScheduleArgs<'_>,
+    now: Option<&str>,
+) -> u8 {
     let op = spec(&a).map(|schedule| Op::Arrange {
         connection: connection.into(),
         target: target.into(),
@@ -88,7 +94,7 @@ pub fn arrange(config: Option<&Path>, connection: &str, target: &str, a: Schedul
         )),
         (op, _) => op,
     };
-    run(config, op)
+    run_at(config, op, now)
 }
 
 pub fn list(config: Option<&Path>, connection: Option<&str>, json: bool) -> u8 {
@@ -101,12 +107,13 @@ pub fn list(config: Option<&Path>, connection: Option<&str>, json: bool) -> u8 {
     )
 }
 
-pub fn cancel(config: Option<&Path>, connection: &str, plan: &str) -> u8 {
-    run(
+pub fn cancel(config: Option<&Path>, connection: &str, plan: &str, now: Option<&str>) -> u8 {
+    run_at(
         config,
         Ok(Op::CancelArrangement {
             connection: connection.into(),
             plan: plan.into(),
         }),
+        now,
     )
 }

@@ -84,12 +84,43 @@ pub fn history(config: Option<&Path>, connection: &str, invoice: &str) -> u8 {
 }
 
 pub(super) fn run(config: Option<&Path>, op: Result<Op, Fail>) -> u8 {
+    run_at(config, op, None)
+}
+
+/// [`run`] as of `now` (RFC 3339) instead of the wall clock, for a simulated world: only
+/// with `allow_clock_override = true`, and only on the store itself (a running daemon
+/// keeps its own clock).
+pub(super) fn run_at(config: Option<&Path>, op: Result<Op, Fail>, now: Option<&str>) -> u8 {
     let result = op.and_then(|op| {
         let c = load_config(config)?;
-        match SledStore::open(&c.daemon.state_dir) {
-            Ok(store) => {
-                ops::apply(&op, &c, &store, chrono::Utc::now()).map_err(|e| Fail(e.code, e.message))
+        let at = match now {
+            None => chrono::Utc::now(),
+            Some(s) => {
+                if !c.daemon.allow_clock_override {
+                    return Err(Fail(
+                        exit::USAGE,
+                        format!(
+                            "--now is refused: {} does not set allow_clock_override = true in [daemon]",
+                            c.path.display()
+                        ),
+                    ));
+                }
+                chrono::DateTime::parse_from_rfc3339(s.trim())
+                    .map_err(|_| {
+                        Fail(
+                            exit::USAGE,
+                            format!("--now {s:?}: expected an RFC 3339 instant such as 2026-11-23T10:00:00Z"),
+                        )
+                    })?
+                    .with_timezone(&chrono::Utc)
             }
+        };
+        match SledStore::open(&c.daemon.state_dir) {
+            Ok(store) => ops::apply(&op, &c, &store, at).map_err(|e| Fail(e.code, e.message)),
+            Err(StoreError::Locked(lock)) if now.is_some() => Err(Fail(
+                exit::USAGE,
+                format!("--now is refused while the daemon runs ({lock}): it keeps its own clock"),
+            )),
             Err(StoreError::Locked(lock)) => forward(&c.daemon.state_dir, &op)
                 .map_err(|e| Fail(e.code, format!("{lock}; asking it failed: {}", e.message)))?,
             Err(e) => Err(Fail(exit::IOERR, e.to_string())),

@@ -150,6 +150,9 @@ pub enum Command {
         /// With a customer: the invoices to cover, A,B,... (default: all open ones).
         #[arg(long, value_name = "A,B,...")]
         invoices: Option<String>,
+        /// Agree it as of this instant (a simulated world; needs allow_clock_override).
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
     },
     /// List payment plans with their status and what has been paid.
     Arrangements {
@@ -166,6 +169,9 @@ pub enum Command {
         connection: String,
         /// The plan's id, as `arrangements` lists it (P1, P2, ...).
         plan: String,
+        /// Cancel it as of this instant (a simulated world; needs allow_clock_override).
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
     },
     /// Record a customer's promise to pay an invoice: no chasing until then.
     Promise {
@@ -458,6 +464,7 @@ pub fn main() -> ExitCode {
             first,
             schedule,
             invoices,
+            now,
         } => arrange::arrange(
             config.config.as_deref(),
             &connection,
@@ -469,6 +476,7 @@ pub fn main() -> ExitCode {
                 schedule: schedule.as_deref(),
                 invoices: invoices.as_deref(),
             },
+            now.as_deref(),
         ),
         Command::Arrangements {
             config,
@@ -479,7 +487,8 @@ pub fn main() -> ExitCode {
             config,
             connection,
             plan,
-        } => arrange::cancel(config.config.as_deref(), &connection, &plan),
+            now,
+        } => arrange::cancel(config.config.as_deref(), &connection, &plan, now.as_deref()),
         Command::Sandbox(args) => sandbox::run(&args),
         Command::Sms(cmd) => sms::run(cmd),
         Command::Connect {

@@ -61,6 +61,13 @@ impl Shared {
                 }
             }
             drop(conns);
+            // Plans change by hand between cycles (`arrange`, `cancel`): read them live.
+            let today = now.with_timezone(&cfg.daemon.time_zone).date_naive();
+            if let Ok(lines) =
+                crate::arrangements::ops::status_lines(&cfg, self.store.as_ref(), &c.name, today)
+            {
+                s.attention.payment_plans = lines;
+            }
             if let Ok(Some(t)) = self.store.get_tokens(&c.name) {
                 s.access_expires_at = Some(t.access_expires_at);
                 s.refresh_expires_at = t.refresh_expires_at;

@@ -399,6 +399,9 @@ pub struct Policy {
     pub payment_instructions: Option<String>,
     /// Whether SMTP reminders carry the invoice PDF, read from the ledger at send time.
     pub attach_pdf: bool,
+    /// Whether late fees keep running while a payment plan is kept (default: no fee for
+    /// the kept period).
+    pub fees_during_plan: bool,
 }
 
 impl Default for Policy {
@@ -441,6 +444,7 @@ impl Policy {
             templates: BTreeMap::new(),
             payment_instructions: None,
             attach_pdf: true,
+            fees_during_plan: false,
         }
     }
 
@@ -718,6 +722,7 @@ impl Policy {
                 .filter(|t| !t.is_empty())
                 .map(str::to_string),
             attach_pdf: self.attach_pdf,
+            fees_during_plan: self.fees_during_plan,
         };
         if compiled.payment_instructions.is_none() {
             if let Some(step) = compiled.steps.iter().find(|s| s.channel.uses_smtp()) {
@@ -871,6 +876,7 @@ pub struct CompiledPolicy {
     /// Trimmed; `None` when not set.
     pub payment_instructions: Option<String>,
     pub attach_pdf: bool,
+    pub fees_during_plan: bool,
 }
 
 impl CompiledPolicy {

@@ -271,6 +271,7 @@ pub const BUILT_IN_IDS: &[&str] = &[
     "escalation",
     "escalation_note",
     "ledger_note",
+    "plan_agreed",
     "instalment_heads_up",
     "instalment_due",
     "plan_missed",
@@ -406,6 +407,20 @@ Thank you for letting us know that invoice {{ invoice_number }} would be paid by
 If something has changed, please reply with a new date within the next week, or propose instalments, and we will work with you.
 
 {{ next_step }}
+
+Kind regards",
+        ),
+        "plan_agreed" => (
+            "Payment plan {{ plan_id }} for invoice {{ plan_invoices }}: our confirmation",
+            "Dear {{ customer_name }},
+
+Thank you for agreeing a payment plan with us for invoice {{ plan_invoices }}. As agreed, the balance is to be paid in these instalments:
+
+{{ plan_schedule }}
+
+We will send you a short note a few days before each instalment and on its day. While the plan is kept, we will send you no other reminders about these invoices.
+
+{{ pay_line }}
 
 Kind regards",
         ),

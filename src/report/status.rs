@@ -69,6 +69,9 @@ pub struct Attention {
     /// `overdued calls` shows. Absent from an older daemon's answer.
     #[serde(default)]
     pub calls: Vec<String>,
+    /// Payment plans running, or ended unpaid lately (one line each).
+    #[serde(default)]
+    pub payment_plans: Vec<String>,
 }
 
 impl Attention {
@@ -189,6 +192,7 @@ pub fn connection_status(
         .iter()
         .map(crate::calls::one_line)
         .collect();
+    attention.payment_plans = crate::arrangements::ops::status_lines(config, store, name, today)?;
     attention.failed_actions = store
         .unfinished_journal(name)?
         .iter()
@@ -432,6 +436,9 @@ pub fn render_text(r: &StatusReport) -> String {
                 ));
             }
         }
+        for p in &a.payment_plans {
+            out.push_str(&format!("  plan:       {p}\n"));
+        }
     }
     out
 }
@@ -483,6 +490,7 @@ mod tests {
                     no_email: vec!["Wiley Hardware (invoice INV-9)".into()],
                     failed_actions: 2,
                     calls: vec![],
+                    payment_plans: vec![],
                 },
                 payers: None,
             }],

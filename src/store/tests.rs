@@ -462,3 +462,46 @@ fn an_unreadable_version_1_payload_is_named_corrupt() {
         "{e}"
     );
 }
+
+#[test]
+fn payment_plans_are_typed_records_in_order_and_survive_a_reopen() {
+    use crate::arrangements::{Arrangement, CoveredInvoice, Instalment};
+    let plan = |n: u32| Arrangement {
+        id: format!("P{n}"),
+        connection: "uk".into(),
+        customer_id: "c1".into(),
+        customer_name: "Sonnenschein".into(),
+        currency: Currency::GBP,
+        invoices: vec![CoveredInvoice {
+            id: "a1".into(),
+            number: "INV-1".into(),
+            balance_when_agreed: dec!(300.00),
+        }],
+        instalments: vec![Instalment {
+            due: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            amount: dec!(300.00),
+        }],
+        agreed_at: t("2026-11-20T10:00:00Z"),
+        agreed_on: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+        cancelled_on: None,
+        broken_on: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        for n in [10, 2, 1] {
+            s.put_arrangement(&plan(n)).unwrap();
+        }
+        // A change is a new version of the same record, not a second plan.
+        let mut p2 = plan(2);
+        p2.cancelled_on = Some(NaiveDate::from_ymd_opt(2026, 11, 25).unwrap());
+        s.put_arrangement(&p2).unwrap();
+        assert!(s.arrangements("other").unwrap().is_empty());
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    let got = s.arrangements("uk").unwrap();
+    let ids: Vec<&str> = got.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["P1", "P2", "P10"]);
+    assert_eq!(got[1].cancelled_on, NaiveDate::from_ymd_opt(2026, 11, 25));
+    assert_eq!(got[0], plan(1));
+}

@@ -32,6 +32,12 @@ pub struct ArrangementCase {
     pub instalments: Vec<Credited>,
     /// The ledger note written on each covered invoice once agreed.
     pub agreement_note: String,
+    /// The number of the invoice carrying the plan's messages.
+    #[serde(default)]
+    pub carrier_number: String,
+    /// The "plan missed" message went out (on the carrier).
+    #[serde(default)]
+    pub missed_sent: bool,
 }
 
 impl ArrangementCase {
@@ -62,8 +68,7 @@ impl ArrangementCase {
             .map(|(i, c)| {
                 let part = if c.paid > Decimal::ZERO {
                     format!(
-                        " ({} of {} still to pay)",
-                        self.money(c.outstanding()).display_human(),
+                        " of {} (the rest paid)",
                         self.money(c.amount).display_human()
                     )
                 } else {
@@ -73,12 +78,7 @@ impl ArrangementCase {
                     "{}. {}: {}{part}",
                     i + 1,
                     long_date(c.due),
-                    self.money(if part.is_empty() {
-                        c.amount
-                    } else {
-                        c.outstanding()
-                    })
-                    .display_human()
+                    self.money(c.outstanding()).display_human()
                 )
             })
             .collect::<Vec<_>>()
@@ -119,12 +119,28 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
     let inv = cx.inv;
     match a.standing {
         Standing::Kept | Standing::Due { .. } => {}
-        Standing::Broken { on, .. } => {
+        // One message says the plan has ended, on the invoice that carries its messages;
+        // the others wait for it, then resume their ladders.
+        Standing::Broken { on, .. } if a.carrier => {
             return Ok(Gate::Missed((
                 a.missed_step(),
                 (on - inv.due_date).num_days(),
             )))
         }
+        Standing::Broken { .. } if !a.missed_sent => {
+            return Ok(Gate::Running(
+                vec![],
+                vec![cx.skip(
+                    None,
+                    SkipCode::ArrangementActive,
+                    format!(
+                        "payment plan {} ended unpaid: chasing resumes once the message saying so has gone (with invoice {})",
+                        a.id, a.carrier_number
+                    ),
+                )],
+            ))
+        }
+        Standing::Broken { .. } => return Ok(Gate::None),
         Standing::Cancelled { .. } | Standing::Completed => return Ok(Gate::None),
     }
     let next = a
@@ -169,6 +185,48 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
             email_reminder: false,
         });
     }
+    // Where overdued has its own email the plan's messages carry its words; without it
+    // the system's invoice email (which shows the balance) is what reaches the customer.
+    let channel = if policy.tone_by_smtp {
+        Channel::Smtp
+    } else {
+        Channel::Email
+    };
+    let render = |template: &str, ctx: &MessageContext| {
+        let t = policy
+            .template(template)
+            .ok_or_else(|| PlanError::MissingTemplate {
+                policy: policy.name.clone(),
+                template: template.to_string(),
+            })?;
+        render_message(t, ctx).map_err(|error| PlanError::Template {
+            policy: policy.name.clone(),
+            template: template.to_string(),
+            error,
+        })
+    };
+    let confirm_step = format!("plan/{}/confirmation", a.id);
+    let confirming =
+        a.carrier && channel == Channel::Smtp && !cx.is_done(ActionKind::Remind, &confirm_step);
+    if confirming {
+        let ctx = context(cx, a, None);
+        let mut r = base(
+            ActionKind::Remind,
+            confirm_step,
+            channel,
+            format!(
+                "payment plan {} agreed: confirmation to the customer with its dates and amounts",
+                a.id
+            ),
+        );
+        r.message = Some(render("plan_agreed", &ctx)?);
+        r.template = Some("plan_agreed".into());
+        r.context = Some(ctx);
+        candidates.push(Candidate {
+            action: r,
+            email_reminder: true,
+        });
+    }
     let mut skipped = Vec::new();
     let what = match next {
         Some(i) => format!(
@@ -195,7 +253,14 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
         if let Some((kind, on)) = pick {
             let step = format!("instalment/{}/{}/{kind}", a.id, i + 1);
             let late = (cx.today - on).num_days();
-            if cx.is_done(ActionKind::Remind, &step) {
+            if confirming {
+                // One message a day: the confirmation lists every date and amount.
+                skipped.push(cx.skip(
+                    Some(step),
+                    SkipCode::AlreadyDone,
+                    format!("{what}: the confirmation going today lists it; its {kind} message waits for tomorrow"),
+                ));
+            } else if cx.is_done(ActionKind::Remind, &step) {
                 skipped.push(cx.skip(
                     Some(step),
                     SkipCode::AlreadyDone,
@@ -209,24 +274,12 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
                 ));
             } else {
                 let template = format!("instalment_{kind}");
-                let t = policy
-                    .template(&template)
-                    .ok_or_else(|| PlanError::MissingTemplate {
-                        policy: policy.name.clone(),
-                        template: template.clone(),
-                    })?;
-                let ctx = context(cx, a, i);
-                let message = render_message(t, &ctx).map_err(|error| PlanError::Template {
-                    policy: policy.name.clone(),
-                    template: template.clone(),
-                    error,
-                })?;
-                // The system's invoice email: it reaches the customer whatever is
-                // configured, shows the balance and carries none of our words.
+                let ctx = context(cx, a, Some(i));
+                let message = render(&template, &ctx)?;
                 let mut r = base(
                     ActionKind::Remind,
                     step,
-                    Channel::Email,
+                    channel,
                     format!(
                         "payment plan {}: instalment {} ({} due on {due}): {}",
                         a.id,
@@ -258,7 +311,7 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
 }
 
 /// The facts an instalment message is rendered with.
-fn context(cx: &Ctx<'_>, a: &ArrangementCase, index: usize) -> MessageContext {
+fn context(cx: &Ctx<'_>, a: &ArrangementCase, index: Option<usize>) -> MessageContext {
     let inv = cx.inv;
     let (pay_link, pay_line) = match inv.pay_url.as_deref().filter(|u| !u.trim().is_empty()) {
         Some(u) => (
@@ -284,7 +337,7 @@ fn context(cx: &Ctx<'_>, a: &ArrangementCase, index: usize) -> MessageContext {
         pay_line,
         ..MessageContext::default()
     };
-    a.fill(&mut ctx, Some(index));
+    a.fill(&mut ctx, index);
     ctx
 }
 
@@ -302,13 +355,17 @@ mod tests {
     use crate::engine::policy::{EngineSettings, Policy, PolicyBook};
 
     fn book() -> PolicyBook {
+        book_with("[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n")
+    }
+
+    fn book_with(fee: &str) -> PolicyBook {
         #[derive(serde::Deserialize)]
         struct Doc {
             policies: BTreeMap<String, Policy>,
         }
-        let doc: Doc = toml::from_str(
-            "[policies.default.send_window]\ncron = \"* * * * *\"\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\n[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\ntemplate = \"due_today\"\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\ntemplate = \"follow_up\"\n[[policies.default.steps]]\noffset = \"+14d\"\naction = \"remind\"\ntemplate = \"firm\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"late_fee\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"remind\"\ntemplate = \"stop_work\"\n",
-        )
+        let doc: Doc = toml::from_str(&format!(
+            "[policies.default.send_window]\ncron = \"* * * * *\"\n[[policies.default.steps]]\noffset = \"0d\"\naction = \"remind\"\ntemplate = \"due_today\"\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\ntemplate = \"follow_up\"\n[[policies.default.steps]]\noffset = \"+14d\"\naction = \"remind\"\ntemplate = \"firm\"\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"remind\"\ntemplate = \"stop_work\"\n{fee}"
+        ))
         .unwrap();
         PolicyBook::compile(&doc.policies).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -354,7 +411,23 @@ mod tests {
         payments: &[(NaiveDate, rust_decimal::Decimal)],
         to: NaiveDate,
     ) -> Vec<(NaiveDate, String)> {
-        let book = book();
+        run_cancelled(payments, to, None)
+    }
+
+    fn run_cancelled(
+        payments: &[(NaiveDate, rust_decimal::Decimal)],
+        to: NaiveDate,
+        cancelled_on: Option<NaiveDate>,
+    ) -> Vec<(NaiveDate, String)> {
+        run_in(&book(), payments, to, cancelled_on)
+    }
+
+    fn run_in(
+        book: &PolicyBook,
+        payments: &[(NaiveDate, rust_decimal::Decimal)],
+        to: NaiveDate,
+        cancelled_on: Option<NaiveDate>,
+    ) -> Vec<(NaiveDate, String)> {
         let settings = EngineSettings::default();
         let mut case = InvoiceCase {
             invoice: invoice("1", "c1", 300),
@@ -373,6 +446,7 @@ mod tests {
             if today >= plan_rec.agreed_on {
                 let paid = plan_rec.paid(&|_| Some(case.invoice.amount_due));
                 let mut p = plan_rec.clone();
+                p.cancelled_on = cancelled_on.filter(|c| *c <= today);
                 if let Some(r) = case
                     .history
                     .actions
@@ -390,6 +464,8 @@ mod tests {
                     currency: p.currency,
                     instalments: p.credited(paid),
                     agreement_note: p.agreement_note(),
+                    carrier_number: "101".into(),
+                    missed_sent: false,
                 });
             }
             if case.invoice.amount_due <= rust_decimal::Decimal::ZERO {
@@ -400,7 +476,7 @@ mod tests {
                 now: at(today),
                 time_zone: chrono_tz::UTC,
                 settings: &settings,
-                policies: &book,
+                policies: book,
                 default_policy: "default",
                 ledger: "quickbooks:1",
                 invoices: &cases,
@@ -482,6 +558,187 @@ mod tests {
                 && !s.starts_with("instalment/")
                 && !s.starts_with("plan/")),
             "{after:?}"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_plan_resumes_the_ladder_where_it_stood_without_a_message() {
+        // Cancelled on the 18th, after the first heads-up, before any instalment is due.
+        let log = run_cancelled(&[], day(12, 31), Some(day(11, 18)));
+        let after = steps(&log, day(11, 10));
+        assert_eq!(
+            &after[..3],
+            [
+                (day(11, 10), "plan/P1/agreed"),
+                (day(11, 17), "instalment/P1/1/heads_up"),
+                // Agreed on day 10 after +7d; the plan held it 8 days: +14d on day 22.
+                (day(11, 22), "+14d"),
+            ],
+            "{after:?}"
+        );
+        assert!(
+            !after.iter().any(|(_, s)| s.starts_with("promise/plan")),
+            "{after:?}"
+        );
+    }
+
+    #[test]
+    fn a_fee_running_when_the_plan_was_agreed_does_not_count_the_kept_days() {
+        // A fee every 10 days from +7d: period 0 on 7 November, before the plan.
+        let book = book_with(
+            "[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\nevery_days = 10\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"late_fee\"\n",
+        );
+        let log = run_in(&book, &[], day(12, 31), None);
+        let fees: Vec<(NaiveDate, &str)> = steps(&log, day(10, 31))
+            .into_iter()
+            .filter(|(_, s)| s.starts_with("+7d/"))
+            .collect();
+        // Agreed on day 10 (period 1 would start on day 17), broken and told on the 24th:
+        // 14 kept days, so period 1 starts on day 31, 1 December, not at once on the 24th.
+        assert_eq!(
+            fees[..3],
+            [
+                (day(11, 7), "+7d/p0"),
+                (day(12, 1), "+7d/p1"),
+                (day(12, 11), "+7d/p2"),
+            ],
+            "{log:?}"
+        );
+    }
+
+    #[test]
+    fn fees_during_plan_keeps_the_fee_running_through_the_plan() {
+        let book = book_with(
+            "[policies.default]\nfees_during_plan = true\n[policies.default.late_fee]\nmodel = \"fixed\"\namount = \"25\"\nevery_days = 10\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"late_fee\"\n",
+        );
+        let log = run_in(&book, &[], day(12, 31), None);
+        let fees: Vec<(NaiveDate, &str)> = steps(&log, day(10, 31))
+            .into_iter()
+            .filter(|(_, s)| s.starts_with("+7d/"))
+            .collect();
+        // Every 10 days from day 7, the kept days included, and nothing moved after.
+        assert_eq!(
+            fees[..4],
+            [
+                (day(11, 7), "+7d/p0"),
+                (day(11, 17), "+7d/p1"),
+                (day(11, 27), "+7d/p2"),
+                (day(12, 7), "+7d/p3"),
+            ],
+            "{log:?}"
+        );
+        // The plan's own messages still went, and no ordinary reminder while it was kept.
+        assert!(log.contains(&(day(11, 17), "instalment/P1/1/heads_up".to_string())));
+        assert!(!log
+            .iter()
+            .any(|(d, s)| *d > day(11, 10) && *d < day(11, 24) && s == "+14d"));
+    }
+
+    /// A plan over two invoices of one customer, through [`crate::arrangements::attach`]
+    /// and the store: the first open invoice carries the plan's messages, and after a
+    /// miss the other waits for the one "plan missed" message before its ladder resumes.
+    #[test]
+    fn a_plan_over_two_invoices_sends_each_message_once() {
+        use crate::store::{SledStore, Store};
+        let book = book();
+        let settings = EngineSettings::default();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut p = arrangement();
+        p.invoices.push(CoveredInvoice {
+            id: "2".into(),
+            number: "102".into(),
+            balance_when_agreed: dec!(200),
+        });
+        p.instalments = vec![
+            Instalment {
+                due: day(11, 20),
+                amount: dec!(250),
+            },
+            Instalment {
+                due: day(12, 4),
+                amount: dec!(250),
+            },
+        ];
+        store.put_arrangement(&p).unwrap();
+        let mut cases = vec![
+            InvoiceCase {
+                invoice: invoice("1", "c1", 300),
+                history: InvoiceHistory::default(),
+            },
+            InvoiceCase {
+                invoice: invoice("2", "c1", 200),
+                history: InvoiceHistory::default(),
+            },
+        ];
+        for c in &mut cases {
+            c.history.first_seen_at = Some(at(day(10, 1)));
+        }
+        let mut log: Vec<(NaiveDate, String, String)> = Vec::new();
+        let mut today = day(11, 10);
+        while today <= day(12, 10) {
+            for c in &mut cases {
+                c.history.arrangement = None;
+            }
+            crate::arrangements::attach(
+                &store,
+                "acme-qbo",
+                &mut cases,
+                today,
+                chrono_tz::UTC,
+                &settings,
+            )
+            .unwrap();
+            let pl = plan(&PlanInputs {
+                now: at(today),
+                time_zone: chrono_tz::UTC,
+                settings: &settings,
+                policies: &book,
+                default_policy: "default",
+                ledger: "quickbooks:1",
+                invoices: &cases,
+            })
+            .unwrap();
+            for a in &pl.actions {
+                let c = cases
+                    .iter_mut()
+                    .find(|c| c.invoice.remote_id == a.invoice_id)
+                    .unwrap();
+                c.history.actions.push(record(a, at(today)));
+                log.push((today, a.invoice_id.clone(), a.step_id.clone()));
+            }
+            today += Duration::days(1);
+        }
+        let on = |inv: &str| -> Vec<(NaiveDate, &str)> {
+            log.iter()
+                .filter(|(_, i, _)| i == inv)
+                .map(|(d, _, s)| (*d, s.as_str()))
+                .collect()
+        };
+        let first = on("1");
+        let second = on("2");
+        assert_eq!(
+            &first[..4],
+            [
+                (day(11, 10), "plan/P1/agreed"),
+                (day(11, 17), "instalment/P1/1/heads_up"),
+                (day(11, 20), "instalment/P1/1/due"),
+                (day(11, 24), "promise/plan-P1"),
+            ],
+            "{log:?}"
+        );
+        assert_eq!(second[0], (day(11, 10), "plan/P1/agreed"), "{log:?}");
+        // Nothing else on the second invoice until the day after the message.
+        assert!(second[1..].iter().all(|(d, _)| *d > day(11, 24)), "{log:?}");
+        assert!(second.len() > 1, "its ladder resumed: {log:?}");
+        let missed = log
+            .iter()
+            .filter(|(_, _, s)| s.starts_with("promise/plan"))
+            .count();
+        assert_eq!(missed, 1, "{log:?}");
+        assert!(
+            !second.iter().any(|(_, s)| s.starts_with("instalment/")),
+            "{log:?}"
         );
     }
 }

@@ -29,6 +29,11 @@ pub(super) struct Contact {
     /// (date, day it stood for) of every reminder sent, to find the one that announced
     /// escalation.
     pub stood: Vec<(NaiveDate, i64)>,
+    /// A payment plan that ended: (the policy day the ladder stood at when it was agreed,
+    /// the days it lasted). A fee already running then does not count the kept days.
+    pub plan_hold: Option<(i64, i64)>,
+    /// `last_stood_for` and `shift` as the catch-up alone set them.
+    catch_up_pacing: (Option<i64>, i64),
 }
 
 impl Contact {
@@ -40,7 +45,11 @@ impl Contact {
             .iter()
             // A payment plan's instalment messages are not ladder steps and state no fee
             // terms: they neither pace the ladder nor count as notice.
-            .filter(|r| r.kind == ActionKind::Remind && !r.step_id.starts_with("instalment/"))
+            .filter(|r| {
+                r.kind == ActionKind::Remind
+                    && !r.step_id.starts_with("instalment/")
+                    && !r.step_id.starts_with("plan/")
+            })
             .collect();
         reminds.sort_by_key(|r| r.at);
         let customer_days: Vec<i64> = track
@@ -82,12 +91,16 @@ impl Contact {
             .map(|(_, s)| *s);
         let mut shift = last.map_or(0, |(date, day)| ((date - due).num_days() - day).max(0));
         let mut last_stood_for = last.map(|(_, day)| day);
+        let mut plan_hold = None;
+        let catch_up_pacing = (last_stood_for, shift);
         // A payment plan that ended (broken or cancelled) held the ladder where it stood
         // when it was agreed: the steps not yet due then come later by the plan's time.
         if let Some((agreed, ended)) = cx.hist.arrangement.as_ref().and_then(|a| a.ended()) {
             let at = (agreed - due).num_days() - shift;
+            let gap = (ended - agreed).num_days().max(0);
             last_stood_for = Some(last_stood_for.map_or(at, |s| s.max(at)));
-            shift += (ended - agreed).num_days().max(0);
+            shift += gap;
+            plan_hold = Some((at, gap));
         }
         Contact {
             sent: stood.iter().map(|(d, _)| *d).collect(),
@@ -96,6 +109,16 @@ impl Contact {
             last_stood_for,
             caught_up_to,
             stood,
+            plan_hold,
+            catch_up_pacing,
+        }
+    }
+
+    /// [`Contact::paced`] as if no payment plan had held the ladder.
+    pub fn paced_before_plan(&self, day: i64) -> i64 {
+        match self.catch_up_pacing {
+            (Some(s), shift) if day > s => day + shift,
+            _ => day,
         }
     }
 

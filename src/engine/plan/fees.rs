@@ -30,7 +30,17 @@ pub(super) fn candidate(
         .iter()
         .find(|s| s.action == StepAction::LateFee)?;
     // The fee's periods run from its step as paced from the last message sent.
-    let step_day = contact.paced(step.day);
+    // A fee already running when a payment plan was agreed pauses for the kept days,
+    // unless the policy charges fees during plans (then the plan moves nothing).
+    let step_day = if policy.fees_during_plan {
+        contact.paced_before_plan(step.day)
+    } else {
+        contact.paced(step.day)
+    };
+    let d = match contact.plan_hold {
+        Some((at, gap)) if step_day <= at && !policy.fees_during_plan => d - gap,
+        _ => d,
+    };
     let (period, start) = fee.period_on(d, step_day)?;
     let id = format!("{}/p{period}", step.id);
     if policy.escalation_day.is_some_and(|e| start >= e) {

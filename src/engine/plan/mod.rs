@@ -641,12 +641,28 @@ fn evaluate<'a>(
     };
     let plan_missed = match arrangement::gate(&cx, policy)? {
         arrangement::Gate::None => None,
-        arrangement::Gate::Running(candidates, skipped) => {
+        arrangement::Gate::Running(mut candidates, mut skipped) => {
+            // The policy may charge late fees while a plan is kept: the fee track runs
+            // as usual (with its notice rule); nothing else does.
+            if policy.fees_during_plan {
+                let r = reminders::pick(&cx, policy, None);
+                let fee = fees::candidate(&cx, policy, &r.contact, true, &mut skipped);
+                if fee.is_some() {
+                    candidates.extend(messages::candidates(
+                        &cx,
+                        policy,
+                        &r.contact,
+                        &r.track,
+                        &[],
+                        fee,
+                    )?);
+                }
+            }
             return Ok(Evaluated {
                 candidates,
                 skipped,
                 policy: Some(policy.name.clone()),
-            })
+            });
         }
         arrangement::Gate::Missed(b) => Some(b),
     };

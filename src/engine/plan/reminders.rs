@@ -66,8 +66,14 @@ pub(super) fn pick(
                 }
                 .into(),
             ),
-            // By the way the policy reaches the customer.
-            channel: customer_channel,
+            // By the way the policy reaches the customer; a plan's end in overdued's own
+            // words where it has its own email, like the plan's other messages.
+            channel: if plan.is_some() && policy.tone_by_smtp && customer_channel == Channel::Email
+            {
+                Channel::Smtp
+            } else {
+                customer_channel
+            },
             label: match plan {
                 Some(p) => format!("payment plan {p} missed"),
                 None => format!("promise broken ({})", id.trim_start_matches("promise/")),
@@ -129,8 +135,8 @@ pub(super) fn pick(
     });
     // An invoice the customer has not heard about from us gets a courteous catch-up
     // first, whatever its age and whatever step is due: adopted invoices always, others
-    // when the due step is one with consequences.
-    // A broken payment plan's message is the first word after it, whatever else is due.
+    // when the due step is one with consequences. But a broken payment plan's message is
+    // the first word after it, whatever else is due.
     let plan_missed_first = broken_pending.is_some_and(|(id, _)| id.starts_with("promise/plan-"));
     if let Some(day) = latest_day.filter(|_| contact.sent.is_empty() && d > 0 && !plan_missed_first)
     {
