@@ -1,7 +1,7 @@
 //! overdued: chases unpaid QuickBooks Online and Xero invoices, exactly once.
 
-pub mod calls;
 pub mod arrangements;
+pub mod calls;
 pub mod channels;
 pub mod cli;
 pub mod config;

@@ -202,7 +202,8 @@ pub fn arrange(
         total,
         currency,
         today,
-        engine.max_promise_days,
+        // One bound for promises and plans: `[daemon] max_promise_days`.
+        u32::try_from(config.daemon.max_promise_days).unwrap_or(u32::MAX),
         field,
     )
     .map_err(fail)?;

@@ -154,7 +154,7 @@ pub fn check(
         return Err(err(
             field,
             format!(
-                "the first instalment ({}) is more than max_promise_days = {max_first_days} days away (at the latest {latest})",
+                "the first instalment ({}) is more than daemon.max_promise_days = {max_first_days} days away (at the latest {latest})",
                 first.due
             ),
         ));

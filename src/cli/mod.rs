@@ -1,8 +1,8 @@
 //! The command line. This is the edge: errors become messages and exit codes here.
 
 mod admin;
-mod calls;
 mod arrange;
+mod calls;
 mod check;
 mod common;
 mod connect;

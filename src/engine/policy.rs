@@ -128,8 +128,6 @@ pub struct EngineSettings {
     pub promise_grace_days: u32,
     /// An amount still due at or below this counts as paid when judging a promise.
     pub promise_tolerance: Decimal,
-    /// The furthest a promised date, or a payment plan's first instalment, may lie ahead.
-    pub max_promise_days: u32,
     /// Days before each instalment of a payment plan that its heads-up goes out.
     pub plan_heads_up_days: u32,
     /// Days after an instalment's date before a shortfall breaks the plan.
@@ -143,7 +141,6 @@ impl Default for EngineSettings {
             catch_up_horizon_days: 10,
             promise_grace_days: 2,
             promise_tolerance: Decimal::ZERO,
-            max_promise_days: 30,
             plan_heads_up_days: 3,
             plan_grace_days: 3,
         }
