@@ -44,14 +44,22 @@ fn customers_lists_every_profile_and_a_payer_override_changes_the_plan() {
     let cfg = sb.config.to_str().unwrap().to_string();
     let mut text = std::fs::read_to_string(&sb.config).unwrap();
     text.push_str(
-        "\n[[policies.default.overrides]]\npayer = \"chronic\"\npolicy = \"firm\"\n\n[policies.firm]\nmax_reminders_per_customer_per_day = 1\n",
+        // Any hour of any day, so the plan has something to do whenever the test runs.
+        r#"
+[policies.default.send_window]
+cron = "* 0-23 * * *"
+[[policies.default.overrides]]
+payer = "chronic"
+policy = "firm"
+
+[policies.firm.send_window]
+cron = "* 0-23 * * *"
+"#,
     );
     std::fs::write(&sb.config, text).unwrap();
 
-    // `plan` syncs the store first; a week ahead there is something to do for most.
-    let today = chrono::Utc::now().date_naive();
-    let at = (today + chrono::Duration::days(7)).to_string();
-    let (code, out, err) = run_to_end(&["plan", "--json", "--at", &at, "--config", &cfg]);
+    // `plan` syncs the store first; today every old debt is due its catch-up.
+    let (code, out, err) = run_to_end(&["plan", "--json", "--config", &cfg]);
     assert_eq!(code, Some(0), "{err}");
     let plans = json(&out);
 
@@ -85,6 +93,7 @@ fn customers_lists_every_profile_and_a_payer_override_changes_the_plan() {
                 "default"
             };
             assert_eq!(a["policy"], want, "{a}");
+            assert_eq!(a["context"]["payer_profile"], profiles[customer], "{a}");
         }
     }
     assert!(firm > 0, "no action for a chronic payer in {plans}");

@@ -17,6 +17,8 @@ use crate::store::{Hold, HoldTarget, InvoiceRecord, Store, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaidDateSource {
+    /// The system's own payment date on the invoice (Xero `FullyPaidOnDate`).
+    Ledger,
     /// The day the ledger dated the change that brought the balance to zero, as sync
     /// recorded it (QuickBooks `MetaData.LastUpdatedTime`, Xero `UpdatedDateUTC` of the
     /// snapshot that first showed the invoice paid).
@@ -33,6 +35,12 @@ pub struct PaidDate {
 pub fn paid_on(rec: &InvoiceRecord) -> Option<PaidDate> {
     if rec.snapshot.status != InvoiceStatus::Paid {
         return None;
+    }
+    if let Some(on) = rec.snapshot.paid_on {
+        return Some(PaidDate {
+            on,
+            source: PaidDateSource::Ledger,
+        });
     }
     // The last time the balance went from something to nothing: a payment reversed and
     // made again counts from the second.

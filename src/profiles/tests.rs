@@ -233,6 +233,16 @@ fn paid_date_is_when_the_balance_last_reached_zero() {
     assert_eq!(paid_on(&r).map(|p| p.on), Some(d("2026-03-20")));
     r.snapshot.status = InvoiceStatus::Voided;
     assert_eq!(paid_on(&r), None);
+    // The system's own payment date wins over what sync observed.
+    r.snapshot.status = InvoiceStatus::Paid;
+    r.snapshot.paid_on = Some(d("2026-03-18"));
+    assert_eq!(
+        paid_on(&r),
+        Some(PaidDate {
+            on: d("2026-03-18"),
+            source: PaidDateSource::Ledger
+        })
+    );
     // First seen already paid: the one observation is the date the ledger gave it.
     let first = paid_record("2", "C1", d("2026-03-01"), d("2026-02-27"));
     assert_eq!(
@@ -390,6 +400,7 @@ fn snapshot(id: &str, customer: &str, due: NaiveDate, amount_due: Decimal) -> In
         memo: String::new(),
         is_fee_invoice: false,
         pay_url: None,
+        paid_on: None,
     }
 }
 
@@ -524,4 +535,20 @@ fn the_config_file_reads_payer_profiles_and_names_a_bad_key() {
     let e = crate::config::parse(&format!("{base}[payer_profiles]\nmin_paid = 3\n"), &path)
         .expect_err("unknown key");
     assert!(e.message.contains("min_paid"), "{e}");
+}
+
+#[test]
+fn only_a_prompt_payer_is_thanked_for_promptness() {
+    use crate::engine::templates::{built_in, render_message, MessageContext};
+    for id in ["heads_up", "catch_up"] {
+        let t = built_in(id).expect("built-in");
+        let mut ctx = MessageContext::sample();
+        let thanked = render_message(&t, &ctx).expect("renders").body;
+        assert!(thanked.contains("promptly"), "{id}: {thanked}");
+        for other in ["", "new", "occasional", "chronic"] {
+            ctx.payer_profile = other.into();
+            let body = render_message(&t, &ctx).expect("renders").body;
+            assert!(!body.contains("promptly"), "{id} {other}: {body}");
+        }
+    }
 }
