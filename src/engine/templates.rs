@@ -123,7 +123,8 @@ impl MessageContext {
             first_reminder_date: "31 October 2026".into(),
             fee_invoices: "invoice 1037-F for USD 25.00".into(),
             fee_terms: "If the invoice is still unpaid on 30 November 2026, a late payment fee of USD 25.00 will be added, as set out in our payment terms.".into(),
-            payer_profile: "prompt".into(),
+            // Unjudged: the sample renders what every customer gets.
+            payer_profile: String::new(),
         }
     }
 }

@@ -543,6 +543,7 @@ fn only_a_prompt_payer_is_thanked_for_promptness() {
     for id in ["heads_up", "catch_up"] {
         let t = built_in(id).expect("built-in");
         let mut ctx = MessageContext::sample();
+        ctx.payer_profile = "prompt".into();
         let thanked = render_message(&t, &ctx).expect("renders").body;
         assert!(thanked.contains("promptly"), "{id}: {thanked}");
         for other in ["", "new", "occasional", "chronic"] {
