@@ -191,8 +191,13 @@ pub fn ledger_profiles(
         .filter(|e| e.kind == "promise")
         .filter_map(|e| e.invoice_id)
         .collect();
+    // A promise still standing dates its invoice's payment better than any history.
+    let mut standing: BTreeMap<String, NaiveDate> = BTreeMap::new();
     for (target, hold) in store.holds(connection)? {
-        if let (HoldTarget::Invoice(id), Hold::Promise { .. }) = (target, hold) {
+        if let (HoldTarget::Invoice(id), Hold::Promise { until, .. }) = (target, hold) {
+            if until >= today {
+                standing.insert(id.clone(), until);
+            }
             promised.insert(id);
         }
     }
@@ -230,14 +235,20 @@ pub fn ledger_profiles(
         acc.open
             .sort_by(|a, b| (a.due_date, &a.remote_id).cmp(&(b.due_date, &b.remote_id)));
         for s in &acc.open {
-            let expected = expected_date(
-                s.due_date,
-                today,
-                &acc.figures,
-                ledger_median,
-                ledger_max,
-                cfg,
-            );
+            let expected = match standing.get(&s.remote_id) {
+                Some(until) => Expectation {
+                    on: Some(*until),
+                    basis: format!("promised by {until}"),
+                },
+                None => expected_date(
+                    s.due_date,
+                    today,
+                    &acc.figures,
+                    ledger_median,
+                    ledger_max,
+                    cfg,
+                ),
+            };
             if let Some(on) = expected.on {
                 forecast.add(today, on, s.currency.code(), s.amount_due);
             }

@@ -553,3 +553,53 @@ fn only_a_prompt_payer_is_thanked_for_promptness() {
         }
     }
 }
+
+#[test]
+fn promises_count_and_a_standing_one_dates_the_payment() {
+    use crate::store::{AuditEvent, Hold, HoldTarget, Store};
+    let today = d("2026-06-30");
+    let mut recs: Vec<InvoiceRecord> = (0..3)
+        .map(|i| paid_record(&format!("p{i}"), "C1", d("2026-05-01"), d("2026-05-01")))
+        .collect();
+    recs.push(open_record("o1", "C1", d("2026-06-20"), dec!(80)));
+    let (_dir, store) = store_with(&recs);
+    // A promise kept on p0 (paid, no "promise broken" message).
+    store
+        .append_audit(&AuditEvent {
+            at: at(d("2026-04-25")),
+            connection: "c".into(),
+            invoice_id: Some("p0".into()),
+            kind: "promise".into(),
+            message: "promise to pay".into(),
+            detail: serde_json::Value::Null,
+        })
+        .expect("audit");
+    // One standing on o1.
+    store
+        .put_hold(
+            "c",
+            &HoldTarget::Invoice("o1".into()),
+            &Hold::Promise {
+                until: d("2026-07-03"),
+                amount: None,
+                balance_when_made: Some(dec!(80)),
+                set_at: at(d("2026-06-29")),
+            },
+        )
+        .expect("hold");
+    let p = ledger_profiles(
+        &store,
+        "c",
+        today,
+        chrono_tz::UTC,
+        &cfg(),
+        &PlanOutcomes::new(),
+    )
+    .expect("profiles");
+    let f = &p.customers[0].figures;
+    assert_eq!((f.promises_kept, f.promises_broken), (1, 0));
+    let e = p.expected("o1").expect("open invoice");
+    assert_eq!(e.on, Some(d("2026-07-03")));
+    assert_eq!(e.basis, "promised by 2026-07-03");
+    assert_eq!(p.forecast.within(7, "USD"), dec!(80));
+}
