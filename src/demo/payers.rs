@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::book::PerCurrency;
 use super::format::{day, money};
 use crate::config::Config;
-use crate::profiles::{ledger_profiles, PayerProfile, PlanOutcomes};
+use crate::profiles::{ledger_profiles, plan_outcomes, window_start, PayerProfile};
 use crate::store::{Store, StoreError};
 
 /// The days the forecast looks ahead that the demo checks.
@@ -44,7 +44,7 @@ pub fn take_forecast(
             today,
             config.daemon.time_zone,
             &config.payer_profiles,
-            &PlanOutcomes::new(),
+            &plan_outcomes(store, &c.name, window_start(today, &config.payer_profiles))?,
         )?;
         for cur in p.forecast.by_currency.keys() {
             *w.forecast.entry(cur.clone()).or_default() += p.forecast.within(FORECAST_DAYS, cur);
@@ -230,7 +230,7 @@ pub fn check(
             today,
             config.daemon.time_zone,
             &config.payer_profiles,
-            &PlanOutcomes::new(),
+            &plan_outcomes(store, &c.name, window_start(today, &config.payer_profiles))?,
         )?;
         for cp in &p.customers {
             let Some((email, b)) = truth.get(&cp.customer_id.to_lowercase()) else {

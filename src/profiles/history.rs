@@ -57,9 +57,19 @@ pub fn paid_on(rec: &InvoiceRecord) -> Option<PaidDate> {
         })
 }
 
-/// Payment plans kept and broken per customer id. Empty until payment plans are
-/// recorded in the store; then fill it from their records.
+/// Payment plans kept and broken per customer id: (kept, broken).
 pub type PlanOutcomes = BTreeMap<String, (u32, u32)>;
+
+/// The payment plans of a connection that ended (kept or broken) since `since`, per
+/// customer. Instalment plans are not recorded in the store yet, so there are none;
+/// once they are, this is the one place that reads them.
+pub fn plan_outcomes(
+    _store: &dyn Store,
+    _connection: &str,
+    _since: NaiveDate,
+) -> Result<PlanOutcomes, StoreError> {
+    Ok(PlanOutcomes::new())
+}
 
 /// One open invoice and when its payment is expected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +154,7 @@ pub fn ledger_profiles(
     cfg: &PayerProfilesConfig,
     plans: &PlanOutcomes,
 ) -> Result<LedgerProfiles, StoreError> {
-    let since = today - Duration::days(i64::from(cfg.history_days));
+    let since = window_start(today, cfg);
     let mut by_customer: BTreeMap<String, Acc> = BTreeMap::new();
     let mut all_late = Vec::new();
     let mut customer_of: BTreeMap<String, (String, bool)> = BTreeMap::new();
@@ -309,7 +319,8 @@ pub fn attach_profiles(
     if cases.is_empty() {
         return Ok(());
     }
-    let profiles = ledger_profiles(store, connection, today, tz, cfg, &PlanOutcomes::new())?;
+    let plans = plan_outcomes(store, connection, window_start(today, cfg))?;
+    let profiles = ledger_profiles(store, connection, today, tz, cfg, &plans)?;
     let by_customer = profiles.by_customer();
     for c in cases.iter_mut() {
         c.history.payer_profile = by_customer.get(&c.invoice.customer.id).copied();
@@ -340,7 +351,7 @@ pub fn customers_report(
             today,
             tz,
             &config.payer_profiles,
-            &PlanOutcomes::new(),
+            &plan_outcomes(store, &c.name, window_start(today, &config.payer_profiles))?,
         )?);
     }
     if json {
@@ -358,4 +369,9 @@ pub fn customers_report(
         }
     }
     Ok(out)
+}
+
+/// The first day of the history window ending `today`.
+pub fn window_start(today: NaiveDate, cfg: &PayerProfilesConfig) -> NaiveDate {
+    today - Duration::days(i64::from(cfg.history_days))
 }

@@ -15,8 +15,8 @@ pub mod render;
 pub use config::PayerProfilesConfig;
 pub use expect::{expected_date, Expectation, Forecast, FORECAST_HORIZONS};
 pub use history::{
-    attach_profiles, customers_report, ledger_profiles, paid_on, CustomerProfile, LedgerProfiles,
-    OpenInvoice, PaidDate, PaidDateSource, PlanOutcomes,
+    attach_profiles, customers_report, ledger_profiles, paid_on, plan_outcomes, window_start,
+    CustomerProfile, LedgerProfiles, OpenInvoice, PaidDate, PaidDateSource, PlanOutcomes,
 };
 
 use serde::{Deserialize, Serialize};
