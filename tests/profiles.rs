@@ -159,14 +159,15 @@ fn a_simulated_year_matches_the_sandbox_behaviours_and_the_forecast() {
     assert!(check.judged * 100 >= check.customers * 90, "{report}");
     assert!(check.accuracy_percent() >= Decimal::from(95), "{report}");
 
-    // Forecast: the 30-day total within 30% of what was then paid on the same invoices,
-    // in each of the two currencies most invoices are in (seed 7: GBP 25.2% and USD
-    // 14.5% under; part-payments of invoices expected later are the main gap).
+    // Forecast: the 30-day total within 25% of what was then paid on the same invoices,
+    // in each of the two currencies most invoices are in (seed 7: GBP 17.9% and USD
+    // 7.7% under; what the forecast expected within 30 days was paid almost to the
+    // penny, the gap is invoices expected later that were paid, in part, sooner).
     for cur in ["GBP", "USD"] {
         let e = check
             .forecast_error_percent(cur)
             .unwrap_or_else(|| panic!("nothing paid in {cur}: {report}"));
-        assert!(e <= Decimal::from(30), "{cur} off by {e}%: {report}");
+        assert!(e <= Decimal::from(25), "{cur} off by {e}%: {report}");
     }
     let text = String::from_utf8(log).unwrap();
     assert!(text.contains("Payer profiles on the last day"), "{text}");

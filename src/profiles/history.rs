@@ -138,7 +138,8 @@ impl LedgerProfiles {
 #[derive(Default)]
 struct Acc {
     name: String,
-    days_late: Vec<i64>,
+    /// (paid on, days late) of every payment in the window.
+    days_late: Vec<(NaiveDate, i64)>,
     figures: PayerFigures,
     open: Vec<InvoiceSnapshot>,
     owed: BTreeMap<String, Decimal>,
@@ -182,7 +183,7 @@ pub fn ledger_profiles(
             if late > cfg.late_after_days {
                 acc.figures.paid_late += 1;
             }
-            acc.days_late.push(late);
+            acc.days_late.push((p.on, late));
             all_late.push(late);
         }
         true
@@ -238,8 +239,16 @@ pub fn ledger_profiles(
             acc.figures.plans_kept = *kept;
             acc.figures.plans_broken = *broken;
         }
-        acc.figures.max_days_late = acc.days_late.iter().copied().max();
-        acc.figures.median_days_late = median(&mut acc.days_late);
+        acc.figures.max_days_late = acc.days_late.iter().map(|(_, l)| *l).max();
+        // Habits as lately seen: a customer who pays on time since being reminded is
+        // expected on time, whatever their old debts took.
+        acc.days_late.sort_unstable();
+        let recent = acc
+            .days_late
+            .len()
+            .saturating_sub(cfg.expect_from_last as usize);
+        let mut lately: Vec<i64> = acc.days_late[recent..].iter().map(|(_, l)| *l).collect();
+        acc.figures.median_days_late = median(&mut lately);
         let (profile, reason) = classify(&acc.figures, cfg);
         let mut open_invoices = Vec::with_capacity(acc.open.len());
         acc.open

@@ -74,7 +74,8 @@ pub struct PayerFigures {
     pub paid_late: u32,
     /// Open invoices already more than `late_after_days` past due: late whatever happens.
     pub open_late: u32,
-    /// The median of days from due date to payment over the paid invoices (negative: early).
+    /// The median of days from due date to payment over the last `expect_from_last`
+    /// paid invoices (negative: early).
     pub median_days_late: Option<i64>,
     /// The latest any of them was paid, in days after the due date.
     pub max_days_late: Option<i64>,

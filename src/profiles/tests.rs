@@ -135,6 +135,10 @@ fn config_defaults_and_bounds() {
         bad("unexpected_after_days = -5"),
         "payer_profiles.unexpected_after_days"
     );
+    assert_eq!(
+        bad("expect_from_last = 0"),
+        "payer_profiles.expect_from_last"
+    );
     assert!(toml::from_str::<PayerProfilesConfig>("min_paid = 3").is_err());
 }
 
@@ -602,4 +606,42 @@ fn promises_count_and_a_standing_one_dates_the_payment() {
     assert_eq!(e.on, Some(d("2026-07-03")));
     assert_eq!(e.basis, "promised by 2026-07-03");
     assert_eq!(p.forecast.within(7, "USD"), dec!(80));
+}
+
+#[test]
+fn expect_from_last_dates_by_the_latest_payments() {
+    let today = d("2026-06-30");
+    // Four old debts paid 40 days late, then three paid on time.
+    let mut recs: Vec<InvoiceRecord> = (0..4)
+        .map(|i| paid_record(&format!("old{i}"), "C1", d("2026-01-01"), d("2026-02-10")))
+        .collect();
+    for i in 0..3 {
+        recs.push(paid_record(
+            &format!("new{i}"),
+            "C1",
+            d("2026-05-01"),
+            d("2026-05-01"),
+        ));
+    }
+    recs.push(open_record("o1", "C1", d("2026-07-10"), dec!(10)));
+    let (_dir, store) = store_with(&recs);
+    let with = |n| {
+        let c = PayerProfilesConfig {
+            expect_from_last: n,
+            ..cfg()
+        };
+        ledger_profiles(&store, "c", today, chrono_tz::UTC, &c, &PlanOutcomes::new())
+            .expect("profiles")
+    };
+    // The whole window's median is 40 days late; the last three say on time.
+    assert_eq!(
+        with(7).expected("o1").and_then(|e| e.on),
+        Some(d("2026-08-19"))
+    );
+    assert_eq!(
+        with(3).expected("o1").and_then(|e| e.on),
+        Some(d("2026-07-10"))
+    );
+    // The profile still counts the whole window: 4 of 7 late.
+    assert_eq!(with(3).profile_of("C1"), Some(PayerProfile::Chronic));
 }
