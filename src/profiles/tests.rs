@@ -645,3 +645,34 @@ fn expect_from_last_dates_by_the_latest_payments() {
     // The profile still counts the whole window: 4 of 7 late.
     assert_eq!(with(3).profile_of("C1"), Some(PayerProfile::Chronic));
 }
+
+#[test]
+fn payment_terms_at_send_time_follow_the_payer_policy() {
+    use crate::channels::facts::{PayTerms, PolicyChoice};
+    let b = book(
+        r#"
+[policies.default]
+payment_instructions = "pay by card"
+[[policies.default.overrides]]
+payer = "chronic"
+policy = "firm"
+[policies.firm]
+payment_instructions = "pay by bank transfer today"
+attach_pdf = false
+"#,
+    );
+    let choice = Some(PolicyChoice {
+        book: &b,
+        default: "default",
+    });
+    let s = snapshot("1", "C1", d("2026-06-01"), dec!(10));
+    let chronic = PayTerms::for_payer(choice, &s, Some(PayerProfile::Chronic));
+    assert_eq!(
+        chronic.payment_instructions.as_deref(),
+        Some("pay by bank transfer today")
+    );
+    assert!(!chronic.attach_pdf);
+    let prompt = PayTerms::for_payer(choice, &s, Some(PayerProfile::Prompt));
+    assert_eq!(prompt.payment_instructions.as_deref(), Some("pay by card"));
+    assert_eq!(PayTerms::for_invoice(choice, &s), prompt);
+}
