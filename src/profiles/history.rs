@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
-use overdued_connector::{InvoiceSnapshot, InvoiceStatus};
+use overdued_connector::InvoiceStatus;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -135,13 +135,22 @@ impl LedgerProfiles {
     }
 }
 
+/// What the forecast needs of an open invoice.
+struct Open {
+    id: String,
+    number: String,
+    currency: String,
+    amount_due: Decimal,
+    due_date: NaiveDate,
+}
+
 #[derive(Default)]
 struct Acc {
     name: String,
     /// (paid on, days late) of every payment in the window.
     days_late: Vec<(NaiveDate, i64)>,
     figures: PayerFigures,
-    open: Vec<InvoiceSnapshot>,
+    open: Vec<Open>,
     owed: BTreeMap<String, Decimal>,
 }
 
@@ -155,40 +164,21 @@ pub fn ledger_profiles(
     cfg: &PayerProfilesConfig,
     plans: &PlanOutcomes,
 ) -> Result<LedgerProfiles, StoreError> {
-    let since = window_start(today, cfg);
-    let mut by_customer: BTreeMap<String, Acc> = BTreeMap::new();
-    let mut all_late = Vec::new();
-    let mut customer_of: BTreeMap<String, (String, bool)> = BTreeMap::new();
-    store.for_each_invoice(connection, &mut |r| {
-        let s = &r.snapshot;
-        customer_of.insert(
-            s.remote_id.clone(),
-            (s.customer.id.clone(), s.status.is_open()),
-        );
-        let acc = by_customer.entry(s.customer.id.clone()).or_default();
-        if acc.name.is_empty() {
-            acc.name = s.customer.name.clone();
-        }
-        // A fee is a consequence of lateness already counted on the invoice it is for.
-        let judged = !s.is_fee_invoice;
-        if s.status.is_open() && s.amount_due > Decimal::ZERO {
-            *acc.owed.entry(s.currency.code().to_string()).or_default() += s.amount_due;
-            if judged && s.days_overdue(today) > cfg.late_after_days {
-                acc.figures.open_late += 1;
-            }
-            acc.open.push(s.clone());
-        } else if let Some(p) = paid_on(&r).filter(|p| judged && p.on >= since && p.on <= today) {
-            let late = (p.on - s.due_date).num_days();
-            acc.figures.paid += 1;
-            if late > cfg.late_after_days {
-                acc.figures.paid_late += 1;
-            }
-            acc.days_late.push((p.on, late));
-            all_late.push(late);
-        }
-        true
-    })?;
+    compute(store, connection, today, tz, cfg, plans, true)
+}
 
+/// [`ledger_profiles`]; without `with_open`, no open invoice is listed or forecast
+/// (the planner needs only the profiles).
+fn compute(
+    store: &dyn Store,
+    connection: &str,
+    today: NaiveDate,
+    tz: Tz,
+    cfg: &PayerProfilesConfig,
+    plans: &PlanOutcomes,
+    with_open: bool,
+) -> Result<LedgerProfiles, StoreError> {
+    let since = window_start(today, cfg);
     // Promises: made as audited, broken when the planner scheduled their "promise
     // broken" message, kept when the invoice closed without one.
     let start = tz
@@ -212,6 +202,51 @@ pub fn ledger_profiles(
             promised.insert(id);
         }
     }
+    let mut by_customer: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut all_late = Vec::new();
+    // Only the promised invoices' customers are looked up afterwards: with a million
+    // invoices a map of every one would be most of the memory this takes.
+    let mut customer_of: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    store.for_each_invoice(connection, &mut |r| {
+        let s = &r.snapshot;
+        if promised.contains(&s.remote_id) {
+            customer_of.insert(
+                s.remote_id.clone(),
+                (s.customer.id.clone(), s.status.is_open()),
+            );
+        }
+        let acc = by_customer.entry(s.customer.id.clone()).or_default();
+        if acc.name.is_empty() {
+            acc.name = s.customer.name.clone();
+        }
+        // A fee is a consequence of lateness already counted on the invoice it is for.
+        let judged = !s.is_fee_invoice;
+        if s.status.is_open() && s.amount_due > Decimal::ZERO {
+            *acc.owed.entry(s.currency.code().to_string()).or_default() += s.amount_due;
+            if judged && s.days_overdue(today) > cfg.late_after_days {
+                acc.figures.open_late += 1;
+            }
+            if with_open {
+                acc.open.push(Open {
+                    id: s.remote_id.clone(),
+                    number: s.display_number().to_string(),
+                    currency: s.currency.code().to_string(),
+                    amount_due: s.amount_due,
+                    due_date: s.due_date,
+                });
+            }
+        } else if let Some(p) = paid_on(&r).filter(|p| judged && p.on >= since && p.on <= today) {
+            let late = (p.on - s.due_date).num_days();
+            acc.figures.paid += 1;
+            if late > cfg.late_after_days {
+                acc.figures.paid_late += 1;
+            }
+            acc.days_late.push((p.on, late));
+            all_late.push(late);
+        }
+        true
+    })?;
+
     for id in promised {
         let Some((customer, open)) = customer_of.get(&id) else {
             continue;
@@ -252,9 +287,9 @@ pub fn ledger_profiles(
         let (profile, reason) = classify(&acc.figures, cfg);
         let mut open_invoices = Vec::with_capacity(acc.open.len());
         acc.open
-            .sort_by(|a, b| (a.due_date, &a.remote_id).cmp(&(b.due_date, &b.remote_id)));
+            .sort_by(|a, b| (a.due_date, &a.id).cmp(&(b.due_date, &b.id)));
         for s in &acc.open {
-            let expected = match standing.get(&s.remote_id) {
+            let expected = match standing.get(&s.id) {
                 Some(until) => Expectation {
                     on: Some(*until),
                     basis: format!("promised by {until}"),
@@ -269,12 +304,12 @@ pub fn ledger_profiles(
                 ),
             };
             if let Some(on) = expected.on {
-                forecast.add(today, on, s.currency.code(), s.amount_due);
+                forecast.add(today, on, &s.currency, s.amount_due);
             }
             open_invoices.push(OpenInvoice {
-                id: s.remote_id.clone(),
-                number: s.display_number().to_string(),
-                currency: s.currency.code().to_string(),
+                id: s.id.clone(),
+                number: s.number.clone(),
+                currency: s.currency.clone(),
                 amount_due: s.amount_due,
                 due_date: s.due_date,
                 expected,
@@ -329,7 +364,7 @@ pub fn attach_profiles(
         return Ok(());
     }
     let plans = plan_outcomes(store, connection, window_start(today, cfg))?;
-    let profiles = ledger_profiles(store, connection, today, tz, cfg, &plans)?;
+    let profiles = compute(store, connection, today, tz, cfg, &plans, false)?;
     let by_customer = profiles.by_customer();
     for c in cases.iter_mut() {
         c.history.payer_profile = by_customer.get(&c.invoice.customer.id).copied();

@@ -676,3 +676,24 @@ attach_pdf = false
     assert_eq!(prompt.payment_instructions.as_deref(), Some("pay by card"));
     assert_eq!(PayTerms::for_invoice(choice, &s), prompt);
 }
+
+#[test]
+fn the_planner_gets_each_customers_profile() {
+    let today = d("2026-06-30");
+    let mut recs: Vec<InvoiceRecord> = (0..3)
+        .map(|i| paid_record(&format!("p{i}"), "C1", d("2026-05-01"), d("2026-05-20")))
+        .collect();
+    recs.push(open_record("o1", "C1", d("2026-06-20"), dec!(80)));
+    recs.push(open_record("o2", "C2", d("2026-06-25"), dec!(50)));
+    let (_dir, store) = store_with(&recs);
+    let mut cases = crate::cycle::load_cases(&store, "c", at(today)).expect("cases");
+    attach_profiles(&store, "c", today, chrono_tz::UTC, &cfg(), &mut cases).expect("attach");
+    let of = |id: &str| {
+        cases
+            .iter()
+            .find(|c| c.invoice.remote_id == id)
+            .and_then(|c| c.history.payer_profile)
+    };
+    assert_eq!(of("o1"), Some(PayerProfile::Chronic));
+    assert_eq!(of("o2"), Some(PayerProfile::New));
+}
