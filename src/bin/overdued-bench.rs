@@ -825,6 +825,7 @@ fn synthetic(i: usize, now: DateTime<Utc>) -> InvoiceRecord {
         memo: String::new(),
         is_fee_invoice: false,
         pay_url: None,
+        paid_on: None,
     };
     let mut balance_history = vec![(issue, total)];
     if due_amt != total {

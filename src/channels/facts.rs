@@ -43,10 +43,20 @@ pub struct PayTerms {
 
 impl PayTerms {
     pub fn for_invoice(policies: Option<PolicyChoice<'_>>, inv: &InvoiceSnapshot) -> PayTerms {
-        let policy = policies.and_then(|p| match p.book.resolve(p.default, inv)? {
-            Resolution::Policy { policy, .. } => Some(policy),
-            Resolution::Excluded { .. } => p.book.get(p.default),
-        });
+        Self::for_payer(policies, inv, None)
+    }
+
+    /// [`PayTerms::for_invoice`] for a customer whose payer profile may choose the policy.
+    pub fn for_payer(
+        policies: Option<PolicyChoice<'_>>,
+        inv: &InvoiceSnapshot,
+        payer: Option<crate::profiles::PayerProfile>,
+    ) -> PayTerms {
+        let policy =
+            policies.and_then(|p| match p.book.resolve_for_payer(p.default, inv, payer)? {
+                Resolution::Policy { policy, .. } => Some(policy),
+                Resolution::Excluded { .. } => p.book.get(p.default),
+            });
         match policy {
             Some(p) => PayTerms {
                 payment_instructions: p.payment_instructions.clone(),
@@ -215,7 +225,14 @@ pub async fn gather(
     inv: &InvoiceSnapshot,
     today: NaiveDate,
 ) -> Result<Result<SendFacts, NotYet>, StoreError> {
-    let terms = PayTerms::for_invoice(sources.policies, inv);
+    // The profile the plan chose the policy by travels with the reminder.
+    let payer = entry.and_then(|e| match e.payload.action() {
+        Some(crate::store::ActionPayload::Remind {
+            context: Some(c), ..
+        }) => crate::profiles::PayerProfile::parse(&c.payer_profile),
+        _ => None,
+    });
+    let terms = PayTerms::for_payer(sources.policies, inv, payer);
     let (earlier_reminders, escalated_today) = journal_facts(
         store,
         inv.connection.as_str(),

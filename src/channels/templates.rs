@@ -634,10 +634,7 @@ impl DigestContext {
                 d61_90: "0.00".into(),
                 d90_plus: "1200.00".into(),
             }],
-            forecast: vec![
-                "books: payers 3 prompt, 1 occasional, 2 chronic, 0 new".into(),
-                "books: expected USD 362.07 within 7 days, USD 1,562.07 within 30 days, USD 1,562.07 within 60 days".into(),
-            ],
+            forecast: Vec::new(),
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::book::PerCurrency;
 use super::format::{day, money};
 use crate::config::Config;
-use crate::profiles::{ledger_profiles, PayerProfile, PlanOutcomes};
+use crate::profiles::{ledger_profiles, plan_outcomes, window_start, PayerProfile};
 use crate::store::{Store, StoreError};
 
 /// The days the forecast looks ahead that the demo checks.
@@ -22,8 +22,9 @@ pub const FORECAST_DAYS: i64 = 30;
 pub struct ForecastWatch {
     pub day: NaiveDate,
     pub forecast: PerCurrency,
-    /// (connection, invoice id, currency, amount due that day).
-    open: Vec<(String, String, String, Decimal)>,
+    /// (connection, invoice id, currency, amount due that day, expected within the
+    /// forecast's days, expected at all).
+    open: Vec<(String, String, String, Decimal, bool, bool)>,
 }
 
 /// Takes the 30-day forecast of every connection as overdued makes it on `today`.
@@ -44,17 +45,23 @@ pub fn take_forecast(
             today,
             config.daemon.time_zone,
             &config.payer_profiles,
-            &PlanOutcomes::new(),
+            &plan_outcomes(store, &c.name, window_start(today, &config.payer_profiles))?,
         )?;
-        for (cur, _) in &p.forecast.by_currency {
+        for cur in p.forecast.by_currency.keys() {
             *w.forecast.entry(cur.clone()).or_default() += p.forecast.within(FORECAST_DAYS, cur);
         }
         for i in p.customers.iter().flat_map(|c| &c.open_invoices) {
+            let within = i
+                .expected
+                .on
+                .is_some_and(|d| (d - today).num_days() < FORECAST_DAYS);
             w.open.push((
                 c.name.clone(),
                 i.id.clone(),
                 i.currency.clone(),
                 i.amount_due,
+                within,
+                i.expected.on.is_some(),
             ));
         }
     }
@@ -75,6 +82,9 @@ pub struct PayersCheck {
     pub forecast_day: Option<NaiveDate>,
     pub forecast: PerCurrency,
     pub paid: PerCurrency,
+    /// Of `paid`: on invoices expected within the forecast's days, expected later, and
+    /// not expected at all.
+    pub paid_split: BTreeMap<String, [Decimal; 3]>,
 }
 
 impl PayersCheck {
@@ -144,6 +154,15 @@ impl PayersCheck {
                     money(c, f),
                     money(c, p)
                 );
+                if let Some(split) = self.paid_split.get(c).filter(|_| p > Decimal::ZERO) {
+                    let _ = writeln!(
+                        o,
+                        "       paid on invoices expected within {FORECAST_DAYS} days {}, expected later {}, not expected {}",
+                        money(c, split[0]),
+                        money(c, split[1]),
+                        money(c, split[2])
+                    );
+                }
             }
         }
         o
@@ -230,7 +249,7 @@ pub fn check(
             today,
             config.daemon.time_zone,
             &config.payer_profiles,
-            &PlanOutcomes::new(),
+            &plan_outcomes(store, &c.name, window_start(today, &config.payer_profiles))?,
         )?;
         for cp in &p.customers {
             let Some((email, b)) = truth.get(&cp.customer_id.to_lowercase()) else {
@@ -254,7 +273,7 @@ pub fn check(
     if let Some(w) = watch {
         out.forecast_day = Some(w.day);
         out.forecast = w.forecast.clone();
-        for (conn, id, cur, then) in &w.open {
+        for (conn, id, cur, then, within, expected) in &w.open {
             let now = match store.get_invoice(conn, id)? {
                 Some(r) if r.snapshot.status.is_open() => r.snapshot.amount_due,
                 Some(r) if r.snapshot.status == overdued_connector::InvoiceStatus::Paid => {
@@ -265,6 +284,12 @@ pub fn check(
             };
             let paid = (*then - now).max(Decimal::ZERO);
             *out.paid.entry(cur.clone()).or_default() += paid;
+            let slot = match (within, expected) {
+                (true, _) => 0,
+                (false, true) => 1,
+                (false, false) => 2,
+            };
+            out.paid_split.entry(cur.clone()).or_default()[slot] += paid;
         }
     }
     Ok(out)

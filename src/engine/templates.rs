@@ -152,7 +152,8 @@ impl MessageContext {
             instalment_number: "1".into(),
             instalment_date: "1 December 2026".into(),
             instalment_amount: "USD 120.69".into(),
-            payer_profile: "prompt".into(),
+            // Unjudged: the sample renders what every customer gets.
+            payer_profile: String::new(),
         }
     }
 }
@@ -286,7 +287,7 @@ pub fn built_in(id: &str) -> Option<MessageTemplate> {
             "Invoice {{ invoice_number }} is due on {{ due_date }}",
             "Dear {{ customer_name }},
 
-Thank you for your business. This is a friendly note that invoice {{ invoice_number }} for {{ amount_due }} falls due on {{ due_date }}.
+Thank you for your business{% if payer_profile == 'prompt' %}, and for paying as promptly as you usually do{% endif %}. This is a friendly note that invoice {{ invoice_number }} for {{ amount_due }} falls due on {{ due_date }}.
 
 {{ pay_line }}
 
@@ -316,7 +317,7 @@ Kind regards",
             "Invoice {{ invoice_number }}: our records show it as unpaid",
             "Dear {{ customer_name }},
 
-Our records show invoice {{ invoice_number }} for {{ amount_due }} as unpaid; it was due on {{ due_date }}. If you have already paid, thank you, and please ignore this message or let us know so we can match the payment.
+Our records show invoice {{ invoice_number }} for {{ amount_due }} as unpaid; it was due on {{ due_date }}. If you have already paid, thank you, and please ignore this message or let us know so we can match the payment.{% if payer_profile == 'prompt' %} You usually pay us promptly, so this one may simply have slipped through.{% endif %}
 
 {{ fee_notice }}
 

@@ -31,6 +31,10 @@ pub struct PayerProfilesConfig {
     /// (or, for a customer with no payments, than anyone has) is not expected at all
     /// and is left out of the cash forecast.
     pub unexpected_after_days: i64,
+    /// An invoice is expected by the median lateness of the customer's last this many
+    /// payments in the window: habits change once a customer is reminded, and the
+    /// latest payments say more about the next than old debts do.
+    pub expect_from_last: u32,
 }
 
 impl Default for PayerProfilesConfig {
@@ -43,6 +47,7 @@ impl Default for PayerProfilesConfig {
             chronic_share_late: 50,
             broken_promise_is_chronic: true,
             unexpected_after_days: 30,
+            expect_from_last: 6,
         }
     }
 }
@@ -100,6 +105,12 @@ impl PayerProfilesConfig {
                     "{} is out of range: give 0 to 3660 days",
                     self.unexpected_after_days
                 ),
+            );
+        }
+        if self.expect_from_last == 0 {
+            return err(
+                "expect_from_last",
+                "must be at least 1: the expected date needs a payment to go by".into(),
             );
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
-use overdued_connector::{InvoiceSnapshot, InvoiceStatus};
+use overdued_connector::InvoiceStatus;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,8 @@ use crate::store::{Hold, HoldTarget, InvoiceRecord, Store, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaidDateSource {
+    /// The system's own payment date on the invoice (Xero `FullyPaidOnDate`).
+    Ledger,
     /// The day the ledger dated the change that brought the balance to zero, as sync
     /// recorded it (QuickBooks `MetaData.LastUpdatedTime`, Xero `UpdatedDateUTC` of the
     /// snapshot that first showed the invoice paid).
@@ -34,6 +36,12 @@ pub fn paid_on(rec: &InvoiceRecord) -> Option<PaidDate> {
     if rec.snapshot.status != InvoiceStatus::Paid {
         return None;
     }
+    if let Some(on) = rec.snapshot.paid_on {
+        return Some(PaidDate {
+            on,
+            source: PaidDateSource::Ledger,
+        });
+    }
     // The last time the balance went from something to nothing: a payment reversed and
     // made again counts from the second.
     let h = &rec.balance_history;
@@ -49,9 +57,19 @@ pub fn paid_on(rec: &InvoiceRecord) -> Option<PaidDate> {
         })
 }
 
-/// Payment plans kept and broken per customer id. Empty until payment plans are
-/// recorded in the store; then fill it from their records.
+/// Payment plans kept and broken per customer id: (kept, broken).
 pub type PlanOutcomes = BTreeMap<String, (u32, u32)>;
+
+/// The payment plans of a connection that ended (kept or broken) since `since`, per
+/// customer. Instalment plans are not recorded in the store yet, so there are none;
+/// once they are, this is the one place that reads them.
+pub fn plan_outcomes(
+    _store: &dyn Store,
+    _connection: &str,
+    _since: NaiveDate,
+) -> Result<PlanOutcomes, StoreError> {
+    Ok(PlanOutcomes::new())
+}
 
 /// One open invoice and when its payment is expected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,12 +135,22 @@ impl LedgerProfiles {
     }
 }
 
+/// What the forecast needs of an open invoice.
+struct Open {
+    id: String,
+    number: String,
+    currency: String,
+    amount_due: Decimal,
+    due_date: NaiveDate,
+}
+
 #[derive(Default)]
 struct Acc {
     name: String,
-    days_late: Vec<i64>,
+    /// (paid on, days late) of every payment in the window.
+    days_late: Vec<(NaiveDate, i64)>,
     figures: PayerFigures,
-    open: Vec<InvoiceSnapshot>,
+    open: Vec<Open>,
     owed: BTreeMap<String, Decimal>,
 }
 
@@ -136,40 +164,21 @@ pub fn ledger_profiles(
     cfg: &PayerProfilesConfig,
     plans: &PlanOutcomes,
 ) -> Result<LedgerProfiles, StoreError> {
-    let since = today - Duration::days(i64::from(cfg.history_days));
-    let mut by_customer: BTreeMap<String, Acc> = BTreeMap::new();
-    let mut all_late = Vec::new();
-    let mut customer_of: BTreeMap<String, (String, bool)> = BTreeMap::new();
-    store.for_each_invoice(connection, &mut |r| {
-        let s = &r.snapshot;
-        customer_of.insert(
-            s.remote_id.clone(),
-            (s.customer.id.clone(), s.status.is_open()),
-        );
-        let acc = by_customer.entry(s.customer.id.clone()).or_default();
-        if acc.name.is_empty() {
-            acc.name = s.customer.name.clone();
-        }
-        // A fee is a consequence of lateness already counted on the invoice it is for.
-        let judged = !s.is_fee_invoice;
-        if s.status.is_open() && s.amount_due > Decimal::ZERO {
-            *acc.owed.entry(s.currency.code().to_string()).or_default() += s.amount_due;
-            if judged && s.days_overdue(today) > cfg.late_after_days {
-                acc.figures.open_late += 1;
-            }
-            acc.open.push(s.clone());
-        } else if let Some(p) = paid_on(&r).filter(|p| judged && p.on >= since && p.on <= today) {
-            let late = (p.on - s.due_date).num_days();
-            acc.figures.paid += 1;
-            if late > cfg.late_after_days {
-                acc.figures.paid_late += 1;
-            }
-            acc.days_late.push(late);
-            all_late.push(late);
-        }
-        true
-    })?;
+    compute(store, connection, today, tz, cfg, plans, true)
+}
 
+/// [`ledger_profiles`]; without `with_open`, no open invoice is listed or forecast
+/// (the planner needs only the profiles).
+fn compute(
+    store: &dyn Store,
+    connection: &str,
+    today: NaiveDate,
+    tz: Tz,
+    cfg: &PayerProfilesConfig,
+    plans: &PlanOutcomes,
+    with_open: bool,
+) -> Result<LedgerProfiles, StoreError> {
+    let since = window_start(today, cfg);
     // Promises: made as audited, broken when the planner scheduled their "promise
     // broken" message, kept when the invoice closed without one.
     let start = tz
@@ -183,11 +192,61 @@ pub fn ledger_profiles(
         .filter(|e| e.kind == "promise")
         .filter_map(|e| e.invoice_id)
         .collect();
+    // A promise still standing dates its invoice's payment better than any history.
+    let mut standing: BTreeMap<String, NaiveDate> = BTreeMap::new();
     for (target, hold) in store.holds(connection)? {
-        if let (HoldTarget::Invoice(id), Hold::Promise { .. }) = (target, hold) {
+        if let (HoldTarget::Invoice(id), Hold::Promise { until, .. }) = (target, hold) {
+            if until >= today {
+                standing.insert(id.clone(), until);
+            }
             promised.insert(id);
         }
     }
+    let mut by_customer: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut all_late = Vec::new();
+    // Only the promised invoices' customers are looked up afterwards: with a million
+    // invoices a map of every one would be most of the memory this takes.
+    let mut customer_of: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    store.for_each_invoice(connection, &mut |r| {
+        let s = &r.snapshot;
+        if promised.contains(&s.remote_id) {
+            customer_of.insert(
+                s.remote_id.clone(),
+                (s.customer.id.clone(), s.status.is_open()),
+            );
+        }
+        let acc = by_customer.entry(s.customer.id.clone()).or_default();
+        if acc.name.is_empty() {
+            acc.name = s.customer.name.clone();
+        }
+        // A fee is a consequence of lateness already counted on the invoice it is for.
+        let judged = !s.is_fee_invoice;
+        if s.status.is_open() && s.amount_due > Decimal::ZERO {
+            *acc.owed.entry(s.currency.code().to_string()).or_default() += s.amount_due;
+            if judged && s.days_overdue(today) > cfg.late_after_days {
+                acc.figures.open_late += 1;
+            }
+            if with_open {
+                acc.open.push(Open {
+                    id: s.remote_id.clone(),
+                    number: s.display_number().to_string(),
+                    currency: s.currency.code().to_string(),
+                    amount_due: s.amount_due,
+                    due_date: s.due_date,
+                });
+            }
+        } else if let Some(p) = paid_on(&r).filter(|p| judged && p.on >= since && p.on <= today) {
+            let late = (p.on - s.due_date).num_days();
+            acc.figures.paid += 1;
+            if late > cfg.late_after_days {
+                acc.figures.paid_late += 1;
+            }
+            acc.days_late.push((p.on, late));
+            all_late.push(late);
+        }
+        true
+    })?;
+
     for id in promised {
         let Some((customer, open)) = customer_of.get(&id) else {
             continue;
@@ -215,28 +274,42 @@ pub fn ledger_profiles(
             acc.figures.plans_kept = *kept;
             acc.figures.plans_broken = *broken;
         }
-        acc.figures.max_days_late = acc.days_late.iter().copied().max();
-        acc.figures.median_days_late = median(&mut acc.days_late);
+        acc.figures.max_days_late = acc.days_late.iter().map(|(_, l)| *l).max();
+        // Habits as lately seen: a customer who pays on time since being reminded is
+        // expected on time, whatever their old debts took.
+        acc.days_late.sort_unstable();
+        let recent = acc
+            .days_late
+            .len()
+            .saturating_sub(cfg.expect_from_last as usize);
+        let mut lately: Vec<i64> = acc.days_late[recent..].iter().map(|(_, l)| *l).collect();
+        acc.figures.median_days_late = median(&mut lately);
         let (profile, reason) = classify(&acc.figures, cfg);
         let mut open_invoices = Vec::with_capacity(acc.open.len());
         acc.open
-            .sort_by(|a, b| (a.due_date, &a.remote_id).cmp(&(b.due_date, &b.remote_id)));
+            .sort_by(|a, b| (a.due_date, &a.id).cmp(&(b.due_date, &b.id)));
         for s in &acc.open {
-            let expected = expected_date(
-                s.due_date,
-                today,
-                &acc.figures,
-                ledger_median,
-                ledger_max,
-                cfg,
-            );
+            let expected = match standing.get(&s.id) {
+                Some(until) => Expectation {
+                    on: Some(*until),
+                    basis: format!("promised by {until}"),
+                },
+                None => expected_date(
+                    s.due_date,
+                    today,
+                    &acc.figures,
+                    ledger_median,
+                    ledger_max,
+                    cfg,
+                ),
+            };
             if let Some(on) = expected.on {
-                forecast.add(today, on, s.currency.code(), s.amount_due);
+                forecast.add(today, on, &s.currency, s.amount_due);
             }
             open_invoices.push(OpenInvoice {
-                id: s.remote_id.clone(),
-                number: s.display_number().to_string(),
-                currency: s.currency.code().to_string(),
+                id: s.id.clone(),
+                number: s.number.clone(),
+                currency: s.currency.clone(),
                 amount_due: s.amount_due,
                 due_date: s.due_date,
                 expected,
@@ -290,7 +363,8 @@ pub fn attach_profiles(
     if cases.is_empty() {
         return Ok(());
     }
-    let profiles = ledger_profiles(store, connection, today, tz, cfg, &PlanOutcomes::new())?;
+    let plans = plan_outcomes(store, connection, window_start(today, cfg))?;
+    let profiles = compute(store, connection, today, tz, cfg, &plans, false)?;
     let by_customer = profiles.by_customer();
     for c in cases.iter_mut() {
         c.history.payer_profile = by_customer.get(&c.invoice.customer.id).copied();
@@ -321,7 +395,7 @@ pub fn customers_report(
             today,
             tz,
             &config.payer_profiles,
-            &PlanOutcomes::new(),
+            &plan_outcomes(store, &c.name, window_start(today, &config.payer_profiles))?,
         )?);
     }
     if json {
@@ -339,4 +413,9 @@ pub fn customers_report(
         }
     }
     Ok(out)
+}
+
+/// The first day of the history window ending `today`.
+pub fn window_start(today: NaiveDate, cfg: &PayerProfilesConfig) -> NaiveDate {
+    today - Duration::days(i64::from(cfg.history_days))
 }

@@ -15,8 +15,8 @@ pub mod render;
 pub use config::PayerProfilesConfig;
 pub use expect::{expected_date, Expectation, Forecast, FORECAST_HORIZONS};
 pub use history::{
-    attach_profiles, customers_report, ledger_profiles, paid_on, CustomerProfile, LedgerProfiles,
-    OpenInvoice, PaidDate, PaidDateSource, PlanOutcomes,
+    attach_profiles, customers_report, ledger_profiles, paid_on, plan_outcomes, window_start,
+    CustomerProfile, LedgerProfiles, OpenInvoice, PaidDate, PaidDateSource, PlanOutcomes,
 };
 
 use serde::{Deserialize, Serialize};
@@ -74,7 +74,8 @@ pub struct PayerFigures {
     pub paid_late: u32,
     /// Open invoices already more than `late_after_days` past due: late whatever happens.
     pub open_late: u32,
-    /// The median of days from due date to payment over the paid invoices (negative: early).
+    /// The median of days from due date to payment over the last `expect_from_last`
+    /// paid invoices (negative: early).
     pub median_days_late: Option<i64>,
     /// The latest any of them was paid, in days after the due date.
     pub max_days_late: Option<i64>,

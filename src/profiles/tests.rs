@@ -135,6 +135,10 @@ fn config_defaults_and_bounds() {
         bad("unexpected_after_days = -5"),
         "payer_profiles.unexpected_after_days"
     );
+    assert_eq!(
+        bad("expect_from_last = 0"),
+        "payer_profiles.expect_from_last"
+    );
     assert!(toml::from_str::<PayerProfilesConfig>("min_paid = 3").is_err());
 }
 
@@ -233,6 +237,16 @@ fn paid_date_is_when_the_balance_last_reached_zero() {
     assert_eq!(paid_on(&r).map(|p| p.on), Some(d("2026-03-20")));
     r.snapshot.status = InvoiceStatus::Voided;
     assert_eq!(paid_on(&r), None);
+    // The system's own payment date wins over what sync observed.
+    r.snapshot.status = InvoiceStatus::Paid;
+    r.snapshot.paid_on = Some(d("2026-03-18"));
+    assert_eq!(
+        paid_on(&r),
+        Some(PaidDate {
+            on: d("2026-03-18"),
+            source: PaidDateSource::Ledger
+        })
+    );
     // First seen already paid: the one observation is the date the ledger gave it.
     let first = paid_record("2", "C1", d("2026-03-01"), d("2026-02-27"));
     assert_eq!(
@@ -390,6 +404,7 @@ fn snapshot(id: &str, customer: &str, due: NaiveDate, amount_due: Decimal) -> In
         memo: String::new(),
         is_fee_invoice: false,
         pay_url: None,
+        paid_on: None,
     }
 }
 
@@ -524,4 +539,161 @@ fn the_config_file_reads_payer_profiles_and_names_a_bad_key() {
     let e = crate::config::parse(&format!("{base}[payer_profiles]\nmin_paid = 3\n"), &path)
         .expect_err("unknown key");
     assert!(e.message.contains("min_paid"), "{e}");
+}
+
+#[test]
+fn only_a_prompt_payer_is_thanked_for_promptness() {
+    use crate::engine::templates::{built_in, render_message, MessageContext};
+    for id in ["heads_up", "catch_up"] {
+        let t = built_in(id).expect("built-in");
+        let mut ctx = MessageContext::sample();
+        ctx.payer_profile = "prompt".into();
+        let thanked = render_message(&t, &ctx).expect("renders").body;
+        assert!(thanked.contains("promptly"), "{id}: {thanked}");
+        for other in ["", "new", "occasional", "chronic"] {
+            ctx.payer_profile = other.into();
+            let body = render_message(&t, &ctx).expect("renders").body;
+            assert!(!body.contains("promptly"), "{id} {other}: {body}");
+        }
+    }
+}
+
+#[test]
+fn promises_count_and_a_standing_one_dates_the_payment() {
+    use crate::store::{AuditEvent, Hold, HoldTarget, Store};
+    let today = d("2026-06-30");
+    let mut recs: Vec<InvoiceRecord> = (0..3)
+        .map(|i| paid_record(&format!("p{i}"), "C1", d("2026-05-01"), d("2026-05-01")))
+        .collect();
+    recs.push(open_record("o1", "C1", d("2026-06-20"), dec!(80)));
+    let (_dir, store) = store_with(&recs);
+    // A promise kept on p0 (paid, no "promise broken" message).
+    store
+        .append_audit(&AuditEvent {
+            at: at(d("2026-04-25")),
+            connection: "c".into(),
+            invoice_id: Some("p0".into()),
+            kind: "promise".into(),
+            message: "promise to pay".into(),
+            detail: serde_json::Value::Null,
+        })
+        .expect("audit");
+    // One standing on o1.
+    store
+        .put_hold(
+            "c",
+            &HoldTarget::Invoice("o1".into()),
+            &Hold::Promise {
+                until: d("2026-07-03"),
+                amount: None,
+                balance_when_made: Some(dec!(80)),
+                set_at: at(d("2026-06-29")),
+            },
+        )
+        .expect("hold");
+    let p = ledger_profiles(
+        &store,
+        "c",
+        today,
+        chrono_tz::UTC,
+        &cfg(),
+        &PlanOutcomes::new(),
+    )
+    .expect("profiles");
+    let f = &p.customers[0].figures;
+    assert_eq!((f.promises_kept, f.promises_broken), (1, 0));
+    let e = p.expected("o1").expect("open invoice");
+    assert_eq!(e.on, Some(d("2026-07-03")));
+    assert_eq!(e.basis, "promised by 2026-07-03");
+    assert_eq!(p.forecast.within(7, "USD"), dec!(80));
+}
+
+#[test]
+fn expect_from_last_dates_by_the_latest_payments() {
+    let today = d("2026-06-30");
+    // Four old debts paid 40 days late, then three paid on time.
+    let mut recs: Vec<InvoiceRecord> = (0..4)
+        .map(|i| paid_record(&format!("old{i}"), "C1", d("2026-01-01"), d("2026-02-10")))
+        .collect();
+    for i in 0..3 {
+        recs.push(paid_record(
+            &format!("new{i}"),
+            "C1",
+            d("2026-05-01"),
+            d("2026-05-01"),
+        ));
+    }
+    recs.push(open_record("o1", "C1", d("2026-07-10"), dec!(10)));
+    let (_dir, store) = store_with(&recs);
+    let with = |n| {
+        let c = PayerProfilesConfig {
+            expect_from_last: n,
+            ..cfg()
+        };
+        ledger_profiles(&store, "c", today, chrono_tz::UTC, &c, &PlanOutcomes::new())
+            .expect("profiles")
+    };
+    // The whole window's median is 40 days late; the last three say on time.
+    assert_eq!(
+        with(7).expected("o1").and_then(|e| e.on),
+        Some(d("2026-08-19"))
+    );
+    assert_eq!(
+        with(3).expected("o1").and_then(|e| e.on),
+        Some(d("2026-07-10"))
+    );
+    // The profile still counts the whole window: 4 of 7 late.
+    assert_eq!(with(3).profile_of("C1"), Some(PayerProfile::Chronic));
+}
+
+#[test]
+fn payment_terms_at_send_time_follow_the_payer_policy() {
+    use crate::channels::facts::{PayTerms, PolicyChoice};
+    let b = book(
+        r#"
+[policies.default]
+payment_instructions = "pay by card"
+[[policies.default.overrides]]
+payer = "chronic"
+policy = "firm"
+[policies.firm]
+payment_instructions = "pay by bank transfer today"
+attach_pdf = false
+"#,
+    );
+    let choice = Some(PolicyChoice {
+        book: &b,
+        default: "default",
+    });
+    let s = snapshot("1", "C1", d("2026-06-01"), dec!(10));
+    let chronic = PayTerms::for_payer(choice, &s, Some(PayerProfile::Chronic));
+    assert_eq!(
+        chronic.payment_instructions.as_deref(),
+        Some("pay by bank transfer today")
+    );
+    assert!(!chronic.attach_pdf);
+    let prompt = PayTerms::for_payer(choice, &s, Some(PayerProfile::Prompt));
+    assert_eq!(prompt.payment_instructions.as_deref(), Some("pay by card"));
+    assert_eq!(PayTerms::for_invoice(choice, &s), prompt);
+}
+
+#[test]
+fn the_planner_gets_each_customers_profile() {
+    let today = d("2026-06-30");
+    let mut recs: Vec<InvoiceRecord> = (0..3)
+        .map(|i| paid_record(&format!("p{i}"), "C1", d("2026-05-01"), d("2026-05-20")))
+        .collect();
+    recs.push(open_record("o1", "C1", d("2026-06-20"), dec!(80)));
+    recs.push(open_record("o2", "C2", d("2026-06-25"), dec!(50)));
+    let (_dir, store) = store_with(&recs);
+    let mut cases = crate::cycle::load_cases(&store, "c", at(today)).expect("cases");
+    attach_profiles(&store, "c", today, chrono_tz::UTC, &cfg(), &mut cases).expect("attach");
+    let of = |id: &str| {
+        cases
+            .iter()
+            .find(|c| c.invoice.remote_id == id)
+            .and_then(|c| c.history.payer_profile)
+    };
+    assert_eq!(of("o1"), Some(PayerProfile::Chronic));
+    assert_eq!(of("o2"), Some(PayerProfile::New));
 }

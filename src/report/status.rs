@@ -219,7 +219,11 @@ pub fn connection_status(
                 today,
                 config.daemon.time_zone,
                 &config.payer_profiles,
-                &crate::profiles::PlanOutcomes::new(),
+                &crate::profiles::plan_outcomes(
+                    store,
+                    name,
+                    crate::profiles::window_start(today, &config.payer_profiles),
+                )?,
             )?,
         )),
     })

@@ -32,6 +32,7 @@ fn snapshot(conn: &str, id: &str) -> InvoiceSnapshot {
         memo: "PO 4471".into(),
         is_fee_invoice: false,
         pay_url: Some("https://in.xero.com/abc".into()),
+        paid_on: None,
     }
 }
 

@@ -143,6 +143,11 @@ pub struct InvoiceSnapshot {
     /// Where the customer can pay online, when the system has such a link.
     #[serde(default)]
     pub pay_url: Option<String>,
+    /// The day a paid invoice was paid in full, when the system says so on the invoice
+    /// (Xero `FullyPaidOnDate`); QuickBooks dates its payments only on the linked
+    /// Payment, so there it stays `None` and payer profiles use the balance history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid_on: Option<NaiveDate>,
 }
 
 impl InvoiceSnapshot {
@@ -198,6 +203,7 @@ mod tests {
             memo: String::new(),
             is_fee_invoice: false,
             pay_url: None,
+            paid_on: None,
         }
     }
 

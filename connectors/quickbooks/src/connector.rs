@@ -198,6 +198,7 @@ impl QuickBooksConnector {
             memo: String::new(),
             is_fee_invoice: false,
             pay_url: None,
+            paid_on: None,
         }
     }
 

@@ -274,6 +274,7 @@ impl QboInvoice {
             is_fee_invoice: memo.contains(FEE_MARKER),
             memo,
             pay_url: self.invoice_link.clone().filter(|l| !l.is_empty()),
+            paid_on: None,
         })
     }
 }

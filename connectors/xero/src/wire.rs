@@ -132,6 +132,9 @@ pub struct XeroInvoice {
     pub due_date_string: Option<String>,
     #[serde(rename = "UpdatedDateUTC", default)]
     pub updated: Option<String>,
+    /// Set by Xero on a paid invoice: the day the last payment made it paid.
+    #[serde(rename = "FullyPaidOnDate", default)]
+    pub fully_paid_on: Option<String>,
     #[serde(rename = "CurrencyCode", default)]
     pub currency_code: Option<String>,
     #[serde(
@@ -212,6 +215,16 @@ impl XeroInvoice {
             "DRAFT" => InvoiceStatus::Draft,
             _ => return Err(self.problem(format!("unknown Status {raw:?}"))),
         })
+    }
+
+    /// `FullyPaidOnDate` of a paid invoice; nothing for any other.
+    fn paid_on(&self, status: InvoiceStatus) -> Result<Option<NaiveDate>, MappingError> {
+        match self.fully_paid_on.as_deref().filter(|d| !d.is_empty()) {
+            Some(d) if status == InvoiceStatus::Paid => parse_calendar_date(d)
+                .map(Some)
+                .map_err(|e| self.problem(format!("FullyPaidOnDate: {e}"))),
+            _ => Ok(None),
+        }
     }
 
     fn problem(&self, problem: impl Into<String>) -> MappingError {
@@ -295,6 +308,7 @@ impl XeroInvoice {
             is_fee_invoice: memo.contains(FEE_MARKER),
             memo,
             pay_url: None,
+            paid_on: self.paid_on(status)?,
         })
     }
 }
@@ -337,6 +351,7 @@ pub fn tombstone(connection: &ConnectionId, id: &str, now: DateTime<Utc>) -> Inv
         memo: String::new(),
         is_fee_invoice: false,
         pay_url: None,
+        paid_on: None,
     }
 }
 
@@ -468,6 +483,27 @@ mod tests {
         }
         x.status = Some("ARCHIVED".into());
         assert!(x.snapshot_status().is_err());
+    }
+
+    #[test]
+    fn a_paid_invoice_carries_fully_paid_on_date() {
+        let paid = BASE
+            .replace(r#""Status":"AUTHORISED""#, r#""Status":"PAID""#)
+            .replace(
+                r#""AmountDue":46.10"#,
+                r#""AmountDue":0.00,"FullyPaidOnDate":"/Date(1543449600000+0000)/""#,
+            );
+        let s = inv(&paid).to_snapshot(&conn()).unwrap();
+        assert_eq!(s.paid_on, NaiveDate::from_ymd_opt(2018, 11, 29));
+        // Open: no payment date, whatever the field says.
+        let open = BASE.replace(
+            r#""AmountDue":46.10"#,
+            r#""AmountDue":46.10,"FullyPaidOnDate":"/Date(1543449600000+0000)/""#,
+        );
+        assert_eq!(inv(&open).to_snapshot(&conn()).unwrap().paid_on, None);
+        let bad = paid.replace("/Date(1543449600000+0000)/", "soon");
+        let e = inv(&bad).to_snapshot(&conn()).unwrap_err();
+        assert!(e.to_string().contains("FullyPaidOnDate"), "{e}");
     }
 
     #[test]

@@ -747,6 +747,7 @@ pub(crate) mod tests_support {
             memo: String::new(),
             is_fee_invoice: false,
             pay_url: Some("https://pay.example/x".into()),
+            paid_on: None,
         }
     }
 
