@@ -60,15 +60,32 @@ pub fn paid_on(rec: &InvoiceRecord) -> Option<PaidDate> {
 /// Payment plans kept and broken per customer id: (kept, broken).
 pub type PlanOutcomes = BTreeMap<String, (u32, u32)>;
 
-/// The payment plans of a connection that ended (kept or broken) since `since`, per
-/// customer. Instalment plans are not recorded in the store yet, so there are none;
-/// once they are, this is the one place that reads them.
+/// The payment plans (`overdued arrange`) of a connection that ended since `since`, per
+/// customer: (kept, broken). Kept: every instalment paid. Broken: the customer was told
+/// the plan ended (its "plan missed" message went out), the moment it became a fact the
+/// customer knows; a plan cancelled by the owner is neither.
 pub fn plan_outcomes(
-    _store: &dyn Store,
-    _connection: &str,
-    _since: NaiveDate,
+    store: &dyn Store,
+    connection: &str,
+    since: NaiveDate,
 ) -> Result<PlanOutcomes, StoreError> {
-    Ok(PlanOutcomes::new())
+    let mut out = PlanOutcomes::new();
+    for plan in store.arrangements(connection)? {
+        if plan.cancelled_on.is_some() {
+            continue;
+        }
+        // Today only matters for an instalment inside its grace days; a broken plan is
+        // read from its record or its journalled message, whatever the day.
+        let (standing, _, _) = crate::arrangements::ops::assess(store, &plan, since, 36_500)?;
+        let entry = out.entry(plan.customer_id.clone()).or_insert((0, 0));
+        match standing {
+            crate::arrangements::Standing::Completed if plan.agreed_on >= since => entry.0 += 1,
+            crate::arrangements::Standing::Broken { on, .. } if on >= since => entry.1 += 1,
+            _ => {}
+        }
+    }
+    out.retain(|_, v| *v != (0, 0));
+    Ok(out)
 }
 
 /// One open invoice and when its payment is expected.

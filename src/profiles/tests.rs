@@ -697,3 +697,64 @@ fn the_planner_gets_each_customers_profile() {
     assert_eq!(of("o1"), Some(PayerProfile::Chronic));
     assert_eq!(of("o2"), Some(PayerProfile::New));
 }
+
+#[test]
+fn stored_payment_plans_count_as_kept_or_broken() {
+    use crate::arrangements::{Arrangement, CoveredInvoice, Instalment};
+    use crate::store::Store;
+    let today = d("2026-06-30");
+    // Invoice 1 paid in full since its plan; invoice 2 still owes all of it.
+    let recs = vec![
+        paid_record("1", "C1", d("2026-04-01"), d("2026-05-20")),
+        open_record("2", "C2", d("2026-04-01"), dec!(300)),
+        open_record("3", "C3", d("2026-04-01"), dec!(300)),
+    ];
+    let (_dir, store) = store_with(&recs);
+    let plan = |id: &str, customer: &str, invoice: &str| Arrangement {
+        id: id.into(),
+        connection: "c".into(),
+        customer_id: customer.into(),
+        customer_name: customer.into(),
+        currency: recs[0].snapshot.currency,
+        invoices: vec![CoveredInvoice {
+            id: invoice.into(),
+            number: invoice.into(),
+            balance_when_agreed: dec!(300),
+        }],
+        instalments: vec![
+            Instalment {
+                due: d("2026-05-01"),
+                amount: dec!(150),
+            },
+            Instalment {
+                due: d("2026-05-15"),
+                amount: dec!(150),
+            },
+        ],
+        agreed_at: at(d("2026-04-20")),
+        agreed_on: d("2026-04-20"),
+        cancelled_on: None,
+        broken_on: None,
+    };
+    store.put_arrangement(&plan("P1", "C1", "1")).unwrap();
+    store
+        .put_arrangement(&Arrangement {
+            broken_on: Some(d("2026-05-05")),
+            ..plan("P2", "C2", "2")
+        })
+        .unwrap();
+    // Cancelled by the owner: neither kept nor broken.
+    store
+        .put_arrangement(&Arrangement {
+            cancelled_on: Some(d("2026-05-02")),
+            ..plan("P3", "C3", "3")
+        })
+        .unwrap();
+    let got = plan_outcomes(&store, "c", window_start(today, &cfg())).unwrap();
+    assert_eq!(got.get("C1"), Some(&(1, 0)), "{got:?}");
+    assert_eq!(got.get("C2"), Some(&(0, 1)), "{got:?}");
+    assert_eq!(got.get("C3"), None, "{got:?}");
+    let profiles =
+        ledger_profiles(&store, "c", today, chrono_tz::UTC, &cfg(), &got).expect("profiles");
+    assert_eq!(profiles.profile_of("C2"), Some(PayerProfile::Chronic));
+}
