@@ -324,17 +324,41 @@ pub fn calls_list(
             let escalation_listed = reasons
                 .iter()
                 .any(|r| matches!(r, CallReason::Escalated { invoice, .. } if *invoice == number));
+            // A call step follows the customer's first message as the ladder does: never
+            // before overdued has written about the invoice, and for an invoice adopted
+            // late, no sooner than the step's gap after that first message. Calling a
+            // customer on the day of a courteous catch-up would be firm before courteous.
+            let first_contact = journal
+                .iter()
+                .filter(|e| e.kind == ActionKind::Remind)
+                .filter_map(|e| match e.state {
+                    JournalState::Done { at, .. } => Some(at.with_timezone(&tz).date_naive()),
+                    _ => None,
+                })
+                .min();
+            let call_day = |day: i64| -> Option<NaiveDate> {
+                let first = first_contact?;
+                let before = policy
+                    .steps
+                    .iter()
+                    .filter(|st| st.action == crate::engine::policy::StepAction::Remind)
+                    .map(|st| st.day)
+                    .filter(|d| *d < day)
+                    .max();
+                let gap = before.map_or(0, |b| day - b);
+                Some((s.due_date + Duration::days(day)).max(first + Duration::days(gap)))
+            };
             // A referral already asks for the call; the step would only repeat it.
-            if let Some((step, day)) = policy
+            if let Some((step, on)) = policy
                 .steps
                 .iter()
                 .filter(|st| st.action == crate::engine::policy::StepAction::Call)
-                .map(|st| (&st.id, st.day))
                 .filter(|_| !escalation_listed && !s.is_fee_invoice)
-                .filter(|(_, day)| *day <= days)
-                .max_by_key(|(_, day)| *day)
+                .filter_map(|st| call_day(st.day).map(|on| (&st.id, on)))
+                .filter(|(_, on)| *on <= today)
+                .max_by_key(|(_, on)| *on)
             {
-                if !settled_before(day_start(s.due_date + Duration::days(day))) {
+                if !settled_before(day_start(on)) {
                     reasons.push(CallReason::CallStep {
                         invoice: number.clone(),
                         step: step.clone(),

@@ -459,7 +459,10 @@ fn a_call_step_puts_the_customer_on_the_list_and_sends_nothing() {
             balance_history: Vec::new(),
         })
         .unwrap();
-    // 40 days overdue: the +30d call step is due.
+    // Overdue but never written to: no call before the customer has heard from us.
+    assert!(list(&config, &store, now()).is_empty());
+    // Reminded at +7d (33 days ago); 40 days overdue: the +30d call step is due.
+    put_done_reminder(&store, "150", "7", "+7d", now() - Duration::days(33));
     let l = list(&config, &store, now());
     assert_eq!(l.len(), 1);
     assert_eq!(
@@ -676,4 +679,69 @@ fn status_no_longer_asks_for_a_call_about_an_invoice_with_an_agency() {
     let a = status(&store);
     assert!(a.escalated.is_empty(), "{a:?}");
     assert_eq!(a.calls.len(), 1, "{a:?}");
+}
+
+fn put_done_reminder(store: &SledStore, id: &str, customer: &str, step: &str, at: DateTime<Utc>) {
+    let ledger = "quickbooks:9341453";
+    store
+        .put_journal(&JournalEntry {
+            key: IdempotencyKey::derive(ledger, id, ActionKind::Remind, step),
+            connection: "acme-qbo".into(),
+            invoice_id: id.into(),
+            customer_id: customer.into(),
+            kind: ActionKind::Remind,
+            step_id: step.into(),
+            planned_for: at.date_naive(),
+            created_at: at,
+            expected_amount_due: Decimal::from(100),
+            payload: JournalPayload::Action(ActionPayload::Remind {
+                subject: format!("Invoice {id}"),
+                body: "b".into(),
+                channel: None,
+                template: None,
+                context: None,
+            }),
+            state: JournalState::Done {
+                at,
+                created_id: None,
+                replayed: false,
+            },
+            audit_note_done: true,
+            ledger: Some(ledger.into()),
+            sent_key: None,
+        })
+        .unwrap();
+}
+
+/// An invoice adopted late (first message a catch-up at 38 days overdue) gets its +30d
+/// call no sooner than the step's gap after that catch-up: 23 days, as the ladder runs.
+#[test]
+fn a_call_step_follows_the_first_message_of_an_adopted_invoice() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{CONFIG}\n[[policies.default.steps]]\noffset = \"+7d\"\naction = \"remind\"\ntemplate = \"follow_up\"\n\n[[policies.default.steps]]\noffset = \"+30d\"\naction = \"call\"\n"
+    );
+    let config = crate::config::parse(&text, &dir.path().join("c.toml")).unwrap();
+    let store = SledStore::open(&dir.path().join("state")).unwrap();
+    let at = now() - Duration::days(2);
+    store
+        .put_invoice(&InvoiceRecord {
+            snapshot: invoice("150", "7", 100),
+            seen_at: at,
+            first_seen_at: at,
+            balance_history: Vec::new(),
+        })
+        .unwrap();
+    put_done_reminder(&store, "150", "7", "catch_up", at);
+    // Two days after the catch-up, 40 days overdue: the step's day has passed, its gap not.
+    assert!(list(&config, &store, now()).is_empty());
+    assert!(list(&config, &store, at + Duration::days(22)).is_empty());
+    let l = list(&config, &store, at + Duration::days(23));
+    assert_eq!(
+        l[0].reasons,
+        vec![CallReason::CallStep {
+            invoice: "10150".into(),
+            step: "+30d".into()
+        }]
+    );
 }

@@ -61,9 +61,10 @@ pub fn lines(reports: &[CycleReport]) -> Vec<String> {
     out
 }
 
-/// What the demo policy calls a held step; fee periods (`+30d/p0`) are the late fee.
+/// What the demo policy calls a held step; fee periods (`+30d/p0`, summarised as
+/// `+30d (late fee)`) are the late fee.
 fn held_label(step: &str) -> &'static str {
-    if step.contains("/p") {
+    if step.contains("/p") || step.ends_with("(late fee)") {
         return "late fee";
     }
     STEPS
@@ -82,6 +83,7 @@ mod tests {
     fn held_steps_go_by_the_demo_policy_names() {
         assert_eq!(held_label("+30d/p0"), "late fee");
         assert_eq!(held_label("+30d/p2"), "late fee");
+        assert_eq!(held_label("+30d (late fee)"), "late fee");
         // +30d is both the stop-work reminder and the fee step; a held reminder is the former.
         assert_eq!(held_label("+30d"), "stop-work");
         assert_eq!(held_label("+60d"), "final notice");

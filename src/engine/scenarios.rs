@@ -1379,3 +1379,53 @@ fn an_escalated_invoice_taken_back_is_reminded_again_without_a_second_escalation
     );
     assert!(!m.body.contains("collection"), "{}", m.body);
 }
+
+/// "What happens next" is a promise to the customer: when a message is followed by a late
+/// fee before any other message, that message named the fee and its day. An adopted
+/// invoice past the fee step once heard "we will write to you again" and then was charged.
+#[test]
+fn the_next_step_a_message_names_is_the_fee_that_comes() {
+    let mut total = 0;
+    for (fee, first_seen) in [
+        ("", 50),
+        ("", 20),
+        ("", 80),
+        ("every_days = 30\n", 50),
+        ("every_days = 30\n", 5),
+        ("", -10),
+    ] {
+        let policies = format!("{ALWAYS_OPEN}{STEPS_WITH_FEE_AT_30}{FIXED_FEE}{fee}");
+        let mut sim = utc_sim(&policies).with_invoice("1", "c1", 1000);
+        sim.first_seen("1", first_seen);
+        sim.run_days(first_seen.max(-3)..=200, 10);
+        let log: Vec<&PlannedAction> = sim.log.iter().map(|(_, a)| a).collect();
+        let mut fees_seen = 0;
+        for (i, a) in log.iter().enumerate() {
+            let Some(m) = a.message.as_ref().filter(|_| a.kind == ActionKind::Remind) else {
+                continue;
+            };
+            let next = log[i + 1..]
+                .iter()
+                .find(|b| b.kind == ActionKind::Remind || b.kind == ActionKind::LateFee);
+            if let Some(f) =
+                next.filter(|b| b.kind == ActionKind::LateFee && b.days_overdue > a.days_overdue)
+            {
+                fees_seen += 1;
+                let on = (due() + Duration::days(f.days_overdue))
+                    .format("%-d %B %Y")
+                    .to_string();
+                assert!(
+                    m.body.contains(&format!("If the invoice is still unpaid on {on}, a late payment fee")),
+                    "first seen {first_seen}, fee {fee:?}: the {} message on day {} does not announce the fee of day {}:\n{}",
+                    a.step_id,
+                    a.days_overdue,
+                    f.days_overdue,
+                    m.body
+                );
+            }
+        }
+        total += fees_seen;
+    }
+    // Fees that came right after a message (and so had to be named in it).
+    assert!(total >= 4, "only {total} fees followed a message");
+}

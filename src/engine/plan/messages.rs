@@ -223,7 +223,7 @@ fn context(
         today: long_date(cx.today),
         fee: fee_text,
         fee_notice,
-        next_step: next_step_text(policy, inv, track, cx.d),
+        next_step: next_step_text(cx, policy, contact, track, fee_candidate),
         pay_link,
         pay_line,
         promise_date: hist
@@ -246,6 +246,77 @@ fn context(
         a.fill(&mut ctx, missed);
     }
     ctx
+}
+
+/// The day the next late fee will really be charged, as the fee track will decide it:
+/// from the fee step as paced from the last message, not before a reminder has given
+/// `notice_days` of notice (this message counts from today), skipping periods already
+/// charged or charged today, and periods the catch-up horizon will let pass. None when
+/// no fee is to come before escalation.
+fn next_fee_day(
+    cx: &Ctx<'_>,
+    policy: &CompiledPolicy,
+    contact: &Contact,
+    fee_candidate: Option<&FeeCandidate>,
+) -> Option<i64> {
+    let inv = cx.inv;
+    let fee = policy.late_fee.as_ref()?;
+    let step = policy
+        .steps
+        .iter()
+        .find(|s| s.action == StepAction::LateFee)?;
+    if inv.is_fee_invoice || fee.min_invoice_amount.is_some_and(|m| inv.total < m) {
+        return None;
+    }
+    let d = cx.d;
+    let day_of = |date: chrono::NaiveDate| (date - inv.due_date).num_days();
+    let notice = policy.notice_days;
+    let warned_from = contact
+        .sent
+        .iter()
+        .find(|s| **s < cx.today)
+        .map_or(d + notice, |first| day_of(*first) + notice);
+    // A fee charged today is told as done ("has been added today"); the next is later.
+    let earliest = (d + 1).max(warned_from);
+    // A catch-up going out today moves the ladder as it will stand once sent: it stands
+    // for the latest reminder due, and later steps (the fee's too) keep their gaps from
+    // today (see the reminder track).
+    let catch_up_today = d > 0 && contact.sent.iter().all(|s| *s >= cx.today);
+    let step_day = if catch_up_today {
+        let stood = policy
+            .steps
+            .iter()
+            .filter(|s| s.action == StepAction::Remind && s.reaches_customer() && s.day <= d)
+            .map(|s| s.day)
+            .max()
+            .unwrap_or(d);
+        if step.day > stood {
+            step.day + (d - stood)
+        } else {
+            step.day
+        }
+    } else {
+        contact.paced(step.day)
+    };
+    let charged_today = fee_candidate.map(|(id, _, _)| id.as_str());
+    for period in 0..10_000u32 {
+        let start = fee.period_start(period, step_day);
+        if policy.escalation_day.is_some_and(|e| start >= e) {
+            return None;
+        }
+        let id = format!("{}/p{period}", step.id);
+        let next_start = fee
+            .every_days
+            .map(|_| fee.period_start(period + 1, step_day));
+        let done = cx.is_done(ActionKind::LateFee, &id) || charged_today == Some(id.as_str());
+        let day = start.max(earliest);
+        let passes = day - start > cx.horizon || next_start.is_some_and(|n| day >= n);
+        if !done && !passes {
+            return Some(day);
+        }
+        next_start?;
+    }
+    None
 }
 
 /// The policy's fee terms, stated in every reminder until a fee is charged, so that no
@@ -280,11 +351,14 @@ fn fee_terms(
 
 /// "What happens next", for the customer: the next reminder, fee or escalation after today.
 fn next_step_text(
+    cx: &Ctx<'_>,
     policy: &CompiledPolicy,
-    inv: &InvoiceSnapshot,
+    contact: &Contact,
     track: &[Occurrence],
-    d: i64,
+    fee_candidate: Option<&FeeCandidate>,
 ) -> String {
+    let inv = cx.inv;
+    let d = cx.d;
     let next_reminder = track
         .iter()
         .filter(|o| o.day > d && !o.step_id.starts_with("promise/"))
@@ -292,26 +366,10 @@ fn next_step_text(
             o.action == StepAction::Escalate
                 || (o.action == StepAction::Remind && o.channel.to_customer())
         });
-    let next_fee = match (
-        &policy.late_fee,
-        policy
-            .steps
-            .iter()
-            .find(|s| s.action == StepAction::LateFee),
-    ) {
-        (Some(fee), Some(step))
-            if !inv.is_fee_invoice && fee.min_invoice_amount.is_none_or(|m| inv.total >= m) =>
-        {
-            let day = match fee.period_on(d, step.day) {
-                None => Some(fee.period_start(0, step.day)),
-                Some((p, _)) if fee.every_days.is_some() => Some(fee.period_start(p + 1, step.day)),
-                Some(_) => None,
-            };
-            day.filter(|day| policy.escalation_day.is_none_or(|e| *day < e))
-                .map(|day| (day, fee.describe(inv.currency, inv.due_date)))
-        }
-        _ => None,
-    };
+    let next_fee = next_fee_day(cx, policy, contact, fee_candidate).and_then(|day| {
+        let fee = policy.late_fee.as_ref()?;
+        Some((day, fee.describe(inv.currency, inv.due_date)))
+    });
     let date = |day: i64| long_date(day_text(inv.due_date, day));
     let fee = next_fee
         .filter(|(fday, _)| next_reminder.is_none_or(|r| *fday <= r.day))

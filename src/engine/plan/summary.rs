@@ -55,7 +55,12 @@ pub fn adoption_summary(plan: &Plan) -> Option<AdoptionSummary> {
     for s in &plan.skipped {
         if s.code == SkipCode::AwaitingNotice && adopted.contains(s.invoice_id.as_str()) {
             if let Some(step) = &s.step_id {
-                *held.entry(step.clone()).or_default() += 1;
+                // A fee step's id carries its period ("+30d/p0"): the owner knows the step.
+                let label = match step.split_once("/p") {
+                    Some((base, _)) => format!("{base} (late fee)"),
+                    None => step.clone(),
+                };
+                *held.entry(label).or_default() += 1;
             }
         }
     }
