@@ -156,7 +156,7 @@ pub async fn deliver(
         };
         let mid = message_id(&keys, &mailer.settings.from);
         let msg = match build_with(
-            &mailer.envelope(unit.to.clone()),
+            &mailer.envelope(unit.to.clone()).dated(clock.now()),
             rendered,
             &mid,
             &unit.attachments,

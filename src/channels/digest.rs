@@ -80,6 +80,7 @@ pub async fn send_if_due(
         reply_to: None,
         to: vec![dc.to.clone()],
         bcc: Vec::new(),
+        date: Some(now),
     };
     let msg = build(&env, &rendered, &mid)?;
     if let Err(e) = mailer.reachable().await {

@@ -31,6 +31,16 @@ pub struct Envelope {
     pub reply_to: Option<Mailbox>,
     pub to: Vec<Mailbox>,
     pub bcc: Vec<Mailbox>,
+    /// The `Date:` header, from the daemon's clock: a simulated day (`run --once --now`,
+    /// the demo) dates its mail that day, as the text inside says. None: the wall clock.
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Envelope {
+    pub fn dated(mut self, at: chrono::DateTime<chrono::Utc>) -> Envelope {
+        self.date = Some(at);
+        self
+    }
 }
 
 /// A file sent with a message (an invoice PDF).
@@ -90,6 +100,9 @@ pub fn build_with(
     if let Some(r) = &env.reply_to {
         b = b.reply_to(r.clone());
     }
+    if let Some(at) = env.date {
+        b = b.date(std::time::SystemTime::from(at));
+    }
     for to in &env.to {
         b = b.to(to.clone());
     }
@@ -137,6 +150,7 @@ mod tests {
             reply_to: None,
             to: vec!["ap@customer.example".parse().unwrap()],
             bcc: Vec::new(),
+            date: None,
         };
         let r = Rendered {
             subject: "Invoice 1037".into(),
@@ -159,6 +173,29 @@ mod tests {
         let plain =
             String::from_utf8(build(&env, &r, "<x@example.com>").unwrap().formatted()).unwrap();
         assert!(!plain.contains("multipart/mixed"), "{plain}");
+    }
+
+    #[test]
+    fn a_simulated_day_dates_the_message_that_day() {
+        let at = chrono::DateTime::parse_from_rfc3339("2027-01-04T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let env = Envelope {
+            from: "billing@example.com".parse().unwrap(),
+            reply_to: None,
+            to: vec!["ap@customer.example".parse().unwrap()],
+            bcc: Vec::new(),
+            date: None,
+        }
+        .dated(at);
+        let r = Rendered {
+            subject: "Invoice 1037".into(),
+            text: "Dear customer".into(),
+            html: "<p>Dear customer</p>".into(),
+        };
+        let raw =
+            String::from_utf8(build(&env, &r, "<x@example.com>").unwrap().formatted()).unwrap();
+        assert!(raw.contains("Date: Mon, 04 Jan 2027 10:00:00"), "{raw}");
     }
 
     #[test]

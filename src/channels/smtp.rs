@@ -81,6 +81,7 @@ impl Mailer {
             reply_to: self.settings.reply_to.clone(),
             to,
             bcc: self.settings.copy_owner.iter().cloned().collect(),
+            date: None,
         }
     }
 
