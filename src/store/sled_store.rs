@@ -587,6 +587,20 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn append_audit_for_invoices(&self, e: &AuditEvent, invoices: &[String]) -> Result<()> {
+        let (k, _) = audit_keys(self.db.generate_id().map_err(be)?, e);
+        let seq = &k[k.len() - 8..];
+        self.audit.insert(&k, encode(e)?).map_err(be)?;
+        let mut index = sled::Batch::default();
+        for id in invoices {
+            let mut ik = key2(&e.connection, id);
+            ik.push(SEP);
+            ik.extend_from_slice(seq);
+            index.insert(ik, &[]);
+        }
+        self.audit_by_invoice.apply_batch(index).map_err(be)
+    }
+
     fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>> {
         let mut out = Vec::new();
         let mut p = key2(connection, invoice_id);
@@ -595,8 +609,12 @@ impl Store for SledStore {
             let k = k.map_err(be)?;
             let mut ak = prefix(connection);
             ak.extend_from_slice(&k[p.len()..]);
-            if let Some(e) = self.get(&self.audit, "audit", &ak)? {
-                out.push(e);
+            if let Some(e) = self.get::<AuditEvent>(&self.audit, "audit", &ak)? {
+                // A page's "first seen" event names many invoices: this one's part.
+                match crate::sync::first_seen_event(&e, invoice_id) {
+                    Some(own) => out.push(own),
+                    None => out.push(e),
+                }
             }
         }
         Ok(out)

@@ -69,8 +69,12 @@ pub struct MetaData {
     pub last_updated: Option<DateTime<Utc>>,
 }
 
+/// An invoice as QuickBooks sends it. `L` is what is kept of its lines: all of them,
+/// as sent, for a read that may update the invoice; nothing ([`NoLines`]) for the rows
+/// of a query, which only become snapshots (decoding every line of every row was a
+/// good part of a big sync's CPU).
 #[derive(Debug, Clone, Deserialize)]
-pub struct QboInvoice {
+pub struct QboInvoice<L = Vec<Value>> {
     #[serde(rename = "Id")]
     pub id: String,
     /// Deleted stubs (CDC) carry `"status": "Deleted"` and little else.
@@ -104,7 +108,17 @@ pub struct QboInvoice {
     pub invoice_link: Option<String>,
     /// Kept as sent: a line update has to send every existing line back unchanged.
     #[serde(rename = "Line", default)]
-    pub lines: Vec<Value>,
+    pub lines: L,
+}
+
+/// The lines of a query row, skipped unread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoLines;
+
+impl<'de> Deserialize<'de> for NoLines {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| NoLines)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,7 +158,7 @@ pub struct QueryEnvelope {
 #[derive(Debug, Deserialize, Default)]
 pub struct QueryResponse {
     #[serde(rename = "Invoice", default)]
-    pub invoices: Vec<QboInvoice>,
+    pub invoices: Vec<QboInvoice<NoLines>>,
     #[serde(rename = "Customer", default)]
     pub customers: Vec<QboCustomer>,
 }
@@ -181,7 +195,7 @@ impl From<MappingError> for ConnectorError {
     }
 }
 
-impl QboInvoice {
+impl<L> QboInvoice<L> {
     pub fn is_deleted_stub(&self) -> bool {
         self.status
             .as_deref()
