@@ -5,7 +5,7 @@
 //! longer lists. The cursor is stored only after the page it follows is stored, so a
 //! crash never skips a page.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -52,20 +52,16 @@ pub struct SyncReport {
     pub customers: usize,
 }
 
-/// Whether an open invoice names a customer whose record is not stored.
-fn has_open_invoice_of_unknown_customer(
+/// Whether an open invoice read by this sync names a customer whose record is not
+/// stored. Only what was read can have brought a new customer: the invoices already
+/// stored were checked when they were read, so the store is not scanned again.
+fn names_unknown_customer(
     store: &dyn Store,
     connection: &str,
+    customers: &BTreeSet<String>,
 ) -> Result<bool, StoreError> {
-    let mut customers = std::collections::BTreeSet::new();
-    store.for_each_invoice(connection, &mut |r| {
-        if r.snapshot.status.is_open() && !r.snapshot.customer.id.is_empty() {
-            customers.insert(r.snapshot.customer.id);
-        }
-        true
-    })?;
     for id in customers {
-        if store.get_customer(connection, &id)?.is_none() {
+        if store.get_customer(connection, id)?.is_none() {
             return Ok(true);
         }
     }
@@ -117,6 +113,7 @@ pub async fn sync_connection(
         source,
     };
     let mut fresh = FreshPass::begin(store, &name).map_err(st_err)?;
+    let mut customers = BTreeSet::new();
     let result = async {
         // Incremental first: it is what keeps the cache fresh between reconciliations,
         // and on a first run (no cursor) it reads everything once.
@@ -129,6 +126,7 @@ pub async fn sync_connection(
             start,
             &mut report,
             &mut fresh,
+            &mut customers,
             |next, _| {
                 state.cursor = next.clone();
                 store.put_sync_state(&name, &state).map_err(st_err)
@@ -153,6 +151,7 @@ pub async fn sync_connection(
                 cursor,
                 &mut report,
                 &mut fresh,
+                &mut customers,
                 |next, more| {
                     state.full_cursor = more.then(|| next.clone());
                     store.put_sync_state(&name, &state).map_err(st_err)
@@ -175,7 +174,7 @@ pub async fn sync_connection(
             }
             state.last_full_sync = Some(clock.now());
         } else if report.changed > 0
-            && has_open_invoice_of_unknown_customer(store, &name).map_err(st_err)?
+            && names_unknown_customer(store, &name, &customers).map_err(st_err)?
         {
             // A new customer's phone numbers and address are on their contact record,
             // not on the invoice: the calls list needs them before the next full sync.
@@ -223,6 +222,7 @@ async fn read_pages(
     cursor: SyncCursor,
     report: &mut SyncReport,
     fresh: &mut Option<FreshPass>,
+    customers: &mut BTreeSet<String>,
     mut after: impl FnMut(&SyncCursor, bool) -> Result<(), SyncError>,
 ) -> Result<(), SyncError> {
     let fetch = |cursor: SyncCursor| async move {
@@ -237,6 +237,14 @@ async fn read_pages(
     loop {
         report.pages += 1;
         report.invoices_read += page.invoices.len();
+        for s in &page.invoices {
+            if s.status.is_open()
+                && !s.customer.id.is_empty()
+                && !customers.contains(&s.customer.id)
+            {
+                customers.insert(s.customer.id.clone());
+            }
+        }
         let (next, more) = (page.next.clone(), page.more);
         let mut ahead = more.then(|| Box::pin(fetch(next.clone())));
         // One poll sends the request; the answer is read once this page is stored.

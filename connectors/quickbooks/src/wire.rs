@@ -371,15 +371,26 @@ fn clip(s: &str, n: usize) -> String {
 fn fault(body: &[u8]) -> Option<Fault> {
     // A cheap scan first: a full parse of a 1000-invoice page just to learn it is no
     // fault would double the cost of every read.
-    let mentions = body
-        .windows(7)
-        .any(|w| w.eq_ignore_ascii_case(b"\"fault\""));
-    if !mentions {
+    if !mentions_fault(body) {
         return None;
     }
     serde_json::from_slice::<FaultEnvelope>(body)
         .ok()
         .map(|f| f.fault)
+}
+
+/// Whether `"fault"` (any case) occurs in `body`. Only the bytes after each quote are
+/// compared: a byte-by-byte window over a megabyte page cost more than decoding it.
+fn mentions_fault(body: &[u8]) -> bool {
+    const REST: &[u8] = b"fault\"";
+    let mut rest = body;
+    while let Some(i) = rest.iter().position(|&b| b == b'"') {
+        rest = &rest[i + 1..];
+        if rest.len() >= REST.len() && rest[..REST.len()].eq_ignore_ascii_case(REST) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Classifies a failed or faulted response. Messages carry the vendor's text only.
@@ -498,6 +509,16 @@ mod tests {
         format!(
             r#"{{"Fault":{{"Error":[{{"Message":"m","Detail":"d","code":"{code}","element":""}}],"type":"ValidationFault"}},"time":"2026-01-01T00:00:00Z"}}"#
         )
+    }
+
+    #[test]
+    fn a_fault_is_found_in_any_case_and_nowhere_else() {
+        assert!(mentions_fault(br#"{"Fault":{}}"#));
+        assert!(mentions_fault(br#"{"x":1,"FAULT":{}}"#));
+        assert!(mentions_fault(br#"["fault"]"#));
+        assert!(!mentions_fault(br#"{"faulty":1,"Note":"no fault here"}"#));
+        assert!(!mentions_fault(br#"{"Fault"#));
+        assert!(!mentions_fault(b""));
     }
 
     #[test]
