@@ -346,7 +346,7 @@ fn store_page_known(
     connection: &str,
     invoices: Vec<InvoiceSnapshot>,
     deleted: &[String],
-    mut fresh: Option<&mut FreshPass>,
+    fresh: Option<&mut FreshPass>,
 ) -> Result<usize, StoreError> {
     let now = clock.now();
     let mut changed = 0;
@@ -436,7 +436,7 @@ fn store_page_known(
         )?;
     }
     store.put_invoices(&records)?;
-    if let Some(f) = fresh.as_deref_mut() {
+    if let Some(f) = fresh {
         f.stored
             .extend(records.into_iter().map(|r| r.snapshot.remote_id));
     }

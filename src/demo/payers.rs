@@ -46,7 +46,7 @@ pub fn take_forecast(
             &config.payer_profiles,
             &PlanOutcomes::new(),
         )?;
-        for (cur, _) in &p.forecast.by_currency {
+        for cur in p.forecast.by_currency.keys() {
             *w.forecast.entry(cur.clone()).or_default() += p.forecast.within(FORECAST_DAYS, cur);
         }
         for i in p.customers.iter().flat_map(|c| &c.open_invoices) {
