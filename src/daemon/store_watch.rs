@@ -203,6 +203,9 @@ impl Store for WatchedStore {
     fn append_audit(&self, e: &AuditEvent) -> Result<()> {
         self.call(|st| st.append_audit(e))
     }
+    fn append_audit_for_invoices(&self, e: &AuditEvent, invoices: &[String]) -> Result<()> {
+        self.call(|st| st.append_audit_for_invoices(e, invoices))
+    }
     fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>> {
         self.call(|st| st.audit_for_invoice(connection, invoice_id))
     }

@@ -89,6 +89,20 @@ pub trait Store: Send + Sync {
     fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>>;
 
     fn append_audit(&self, e: &AuditEvent) -> Result<()>;
+    /// One event about many invoices, each first seen at `e.at` (their records'
+    /// `first_seen_at`): a sync page's "first seen", listed in the audit log of each as
+    /// its own event (`crate::sync::first_seen_event`), stored once instead of once per
+    /// invoice. Backends without a page index write one event per invoice.
+    fn append_audit_for_invoices(&self, e: &AuditEvent, invoices: &[String]) -> Result<()> {
+        for id in invoices {
+            let own = crate::sync::first_seen_event(e, id).unwrap_or_else(|| AuditEvent {
+                invoice_id: Some(id.clone()),
+                ..e.clone()
+            });
+            self.append_audit(&own)?;
+        }
+        Ok(())
+    }
     /// Durable: a journal entry and the audit record of its change together, so the
     /// history never lags the journal after a crash. Backends that cannot do both at
     /// once write the entry first.

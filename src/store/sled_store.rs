@@ -29,6 +29,9 @@ pub struct SledStore {
     journal_by_ledger: sled::Tree,
     audit: sled::Tree,
     audit_by_invoice: sled::Tree,
+    /// Page events of a sync ("first seen"), by (connection, instant, sequence): an
+    /// invoice finds its own through its record's `first_seen_at`.
+    audit_pages: sled::Tree,
     holds: sled::Tree,
     sms_consent: sled::Tree,
     arrangements: sled::Tree,
@@ -196,6 +199,7 @@ impl SledStore {
             journal_by_ledger: t("journal_by_ledger")?,
             audit: t("audit")?,
             audit_by_invoice: t("audit_by_invoice")?,
+            audit_pages: t("audit_pages")?,
             holds: t("holds")?,
             sms_consent: t("sms_consent")?,
             arrangements: t("arrangements")?,
@@ -587,16 +591,49 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn append_audit_for_invoices(&self, e: &AuditEvent, _invoices: &[String]) -> Result<()> {
+        let (k, _) = audit_keys(self.db.generate_id().map_err(be)?, e);
+        let seq = &k[k.len() - 8..];
+        self.audit.insert(&k, encode(e)?).map_err(be)?;
+        // One index key for the page, not one per invoice (100,000 of them in a big
+        // first sync): each invoice was first seen at `e.at`, and finds it from there.
+        let mut pk = page_prefix(&e.connection, e.at);
+        pk.extend_from_slice(seq);
+        self.audit_pages.insert(pk, &[]).map_err(be)?;
+        Ok(())
+    }
+
     fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>> {
-        let mut out = Vec::new();
+        // (sequence, from a page event)
+        let mut seqs: Vec<(Vec<u8>, bool)> = Vec::new();
         let mut p = key2(connection, invoice_id);
         p.push(SEP);
         for k in self.audit_by_invoice.scan_prefix(&p).keys() {
             let k = k.map_err(be)?;
+            seqs.push((k[p.len()..].to_vec(), false));
+        }
+        let rec: Option<InvoiceRecord> =
+            self.get(&self.invoices, "invoices", &key2(connection, invoice_id))?;
+        if let Some(rec) = rec {
+            let pp = page_prefix(connection, rec.first_seen_at);
+            for k in self.audit_pages.scan_prefix(&pp).keys() {
+                let k = k.map_err(be)?;
+                seqs.push((k[pp.len()..].to_vec(), true));
+            }
+        }
+        seqs.sort();
+        let mut out = Vec::new();
+        for (seq, page) in seqs {
             let mut ak = prefix(connection);
-            ak.extend_from_slice(&k[p.len()..]);
-            if let Some(e) = self.get(&self.audit, "audit", &ak)? {
-                out.push(e);
+            ak.extend_from_slice(&seq);
+            if let Some(e) = self.get::<AuditEvent>(&self.audit, "audit", &ak)? {
+                // A page's "first seen" event names many invoices: this one's part.
+                match (crate::sync::first_seen_event(&e, invoice_id), page) {
+                    (Some(own), _) => out.push(own),
+                    // Another page seen at the same instant.
+                    (None, true) => {}
+                    (None, false) => out.push(e),
+                }
             }
         }
         Ok(out)
@@ -686,6 +723,14 @@ impl Store for SledStore {
     fn flush(&self) -> Result<()> {
         self.durable()
     }
+}
+
+/// The key prefix of the page events of `connection` written at `at`.
+fn page_prefix(connection: &str, at: DateTime<Utc>) -> Vec<u8> {
+    let mut k = prefix(connection);
+    k.extend_from_slice(&at.timestamp_micros().to_be_bytes());
+    k.push(SEP);
+    k
 }
 
 /// An audit record's key (connection, sequence) and, for one about an invoice, its

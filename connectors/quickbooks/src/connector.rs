@@ -169,7 +169,7 @@ impl QuickBooksConnector {
         Ok(env.invoice)
     }
 
-    fn snapshot(&self, inv: &QboInvoice) -> Result<InvoiceSnapshot, ConnectorError> {
+    fn snapshot<L>(&self, inv: &QboInvoice<L>) -> Result<InvoiceSnapshot, ConnectorError> {
         Ok(inv.to_snapshot(&self.settings.connection, self.settings.home_currency)?)
     }
 
@@ -345,12 +345,12 @@ fn path_segment(id: &str) -> Result<&str, ConnectorError> {
 
 /// How a row is remembered among those read at one instant: a change at the same
 /// second bumps `SyncToken`, so a re-modified row is not mistaken for one already read.
-fn version_tag(row: &QboInvoice) -> String {
+fn version_tag<L>(row: &QboInvoice<L>) -> String {
     format!("{}:{}", row.id, row.sync_token.as_deref().unwrap_or(""))
 }
 
 /// Whether a row was already read at the cursor's `since` instant (and is unchanged).
-fn already_read(cursor: &SyncCursor, row: &QboInvoice) -> bool {
+fn already_read<L>(cursor: &SyncCursor, row: &QboInvoice<L>) -> bool {
     cursor.since.is_some()
         && row.updated_at() == cursor.since
         && cursor.read_at_since.contains(&version_tag(row))
@@ -380,8 +380,8 @@ fn query_start(cursor: &SyncCursor) -> SyncCursor {
 /// The cursor after a page read from `cursor.position`, for keyset paging on
 /// `MetaData.LastUpdatedTime`: the next page starts at the newest time seen, past the
 /// rows at exactly that time already read, whose versions it remembers.
-fn advance(cursor: &SyncCursor, page: &[QboInvoice], more: bool) -> SyncCursor {
-    let newest = page.iter().filter_map(QboInvoice::updated_at).max();
+fn advance<L>(cursor: &SyncCursor, page: &[QboInvoice<L>], more: bool) -> SyncCursor {
+    let newest = page.iter().filter_map(QboInvoice::<L>::updated_at).max();
     let high_water = match (cursor.high_water, newest) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -393,7 +393,7 @@ fn advance(cursor: &SyncCursor, page: &[QboInvoice], more: bool) -> SyncCursor {
             cursor.read_at_since.clone(),
         ),
         Some(n) => {
-            let at_n: Vec<&QboInvoice> =
+            let at_n: Vec<&QboInvoice<L>> =
                 page.iter().filter(|i| i.updated_at() == Some(n)).collect();
             let ties = at_n.len() as u32;
             let (position, mut read) = if cursor.since == Some(n) {
@@ -665,7 +665,7 @@ mod tests {
             (Some(at("2026-11-01T10:00:05Z")), 5)
         );
         // An empty page keeps the cursor.
-        let n3 = advance(&n2, &[], false);
+        let n3 = advance::<Vec<Value>>(&n2, &[], false);
         assert_eq!(n3, n2);
     }
 

@@ -69,8 +69,12 @@ pub struct MetaData {
     pub last_updated: Option<DateTime<Utc>>,
 }
 
+/// An invoice as QuickBooks sends it. `L` is what is kept of its lines: all of them,
+/// as sent, for a read that may update the invoice; nothing ([`NoLines`]) for the rows
+/// of a query, which only become snapshots (decoding every line of every row was a
+/// good part of a big sync's CPU).
 #[derive(Debug, Clone, Deserialize)]
-pub struct QboInvoice {
+pub struct QboInvoice<L = Vec<Value>> {
     #[serde(rename = "Id")]
     pub id: String,
     /// Deleted stubs (CDC) carry `"status": "Deleted"` and little else.
@@ -104,7 +108,17 @@ pub struct QboInvoice {
     pub invoice_link: Option<String>,
     /// Kept as sent: a line update has to send every existing line back unchanged.
     #[serde(rename = "Line", default)]
-    pub lines: Vec<Value>,
+    pub lines: L,
+}
+
+/// The lines of a query row, skipped unread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoLines;
+
+impl<'de> Deserialize<'de> for NoLines {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| NoLines)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,7 +158,7 @@ pub struct QueryEnvelope {
 #[derive(Debug, Deserialize, Default)]
 pub struct QueryResponse {
     #[serde(rename = "Invoice", default)]
-    pub invoices: Vec<QboInvoice>,
+    pub invoices: Vec<QboInvoice<NoLines>>,
     #[serde(rename = "Customer", default)]
     pub customers: Vec<QboCustomer>,
 }
@@ -181,7 +195,7 @@ impl From<MappingError> for ConnectorError {
     }
 }
 
-impl QboInvoice {
+impl<L> QboInvoice<L> {
     pub fn is_deleted_stub(&self) -> bool {
         self.status
             .as_deref()
@@ -358,15 +372,26 @@ fn clip(s: &str, n: usize) -> String {
 fn fault(body: &[u8]) -> Option<Fault> {
     // A cheap scan first: a full parse of a 1000-invoice page just to learn it is no
     // fault would double the cost of every read.
-    let mentions = body
-        .windows(7)
-        .any(|w| w.eq_ignore_ascii_case(b"\"fault\""));
-    if !mentions {
+    if !mentions_fault(body) {
         return None;
     }
     serde_json::from_slice::<FaultEnvelope>(body)
         .ok()
         .map(|f| f.fault)
+}
+
+/// Whether `"fault"` (any case) occurs in `body`. Only the bytes after each quote are
+/// compared: a byte-by-byte window over a megabyte page cost more than decoding it.
+fn mentions_fault(body: &[u8]) -> bool {
+    const REST: &[u8] = b"fault\"";
+    let mut rest = body;
+    while let Some(i) = rest.iter().position(|&b| b == b'"') {
+        rest = &rest[i + 1..];
+        if rest.len() >= REST.len() && rest[..REST.len()].eq_ignore_ascii_case(REST) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Classifies a failed or faulted response. Messages carry the vendor's text only.
@@ -485,6 +510,16 @@ mod tests {
         format!(
             r#"{{"Fault":{{"Error":[{{"Message":"m","Detail":"d","code":"{code}","element":""}}],"type":"ValidationFault"}},"time":"2026-01-01T00:00:00Z"}}"#
         )
+    }
+
+    #[test]
+    fn a_fault_is_found_in_any_case_and_nowhere_else() {
+        assert!(mentions_fault(br#"{"Fault":{}}"#));
+        assert!(mentions_fault(br#"{"x":1,"FAULT":{}}"#));
+        assert!(mentions_fault(br#"["fault"]"#));
+        assert!(!mentions_fault(br#"{"faulty":1,"Note":"no fault here"}"#));
+        assert!(!mentions_fault(br#"{"Fault"#));
+        assert!(!mentions_fault(b""));
     }
 
     #[test]

@@ -21,7 +21,9 @@ use crate::dates::{format_date, if_modified_since};
 use crate::errors::{classify, malformed, truncate_chars, XeroError};
 use crate::settings::XeroSettings;
 use crate::tenant::{looks_like_tenant_id, parse_connections, resolve_tenant, XeroTenant};
-use crate::wire::{tombstone, ContactsEnvelope, InvoicesEnvelope, Pagination, XeroInvoice};
+use crate::wire::{
+    tombstone, ContactsEnvelope, InvoicesEnvelope, NoLines, Pagination, XeroInvoice,
+};
 
 mod documents;
 
@@ -318,6 +320,14 @@ impl XeroConnector {
         serde_json::from_slice(&resp.body).map_err(|e| malformed(op, e))
     }
 
+    /// A page for sync: the invoices without their lines (see [`NoLines`]).
+    fn parse_invoice_page(
+        op: &str,
+        resp: &HttpResponse,
+    ) -> Result<InvoicesEnvelope<NoLines>, ConnectorError> {
+        serde_json::from_slice(&resp.body).map_err(|e| malformed(op, e))
+    }
+
     /// The one invoice a write answers with, its per-item validation errors checked
     /// (with `summarizeErrors=false` Xero reports them inside a 200).
     fn written_invoice(op: &str, resp: &HttpResponse) -> Result<XeroInvoice, ConnectorError> {
@@ -330,7 +340,7 @@ impl XeroConnector {
         Ok(inv)
     }
 
-    fn to_snapshots(&self, invoices: &[XeroInvoice]) -> Vec<InvoiceSnapshot> {
+    fn to_snapshots<L>(&self, invoices: &[XeroInvoice<L>]) -> Vec<InvoiceSnapshot> {
         let mut out = Vec::with_capacity(invoices.len());
         for inv in invoices {
             match inv.to_snapshot(&self.settings.connection) {
@@ -694,9 +704,10 @@ impl Connector for XeroConnector {
             ("pageSize", PAGE_SIZE.to_string()),
         ];
         call.if_modified_since = bound.map(if_modified_since);
-        let env = self.call(call, |r| Self::parse_invoices(op, r)).await?;
+        let env = self.call(call, |r| Self::parse_invoice_page(op, r)).await?;
         let n = env.invoices.len();
-        let sales: Vec<XeroInvoice> = env.invoices.into_iter().filter(|i| i.is_sales()).collect();
+        let sales: Vec<XeroInvoice<NoLines>> =
+            env.invoices.into_iter().filter(|i| i.is_sales()).collect();
         let invoices = self.to_snapshots(&sales);
         let newest = invoices.iter().map(|s| s.updated_at).max();
         let high_water = cursor.high_water.max(newest);

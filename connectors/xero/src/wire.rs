@@ -24,12 +24,14 @@ pub struct Pagination {
     pub item_count: u32,
 }
 
+/// `L` as in [`XeroInvoice`]: a page read by sync keeps no lines.
 #[derive(Debug, Clone, Deserialize)]
-pub struct InvoicesEnvelope {
+#[serde(bound(deserialize = "L: Deserialize<'de> + Default"))]
+pub struct InvoicesEnvelope<L = Vec<Value>> {
     #[serde(default)]
     pub pagination: Option<Pagination>,
     #[serde(rename = "Invoices", default)]
-    pub invoices: Vec<XeroInvoice>,
+    pub invoices: Vec<XeroInvoice<L>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,8 +110,12 @@ impl XeroPhone {
 
 /// One invoice as Xero returns it. Money fields are read as exact decimals from the JSON
 /// numbers (serde_json keeps the digits; nothing passes through a float).
+/// An invoice as Xero sends it. `L` is what is kept of its line items and payments:
+/// everything, as sent, for a read that may update the invoice; nothing ([`NoLines`])
+/// for the pages a sync reads, which only become snapshots (decoding every line of
+/// every invoice was a good part of a big sync's CPU).
 #[derive(Debug, Clone, Deserialize)]
-pub struct XeroInvoice {
+pub struct XeroInvoice<L = Vec<Value>> {
     #[serde(rename = "Type", default)]
     pub kind: Option<String>,
     #[serde(rename = "InvoiceID", default)]
@@ -163,9 +169,9 @@ pub struct XeroInvoice {
     pub amount_credited: Option<Decimal>,
     /// Kept as raw JSON so that adding a line resends the existing ones unchanged.
     #[serde(rename = "LineItems", default)]
-    pub line_items: Vec<Value>,
+    pub line_items: L,
     #[serde(rename = "Payments", default)]
-    pub payments: Vec<Value>,
+    pub payments: L,
     #[serde(rename = "HasErrors", default)]
     pub has_errors: bool,
     #[serde(rename = "ValidationErrors", default)]
@@ -180,7 +186,17 @@ pub struct MappingError {
     pub problem: String,
 }
 
-impl XeroInvoice {
+/// The line items and payments of a sync page's invoice, skipped unread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoLines;
+
+impl<'de> Deserialize<'de> for NoLines {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| NoLines)
+    }
+}
+
+impl<L> XeroInvoice<L> {
     pub fn is_sales(&self) -> bool {
         self.kind
             .as_deref()
