@@ -548,6 +548,7 @@ mod tests {
             memo: String::new(),
             is_fee_invoice: false,
             pay_url: None,
+            paid_on: None,
         }
     }
 
