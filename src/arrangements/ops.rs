@@ -13,22 +13,7 @@ use crate::config::Config;
 use crate::ops::OpError;
 use crate::store::{AuditEvent, InvoiceRecord, Store, StoreError};
 
-const USAGE: u8 = 64;
-const IOERR: u8 = 74;
-
-fn usage(message: String) -> OpError {
-    OpError {
-        code: USAGE,
-        message,
-    }
-}
-
-fn io(e: StoreError) -> OpError {
-    OpError {
-        code: IOERR,
-        message: e.to_string(),
-    }
-}
+use crate::ops::{io, usage};
 
 /// How the schedule was asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

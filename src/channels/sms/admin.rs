@@ -6,36 +6,9 @@ use serde::Serialize;
 
 use super::consent::{valid_e164, OptOut, SmsConsent};
 use crate::config::Config;
-use crate::ops::{resolve_customer, OpError};
-use crate::store::{AuditEvent, Store, StoreError};
-
-const USAGE: u8 = 64;
-const IOERR: u8 = 74;
-
-fn usage(message: String) -> OpError {
-    OpError {
-        code: USAGE,
-        message,
-    }
-}
-
-fn io(e: StoreError) -> OpError {
-    OpError {
-        code: IOERR,
-        message: e.to_string(),
-    }
-}
-
-fn known_connection(c: &Config, name: &str) -> Result<(), OpError> {
-    if c.connections.iter().any(|x| x.name == name) {
-        return Ok(());
-    }
-    let names: Vec<&str> = c.connections.iter().map(|x| x.name.as_str()).collect();
-    Err(usage(format!(
-        "no connection named {name:?} in the config (connections: {})",
-        names.join(", ")
-    )))
-}
+use crate::ops::{io, usage};
+use crate::ops::{known_connection, resolve_customer, OpError};
+use crate::store::{AuditEvent, Store};
 
 fn audit(
     store: &dyn Store,
