@@ -138,36 +138,11 @@ pub(super) fn run_at(config: Option<&Path>, op: Result<Op, Fail>, now: Option<&s
 /// Sends the operation to the daemon holding the store. The outer error is about
 /// reaching the daemon; the inner result is the operation's own.
 pub(super) fn forward(state_dir: &Path, op: &Op) -> Result<Result<String, Fail>, OpError> {
-    let unavailable = |message: String| OpError {
-        code: exit::UNAVAILABLE,
-        message,
-    };
-    let (base, token) = crate::daemon::admin_endpoint(state_dir).map_err(unavailable)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| unavailable(e.to_string()))?;
-    rt.block_on(async {
-        let url = format!("{base}/admin/op");
-        let resp = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| unavailable(e.to_string()))?
-            .post(&url)
-            .bearer_auth(token)
-            .json(op)
-            .send()
-            .await
-            .map_err(|e| unavailable(format!("POST {url}: {e}")))?;
-        let ok = resp.status().is_success();
-        if ok {
-            let text = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
-            Ok(Ok(text))
-        } else {
-            match resp.json::<OpError>().await {
-                Ok(e) => Ok(Err(Fail(e.code, e.message))),
-                Err(e) => Err(unavailable(format!("POST {url}: unexpected answer: {e}"))),
-            }
-        }
-    })
+    super::admin::post_text(
+        state_dir,
+        "/admin/op",
+        op,
+        std::time::Duration::from_secs(30),
+    )
+    .map(|r| r.map_err(|e| Fail(e.code, e.message)))
 }

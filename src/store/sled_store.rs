@@ -225,6 +225,37 @@ impl SledStore {
         self.durable()
     }
 
+    /// The journal entries an index (`journal_by_invoice`, `journal_by_ledger`) lists for
+    /// one invoice under `scope`, oldest first.
+    fn indexed_journal(
+        &self,
+        index: &sled::Tree,
+        scope: &str,
+        invoice_id: &str,
+    ) -> Result<Vec<JournalEntry>> {
+        let mut out = Vec::new();
+        for k in index
+            .scan_prefix(key2(scope, &format!("{invoice_id}\0")))
+            .keys()
+        {
+            let k = k.map_err(be)?;
+            let key = &k[k
+                .iter()
+                .rposition(|b| *b == SEP)
+                .map(|i| i + 1)
+                .unwrap_or(0)..];
+            if let Some(e) = self.journal_entry(key)? {
+                out.push(e);
+            }
+        }
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        Ok(out)
+    }
+
     fn journal_entry(&self, key: &[u8]) -> Result<Option<JournalEntry>> {
         match self.journal.get(key).map_err(be)? {
             Some(v) => decode_journal(key, &v).map(Some),
@@ -470,53 +501,11 @@ impl Store for SledStore {
     }
 
     fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
-        let mut out = Vec::new();
-        for k in self
-            .journal_by_invoice
-            .scan_prefix(key2(connection, &format!("{invoice_id}\0")))
-            .keys()
-        {
-            let k = k.map_err(be)?;
-            let key = &k[k
-                .iter()
-                .rposition(|b| *b == SEP)
-                .map(|i| i + 1)
-                .unwrap_or(0)..];
-            if let Some(e) = self.journal_entry(key)? {
-                out.push(e);
-            }
-        }
-        out.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.key.cmp(&b.key))
-        });
-        Ok(out)
+        self.indexed_journal(&self.journal_by_invoice, connection, invoice_id)
     }
 
     fn journal_for_ledger(&self, ledger: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
-        let mut out = Vec::new();
-        for k in self
-            .journal_by_ledger
-            .scan_prefix(key2(ledger, &format!("{invoice_id}\0")))
-            .keys()
-        {
-            let k = k.map_err(be)?;
-            let key = &k[k
-                .iter()
-                .rposition(|b| *b == SEP)
-                .map(|i| i + 1)
-                .unwrap_or(0)..];
-            if let Some(e) = self.journal_entry(key)? {
-                out.push(e);
-            }
-        }
-        out.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.key.cmp(&b.key))
-        });
-        Ok(out)
+        self.indexed_journal(&self.journal_by_ledger, ledger, invoice_id)
     }
 
     fn rekey_journal(
