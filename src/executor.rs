@@ -316,6 +316,54 @@ impl Executor<'_> {
         Ok(report)
     }
 
+    /// The webhook path's half of [`Executor::run`] (`crate::targeted`): the unfinished
+    /// actions of the invoices in `fresh` (just re-read from the ledger) that must not
+    /// go out any more (paid, voided, deleted, balance changed, on hold) are closed now,
+    /// each as `run` closes it (an effect that may have gone through is looked for
+    /// first). Nothing is sent: an action still due is left for the periodic cycle, whose
+    /// plan sees the whole ledger (payer profiles, each customer's day).
+    pub async fn close_stale(
+        &self,
+        fresh: &HashMap<String, InvoiceSnapshot>,
+    ) -> Result<ExecReport, ExecError> {
+        let conn = self.connector.connection().as_str().to_string();
+        let mut report = ExecReport::default();
+        let holds = self.store.holds(&conn)?;
+        let now = self.clock.now();
+        let stale: Vec<JournalEntry> = self
+            .store
+            .unfinished_journal(&conn)?
+            .into_iter()
+            .filter(|e| fresh.contains_key(&e.invoice_id))
+            .filter(|e| !matches!(e.state, JournalState::Done { .. }))
+            .filter(|e| {
+                retries_expired(e, now).is_some()
+                    || stale_reason(e, fresh.get(&e.invoice_id), &holds).is_some()
+            })
+            .collect();
+        let (mail, texts) = (HashMap::new(), HashMap::new());
+        for mut entry in stale {
+            let snapshot = fresh.get(&entry.invoice_id);
+            let outcome = self
+                .execute_one(
+                    &mut entry,
+                    snapshot,
+                    &holds,
+                    (&mail, &texts),
+                    &mut report.counts,
+                )
+                .await?;
+            self.announce(&entry, &outcome);
+            report.results.push((
+                entry.invoice_id.clone(),
+                entry.kind,
+                entry.step_id.clone(),
+                outcome,
+            ));
+        }
+        Ok(report)
+    }
+
     /// Which unfinished actions are carried out now: all but those closed as superseded
     /// (the plan moved past them, or their retry deadline passed), within each
     /// customer's daily limit.

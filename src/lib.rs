@@ -17,3 +17,4 @@ pub mod profiles;
 pub mod report;
 pub mod store;
 pub mod sync;
+pub mod targeted;

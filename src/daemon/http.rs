@@ -329,6 +329,8 @@ fn dispatch(
         })
         .collect();
     let mut matched: Vec<&str> = Vec::new();
+    let mut targets: std::collections::BTreeMap<&str, crate::targeted::Targets> =
+        std::collections::BTreeMap::new();
     let mut unknown = std::collections::BTreeSet::new();
     for e in events
         .iter()
@@ -342,6 +344,7 @@ fn dispatch(
             Some((name, _, _)) => {
                 tracing::debug!(connection = %name, entity = %e.entity, id = %e.id, operation = %e.operation, "webhook: change reported");
                 matched.push(name);
+                targets.entry(name).or_default().add(&e.entity, &e.id);
             }
             None => {
                 unknown.insert(e.tenant.as_str());
@@ -352,15 +355,30 @@ fn dispatch(
         warn!(system = %system, tenant = %tenant, "webhook for a company or organisation no connection is configured for");
     }
     for (name, n) in super::webhooks::count_by(matched.into_iter()) {
+        let t = targets.remove(name).unwrap_or_default();
+        // Changes named by id are read by id after a short window; anything else waits
+        // for the long one and syncs the connection.
+        let window = if t.whole_connection {
+            super::webhooks::COALESCE_WINDOW
+        } else {
+            super::webhooks::TARGETED_WINDOW
+        };
+        s.webhooks.add_targets(name, t);
         if s.webhooks.schedule(name, n) {
             let s = s.clone();
             let name = name.to_string();
             tokio::spawn(async move {
-                tokio::time::sleep(super::webhooks::COALESCE_WINDOW).await;
+                tokio::time::sleep(window).await;
                 let changes = s.webhooks.fire(&name);
-                tracing::info!(connection = %name, changes, "webhook: change reported; syncing now");
-                if let Some(c) = s.conns().get(&name) {
-                    c.kick.notify_one();
+                let t = s.webhooks.take_targets(&name);
+                if t.whole_connection {
+                    tracing::info!(connection = %name, changes, "webhook: change reported; syncing now");
+                    if let Some(c) = s.conns().get(&name) {
+                        c.kick.notify_one();
+                    }
+                } else if !t.is_empty() {
+                    tracing::info!(connection = %name, changes, invoices = t.invoices.len(), payments = t.payments.len(), "webhook: change reported; syncing now what it names");
+                    super::scheduler::targeted_cycle(&s, &name, t).await;
                 }
             });
         } else {

@@ -146,6 +146,88 @@ pub async fn connection_task(shared: Arc<Shared>, name: String, stop: Cancellati
     }
 }
 
+/// A webhook's window ended naming only invoices (or payments): re-reads and stores
+/// just those, under the connection's cycle lock ([`crate::targeted`]). What cannot be
+/// followed by id, or a targeted cycle that fails, starts the connection's full cycle
+/// instead, the safety net it always was. No status recomputation follows (it reads
+/// every invoice); the next periodic cycle does that.
+pub async fn targeted_cycle(shared: &Arc<Shared>, name: &str, targets: crate::targeted::Targets) {
+    use crate::targeted::{describe, run_targeted, TargetedError};
+    let (_, cfg) = shared.config_for(name);
+    let Some(conn_cfg) = cfg.connection(name).cloned() else {
+        return;
+    };
+    let kick = |shared: &Shared| {
+        if let Some(c) = shared.conns().get(name) {
+            c.kick.notify_one();
+        }
+    };
+    let (connector, lock) = match shared.conns().get(name) {
+        Some(c) => (c.connector.clone(), c.cycle_lock.clone()),
+        None => return,
+    };
+    let Some(connector) = connector.filter(|_| conn_cfg.enabled) else {
+        // Not built yet (or disabled): its own task decides what runs.
+        kick(shared);
+        return;
+    };
+    if shared.store_trouble().is_some() {
+        return;
+    }
+    let _guard = lock.lock_owned().await;
+    let started = std::time::Instant::now();
+    let r = run_targeted(
+        &cfg,
+        &conn_cfg,
+        connector.as_ref(),
+        shared.store.as_ref(),
+        shared.clock.as_ref(),
+        &targets,
+    )
+    .await;
+    let now = shared.clock.now();
+    match r {
+        Ok(rep) => {
+            let closed = rep.closed.results.len();
+            let unknown = rep.unknown.join(", ");
+            info!(
+                connection = %name,
+                invoices = %describe(&rep.touched),
+                unknown = %unknown,
+                actions_closed = closed,
+                dry_run = rep.dry_run,
+                ms = started.elapsed().as_millis() as u64,
+                "targeted cycle finished"
+            );
+            let mut conns = shared.conns();
+            if let Some(c) = conns.get_mut(name) {
+                c.syncs_ok += 1;
+                c.last_success = Some(now);
+                c.last_error = None;
+                for (kind, outcome, n) in rep.closed.counts.iter() {
+                    *c.actions
+                        .entry((kind.as_str().to_string(), outcome.as_str().to_string()))
+                        .or_insert(0) += n;
+                }
+            }
+        }
+        Err(TargetedError::NeedsFullCycle(why)) => {
+            info!(connection = %name, reason = %why, "targeted cycle not possible; syncing the whole connection");
+            drop(_guard);
+            kick(shared);
+        }
+        Err(TargetedError::Cycle(e)) => {
+            warn!(connection = %name, error = %e, "targeted cycle failed; syncing the whole connection");
+            if let Some(c) = shared.conns().get_mut(name) {
+                c.syncs_failed += 1;
+                c.last_error = Some(e.to_string());
+            }
+            drop(_guard);
+            kick(shared);
+        }
+    }
+}
+
 fn rebuild(
     shared: &Shared,
     name: &str,

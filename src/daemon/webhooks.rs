@@ -48,6 +48,11 @@ pub const REMEMBERED_EVENTS: usize = 10_000;
 /// out of Xero's 60 calls a minute.
 pub const COALESCE_WINDOW: Duration = Duration::from_secs(5);
 
+/// The window for changes that name invoices (or QuickBooks payments): they are read
+/// by id (`crate::targeted`), a few calls whatever the burst, so the window only has to
+/// gather one delivery's siblings; a payment stops its reminders a second after.
+pub const TARGETED_WINDOW: Duration = Duration::from_secs(1);
+
 /// The vendor's identity of each event in a delivery, for de-duplication: QuickBooks
 /// CloudEvents carry an `id`; legacy QuickBooks bodies and Xero bodies carry none, so an
 /// event is named by what the vendor sends for one change (realm, entity, id, operation,
@@ -137,6 +142,8 @@ pub struct WebhookGate {
     duplicates: AtomicU64,
     coalesced: AtomicU64,
     syncs: AtomicU64,
+    /// What the changes of each scheduled window name, for a targeted cycle.
+    targets: Mutex<BTreeMap<String, crate::targeted::Targets>>,
 }
 
 #[derive(Default)]
@@ -197,6 +204,28 @@ impl WebhookGate {
             .unwrap_or_else(|p| p.into_inner())
             .remove(connection)
             .unwrap_or(0)
+    }
+
+    /// Adds what a delivery names for `connection` to its next window. Called before
+    /// [`WebhookGate::schedule`], so a window that fires in between takes them (and the
+    /// window it schedules then finds nothing left to do) rather than leaving them
+    /// behind with no window to take them.
+    pub fn add_targets(&self, connection: &str, t: crate::targeted::Targets) {
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(connection.to_string())
+            .or_default()
+            .merge(t);
+    }
+
+    /// What the window of `connection` gathered; called when it fires.
+    pub fn take_targets(&self, connection: &str) -> crate::targeted::Targets {
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection)
+            .unwrap_or_default()
     }
 
     pub fn counts(&self) -> WebhookCounts {
@@ -303,6 +332,28 @@ mod tests {
         assert!(g.schedule("qbo", 1), "a new window after the sync started");
         let c = g.counts();
         assert_eq!((c.coalesced, c.syncs), (50, 1));
+    }
+
+    #[test]
+    fn a_window_gathers_what_its_deliveries_name() {
+        use crate::targeted::Targets;
+        let g = WebhookGate::default();
+        let named = |e: &str, id: &str| {
+            let mut t = Targets::default();
+            t.add(e, id);
+            t
+        };
+        g.add_targets("qbo", named("invoice", "130"));
+        assert!(g.schedule("qbo", 1));
+        g.add_targets("qbo", named("payment", "77"));
+        assert!(!g.schedule("qbo", 1));
+        g.add_targets("xero", named("invoice", "aa"));
+        assert_eq!(g.fire("qbo"), 2);
+        let t = g.take_targets("qbo");
+        assert_eq!(t.invoices.iter().collect::<Vec<_>>(), ["130"]);
+        assert_eq!(t.payments.iter().collect::<Vec<_>>(), ["77"]);
+        assert!(g.take_targets("qbo").is_empty(), "taken once");
+        assert_eq!(g.take_targets("xero").invoices.len(), 1);
     }
 
     fn sign(body: &[u8], key: &str) -> String {

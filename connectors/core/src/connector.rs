@@ -129,6 +129,20 @@ pub trait Connector: Send + Sync {
     /// longer knows are returned with status `Deleted`.
     async fn fetch_invoices(&self, ids: &[String]) -> Result<Vec<InvoiceSnapshot>, ConnectorError>;
 
+    /// The invoices a payment was applied to (QuickBooks: a Payment's
+    /// `Line[].LinkedTxn` of type Invoice), for the webhook path, which re-reads only
+    /// what a change names. `None` when the system cannot tell from a payment id (the
+    /// caller then syncs the whole connection).
+    ///
+    /// The default is for systems whose webhooks name invoices themselves (Xero).
+    async fn invoices_of_payment(
+        &self,
+        payment_id: &str,
+    ) -> Result<Option<Vec<String>>, ConnectorError> {
+        let _ = payment_id;
+        Ok(None)
+    }
+
     /// Customers (with their email addresses) changed since `since`, or all.
     async fn list_customers(
         &self,

@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 
 use crate::query::{self, PAGE_SIZE};
 use crate::settings::QuickBooksSettings;
-use crate::wire::{json_number, parse_ok, InvoiceEnvelope, QboInvoice, QueryEnvelope};
+use crate::wire::{
+    json_number, parse_ok, InvoiceEnvelope, PaymentEnvelope, QboInvoice, QueryEnvelope,
+};
 
 mod documents;
 
@@ -581,6 +583,26 @@ impl Connector for QuickBooksConnector {
         invoice_id: &str,
     ) -> Result<Option<String>, ConnectorError> {
         self.read_invoice_link(invoice_id).await
+    }
+
+    async fn invoices_of_payment(
+        &self,
+        payment_id: &str,
+    ) -> Result<Option<Vec<String>>, ConnectorError> {
+        let url = format!("{}/payment/{}", self.company_url, path_segment(payment_id)?);
+        let env: PaymentEnvelope = self
+            .rt
+            .execute(
+                "read_payment",
+                |c| {
+                    c.get(&url)
+                        .query(&[("minorversion", MINOR_VERSION)])
+                        .header(ACCEPT, "application/json")
+                },
+                |r| parse_ok::<PaymentEnvelope>(&r, "payment read"),
+            )
+            .await?;
+        Ok(Some(env.payment.invoice_ids()))
     }
 
     async fn invoice_pdf(&self, invoice_id: &str) -> Result<Vec<u8>, ConnectorError> {

@@ -169,6 +169,47 @@ pub struct InvoiceEnvelope {
     pub invoice: QboInvoice,
 }
 
+/// `GET .../payment/{id}`: only what says which invoices the payment was applied to.
+#[derive(Debug, Deserialize)]
+pub struct PaymentEnvelope {
+    #[serde(rename = "Payment")]
+    pub payment: QboPayment,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QboPayment {
+    #[serde(rename = "Line", default)]
+    pub lines: Vec<QboPaymentLine>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QboPaymentLine {
+    #[serde(rename = "LinkedTxn", default)]
+    pub linked: Vec<QboLinkedTxn>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QboLinkedTxn {
+    #[serde(rename = "TxnId")]
+    pub id: String,
+    #[serde(rename = "TxnType", default)]
+    pub kind: String,
+}
+
+impl QboPayment {
+    /// The ids of the invoices among the payment's linked transactions, each once, in
+    /// the order given (a payment may also settle credit memos or journal entries).
+    pub fn invoice_ids(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for t in self.lines.iter().flat_map(|l| &l.linked) {
+            if t.kind == "Invoice" && !out.contains(&t.id) {
+                out.push(t.id.clone());
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct CdcEnvelope {
     #[serde(rename = "CDCResponse", default)]
@@ -607,5 +648,22 @@ mod tests {
             json_number(Decimal::from_str("12.50").unwrap()).to_string(),
             "12.5"
         );
+    }
+
+    #[test]
+    fn a_payment_names_only_its_invoices() {
+        let env = parse_ok::<PaymentEnvelope>(
+            &resp(
+                200,
+                r#"{"Payment":{"Id":"77","TotalAmt":30,"Line":[
+                    {"Amount":10,"LinkedTxn":[{"TxnId":"130","TxnType":"Invoice"}]},
+                    {"Amount":15,"LinkedTxn":[{"TxnId":"131","TxnType":"Invoice"},{"TxnId":"9","TxnType":"CreditMemo"}]},
+                    {"Amount":5,"LinkedTxn":[{"TxnId":"130","TxnType":"Invoice"}]},
+                    {"Amount":0}]}}"#,
+            ),
+            "payment read",
+        )
+        .unwrap();
+        assert_eq!(env.payment.invoice_ids(), vec!["130", "131"]);
     }
 }

@@ -139,7 +139,19 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
                 None => sb.now().date_naive(),
             };
             match sb.add_payment(system, tenant, id, amount, date) {
-                Ok(()) => Reply::json(200, &json!({"ok": true})),
+                Ok(()) => {
+                    // The payment's id, for a webhook that names it (QuickBooks).
+                    let w = sb.world();
+                    let payment_id = w
+                        .tenant_index(system, tenant)
+                        .and_then(|t| {
+                            let t = &w.tenants[t];
+                            t.invoice_index(id).map(|i| &t.invoices[i])
+                        })
+                        .and_then(|inv| inv.payments.last())
+                        .map(|p| p.id.clone());
+                    Reply::json(200, &json!({"ok": true, "payment_id": payment_id}))
+                }
                 Err(e) => from_error(e),
             }
         }

@@ -205,6 +205,29 @@ pub fn handle(sb: &Sandbox, req: &Req) -> Reply {
                 None => not_found(now, "Customer", &req.segs[4]),
             }
         }
+        // A payment as QuickBooks shows it: one line per invoice it settles, naming
+        // the invoice in `LinkedTxn` (a sandbox payment always settles one).
+        (&Method::GET, Some("payment"), 2) => {
+            let tenant = &w.tenants[t];
+            let id = &req.segs[4];
+            let found = tenant
+                .invoices
+                .iter()
+                .find_map(|inv| inv.payments.iter().find(|p| &p.id == id).map(|p| (inv, p)));
+            match found {
+                Some((inv, p)) => Reply::json(
+                    200,
+                    &json!({"Payment": {
+                        "Id": p.id,
+                        "TxnDate": p.date.to_string(),
+                        "TotalAmt": crate::world::num(p.amount),
+                        "CustomerRef": {"value": tenant.customers[inv.customer].id},
+                        "Line": [{"Amount": crate::world::num(p.amount), "LinkedTxn": [{"TxnId": inv.id, "TxnType": "Invoice"}]}],
+                    }, "time": qbo_time_ms(now)}),
+                ),
+                None => not_found(now, "Payment", id),
+            }
+        }
         (&Method::GET, Some("cdc"), 1) => cdc(&w, t, req),
         _ => validation(
             now,
