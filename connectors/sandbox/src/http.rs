@@ -187,6 +187,7 @@ fn classify(req: &Req) -> Endpoint {
                 (Some("invoice"), 6, _) if s[5] == "send" => "quickbooks.invoice.send",
                 (Some("invoice"), 6, _) if s[5] == "pdf" => "quickbooks.invoice.pdf",
                 (Some("customer"), _, _) => "quickbooks.customer",
+                (Some("payment"), 5, _) => "quickbooks.payment.read",
                 _ => "quickbooks.other",
             };
             ep(name, Some(System::QuickBooks), realm)
