@@ -212,7 +212,10 @@ pub async fn sync_connection(
 /// Pipelined: the request for the next page goes out before this page is stored, so
 /// the vendor's answer travels while the CPU writes, and the call rate holds on a busy
 /// machine. The request goes through the connector's runtime like any other, within its
-/// rate and concurrency limits; at most one page is read ahead.
+/// rate and concurrency limits; at most one page is read ahead (the next page's cursor
+/// comes from this page's rows, so no more could be). A connector that can be shared
+/// ([`Connector::shared`]) reads and decodes that page as a task of its own, on another
+/// thread while this one stores; otherwise the request is only sent early.
 #[allow(clippy::too_many_arguments)]
 async fn read_pages(
     conn: &dyn Connector,
@@ -233,6 +236,7 @@ async fn read_pages(
                 source,
             })
     };
+    let shared = conn.shared();
     let mut page = fetch(cursor).await?;
     loop {
         report.pages += 1;
@@ -246,7 +250,16 @@ async fn read_pages(
             }
         }
         let (next, more) = (page.next.clone(), page.more);
-        let mut ahead = more.then(|| Box::pin(fetch(next.clone())));
+        let task = match (&shared, more) {
+            (Some(c), true) => {
+                let (c, next) = (c.clone(), next.clone());
+                Some(AbortOnDrop(tokio::spawn(async move {
+                    c.sync_page(&next).await
+                })))
+            }
+            _ => None,
+        };
+        let mut ahead = (more && task.is_none()).then(|| Box::pin(fetch(next.clone())));
         // One poll sends the request; the answer is read once this page is stored.
         let early = match ahead.as_mut() {
             Some(f) => match futures::poll!(f.as_mut()) {
@@ -268,11 +281,38 @@ async fn read_pages(
             source,
         })?;
         after(&next, more)?;
+        if let Some(mut t) = task {
+            page = match (&mut t.0).await {
+                Ok(r) => r.map_err(|source| SyncError::Connector {
+                    connection: name.to_string(),
+                    source,
+                })?,
+                Err(e) => {
+                    return Err(SyncError::Connector {
+                        connection: name.to_string(),
+                        source: overdued_connector::ConnectorError::transient(format!(
+                            "reading the next page: {e}"
+                        )),
+                    })
+                }
+            };
+            continue;
+        }
         let Some(f) = ahead else { return Ok(()) };
         page = match early {
             Some(r) => r?,
             None => f.await?,
         };
+    }
+}
+
+/// A page read ahead that nobody will store (the pass failed, or was dropped at
+/// shutdown) is not read to the end.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

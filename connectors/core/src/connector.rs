@@ -200,6 +200,14 @@ pub trait Connector: Send + Sync {
         Ok(EffectFound::Unknown)
     }
 
+    /// An owned handle on this same connector (sharing its tokens, limiter, breakers and
+    /// counters), for work that must run as a task of its own: the sync reads its next
+    /// page on another thread while this one stores the last (`overdued::sync`). `None`
+    /// where the connector cannot be shared; the page is then read in turn.
+    fn shared(&self) -> Option<std::sync::Arc<dyn Connector>> {
+        None
+    }
+
     /// The shared runtime behind this connector (tokens, limiter, counters), for health
     /// checks and metrics.
     fn runtime(&self) -> Option<&crate::runtime::ConnectionRuntime> {

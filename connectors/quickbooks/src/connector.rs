@@ -585,6 +585,11 @@ impl Connector for QuickBooksConnector {
         self.read_invoice_link(invoice_id).await
     }
 
+    fn shared(&self) -> Option<Arc<dyn Connector>> {
+        // A clone shares the runtime (tokens, limiter, breakers, counters) by `Arc`.
+        Some(Arc::new(self.clone()))
+    }
+
     async fn invoices_of_payment(
         &self,
         payment_id: &str,
