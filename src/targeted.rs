@@ -47,6 +47,9 @@ impl Targets {
 
     /// Adds one reported change of `entity` (`invoice`, `payment`, lower case).
     pub fn add(&mut self, entity: &str, id: &str) {
+        if self.whole_connection {
+            return;
+        }
         match entity {
             "invoice" => {
                 self.invoices.insert(id.to_string());
