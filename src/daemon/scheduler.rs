@@ -174,8 +174,12 @@ pub async fn targeted_cycle(shared: &Arc<Shared>, name: &str, targets: crate::ta
     if shared.store_trouble().is_some() {
         return;
     }
+    let asked = std::time::Instant::now();
     let _guard = lock.lock_owned().await;
     let started = std::time::Instant::now();
+    // A periodic cycle under way holds the lock to its end: say so, it is most of the
+    // wait when there is one.
+    let waited_ms = started.duration_since(asked).as_millis() as u64;
     let r = run_targeted(
         &cfg,
         &conn_cfg,
@@ -197,6 +201,7 @@ pub async fn targeted_cycle(shared: &Arc<Shared>, name: &str, targets: crate::ta
                 actions_closed = closed,
                 dry_run = rep.dry_run,
                 ms = started.elapsed().as_millis() as u64,
+                waited_ms,
                 "targeted cycle finished"
             );
             let mut conns = shared.conns();
