@@ -238,6 +238,78 @@ pub fn differences(stored: &IndexRow, want: &IndexRow) -> Vec<String> {
     out
 }
 
+/// The open receivables of `connection` by ageing bucket on `today`, from the index
+/// rows alone (no record decoded), counted as [`crate::report::ageing::Ageing::add`]
+/// counts them. `None` when a row could not hold its amount: count from the records.
+pub fn ageing_from_rows(
+    store: &dyn super::Store,
+    connection: &str,
+    today: NaiveDate,
+) -> super::Result<Option<crate::report::ageing::Ageing>> {
+    use crate::report::ageing::{Ageing, Bucket};
+    let today = i64::from(today.num_days_from_ce());
+    let mut ageing = Ageing::default();
+    let mut whole = true;
+    store.index_rows(connection, &mut |_, row| {
+        if !row.status.is_open() {
+            return true;
+        }
+        let Some(amount) = row.amount_due() else {
+            whole = false;
+            return false;
+        };
+        if amount <= Decimal::ZERO {
+            return true;
+        }
+        let t = ageing
+            .by_currency
+            .entry(row.currency.code().to_string())
+            .or_default()
+            .entry(Bucket::of(today - i64::from(row.due_day)))
+            .or_default();
+        t.count += 1;
+        t.amount += amount;
+        true
+    })?;
+    Ok(whole.then_some(ageing))
+}
+
+/// `overdued index`: what [`super::Store::check_index`] finds, after a rebuild when
+/// asked. Disagreement is exit 65 (EX_DATAERR), naming each row and what differs.
+pub fn check_report(
+    store: &dyn super::Store,
+    rebuild: bool,
+) -> Result<String, crate::ops::OpError> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if rebuild {
+        let rows = store.rebuild_index().map_err(crate::ops::io)?;
+        let _ = writeln!(out, "summary index rebuilt: {rows} rows");
+    }
+    let found = store.check_index().map_err(crate::ops::io)?;
+    if found.is_empty() {
+        let _ = writeln!(out, "summary index agrees with the invoice records");
+        return Ok(out);
+    }
+    let _ = write!(
+        out,
+        "the summary index disagrees with the invoice records in {} row{}:",
+        found.len(),
+        if found.len() == 1 { "" } else { "s" }
+    );
+    for m in found.iter().take(20) {
+        let _ = write!(out, "\n  {m}");
+    }
+    if found.len() > 20 {
+        let _ = write!(out, "\n  ... and {} more", found.len() - 20);
+    }
+    let _ = write!(out, "\nrun `overdued index --rebuild` to build it afresh");
+    Err(crate::ops::OpError {
+        code: 65,
+        message: out,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -751,3 +751,34 @@ fn journalled_invoices_lists_each_invoice_once() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn ageing_from_the_index_rows_equals_ageing_from_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let mut recs = Vec::new();
+    for i in 0..40u32 {
+        let mut r = record("uk", &format!("{i:03}"));
+        r.snapshot.due_date =
+            NaiveDate::from_ymd_opt(2026, 6, 1).unwrap() + chrono::Days::new(u64::from(i) * 7);
+        r.snapshot.amount_due = rust_decimal::Decimal::new(i64::from(i) * 1234 - 2000, 2);
+        r.snapshot.status = match i % 5 {
+            0 => InvoiceStatus::Paid,
+            1 => InvoiceStatus::Draft,
+            _ => InvoiceStatus::Open,
+        };
+        if i % 3 == 0 {
+            r.snapshot.currency = Currency::EUR;
+        }
+        recs.push(r);
+    }
+    s.put_invoices(&recs).unwrap();
+    let today = NaiveDate::from_ymd_opt(2026, 10, 15).unwrap();
+    let mut want = crate::report::ageing::Ageing::default();
+    for r in &recs {
+        want.add(&r.snapshot, today);
+    }
+    assert!(want.by_currency.len() == 2 && want.by_currency["GBP"].len() >= 4);
+    let got = index::ageing_from_rows(&s, "uk", today).unwrap().unwrap();
+    assert_eq!(got, want);
+}
