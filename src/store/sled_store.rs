@@ -306,7 +306,9 @@ impl SledStore {
     }
 
     /// Writes invoice records with their index rows in one transaction. A row keeps the
-    /// journal and hold flags its predecessor had; a new row looks them up.
+    /// journal and hold flags its predecessor had (journal and hold writes keep them);
+    /// a new row looks them up, unless the connection has no journal and no holds at
+    /// all (a first sync), which costs no lookup per invoice.
     fn write_invoices(&self, recs: &[InvoiceRecord]) -> Result<()> {
         let mut any: std::collections::HashMap<&str, (bool, bool)> = Default::default();
         let mut items = Vec::with_capacity(recs.len());
@@ -314,48 +316,44 @@ impl SledStore {
             let s = &rec.snapshot;
             let conn = s.connection.as_str();
             let key = key2(conn, &s.remote_id);
-            let mut row = IndexRow::of(rec, false, false);
-            let known = match self.plan_index.get(&key).map_err(be)? {
-                Some(old) => IndexRow::decode(&old).ok(),
-                None => None,
-            };
-            let flags = match known {
-                Some(old) => old.flags & (FLAG_HAS_JOURNAL | FLAG_HAS_HOLDS),
+            let (j, h) = match any.get(conn) {
+                Some(a) => *a,
                 None => {
-                    let (j, h) = match any.get(conn) {
-                        Some(a) => *a,
-                        None => {
-                            let a = (
-                                self.journal_by_invoice
-                                    .scan_prefix(prefix(conn))
-                                    .next()
-                                    .is_some(),
-                                self.holds.scan_prefix(prefix(conn)).next().is_some(),
-                            );
-                            any.insert(conn, a);
-                            a
-                        }
-                    };
-                    let (hj, hh) = (
-                        j && self.has_journal(conn, &s.remote_id)?,
-                        h && self.has_invoice_hold(conn, &s.remote_id)?,
+                    let a = (
+                        self.journal_by_invoice
+                            .scan_prefix(prefix(conn))
+                            .next()
+                            .is_some(),
+                        self.holds.scan_prefix(prefix(conn)).next().is_some(),
                     );
-                    (if hj { FLAG_HAS_JOURNAL } else { 0 }) | (if hh { FLAG_HAS_HOLDS } else { 0 })
+                    any.insert(conn, a);
+                    a
                 }
             };
-            row.flags |= flags;
-            items.push((key, codec::encode(rec), row));
+            let mut fresh = 0;
+            if (j || h) && !self.plan_index.contains_key(&key).map_err(be)? {
+                if j && self.has_journal(conn, &s.remote_id)? {
+                    fresh |= FLAG_HAS_JOURNAL;
+                }
+                if h && self.has_invoice_hold(conn, &s.remote_id)? {
+                    fresh |= FLAG_HAS_HOLDS;
+                }
+            }
+            items.push((
+                key,
+                codec::encode(rec),
+                IndexRow::of(rec, false, false),
+                fresh,
+            ));
         }
         (&self.invoices, &self.plan_index)
             .transaction(|(inv, idx)| {
-                for (k, v, row) in &items {
+                for (k, v, row, fresh) in &items {
                     let mut row = *row;
-                    // A journal or hold write since the flags were read above.
-                    if let Some(now) = idx.get(k)? {
-                        if let Ok(now) = IndexRow::decode(&now) {
-                            row.flags |= now.flags & (FLAG_HAS_JOURNAL | FLAG_HAS_HOLDS);
-                        }
-                    }
+                    row.flags |= match idx.get(k)?.map(|old| IndexRow::decode(&old)) {
+                        Some(Ok(old)) => old.flags & (FLAG_HAS_JOURNAL | FLAG_HAS_HOLDS),
+                        _ => *fresh,
+                    };
                     inv.insert(k.as_slice(), v.as_slice())?;
                     idx.insert(k.as_slice(), &row.encode()[..])?;
                 }
