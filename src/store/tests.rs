@@ -782,3 +782,160 @@ fn ageing_from_the_index_rows_equals_ageing_from_the_records() {
     let got = index::ageing_from_rows(&s, "uk", today).unwrap().unwrap();
     assert_eq!(got, want);
 }
+
+/// A store that answers only what every backend must: the trait's defaults for the
+/// rest (no journal listing, no index), as the planner's load was before it used them.
+struct Plain<'a>(&'a SledStore);
+
+impl Store for Plain<'_> {
+    fn put_invoice(&self, rec: &InvoiceRecord) -> Result<()> {
+        self.0.put_invoice(rec)
+    }
+    fn put_invoices(&self, recs: &[InvoiceRecord]) -> Result<()> {
+        self.0.put_invoices(recs)
+    }
+    fn get_invoice(&self, connection: &str, id: &str) -> Result<Option<InvoiceRecord>> {
+        self.0.get_invoice(connection, id)
+    }
+    fn for_each_invoice(
+        &self,
+        connection: &str,
+        f: &mut dyn FnMut(InvoiceRecord) -> bool,
+    ) -> Result<()> {
+        self.0.for_each_invoice(connection, f)
+    }
+    fn count_invoices(&self, connection: &str) -> Result<usize> {
+        self.0.count_invoices(connection)
+    }
+    fn put_customer(&self, c: &Customer) -> Result<()> {
+        self.0.put_customer(c)
+    }
+    fn get_customer(&self, connection: &str, id: &str) -> Result<Option<Customer>> {
+        self.0.get_customer(connection, id)
+    }
+    fn get_sync_state(&self, connection: &str) -> Result<Option<SyncState>> {
+        self.0.get_sync_state(connection)
+    }
+    fn put_sync_state(&self, connection: &str, s: &SyncState) -> Result<()> {
+        self.0.put_sync_state(connection, s)
+    }
+    fn get_tokens(&self, connection: &str) -> Result<Option<TokenSet>> {
+        self.0.get_tokens(connection)
+    }
+    fn put_tokens(&self, connection: &str, t: &TokenSet) -> Result<()> {
+        self.0.put_tokens(connection, t)
+    }
+    fn get_journal(&self, key: &IdempotencyKey) -> Result<Option<JournalEntry>> {
+        self.0.get_journal(key)
+    }
+    fn put_journal(&self, e: &JournalEntry) -> Result<()> {
+        self.0.put_journal(e)
+    }
+    fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
+        self.0.journal_for_invoice(connection, invoice_id)
+    }
+    fn journal_for_ledger(&self, ledger: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
+        self.0.journal_for_ledger(ledger, invoice_id)
+    }
+    fn rekey_journal(
+        &self,
+        connection: &str,
+        ledger: &str,
+        rekey: &dyn Fn(&JournalEntry) -> IdempotencyKey,
+    ) -> Result<usize> {
+        self.0.rekey_journal(connection, ledger, rekey)
+    }
+    fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>> {
+        self.0.unfinished_journal(connection)
+    }
+    fn append_audit(&self, e: &AuditEvent) -> Result<()> {
+        self.0.append_audit(e)
+    }
+    fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>> {
+        self.0.audit_for_invoice(connection, invoice_id)
+    }
+    fn audit_since(&self, connection: &str, since: DateTime<Utc>) -> Result<Vec<AuditEvent>> {
+        self.0.audit_since(connection, since)
+    }
+    fn put_hold(&self, connection: &str, target: &HoldTarget, hold: &Hold) -> Result<()> {
+        self.0.put_hold(connection, target, hold)
+    }
+    fn remove_hold(&self, connection: &str, target: &HoldTarget, kind: HoldKind) -> Result<bool> {
+        self.0.remove_hold(connection, target, kind)
+    }
+    fn holds(&self, connection: &str) -> Result<Vec<(HoldTarget, Hold)>> {
+        self.0.holds(connection)
+    }
+    fn flush(&self) -> Result<()> {
+        self.0.flush()
+    }
+}
+
+#[test]
+fn the_lean_load_gives_the_cases_a_lookup_per_invoice_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let now = t("2026-10-08T09:00:00Z");
+    let mut recs = Vec::new();
+    for i in 0..30u32 {
+        let mut r = record("uk", &format!("{i:02}"));
+        r.snapshot.status = match i % 4 {
+            0 => InvoiceStatus::Paid,
+            1 => InvoiceStatus::Voided,
+            _ => InvoiceStatus::Open,
+        };
+        // Closed ones seen long ago are left out; recently seen ones are kept.
+        r.seen_at = if i % 8 < 4 {
+            t("2026-09-01T00:00:00Z")
+        } else {
+            now - chrono::Duration::hours(1)
+        };
+        if i % 5 == 0 {
+            r.snapshot.customer.email = None;
+        }
+        recs.push(r);
+    }
+    s.put_invoices(&recs).unwrap();
+    s.put_customer(&Customer {
+        connection: ConnectionId::new("uk"),
+        id: "c1".into(),
+        name: "Ridgeway Bakery".into(),
+        email: Some("accounts@ridgeway.example".into()),
+        updated_at: None,
+        phones: vec![],
+    })
+    .unwrap();
+    let done = JournalState::Done {
+        at: t("2026-10-07T09:00:00Z"),
+        created_id: None,
+        replayed: false,
+    };
+    s.put_journal(&journal("a", "02", done.clone())).unwrap();
+    s.put_journal(&journal("b", "07", JournalState::Intent))
+        .unwrap();
+    // Under an earlier connection name, found through the ledger.
+    let mut old = journal("c", "10", done.clone());
+    old.connection = "old-name".into();
+    old.ledger = Some("xero:org".into());
+    s.put_journal(&old).unwrap();
+    s.put_hold(
+        "uk",
+        &HoldTarget::Invoice("06".into()),
+        &Hold::Pause {
+            reason: "dispute".into(),
+            set_at: now,
+        },
+    )
+    .unwrap();
+    for ledger in [None, Some("xero:org")] {
+        let lean = crate::cycle::load_cases_of(&s, "uk", ledger, now).unwrap();
+        let plain = crate::cycle::load_cases_of(&Plain(&s), "uk", ledger, now).unwrap();
+        assert_eq!(lean, plain);
+        assert!(lean.len() > 10 && lean.len() < 30, "{}", lean.len());
+        let with_history = lean
+            .iter()
+            .filter(|c| !c.history.actions.is_empty())
+            .count();
+        assert_eq!(with_history, if ledger.is_some() { 2 } else { 1 });
+    }
+}
