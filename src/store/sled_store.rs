@@ -339,21 +339,26 @@ impl SledStore {
                     fresh |= FLAG_HAS_HOLDS;
                 }
             }
+            // Without journal or holds there is no flag to keep: no read in the transaction.
+            let keep = j || h;
             items.push((
                 key,
                 codec::encode(rec),
                 IndexRow::of(rec, false, false),
                 fresh,
+                keep,
             ));
         }
         (&self.invoices, &self.plan_index)
             .transaction(|(inv, idx)| {
-                for (k, v, row, fresh) in &items {
+                for (k, v, row, fresh, keep) in &items {
                     let mut row = *row;
-                    row.flags |= match idx.get(k)?.map(|old| IndexRow::decode(&old)) {
-                        Some(Ok(old)) => old.flags & (FLAG_HAS_JOURNAL | FLAG_HAS_HOLDS),
-                        _ => *fresh,
-                    };
+                    if *keep {
+                        row.flags |= match idx.get(k)?.map(|old| IndexRow::decode(&old)) {
+                            Some(Ok(old)) => old.flags & (FLAG_HAS_JOURNAL | FLAG_HAS_HOLDS),
+                            _ => *fresh,
+                        };
+                    }
                     inv.insert(k.as_slice(), v.as_slice())?;
                     idx.insert(k.as_slice(), &row.encode()[..])?;
                 }
