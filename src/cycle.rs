@@ -333,17 +333,34 @@ pub fn load_cases_of(
             }
         }
     }
+    // Which invoices have journal entries, read once, instead of an index scan for
+    // each of a million invoices most of which have none.
+    let journalled = Journalled {
+        own: store.journalled_invoices(connection, false)?,
+        ledger: match ledger {
+            Some(l) => store.journalled_invoices(l, true)?,
+            None => Some(Default::default()),
+        },
+    };
     let recent = now - Duration::days(2);
     let mut cases = Vec::new();
     let mut failed = None;
-    store.for_each_invoice(connection, &mut |r| {
-        if !(r.snapshot.status.is_open() || r.seen_at >= recent) {
-            return true;
-        }
+    let keep = |status: overdued_connector::InvoiceStatus, seen_at: DateTime<Utc>| {
+        status.is_open() || seen_at >= recent
+    };
+    store.for_each_invoice_where(connection, &keep, &mut |r| {
         let holds = invoice_holds
             .remove(&r.snapshot.remote_id)
             .unwrap_or_default();
-        match case_of(store, connection, ledger, r, holds, &customer_pauses) {
+        match case_of(
+            store,
+            connection,
+            ledger,
+            &journalled,
+            r,
+            holds,
+            &customer_pauses,
+        ) {
             Ok(case) => {
                 cases.push(case);
                 true
@@ -360,10 +377,18 @@ pub fn load_cases_of(
     Ok(cases)
 }
 
+/// The invoices with journal entries, under the connection's name and under its
+/// ledger; `None` where the store could not say (look the invoice up).
+struct Journalled {
+    own: Option<HashSet<String>>,
+    ledger: Option<HashSet<String>>,
+}
+
 fn case_of(
     store: &dyn Store,
     connection: &str,
     ledger: Option<&str>,
+    journalled: &Journalled,
     r: InvoiceRecord,
     holds: Vec<Hold>,
     customer_pauses: &BTreeMap<String, Pause>,
@@ -371,11 +396,8 @@ fn case_of(
     let mut history = InvoiceHistory {
         balance_history: r
             .balance_history
-            .iter()
-            .map(|(on, balance)| BalanceChange {
-                on: *on,
-                balance: *balance,
-            })
+            .into_iter()
+            .map(|(on, balance)| BalanceChange { on, balance })
             .collect(),
         customer_pause: customer_pauses.get(&r.snapshot.customer.id).cloned(),
         first_seen_at: Some(r.first_seen_at),
@@ -403,8 +425,14 @@ fn case_of(
             }
         }
     }
-    let mut entries = store.journal_for_invoice(connection, &r.snapshot.remote_id)?;
-    if let Some(ledger) = ledger {
+    let id = r.snapshot.remote_id.as_str();
+    let listed = |set: &Option<HashSet<String>>| set.as_ref().is_none_or(|s| s.contains(id));
+    let mut entries = if listed(&journalled.own) {
+        store.journal_for_invoice(connection, id)?
+    } else {
+        Vec::new()
+    };
+    if let Some(ledger) = ledger.filter(|_| listed(&journalled.ledger)) {
         let mut seen: HashSet<IdempotencyKey> = entries.iter().map(|e| e.key.clone()).collect();
         for e in store.journal_for_ledger(ledger, &r.snapshot.remote_id)? {
             if seen.insert(e.key.clone()) {

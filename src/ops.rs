@@ -106,6 +106,12 @@ pub enum Op {
         #[serde(default)]
         json: bool,
     },
+    /// Checks the summary index against the invoice records; with `rebuild`, builds it
+    /// afresh from them first.
+    Index {
+        #[serde(default)]
+        rebuild: bool,
+    },
 }
 
 /// Why an operation failed, with the exit code the CLI should use.
@@ -487,6 +493,7 @@ pub fn apply(
             crate::profiles::customers_report(config, store, now, connection.as_deref(), *json)
                 .map_err(io)
         }
+        Op::Index { rebuild } => crate::store::index::check_report(store, *rebuild),
     }
 }
 

@@ -518,3 +518,67 @@ async fn an_unfinished_intent_of_the_previous_release_keeps_the_key_it_sent() {
     assert_ledger_consistent(&r.ledger());
     assert_journal_settled(r.store.as_ref());
 }
+
+/// The fixture's invoice records are JSON envelopes; opening the store rewrites each in
+/// the binary format, equal to what its JSON said, and builds the summary index.
+#[test]
+fn the_previous_release_invoice_records_are_migrated_to_binary_equal_to_their_json() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-v1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixture.join("state"), &dir.path().join("state"));
+    let db_path = dir.path().join("state/db");
+    let mut before = Vec::new();
+    {
+        let db = sled::open(&db_path).expect("fixture opens");
+        for kv in db.open_tree("invoices").expect("tree").iter() {
+            let (k, v) = kv.expect("read");
+            assert_eq!(v.first(), Some(&b'{'), "fixture record not JSON");
+            let mut env: serde_json::Value = serde_json::from_slice(&v).expect("JSON");
+            let rec: overdued::store::InvoiceRecord =
+                serde_json::from_value(env["r"].take()).expect("an invoice record");
+            before.push((k.to_vec(), rec));
+        }
+    }
+    assert!(
+        before.len() >= 4,
+        "the fixture has {} invoices",
+        before.len()
+    );
+    {
+        let store = SledStore::open(&dir.path().join("state")).expect("opens");
+        for (_, rec) in &before {
+            let s = &rec.snapshot;
+            let got = store
+                .get_invoice(s.connection.as_str(), &s.remote_id)
+                .expect("reads")
+                .expect("still there");
+            assert_eq!(&got, rec);
+        }
+        assert_eq!(store.check_index().expect("check"), vec![]);
+        let mut rows = 0;
+        for conn in ["qbo", "xero"] {
+            store
+                .index_rows(conn, &mut |_, _| {
+                    rows += 1;
+                    true
+                })
+                .expect("rows");
+        }
+        let conns: std::collections::BTreeSet<&str> = before
+            .iter()
+            .map(|(_, r)| r.snapshot.connection.as_str())
+            .collect();
+        assert_eq!(conns.into_iter().collect::<Vec<_>>(), ["qbo", "xero"]);
+        assert_eq!(rows, before.len());
+    }
+    let db = sled::open(&db_path).expect("reopens");
+    let tree = db.open_tree("invoices").expect("tree");
+    for (k, _) in &before {
+        let v = tree.get(k).expect("read").expect("kept");
+        assert!(
+            overdued::store::codec::is_binary(&v),
+            "{} still JSON after the migration",
+            String::from_utf8_lossy(k)
+        );
+    }
+}

@@ -106,6 +106,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the summary index of the stored invoices against their records, or
+    /// rebuild it from them.
+    Index {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Build the index afresh from the invoice records first.
+        #[arg(long)]
+        rebuild: bool,
+    },
     /// Show every observation and action for one invoice.
     History {
         #[command(flatten)]
@@ -377,6 +386,10 @@ pub fn main() -> ExitCode {
         Command::Plan { config, at, json } => {
             plan::run(config.config.as_deref(), at.as_deref(), json)
         }
+        Command::Index { config, rebuild } => holds::run(
+            config.config.as_deref(),
+            Ok(crate::ops::Op::Index { rebuild }),
+        ),
         Command::History {
             config,
             connection,

@@ -167,6 +167,34 @@ impl Store for WatchedStore {
     fn count_invoices(&self, connection: &str) -> Result<usize> {
         self.call(|st| st.count_invoices(connection))
     }
+    fn for_each_invoice_where(
+        &self,
+        connection: &str,
+        keep: &dyn Fn(overdued_connector::InvoiceStatus, DateTime<Utc>) -> bool,
+        f: &mut dyn FnMut(InvoiceRecord) -> bool,
+    ) -> Result<()> {
+        self.call(|st| st.for_each_invoice_where(connection, keep, f))
+    }
+    fn journalled_invoices(
+        &self,
+        scope: &str,
+        by_ledger: bool,
+    ) -> Result<Option<std::collections::HashSet<String>>> {
+        self.call(|st| st.journalled_invoices(scope, by_ledger))
+    }
+    fn index_rows(
+        &self,
+        connection: &str,
+        f: &mut dyn FnMut(&str, &crate::store::IndexRow) -> bool,
+    ) -> Result<()> {
+        self.call(|st| st.index_rows(connection, f))
+    }
+    fn rebuild_index(&self) -> Result<usize> {
+        self.call_durable(|st| st.rebuild_index())
+    }
+    fn check_index(&self) -> Result<Vec<crate::store::IndexMismatch>> {
+        self.call(|st| st.check_index())
+    }
     fn put_customer(&self, c: &Customer) -> Result<()> {
         self.call(|st| st.put_customer(c))
     }

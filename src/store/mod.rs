@@ -1,12 +1,15 @@
 //! Durable state behind one trait, so the engine could move to another embedded store
 //! without rewrites. [`SledStore`] is the implementation in use.
 
+pub mod codec;
+pub mod index;
 mod lock;
 mod records;
 mod sled_store;
 
 use overdued_connector::{Customer, IdempotencyKey, TokenSet};
 
+pub use index::{IndexMismatch, IndexRow};
 pub use lock::{LockError, StateLock};
 pub use records::*;
 pub use sled_store::SledStore;
@@ -54,6 +57,68 @@ pub trait Store: Send + Sync {
         f: &mut dyn FnMut(InvoiceRecord) -> bool,
     ) -> Result<()>;
     fn count_invoices(&self, connection: &str) -> Result<usize>;
+    /// The stored invoices of a connection that `keep` accepts by status and `seen_at`,
+    /// in id order; `f` returns false to stop. Backends that know those two without
+    /// decoding a record (the summary index) decode only the ones kept.
+    fn for_each_invoice_where(
+        &self,
+        connection: &str,
+        keep: &dyn Fn(overdued_connector::InvoiceStatus, chrono::DateTime<chrono::Utc>) -> bool,
+        f: &mut dyn FnMut(InvoiceRecord) -> bool,
+    ) -> Result<()> {
+        self.for_each_invoice(connection, &mut |r| {
+            if keep(r.snapshot.status, r.seen_at) {
+                f(r)
+            } else {
+                true
+            }
+        })
+    }
+    /// The ids of the invoices with journal entries under `scope`: a connection, or with
+    /// `by_ledger` a ledger ([`Store::journal_for_ledger`]). `None` when the backend
+    /// cannot list them at once; then ask per invoice.
+    fn journalled_invoices(
+        &self,
+        scope: &str,
+        by_ledger: bool,
+    ) -> Result<Option<std::collections::HashSet<String>>> {
+        let _ = (scope, by_ledger);
+        Ok(None)
+    }
+    /// The summary index rows of a connection's invoices, in id order; `f` returns false
+    /// to stop. Backends without an index compute each row from its record.
+    fn index_rows(
+        &self,
+        connection: &str,
+        f: &mut dyn FnMut(&str, &IndexRow) -> bool,
+    ) -> Result<()> {
+        let mut held = std::collections::HashSet::new();
+        for (target, _) in self.holds(connection)? {
+            if let HoldTarget::Invoice(id) = target {
+                held.insert(id);
+            }
+        }
+        let mut failed = None;
+        self.for_each_invoice(connection, &mut |r| {
+            let id = r.snapshot.remote_id.as_str();
+            match self.journal_for_invoice(connection, id) {
+                Ok(j) => f(id, &IndexRow::of(&r, !j.is_empty(), held.contains(id))),
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+    /// Builds the summary index afresh from the records; returns the rows written.
+    fn rebuild_index(&self) -> Result<usize> {
+        Ok(0)
+    }
+    /// Where the summary index disagrees with the records (empty: it agrees).
+    fn check_index(&self) -> Result<Vec<IndexMismatch>> {
+        Ok(Vec::new())
+    }
 
     fn put_customer(&self, c: &Customer) -> Result<()>;
     fn get_customer(&self, connection: &str, id: &str) -> Result<Option<Customer>>;

@@ -16,7 +16,11 @@ use crate::engine::Channel;
 /// 2: journal entries carry a typed [`JournalPayload`]. Version-1 journal entries (an
 /// untyped payload, told apart by the key's namespace) are migrated as they are read,
 /// by [`JournalEntry::from_v1`]; every other record is the same in both versions.
-pub const FORMAT_VERSION: u32 = 2;
+///
+/// 3: invoice records are binary ([`super::codec`]); JSON ones of versions 1 and 2 are
+/// read as before and rewritten in binary when the store opens. Every other record is
+/// the same JSON as in version 2.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The cached state of one invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,17 +8,27 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
+use super::codec;
+use super::index::{self, IndexMismatch, IndexRow, FLAG_HAS_HOLDS, FLAG_HAS_JOURNAL};
 use super::records::JournalEntryV1;
 use super::{
     AuditEvent, Hold, HoldKind, HoldTarget, InvoiceRecord, JournalEntry, Result, StateLock, Store,
     StoreError, SyncState, FORMAT_VERSION,
 };
 
+/// In the default tree: the binary invoice version every invoice record was rewritten
+/// to, once the migration on open finished.
+const INVOICE_FORMAT_MARK: &[u8] = b"overdued.invoice_format";
+/// In the default tree: present once the summary index covers every invoice.
+const PLAN_INDEX_MARK: &[u8] = b"overdued.plan_index";
+/// Records rewritten (or index rows written) per sled batch on open.
+const MIGRATION_BATCH: usize = 10_000;
+
 const SEP: u8 = 0;
 
 pub struct SledStore {
     dir: PathBuf,
-    db: sled::Db,
+    pub(super) db: sled::Db,
     invoices: sled::Tree,
     customers: sled::Tree,
     sync: sled::Tree,
@@ -35,6 +45,8 @@ pub struct SledStore {
     holds: sled::Tree,
     sms_consent: sled::Tree,
     arrangements: sled::Tree,
+    /// The summary index ([`IndexRow`]), keyed as `invoices`.
+    plan_index: sled::Tree,
     // Dropped last: the lock outlives the database handle.
     _lock: StateLock,
 }
@@ -94,6 +106,28 @@ fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> 
     }
 }
 
+/// An invoice record: binary, or a JSON envelope of an earlier version.
+fn decode_invoice(key: &[u8], bytes: &[u8]) -> Result<InvoiceRecord> {
+    match codec::binary_version(bytes) {
+        None => decode("invoices", key, bytes),
+        Some(v) => {
+            let key_s = || String::from_utf8_lossy(key).replace('\0', "/");
+            if u32::from(v) > FORMAT_VERSION {
+                return Err(StoreError::TooNew {
+                    tree: "invoices",
+                    key: key_s(),
+                    found: u32::from(v),
+                });
+            }
+            codec::decode(bytes).map_err(|message| StoreError::Corrupt {
+                tree: "invoices",
+                key: key_s(),
+                message,
+            })
+        }
+    }
+}
+
 /// A journal entry of any version this release reads: version 1 is migrated here, so
 /// no caller ever sees an untyped payload.
 fn decode_journal(key: &[u8], bytes: &[u8]) -> Result<JournalEntry> {
@@ -149,13 +183,16 @@ impl SledStore {
         });
         let value = encode(e)?;
         let settled = e.is_settled();
+        let row_key = key2(&e.connection, &e.invoice_id);
         (
             &self.journal,
             &self.journal_by_invoice,
             &self.journal_open,
             &self.journal_by_ledger,
+            &self.plan_index,
         )
-            .transaction(|(j, by_inv, open_t, by_l)| {
+            .transaction(|(j, by_inv, open_t, by_l, rows)| {
+                flag_row(rows, &row_key, FLAG_HAS_JOURNAL, true)?;
                 if let Some((k, i, o)) = &gone {
                     j.remove(k.clone())?;
                     by_inv.remove(i.clone())?;
@@ -187,7 +224,7 @@ impl SledStore {
         let db = open_sled(&dir.join("db"))?;
         tighten(dir)?;
         let t = |name: &str| db.open_tree(name).map_err(be);
-        Ok(SledStore {
+        let store = SledStore {
             dir: dir.to_path_buf(),
             invoices: t("invoices")?,
             customers: t("customers")?,
@@ -203,9 +240,193 @@ impl SledStore {
             holds: t("holds")?,
             sms_consent: t("sms_consent")?,
             arrangements: t("arrangements")?,
+            plan_index: t("plan_index")?,
             db,
             _lock: lock,
-        })
+        };
+        store.migrate_invoices()?;
+        if store.db.get(PLAN_INDEX_MARK).map_err(be)?.is_none() {
+            let rows = store.rebuild_index()?;
+            tracing::info!(rows, "built the summary index of the stored invoices");
+        }
+        Ok(store)
+    }
+
+    /// Rewrites the JSON invoice records earlier releases wrote in binary, in batches,
+    /// once: the mark in the default tree says it was done. A record that cannot be
+    /// read (damaged, or newer than this release) is left as it is, to be named when
+    /// it is read, as it always was.
+    fn migrate_invoices(&self) -> Result<usize> {
+        if self.db.get(INVOICE_FORMAT_MARK).map_err(be)?.as_deref()
+            == Some(&[codec::BINARY_VERSION][..])
+        {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for kv in self.invoices.iter() {
+            let (k, v) = kv.map_err(be)?;
+            if codec::is_binary(&v) {
+                continue;
+            }
+            match decode::<InvoiceRecord>("invoices", &k, &v) {
+                Ok(rec) => {
+                    batch.insert(k, codec::encode(&rec));
+                    in_batch += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "invoice record left in its old format");
+                    continue;
+                }
+            }
+            if in_batch == MIGRATION_BATCH {
+                self.invoices
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(be)?;
+                moved += in_batch;
+                in_batch = 0;
+            }
+        }
+        self.invoices.apply_batch(batch).map_err(be)?;
+        moved += in_batch;
+        // The index is built from the rewritten records.
+        self.db.remove(PLAN_INDEX_MARK).map_err(be)?;
+        self.db
+            .insert(INVOICE_FORMAT_MARK, &[codec::BINARY_VERSION])
+            .map_err(be)?;
+        self.durable()?;
+        if moved > 0 {
+            tracing::info!(
+                records = moved,
+                "rewrote invoice records in the binary format"
+            );
+        }
+        Ok(moved)
+    }
+
+    /// Writes invoice records with their index rows in one transaction. A row keeps the
+    /// journal and hold flags its predecessor had (journal and hold writes keep them);
+    /// a new row looks them up, unless the connection has no journal and no holds at
+    /// all (a first sync), which costs no lookup per invoice.
+    fn write_invoices(&self, recs: &[InvoiceRecord]) -> Result<()> {
+        let mut any: std::collections::HashMap<&str, (bool, bool)> = Default::default();
+        let mut items = Vec::with_capacity(recs.len());
+        for rec in recs {
+            let s = &rec.snapshot;
+            let conn = s.connection.as_str();
+            let key = key2(conn, &s.remote_id);
+            let (j, h) = match any.get(conn) {
+                Some(a) => *a,
+                None => {
+                    let a = (
+                        self.journal_by_invoice
+                            .scan_prefix(prefix(conn))
+                            .next()
+                            .is_some(),
+                        self.holds.scan_prefix(prefix(conn)).next().is_some(),
+                    );
+                    any.insert(conn, a);
+                    a
+                }
+            };
+            let mut fresh = 0;
+            if (j || h) && !self.plan_index.contains_key(&key).map_err(be)? {
+                if j && self.has_journal(conn, &s.remote_id)? {
+                    fresh |= FLAG_HAS_JOURNAL;
+                }
+                if h && self.has_invoice_hold(conn, &s.remote_id)? {
+                    fresh |= FLAG_HAS_HOLDS;
+                }
+            }
+            // Without journal or holds there is no flag to keep: no read in the transaction.
+            let keep = j || h;
+            items.push((
+                key,
+                codec::encode(rec),
+                IndexRow::of(rec, false, false),
+                fresh,
+                keep,
+            ));
+        }
+        (&self.invoices, &self.plan_index)
+            .transaction(|(inv, idx)| {
+                for (k, v, row, fresh, keep) in &items {
+                    let mut row = *row;
+                    if *keep {
+                        row.flags |= match idx.get(k)?.map(|old| IndexRow::decode(&old)) {
+                            Some(Ok(old)) => old.flags & (FLAG_HAS_JOURNAL | FLAG_HAS_HOLDS),
+                            _ => *fresh,
+                        };
+                    }
+                    inv.insert(k.as_slice(), v.as_slice())?;
+                    idx.insert(k.as_slice(), &row.encode()[..])?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                StoreError::Backend(format!("{e:?}"))
+            })
+    }
+
+    /// The invoice keys (connection, id) with journal entries.
+    fn journalled_keys(&self) -> Result<std::collections::HashSet<Vec<u8>>> {
+        let mut out = std::collections::HashSet::new();
+        for k in self.journal_by_invoice.iter().keys() {
+            let k = k.map_err(be)?;
+            // connection \0 invoice \0 key
+            let Some(a) = k.iter().position(|b| *b == SEP) else {
+                continue;
+            };
+            let b = k[a + 1..]
+                .iter()
+                .position(|b| *b == SEP)
+                .map_or(k.len(), |i| a + 1 + i);
+            out.insert(k[..b].to_vec());
+        }
+        Ok(out)
+    }
+
+    /// The invoice keys (connection, id) with a hold on the invoice itself.
+    fn held_keys(&self) -> Result<std::collections::HashSet<Vec<u8>>> {
+        let mut out = std::collections::HashSet::new();
+        for kv in self.holds.iter() {
+            let (k, v) = kv.map_err(be)?;
+            let Some(a) = k.iter().position(|b| *b == SEP) else {
+                continue;
+            };
+            let (target, _): (HoldTarget, Hold) = decode("holds", &k, &v)?;
+            if let HoldTarget::Invoice(id) = target {
+                out.insert(key2(&String::from_utf8_lossy(&k[..a]), &id));
+            }
+        }
+        Ok(out)
+    }
+
+    fn has_journal(&self, connection: &str, invoice_id: &str) -> Result<bool> {
+        match self
+            .journal_by_invoice
+            .scan_prefix(key2(connection, &format!("{invoice_id}\0")))
+            .keys()
+            .next()
+        {
+            Some(k) => k.map(|_| true).map_err(be),
+            None => Ok(false),
+        }
+    }
+
+    fn has_invoice_hold(&self, connection: &str, invoice_id: &str) -> Result<bool> {
+        let target = HoldTarget::Invoice(invoice_id.to_string());
+        for kind in [HoldKind::Promise, HoldKind::Pause] {
+            if self
+                .holds
+                .contains_key(hold_key(connection, &target, kind))
+                .map_err(be)?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub fn dir(&self) -> &Path {
@@ -381,24 +602,19 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 
 impl Store for SledStore {
     fn put_invoice(&self, rec: &InvoiceRecord) -> Result<()> {
-        let s = &rec.snapshot;
-        self.invoices
-            .insert(key2(s.connection.as_str(), &s.remote_id), encode(rec)?)
-            .map_err(be)?;
-        Ok(())
+        self.write_invoices(std::slice::from_ref(rec))
     }
 
     fn put_invoices(&self, recs: &[InvoiceRecord]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for rec in recs {
-            let s = &rec.snapshot;
-            batch.insert(key2(s.connection.as_str(), &s.remote_id), encode(rec)?);
-        }
-        self.invoices.apply_batch(batch).map_err(be)
+        self.write_invoices(recs)
     }
 
     fn get_invoice(&self, connection: &str, id: &str) -> Result<Option<InvoiceRecord>> {
-        self.get(&self.invoices, "invoices", &key2(connection, id))
+        let key = key2(connection, id);
+        match self.invoices.get(&key).map_err(be)? {
+            Some(v) => decode_invoice(&key, &v).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn for_each_invoice(
@@ -408,11 +624,168 @@ impl Store for SledStore {
     ) -> Result<()> {
         for kv in self.invoices.scan_prefix(prefix(connection)) {
             let (k, v) = kv.map_err(be)?;
-            if !f(decode("invoices", &k, &v)?) {
+            if !f(decode_invoice(&k, &v)?) {
                 break;
             }
         }
         Ok(())
+    }
+
+    fn for_each_invoice_where(
+        &self,
+        connection: &str,
+        keep: &dyn Fn(overdued_connector::InvoiceStatus, DateTime<Utc>) -> bool,
+        f: &mut dyn FnMut(InvoiceRecord) -> bool,
+    ) -> Result<()> {
+        // One pass over the records, deciding from each one's first bytes: reading the
+        // kept ones by key from the index rows cost more than sled's sequential scan
+        // when most are kept, as in a book of mostly open invoices.
+        for kv in self.invoices.scan_prefix(prefix(connection)) {
+            let (k, v) = kv.map_err(be)?;
+            let rec = match codec::peek(&v) {
+                Some((status, seen_at)) if !keep(status, seen_at) => continue,
+                Some(_) => decode_invoice(&k, &v)?,
+                None => {
+                    let r = decode_invoice(&k, &v)?;
+                    if !keep(r.snapshot.status, r.seen_at) {
+                        continue;
+                    }
+                    r
+                }
+            };
+            if !f(rec) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn journalled_invoices(
+        &self,
+        scope: &str,
+        by_ledger: bool,
+    ) -> Result<Option<std::collections::HashSet<String>>> {
+        let tree = if by_ledger {
+            &self.journal_by_ledger
+        } else {
+            &self.journal_by_invoice
+        };
+        let p = prefix(scope);
+        let mut out = std::collections::HashSet::new();
+        let mut last: Vec<u8> = Vec::new();
+        for k in tree.scan_prefix(&p).keys() {
+            let k = k.map_err(be)?;
+            let rest = &k[p.len()..];
+            let id = &rest[..rest.iter().position(|b| *b == SEP).unwrap_or(rest.len())];
+            // Keys of one invoice are adjacent: one string per invoice.
+            if id != last.as_slice() {
+                last = id.to_vec();
+                out.insert(String::from_utf8_lossy(id).into_owned());
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn index_rows(
+        &self,
+        connection: &str,
+        f: &mut dyn FnMut(&str, &IndexRow) -> bool,
+    ) -> Result<()> {
+        let p = prefix(connection);
+        for kv in self.plan_index.scan_prefix(&p) {
+            let (k, v) = kv.map_err(be)?;
+            let row = IndexRow::decode(&v).map_err(|message| StoreError::Corrupt {
+                tree: "plan_index",
+                key: String::from_utf8_lossy(&k).replace('\0', "/"),
+                message,
+            })?;
+            let id = String::from_utf8_lossy(&k[p.len()..]);
+            if !f(&id, &row) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn rebuild_index(&self) -> Result<usize> {
+        self.db.remove(PLAN_INDEX_MARK).map_err(be)?;
+        self.plan_index.clear().map_err(be)?;
+        let journalled = self.journalled_keys()?;
+        let held = self.held_keys()?;
+        let mut batch = sled::Batch::default();
+        let (mut rows, mut in_batch) = (0, 0);
+        for kv in self.invoices.iter() {
+            let (k, v) = kv.map_err(be)?;
+            let rec = match decode_invoice(&k, &v) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    tracing::warn!(error = %e, "invoice record left out of the summary index");
+                    continue;
+                }
+            };
+            let row = IndexRow::of(&rec, journalled.contains(&*k), held.contains(&*k));
+            batch.insert(&*k, &row.encode()[..]);
+            in_batch += 1;
+            if in_batch == MIGRATION_BATCH {
+                self.plan_index
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(be)?;
+                rows += in_batch;
+                in_batch = 0;
+            }
+        }
+        self.plan_index.apply_batch(batch).map_err(be)?;
+        rows += in_batch;
+        self.db.insert(PLAN_INDEX_MARK, &[1]).map_err(be)?;
+        self.durable()?;
+        Ok(rows)
+    }
+
+    fn check_index(&self) -> Result<Vec<IndexMismatch>> {
+        let journalled = self.journalled_keys()?;
+        let held = self.held_keys()?;
+        let split = |k: &[u8]| {
+            let at = k.iter().position(|b| *b == SEP).unwrap_or(k.len());
+            (
+                String::from_utf8_lossy(&k[..at]).into_owned(),
+                String::from_utf8_lossy(k.get(at + 1..).unwrap_or_default()).into_owned(),
+            )
+        };
+        let mut out = Vec::new();
+        let mut miss = |k: &[u8], what: String| {
+            let (connection, invoice_id) = split(k);
+            out.push(IndexMismatch {
+                connection,
+                invoice_id,
+                what,
+            });
+        };
+        for kv in self.invoices.iter() {
+            let (k, v) = kv.map_err(be)?;
+            let Ok(rec) = decode_invoice(&k, &v) else {
+                continue;
+            };
+            let want = IndexRow::of(&rec, journalled.contains(&*k), held.contains(&*k));
+            match self.plan_index.get(&k).map_err(be)? {
+                None => miss(&k, "no index row".into()),
+                Some(v) => match IndexRow::decode(&v) {
+                    Err(e) => miss(&k, format!("unreadable index row: {e}")),
+                    Ok(row) => {
+                        let d = index::differences(&row, &want);
+                        if !d.is_empty() {
+                            miss(&k, d.join("; "));
+                        }
+                    }
+                },
+            }
+        }
+        for k in self.plan_index.iter().keys() {
+            let k = k.map_err(be)?;
+            if !self.invoices.contains_key(&k).map_err(be)? {
+                miss(&k, "an index row without an invoice record".into());
+            }
+        }
+        Ok(out)
     }
 
     fn count_invoices(&self, connection: &str) -> Result<usize> {
@@ -473,14 +846,17 @@ impl Store for SledStore {
         let settled = e.is_settled();
         let (audit_key, audit_idx) = audit_keys(self.db.generate_id().map_err(be)?, audit);
         let audit_value = encode(audit)?;
+        let row_key = key2(&e.connection, &e.invoice_id);
         (
             &self.journal,
             &self.journal_by_invoice,
             &self.journal_open,
             &self.audit,
             &self.audit_by_invoice,
+            &self.plan_index,
         )
-            .transaction(|(j, by_inv, open_t, a, a_by_inv)| {
+            .transaction(|(j, by_inv, open_t, a, a_by_inv, rows)| {
+                flag_row(rows, &row_key, FLAG_HAS_JOURNAL, true)?;
                 j.insert(e.key.as_str().as_bytes(), value.clone())?;
                 by_inv.insert(idx.clone(), &[])?;
                 if settled {
@@ -601,9 +977,7 @@ impl Store for SledStore {
             let k = k.map_err(be)?;
             seqs.push((k[p.len()..].to_vec(), false));
         }
-        let rec: Option<InvoiceRecord> =
-            self.get(&self.invoices, "invoices", &key2(connection, invoice_id))?;
-        if let Some(rec) = rec {
+        if let Some(rec) = self.get_invoice(connection, invoice_id)? {
             let pp = page_prefix(connection, rec.first_seen_at);
             for k in self.audit_pages.scan_prefix(&pp).keys() {
                 let k = k.map_err(be)?;
@@ -645,18 +1019,52 @@ impl Store for SledStore {
             Hold::Promise { .. } => HoldKind::Promise,
             Hold::Pause { .. } => HoldKind::Pause,
         };
-        self.holds
-            .insert(hold_key(connection, target, kind), encode(&(target, hold))?)
-            .map_err(be)?;
+        let key = hold_key(connection, target, kind);
+        let value = encode(&(target, hold))?;
+        let row_key = match target {
+            HoldTarget::Invoice(id) => Some(key2(connection, id)),
+            HoldTarget::Customer(_) => None,
+        };
+        (&self.holds, &self.plan_index)
+            .transaction(|(h, idx)| {
+                h.insert(key.as_slice(), value.as_slice())?;
+                if let Some(rk) = &row_key {
+                    flag_row(idx, rk, FLAG_HAS_HOLDS, true)?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                StoreError::Backend(format!("{e:?}"))
+            })?;
         self.durable()
     }
 
     fn remove_hold(&self, connection: &str, target: &HoldTarget, kind: HoldKind) -> Result<bool> {
-        let removed = self
-            .holds
-            .remove(hold_key(connection, target, kind))
-            .map_err(be)?
-            .is_some();
+        let key = hold_key(connection, target, kind);
+        let other = hold_key(
+            connection,
+            target,
+            match kind {
+                HoldKind::Promise => HoldKind::Pause,
+                HoldKind::Pause => HoldKind::Promise,
+            },
+        );
+        let row_key = match target {
+            HoldTarget::Invoice(id) => Some(key2(connection, id)),
+            HoldTarget::Customer(_) => None,
+        };
+        let removed = (&self.holds, &self.plan_index)
+            .transaction(|(h, idx)| {
+                let removed = h.remove(key.as_slice())?.is_some();
+                if let Some(rk) = &row_key {
+                    let still = h.get(other.as_slice())?.is_some();
+                    flag_row(idx, rk, FLAG_HAS_HOLDS, still)?;
+                }
+                Ok(removed)
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                StoreError::Backend(format!("{e:?}"))
+            })?;
         self.durable()?;
         Ok(removed)
     }
@@ -712,6 +1120,30 @@ impl Store for SledStore {
     fn flush(&self) -> Result<()> {
         self.durable()
     }
+}
+
+/// Sets or clears `flag` on the index row at `key`, when there is a row (an invoice
+/// not stored yet gets its flags looked up when it is).
+fn flag_row(
+    idx: &sled::transaction::TransactionalTree,
+    key: &[u8],
+    flag: u8,
+    on: bool,
+) -> std::result::Result<(), sled::transaction::ConflictableTransactionError<()>> {
+    if let Some(v) = idx.get(key)? {
+        if let Ok(mut row) = IndexRow::decode(&v) {
+            let flags = if on {
+                row.flags | flag
+            } else {
+                row.flags & !flag
+            };
+            if flags != row.flags {
+                row.flags = flags;
+                idx.insert(key, &row.encode()[..])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The key prefix of the page events of `connection` written at `at`.

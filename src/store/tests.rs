@@ -506,3 +506,436 @@ fn payment_plans_are_typed_records_in_order_and_survive_a_reopen() {
     assert_eq!(got[1].cancelled_on, NaiveDate::from_ymd_opt(2026, 11, 25));
     assert_eq!(got[0], plan(1));
 }
+
+/// Writes raw values into a fresh sled database the way an earlier release left it.
+fn raw_db(dir: &std::path::Path, tree: &str, rows: &[(&[u8], Vec<u8>)]) {
+    let db = sled::open(dir.join("db")).unwrap();
+    let t = db.open_tree(tree).unwrap();
+    for (k, v) in rows {
+        t.insert(*k, v.clone()).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+#[test]
+fn json_invoice_records_are_rewritten_in_binary_once_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paid = record("uk", "2");
+    paid.snapshot.status = InvoiceStatus::Paid;
+    paid.snapshot.paid_on = NaiveDate::from_ymd_opt(2026, 10, 9);
+    paid.snapshot.version = Some("7".into());
+    let old: Vec<InvoiceRecord> = vec![record("uk", "1"), paid];
+    let json = |r: &InvoiceRecord, v: u32| {
+        serde_json::to_vec(&serde_json::json!({ "v": v, "r": r })).unwrap()
+    };
+    raw_db(
+        dir.path(),
+        "invoices",
+        &[
+            (b"uk\x001", json(&old[0], 1)),
+            (b"uk\x002", json(&old[1], 2)),
+            (b"uk\x00bad", b"not json".to_vec()),
+        ],
+    );
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        for r in &old {
+            assert_eq!(
+                s.get_invoice("uk", &r.snapshot.remote_id).unwrap().as_ref(),
+                Some(r)
+            );
+        }
+        // Damaged before: still named when read, not lost and not fatal to the open.
+        let e = s.get_invoice("uk", "bad").unwrap_err().to_string();
+        assert!(e.contains("invoices/uk/bad"), "{e}");
+    }
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let t = db.open_tree("invoices").unwrap();
+    for id in ["1", "2"] {
+        let v = t.get(format!("uk\0{id}")).unwrap().unwrap();
+        assert!(codec::is_binary(&v), "{id} still JSON");
+    }
+    assert_eq!(&*t.get(b"uk\0bad").unwrap().unwrap(), b"not json");
+    // Marked done: a JSON record appearing later is read as it is, not rescanned.
+    t.insert(b"uk\x003", json(&record("uk", "3"), 2)).unwrap();
+    db.flush().unwrap();
+    drop((t, db));
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.get_invoice("uk", "3").unwrap(), Some(record("uk", "3")));
+    drop(s);
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let v = db
+        .open_tree("invoices")
+        .unwrap()
+        .get(b"uk\x003")
+        .unwrap()
+        .unwrap();
+    assert!(!codec::is_binary(&v));
+}
+
+#[test]
+fn a_binary_record_of_a_newer_release_is_refused_and_a_damaged_one_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut newer = codec::encode(&record("uk", "n"));
+    newer[0] = 0x80 | 9;
+    let mut cut = codec::encode(&record("uk", "c"));
+    cut.truncate(cut.len() - 3);
+    raw_db(
+        dir.path(),
+        "invoices",
+        &[(b"uk\x00n", newer), (b"uk\x00c", cut)],
+    );
+    let s = SledStore::open(dir.path()).unwrap();
+    let e = s.get_invoice("uk", "n").unwrap_err();
+    assert!(matches!(e, StoreError::TooNew { found: 9, .. }), "{e}");
+    assert!(e.to_string().contains("upgrade overdued"), "{e}");
+    let e = s.get_invoice("uk", "c").unwrap_err().to_string();
+    assert!(e.contains("invoices/uk/c"), "{e}");
+    let mut seen = Vec::new();
+    let r = s.for_each_invoice("uk", &mut |r| {
+        seen.push(r);
+        true
+    });
+    assert!(r.is_err());
+}
+
+fn rows_of(s: &SledStore, conn: &str) -> Vec<(String, IndexRow)> {
+    let mut out = Vec::new();
+    s.index_rows(conn, &mut |id, row| {
+        out.push((id.to_string(), *row));
+        true
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn the_summary_index_follows_invoice_journal_and_hold_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    s.put_invoices(&[record("uk", "1"), record("uk", "2"), record("us", "1")])
+        .unwrap();
+    let mut fee = record("uk", "3");
+    fee.snapshot.is_fee_invoice = true;
+    s.put_invoice(&fee).unwrap();
+    assert_eq!(s.check_index().unwrap(), vec![]);
+
+    // A journal entry flags its invoice; the flag survives the invoice's next sync.
+    s.put_journal(&journal("a", "1", JournalState::Intent))
+        .unwrap();
+    let mut paid = record("uk", "1");
+    paid.snapshot.status = InvoiceStatus::Paid;
+    paid.snapshot.amount_due = dec!(0);
+    s.put_invoice(&paid).unwrap();
+    s.put_journal_with_audit(
+        &journal("b", "2", JournalState::Intent),
+        &AuditEvent {
+            at: t("2026-10-07T09:00:00Z"),
+            connection: "uk".into(),
+            invoice_id: Some("2".into()),
+            kind: "action".into(),
+            message: "m".into(),
+            detail: serde_json::Value::Null,
+        },
+    )
+    .unwrap();
+    // Holds: a promise and a pause, then one removed (still held), then the other.
+    let promise = Hold::Promise {
+        until: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        amount: None,
+        balance_when_made: None,
+        set_at: t("2026-10-07T09:00:00Z"),
+    };
+    let pause = Hold::Pause {
+        reason: "dispute".into(),
+        set_at: t("2026-10-07T09:00:00Z"),
+    };
+    let inv3 = HoldTarget::Invoice("3".into());
+    s.put_hold("uk", &inv3, &promise).unwrap();
+    s.put_hold("uk", &inv3, &pause).unwrap();
+    s.put_hold("uk", &HoldTarget::Customer("c1".into()), &pause)
+        .unwrap();
+    assert_eq!(s.check_index().unwrap(), vec![]);
+    s.remove_hold("uk", &inv3, HoldKind::Promise).unwrap();
+    assert_eq!(s.check_index().unwrap(), vec![]);
+    let rows = rows_of(&s, "uk");
+    let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3"]);
+    assert_eq!(rows[0].1.status, InvoiceStatus::Paid);
+    assert!(rows[0].1.has(index::FLAG_HAS_JOURNAL));
+    assert!(rows[1].1.has(index::FLAG_HAS_JOURNAL));
+    assert!(rows[2].1.has(index::FLAG_HAS_HOLDS) && rows[2].1.has(index::FLAG_FEE_INVOICE));
+    assert!(!rows[2].1.has(index::FLAG_HAS_JOURNAL));
+    assert_eq!(rows[1].1.amount_due(), Some(dec!(700.25)));
+    s.remove_hold("uk", &inv3, HoldKind::Pause).unwrap();
+    assert!(!rows_of(&s, "uk")[2].1.has(index::FLAG_HAS_HOLDS));
+    assert_eq!(rows_of(&s, "us").len(), 1);
+    // An invoice stored after its journal entry and hold (rows rebuilt by an older
+    // release's leftovers, or an entry for an invoice not synced yet) looks them up.
+    s.put_journal(&journal("c", "9", JournalState::Intent))
+        .unwrap();
+    s.put_hold("uk", &HoldTarget::Invoice("9".into()), &pause)
+        .unwrap();
+    s.put_invoice(&record("uk", "9")).unwrap();
+    let nine = rows_of(&s, "uk").pop().unwrap().1;
+    assert!(nine.has(index::FLAG_HAS_JOURNAL) && nine.has(index::FLAG_HAS_HOLDS));
+    assert_eq!(s.check_index().unwrap(), vec![]);
+
+    // A damaged row, a stale one and one without a record are all found, and a
+    // rebuild puts them right.
+    let mut stale = rows_of(&s, "uk")[2].1;
+    let raw = s.db.open_tree("plan_index").unwrap();
+    raw.insert(b"uk\x002", &b"short"[..]).unwrap();
+    stale.status = InvoiceStatus::Voided;
+    raw.insert(b"uk\x003", &stale.encode()[..]).unwrap();
+    raw.insert(b"uk\x00ghost", &stale.encode()[..]).unwrap();
+    raw.remove(b"us\x001").unwrap();
+    let found = s.check_index().unwrap();
+    let got: Vec<(&str, &str)> = found
+        .iter()
+        .map(|m| (m.connection.as_str(), m.invoice_id.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [("uk", "2"), ("uk", "3"), ("us", "1"), ("uk", "ghost")],
+        "{found:?}"
+    );
+    assert!(
+        found[1]
+            .what
+            .contains("status Voided in the row, Open in the record"),
+        "{found:?}"
+    );
+    assert_eq!(s.rebuild_index().unwrap(), 5);
+    assert_eq!(s.check_index().unwrap(), vec![]);
+}
+
+#[test]
+fn an_older_store_gets_its_index_built_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.put_invoices(&[record("uk", "1"), record("uk", "2")])
+            .unwrap();
+        s.put_journal(&journal("a", "2", JournalState::Intent))
+            .unwrap();
+        // As a store written before the index: no rows, no mark.
+        s.db.open_tree("plan_index").unwrap().clear().unwrap();
+        s.db.remove(b"overdued.plan_index").unwrap();
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.check_index().unwrap(), vec![]);
+    let rows = rows_of(&s, "uk");
+    assert_eq!(rows.len(), 2);
+    assert!(rows[1].1.has(index::FLAG_HAS_JOURNAL) && !rows[0].1.has(index::FLAG_HAS_JOURNAL));
+}
+
+#[test]
+fn journalled_invoices_lists_each_invoice_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    s.put_journal(&journal("a", "1", JournalState::Intent))
+        .unwrap();
+    s.put_journal(&journal("b", "1", JournalState::Intent))
+        .unwrap();
+    s.put_journal(&journal("c", "22", JournalState::Intent))
+        .unwrap();
+    let set = s.journalled_invoices("uk", false).unwrap().unwrap();
+    let mut ids: Vec<_> = set.into_iter().collect();
+    ids.sort();
+    assert_eq!(ids, ["1", "22"]);
+    assert!(s
+        .journalled_invoices("u", false)
+        .unwrap()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn ageing_from_the_index_rows_equals_ageing_from_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let mut recs = Vec::new();
+    for i in 0..40u32 {
+        let mut r = record("uk", &format!("{i:03}"));
+        r.snapshot.due_date =
+            NaiveDate::from_ymd_opt(2026, 6, 1).unwrap() + chrono::Days::new(u64::from(i) * 7);
+        r.snapshot.amount_due = rust_decimal::Decimal::new(i64::from(i) * 1234 - 2000, 2);
+        r.snapshot.status = match i % 5 {
+            0 => InvoiceStatus::Paid,
+            1 => InvoiceStatus::Draft,
+            _ => InvoiceStatus::Open,
+        };
+        if i % 3 == 0 {
+            r.snapshot.currency = Currency::EUR;
+        }
+        recs.push(r);
+    }
+    s.put_invoices(&recs).unwrap();
+    let today = NaiveDate::from_ymd_opt(2026, 10, 15).unwrap();
+    let mut want = crate::report::ageing::Ageing::default();
+    for r in &recs {
+        want.add(&r.snapshot, today);
+    }
+    assert!(want.by_currency.len() == 2 && want.by_currency["GBP"].len() >= 4);
+    let got = index::ageing_from_rows(&s, "uk", today).unwrap().unwrap();
+    assert_eq!(got, want);
+}
+
+/// A store that answers only what every backend must: the trait's defaults for the
+/// rest (no journal listing, no index), as the planner's load was before it used them.
+struct Plain<'a>(&'a SledStore);
+
+impl Store for Plain<'_> {
+    fn put_invoice(&self, rec: &InvoiceRecord) -> Result<()> {
+        self.0.put_invoice(rec)
+    }
+    fn put_invoices(&self, recs: &[InvoiceRecord]) -> Result<()> {
+        self.0.put_invoices(recs)
+    }
+    fn get_invoice(&self, connection: &str, id: &str) -> Result<Option<InvoiceRecord>> {
+        self.0.get_invoice(connection, id)
+    }
+    fn for_each_invoice(
+        &self,
+        connection: &str,
+        f: &mut dyn FnMut(InvoiceRecord) -> bool,
+    ) -> Result<()> {
+        self.0.for_each_invoice(connection, f)
+    }
+    fn count_invoices(&self, connection: &str) -> Result<usize> {
+        self.0.count_invoices(connection)
+    }
+    fn put_customer(&self, c: &Customer) -> Result<()> {
+        self.0.put_customer(c)
+    }
+    fn get_customer(&self, connection: &str, id: &str) -> Result<Option<Customer>> {
+        self.0.get_customer(connection, id)
+    }
+    fn get_sync_state(&self, connection: &str) -> Result<Option<SyncState>> {
+        self.0.get_sync_state(connection)
+    }
+    fn put_sync_state(&self, connection: &str, s: &SyncState) -> Result<()> {
+        self.0.put_sync_state(connection, s)
+    }
+    fn get_tokens(&self, connection: &str) -> Result<Option<TokenSet>> {
+        self.0.get_tokens(connection)
+    }
+    fn put_tokens(&self, connection: &str, t: &TokenSet) -> Result<()> {
+        self.0.put_tokens(connection, t)
+    }
+    fn get_journal(&self, key: &IdempotencyKey) -> Result<Option<JournalEntry>> {
+        self.0.get_journal(key)
+    }
+    fn put_journal(&self, e: &JournalEntry) -> Result<()> {
+        self.0.put_journal(e)
+    }
+    fn journal_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
+        self.0.journal_for_invoice(connection, invoice_id)
+    }
+    fn journal_for_ledger(&self, ledger: &str, invoice_id: &str) -> Result<Vec<JournalEntry>> {
+        self.0.journal_for_ledger(ledger, invoice_id)
+    }
+    fn rekey_journal(
+        &self,
+        connection: &str,
+        ledger: &str,
+        rekey: &dyn Fn(&JournalEntry) -> IdempotencyKey,
+    ) -> Result<usize> {
+        self.0.rekey_journal(connection, ledger, rekey)
+    }
+    fn unfinished_journal(&self, connection: &str) -> Result<Vec<JournalEntry>> {
+        self.0.unfinished_journal(connection)
+    }
+    fn append_audit(&self, e: &AuditEvent) -> Result<()> {
+        self.0.append_audit(e)
+    }
+    fn audit_for_invoice(&self, connection: &str, invoice_id: &str) -> Result<Vec<AuditEvent>> {
+        self.0.audit_for_invoice(connection, invoice_id)
+    }
+    fn audit_since(&self, connection: &str, since: DateTime<Utc>) -> Result<Vec<AuditEvent>> {
+        self.0.audit_since(connection, since)
+    }
+    fn put_hold(&self, connection: &str, target: &HoldTarget, hold: &Hold) -> Result<()> {
+        self.0.put_hold(connection, target, hold)
+    }
+    fn remove_hold(&self, connection: &str, target: &HoldTarget, kind: HoldKind) -> Result<bool> {
+        self.0.remove_hold(connection, target, kind)
+    }
+    fn holds(&self, connection: &str) -> Result<Vec<(HoldTarget, Hold)>> {
+        self.0.holds(connection)
+    }
+    fn flush(&self) -> Result<()> {
+        self.0.flush()
+    }
+}
+
+#[test]
+fn the_lean_load_gives_the_cases_a_lookup_per_invoice_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let now = t("2026-10-08T09:00:00Z");
+    let mut recs = Vec::new();
+    for i in 0..30u32 {
+        let mut r = record("uk", &format!("{i:02}"));
+        r.snapshot.status = match i % 4 {
+            0 => InvoiceStatus::Paid,
+            1 => InvoiceStatus::Voided,
+            _ => InvoiceStatus::Open,
+        };
+        // Closed ones seen long ago are left out; recently seen ones are kept.
+        r.seen_at = if i % 8 < 4 {
+            t("2026-09-01T00:00:00Z")
+        } else {
+            now - chrono::Duration::hours(1)
+        };
+        if i % 5 == 0 {
+            r.snapshot.customer.email = None;
+        }
+        recs.push(r);
+    }
+    s.put_invoices(&recs).unwrap();
+    s.put_customer(&Customer {
+        connection: ConnectionId::new("uk"),
+        id: "c1".into(),
+        name: "Ridgeway Bakery".into(),
+        email: Some("accounts@ridgeway.example".into()),
+        updated_at: None,
+        phones: vec![],
+    })
+    .unwrap();
+    let done = JournalState::Done {
+        at: t("2026-10-07T09:00:00Z"),
+        created_id: None,
+        replayed: false,
+    };
+    s.put_journal(&journal("a", "02", done.clone())).unwrap();
+    s.put_journal(&journal("b", "07", JournalState::Intent))
+        .unwrap();
+    // Under an earlier connection name, found through the ledger.
+    let mut old = journal("c", "10", done.clone());
+    old.connection = "old-name".into();
+    old.ledger = Some("xero:org".into());
+    s.put_journal(&old).unwrap();
+    s.put_hold(
+        "uk",
+        &HoldTarget::Invoice("06".into()),
+        &Hold::Pause {
+            reason: "dispute".into(),
+            set_at: now,
+        },
+    )
+    .unwrap();
+    for ledger in [None, Some("xero:org")] {
+        let lean = crate::cycle::load_cases_of(&s, "uk", ledger, now).unwrap();
+        let plain = crate::cycle::load_cases_of(&Plain(&s), "uk", ledger, now).unwrap();
+        assert_eq!(lean, plain);
+        assert!(lean.len() > 10 && lean.len() < 30, "{}", lean.len());
+        let with_history = lean
+            .iter()
+            .filter(|c| !c.history.actions.is_empty())
+            .count();
+        assert_eq!(with_history, if ledger.is_some() { 2 } else { 1 });
+    }
+}
