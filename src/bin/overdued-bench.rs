@@ -904,8 +904,11 @@ fn scenario_plan(a: &ScenarioArgs) -> Res<Value> {
     let plan = overdued::engine::plan(&inputs).map_err(|e| e.to_string())?;
     let plan_s = t1.elapsed().as_secs_f64();
     let cpu = cpu_seconds(true) - cpu0;
+    let (actions_digest, skipped_digest) = plan_digests(&plan);
     Ok(json!({
         "invoices_stored": a.invoices,
+        "actions_digest": actions_digest,
+        "skipped_digest": skipped_digest,
         "cases_planned": cases.len(),
         "actions_planned": plan.actions.len(),
         "load_from_store_s": round(load_s, 2),
@@ -916,6 +919,48 @@ fn scenario_plan(a: &ScenarioArgs) -> Res<Value> {
         "store_write_s": round(write_s, 1),
         "store_mib": round(dir_mib(&dir), 1),
     }))
+}
+
+/// SHA-256 over what every action does and every skip says, in plan order: a change
+/// meant to make planning faster must leave both unchanged on the bench world.
+fn plan_digests(plan: &overdued::engine::Plan) -> (String, String) {
+    use sha2::{Digest, Sha256};
+    // Each field length-prefixed so no two different plans can feed the same bytes.
+    fn put(h: &mut Sha256, field: &str) {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    let mut h = Sha256::new();
+    for a in &plan.actions {
+        put(&mut h, &a.invoice_id);
+        put(&mut h, a.kind.as_str());
+        put(&mut h, &a.step_id);
+        put(&mut h, a.key.as_str());
+        put(&mut h, &format!("{:?}", a.channel));
+        put(&mut h, a.template.as_deref().unwrap_or("\u{0}none"));
+        put(&mut h, &a.days_overdue.to_string());
+        match &a.message {
+            Some(m) => {
+                put(&mut h, &m.subject);
+                put(&mut h, &m.body);
+            }
+            None => put(&mut h, "\u{0}none"),
+        }
+        put(&mut h, a.ledger_text.as_deref().unwrap_or("\u{0}none"));
+        match &a.fee {
+            Some(f) => put(&mut h, &format!("{:?}", f.amount)),
+            None => put(&mut h, "\u{0}none"),
+        }
+    }
+    let actions = hex::encode(h.finalize());
+    let mut h = Sha256::new();
+    for s in &plan.skipped {
+        put(&mut h, &s.invoice_id);
+        put(&mut h, s.step_id.as_deref().unwrap_or("\u{0}none"));
+        put(&mut h, &format!("{:?}", s.code));
+        put(&mut h, &s.reason);
+    }
+    (actions, hex::encode(h.finalize()))
 }
 
 /// Every connection of the config: one cycle (first: initial sync), then another with
