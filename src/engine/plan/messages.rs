@@ -76,6 +76,8 @@ pub(super) fn candidates(
     };
 
     let mut candidates = Vec::new();
+    // The messages rendered with `ctx`, which keep it: the last takes it, not a copy.
+    let mut with_context: Vec<usize> = Vec::new();
     if let Some((id, q, start)) = fee_candidate {
         let mut a = base(
             ActionKind::LateFee,
@@ -134,7 +136,7 @@ pub(super) fn candidates(
                     a.message = template.as_deref().map(render).transpose()?;
                     if a.message.is_some() {
                         a.template = template.clone();
-                        a.context = Some(ctx.clone());
+                        with_context.push(candidates.len());
                     }
                 }
             }
@@ -143,6 +145,12 @@ pub(super) fn candidates(
                 action: a,
             });
         }
+    }
+    if let Some((&last, rest)) = with_context.split_last() {
+        for &i in rest {
+            candidates[i].action.context = Some(ctx.clone());
+        }
+        candidates[last].action.context = Some(ctx);
     }
     Ok(candidates)
 }
