@@ -564,10 +564,14 @@ impl<'a> Related<'a> {
     fn index(cases: &'a [InvoiceCase]) -> Related<'a> {
         let mut by_number = BTreeMap::new();
         let mut fees_of: BTreeMap<(&str, &str), Vec<&InvoiceSnapshot>> = BTreeMap::new();
+        // Only the numbers some fee invoice names are ever looked up: most books have
+        // few or none, and an entry for every invoice costs a million insertions.
+        let mut named: BTreeSet<(&str, &str)> = BTreeSet::new();
         for c in cases {
             let inv = &c.invoice;
             if inv.is_fee_invoice {
                 if let Some(n) = fee_original_number(&inv.memo) {
+                    named.insert((inv.connection.as_str(), n));
                     if inv.status.is_open() && inv.amount_due > Decimal::ZERO {
                         fees_of
                             .entry((inv.connection.as_str(), n))
@@ -575,8 +579,15 @@ impl<'a> Related<'a> {
                             .push(inv);
                     }
                 }
-            } else {
-                by_number.insert((inv.connection.as_str(), inv.display_number()), inv);
+            }
+        }
+        if !named.is_empty() {
+            for c in cases {
+                let inv = &c.invoice;
+                let k = (inv.connection.as_str(), inv.display_number());
+                if !inv.is_fee_invoice && named.contains(&k) {
+                    by_number.insert(k, inv);
+                }
             }
         }
         Related { by_number, fees_of }
