@@ -897,6 +897,8 @@ fn scenario_plan(a: &ScenarioArgs) -> Res<Value> {
     let (cpu0, t0) = (cpu_seconds(true), Instant::now());
     let cases = overdued::cycle::load_cases(store.as_ref(), "bench", now).map_err(err("load"))?;
     let load_s = t0.elapsed().as_secs_f64();
+    // How much of the peak the loaded cases make before planning starts.
+    let load_peak = proc_mib("self", "VmHWM:");
     let t1 = Instant::now();
     let inputs = overdued::engine::PlanInputs {
         now,
@@ -923,6 +925,7 @@ fn scenario_plan(a: &ScenarioArgs) -> Res<Value> {
         "cpu_s": round(cpu, 2),
         "peak_rss_mib": round(proc_mib("self", "VmHWM:"), 1),
         "peak_rss_is_plan_only": reset,
+        "peak_rss_after_load_mib": round(load_peak, 1),
         "store_write_peak_rss_mib": round(write_peak, 1),
         "store_write_s": round(write_s, 1),
         "store_mib": round(dir_mib(&dir), 1),
