@@ -269,6 +269,8 @@ struct Occurrence {
 struct Candidate {
     action: PlannedAction,
     email_reminder: bool,
+    /// Its message is still to be rendered, from `template` and `context`.
+    render: bool,
 }
 
 struct Evaluated<'p> {
@@ -292,7 +294,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
     // Candidates inside their window, with their policy and whether they are an email
     // reminder (which the daily limit counts); one vector, in evaluation order.
     let mut open: Vec<PlannedAction> = Vec::new();
-    let mut open_of: Vec<(&CompiledPolicy, bool)> = Vec::new();
+    let mut open_of: Vec<(&CompiledPolicy, bool, bool)> = Vec::new();
     // The send window, per policy (evaluated once per policy: finding the next opening
     // scans minutes).
     let mut closed_why: BTreeMap<&str, Option<String>> = BTreeMap::new();
@@ -310,7 +312,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
         match why {
             None => {
                 for c in ev.candidates {
-                    open_of.push((policy, c.email_reminder));
+                    open_of.push((policy, c.email_reminder, c.render));
                     open.push(c.action);
                 }
             }
@@ -367,7 +369,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
     let mut kept: Vec<Option<u32>> = vec![None; open.len()];
     for (rank, &(_, _, _, i)) in by_urgency.iter().enumerate() {
         let a = &open[i as usize];
-        let (policy, email_reminder) = open_of[i as usize];
+        let (policy, email_reminder, _) = open_of[i as usize];
         if email_reminder {
             let who = (a.connection.as_str(), a.customer_id.as_str());
             if !(a.channel == Channel::Smtp && in_statement.contains(&who)) {
@@ -389,11 +391,21 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
         }
         kept[i as usize] = Some(index(rank));
     }
-    drop((by_urgency, in_statement, sent_today, open_of));
+    drop((by_urgency, in_statement, sent_today));
+    // Messages only for what goes: in evaluation order, so the first failure is the
+    // one an eager render would have met first among them.
+    for ((a, &(policy, _, render)), rank) in open.iter_mut().zip(&open_of).zip(&kept) {
+        if let (true, Some(_), Some(t), Some(ctx)) =
+            (render, rank, a.template.as_deref(), a.context.as_ref())
+        {
+            a.message = Some(messages::render_with(policy, t, ctx)?);
+        }
+    }
+    drop(open_of);
 
     // Sorted by borrowed keys and indices, then moved once: the actions themselves are
     // large, and comparing tuples of owned strings moved them many times.
-    let mut order: Vec<(&str, &str, &str, u8, &str, u32, u32)> = open
+    let mut order: Vec<ActionOrder<'_>> = open
         .iter()
         .zip(&kept)
         .enumerate()
@@ -424,7 +436,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
     permute(&mut actions, to);
     actions.truncate(n_kept);
 
-    let mut order: Vec<(&str, &str, &str, Option<&str>, SkipCode, u32)> = skipped
+    let mut order: Vec<SkipOrder<'_>> = skipped
         .iter()
         .enumerate()
         .map(|(i, s)| {
@@ -473,6 +485,13 @@ fn window_closed_why(inputs: &PlanInputs<'_>, policy: &CompiledPolicy) -> Option
         .unwrap_or_default();
     Some(format!("{why}{next}"))
 }
+
+/// An action's place in the plan: (connection, customer, invoice, kind rank, step, its
+/// place in the daily-limit order, its index).
+type ActionOrder<'a> = (&'a str, &'a str, &'a str, u8, &'a str, u32, u32);
+
+/// A skip's place in the plan: (connection, customer, invoice, step, code, its index).
+type SkipOrder<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, SkipCode, u32);
 
 /// A position as a sort key: plans are far below 4 billion entries.
 fn index(i: usize) -> u32 {
