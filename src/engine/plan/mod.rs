@@ -395,9 +395,12 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
     // Messages only for what goes: in evaluation order, so the first failure is the
     // one an eager render would have met first among them.
     for ((a, &(policy, _, render)), rank) in open.iter_mut().zip(&open_of).zip(&kept) {
-        if let (true, Some(_), Some(t), Some(ctx)) =
-            (render, rank, a.template.as_deref(), a.context.as_ref())
-        {
+        if rank.is_none() {
+            // Held back: its context goes now, before the kept messages are rendered.
+            a.context = None;
+            continue;
+        }
+        if let (true, Some(t), Some(ctx)) = (render, a.template.as_deref(), a.context.as_ref()) {
             a.message = Some(messages::render_with(policy, t, ctx)?);
         }
     }
