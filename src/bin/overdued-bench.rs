@@ -1160,13 +1160,19 @@ fn scenario_plan(a: &ScenarioArgs) -> Res<Value> {
     store.put_invoices(&batch).map_err(err("put"))?;
     store.flush().map_err(err("flush"))?;
     let write_s = t.elapsed().as_secs_f64();
+    drop(batch);
+    // Writing the world is the bench's set-up, not planning: its peak is reported
+    // apart, and the peak counter restarts (clear_refs 5) so `peak_rss_mib` is the
+    // plan's own (the sled cache the writes filled stays counted in it).
+    let write_peak = proc_mib("self", "VmHWM:");
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     pin_one_core();
     let (cpu0, t0) = (cpu_seconds(true), Instant::now());
     let cases = overdued::cycle::load_cases(store.as_ref(), "bench", now).map_err(err("load"))?;
     let load_s = t0.elapsed().as_secs_f64();
-    // CPU as well as wall: on a shared machine the wall time says more about the others.
-    let load_cpu = cpu_seconds(true) - cpu0;
-    let t1 = Instant::now();
+    // How much of the peak the loaded cases make before planning starts.
+    let load_peak = proc_mib("self", "VmHWM:");
+    let (cpu1, t1) = (cpu_seconds(true), Instant::now());
     let inputs = overdued::engine::PlanInputs {
         now,
         time_zone: c.daemon.time_zone,
@@ -1178,20 +1184,71 @@ fn scenario_plan(a: &ScenarioArgs) -> Res<Value> {
     };
     let plan = overdued::engine::plan(&inputs).map_err(|e| e.to_string())?;
     let plan_s = t1.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(true) - cpu0;
+    let cpu_end = cpu_seconds(true);
+    let cpu = cpu_end - cpu0;
+    let (actions_digest, skipped_digest) = plan_digests(&plan);
     Ok(json!({
         "invoices_stored": a.invoices,
+        "actions_digest": actions_digest,
+        "skipped_digest": skipped_digest,
         "cases_planned": cases.len(),
         "actions_planned": plan.actions.len(),
         "load_from_store_s": round(load_s, 2),
-        "load_cpu_s": round(load_cpu, 2),
         "plan_s": round(plan_s, 2),
         "total_wall_s": round(load_s + plan_s, 2),
         "cpu_s": round(cpu, 2),
+        // On a busy machine the pinned core is shared: CPU time is the steadier figure.
+        "load_cpu_s": round(cpu1 - cpu0, 2),
+        "plan_cpu_s": round(cpu_end - cpu1, 2),
         "peak_rss_mib": round(proc_mib("self", "VmHWM:"), 1),
+        "peak_rss_is_plan_only": reset,
+        "peak_rss_after_load_mib": round(load_peak, 1),
+        "store_write_peak_rss_mib": round(write_peak, 1),
         "store_write_s": round(write_s, 1),
         "store_mib": round(dir_mib(&dir), 1),
     }))
+}
+
+/// SHA-256 over what every action does and every skip says, in plan order: a change
+/// meant to make planning faster must leave both unchanged on the bench world.
+fn plan_digests(plan: &overdued::engine::Plan) -> (String, String) {
+    use sha2::{Digest, Sha256};
+    // Each field length-prefixed so no two different plans can feed the same bytes.
+    fn put(h: &mut Sha256, field: &str) {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    let mut h = Sha256::new();
+    for a in &plan.actions {
+        put(&mut h, &a.invoice_id);
+        put(&mut h, a.kind.as_str());
+        put(&mut h, &a.step_id);
+        put(&mut h, a.key.as_str());
+        put(&mut h, &format!("{:?}", a.channel));
+        put(&mut h, a.template.as_deref().unwrap_or("\u{0}none"));
+        put(&mut h, &a.days_overdue.to_string());
+        match &a.message {
+            Some(m) => {
+                put(&mut h, &m.subject);
+                put(&mut h, &m.body);
+            }
+            None => put(&mut h, "\u{0}none"),
+        }
+        put(&mut h, a.ledger_text.as_deref().unwrap_or("\u{0}none"));
+        match &a.fee {
+            Some(f) => put(&mut h, &format!("{:?}", f.amount)),
+            None => put(&mut h, "\u{0}none"),
+        }
+    }
+    let actions = hex::encode(h.finalize());
+    let mut h = Sha256::new();
+    for s in &plan.skipped {
+        put(&mut h, &s.invoice_id);
+        put(&mut h, s.step_id.as_deref().unwrap_or("\u{0}none"));
+        put(&mut h, &format!("{:?}", s.code));
+        put(&mut h, &s.reason);
+    }
+    (actions, hex::encode(h.finalize()))
 }
 
 /// Every connection of the config: one cycle (first: initial sync), then another with

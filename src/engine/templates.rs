@@ -170,21 +170,51 @@ pub fn render_message(
 }
 
 fn render_text(src: &str, ctx: &MessageContext) -> Result<String, TemplateError> {
+    let env = compiled(src);
+    let env = env.as_ref().as_ref().map_err(Clone::clone)?;
+    let tmpl = env.get_template(TEMPLATE_NAME).map_err(syntax_error)?;
+    tmpl.render(ctx).map_err(syntax_error)
+}
+
+/// The name `template_from_str` gives a template, kept so errors read as before.
+const TEMPLATE_NAME: &str = "<string>";
+
+type Compiled = std::rc::Rc<Result<minijinja::Environment<'static>, TemplateError>>;
+
+thread_local! {
+    /// Templates compiled once per thread: a plan renders the same few templates for
+    /// every invoice it acts on, and compiling was most of the cost of rendering.
+    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Compiled>> =
+        std::cell::RefCell::default();
+}
+
+/// The template compiled and checked (old syntax, syntax, unknown names), or why not.
+fn compiled(src: &str) -> Compiled {
+    if let Some(c) = COMPILED.with(|m| m.borrow().get(src).cloned()) {
+        return c;
+    }
+    let c = std::rc::Rc::new(compile(src));
+    COMPILED.with(|m| {
+        let mut m = m.borrow_mut();
+        // Edited templates (a reloaded config) leave old entries behind: bound them.
+        if m.len() >= 256 {
+            m.clear();
+        }
+        m.insert(src.to_string(), c.clone());
+    });
+    c
+}
+
+fn compile(src: &str) -> Result<minijinja::Environment<'static>, TemplateError> {
     if let Some(name) = old_placeholder(src) {
         return Err(TemplateError::OldSyntax { name });
     }
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
-    let syntax = |e: minijinja::Error| TemplateError::Syntax {
-        message: match (e.line(), e.detail()) {
-            (Some(l), Some(d)) => format!("line {l}: {}: {d}", e.kind()),
-            (Some(l), None) => format!("line {l}: {}", e.kind()),
-            (None, Some(d)) => format!("{}: {d}", e.kind()),
-            (None, None) => e.kind().to_string(),
-        },
-    };
-    let tmpl = env.template_from_str(src).map_err(syntax)?;
+    env.add_template_owned(TEMPLATE_NAME, src.to_string())
+        .map_err(syntax_error)?;
+    let tmpl = env.get_template(TEMPLATE_NAME).map_err(syntax_error)?;
     let mut unknown: Vec<String> = tmpl
         .undeclared_variables(false)
         .into_iter()
@@ -194,7 +224,18 @@ fn render_text(src: &str, ctx: &MessageContext) -> Result<String, TemplateError>
     if let Some(name) = unknown.into_iter().next() {
         return Err(TemplateError::UnknownPlaceholder { name });
     }
-    tmpl.render(ctx).map_err(syntax)
+    Ok(env)
+}
+
+fn syntax_error(e: minijinja::Error) -> TemplateError {
+    TemplateError::Syntax {
+        message: match (e.line(), e.detail()) {
+            (Some(l), Some(d)) => format!("line {l}: {}: {d}", e.kind()),
+            (Some(l), None) => format!("line {l}: {}", e.kind()),
+            (None, Some(d)) => format!("{}: {d}", e.kind()),
+            (None, None) => e.kind().to_string(),
+        },
+    }
 }
 
 /// The first `{name}` of the old single-brace form, outside minijinja's `{{ }}` and

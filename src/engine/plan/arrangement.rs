@@ -183,6 +183,7 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
         candidates.push(Candidate {
             action: n,
             email_reminder: false,
+            render: false,
         });
     }
     // Where overdued has its own email the plan's messages carry its words; without it
@@ -225,6 +226,7 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
         candidates.push(Candidate {
             action: r,
             email_reminder: true,
+            render: false,
         });
     }
     let mut skipped = Vec::new();
@@ -298,6 +300,7 @@ pub(super) fn gate(cx: &Ctx<'_>, policy: &CompiledPolicy) -> Result<Gate, PlanEr
                 candidates.push(Candidate {
                     action: r,
                     email_reminder: true,
+                    render: false,
                 });
             }
         }

@@ -24,17 +24,7 @@ pub(super) fn candidates(
     let ctx = context(cx, policy, contact, track, fee_candidate.as_ref());
     let reminded_before = contact.sent.iter().any(|s| *s < cx.today);
     let render = |template: &str| -> Result<RenderedMessage, PlanError> {
-        let t = policy
-            .template(template)
-            .ok_or_else(|| PlanError::MissingTemplate {
-                policy: policy.name.clone(),
-                template: template.to_string(),
-            })?;
-        render_message(t, &ctx).map_err(|error| PlanError::Template {
-            policy: policy.name.clone(),
-            template: template.to_string(),
-            error,
-        })
+        render_with(policy, template, &ctx)
     };
     let when = |day: i64| -> String {
         let due_on = day_text(inv.due_date, day);
@@ -76,6 +66,8 @@ pub(super) fn candidates(
     };
 
     let mut candidates = Vec::new();
+    // The messages rendered with `ctx`, which keep it: the last takes it, not a copy.
+    let mut with_context: Vec<usize> = Vec::new();
     if let Some((id, q, start)) = fee_candidate {
         let mut a = base(
             ActionKind::LateFee,
@@ -97,6 +89,7 @@ pub(super) fn candidates(
         candidates.push(Candidate {
             action: a,
             email_reminder: false,
+            render: false,
         });
     }
     for o in picked {
@@ -131,20 +124,54 @@ pub(super) fn candidates(
                         .map(|m| m.body.trim_end().to_string())
                 }
                 _ => {
-                    a.message = template.as_deref().map(render).transpose()?;
-                    if a.message.is_some() {
+                    // Rendered by `plan` once the window and the daily limit have kept
+                    // it: most candidates of a big book are held back by the limit.
+                    if let Some(t) = template.as_deref() {
+                        template_of(policy, t)?;
                         a.template = template.clone();
-                        a.context = Some(ctx.clone());
+                        with_context.push(candidates.len());
                     }
                 }
             }
             candidates.push(Candidate {
                 email_reminder: kind == ActionKind::Remind && channel.to_customer(),
+                render: a.template.is_some(),
                 action: a,
             });
         }
     }
+    if let Some((&last, rest)) = with_context.split_last() {
+        for &i in rest {
+            candidates[i].action.context = Some(ctx.clone());
+        }
+        candidates[last].action.context = Some(ctx);
+    }
     Ok(candidates)
+}
+
+fn template_of<'p>(
+    policy: &'p CompiledPolicy,
+    template: &str,
+) -> Result<&'p crate::engine::templates::MessageTemplate, PlanError> {
+    policy
+        .template(template)
+        .ok_or_else(|| PlanError::MissingTemplate {
+            policy: policy.name.clone(),
+            template: template.to_string(),
+        })
+}
+
+/// The policy's template `template` rendered with `ctx`.
+pub(super) fn render_with(
+    policy: &CompiledPolicy,
+    template: &str,
+    ctx: &MessageContext,
+) -> Result<RenderedMessage, PlanError> {
+    render_message(template_of(policy, template)?, ctx).map_err(|error| PlanError::Template {
+        policy: policy.name.clone(),
+        template: template.to_string(),
+        error,
+    })
 }
 
 /// The facts every message of the invoice is rendered with today.

@@ -30,7 +30,7 @@ use overdued_connector::{
 
 pub use crate::engine::fees::BalanceChange;
 use crate::engine::fees::FeeQuote;
-use crate::engine::policy::{Channel, EngineSettings, PolicyBook, StepAction};
+use crate::engine::policy::{Channel, CompiledPolicy, EngineSettings, PolicyBook, StepAction};
 use crate::engine::templates::{MessageContext, RenderedMessage, TemplateError};
 use crate::engine::window::WindowState;
 
@@ -269,12 +269,14 @@ struct Occurrence {
 struct Candidate {
     action: PlannedAction,
     email_reminder: bool,
+    /// Its message is still to be rendered, from `template` and `context`.
+    render: bool,
 }
 
-struct Evaluated {
+struct Evaluated<'p> {
     candidates: Vec<Candidate>,
     skipped: Vec<Skipped>,
-    policy: Option<String>,
+    policy: Option<&'p CompiledPolicy>,
 }
 
 /// Decides what to do now. Pure: the same inputs always give the same plan.
@@ -285,151 +287,176 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
         return Err(PlanError::UnknownPolicy(inputs.default_policy.to_string()));
     }
 
-    let mut actions = Vec::new();
     let mut skipped = Vec::new();
-    let mut pending: Vec<(Candidate, String)> = Vec::new();
+    // The send window's skips follow the evaluation's, as they always have: the final
+    // sort is stable, so where keys tie the order they were found in decides.
+    let mut window_skipped = Vec::new();
+    // Candidates inside their window, with their policy and whether they are an email
+    // reminder (which the daily limit counts); one vector, in evaluation order.
+    let mut open: Vec<PlannedAction> = Vec::new();
+    let mut open_of: Vec<(&CompiledPolicy, bool, bool)> = Vec::new();
+    // The send window, per policy (evaluated once per policy: finding the next opening
+    // scans minutes).
+    let mut closed_why: BTreeMap<&str, Option<String>> = BTreeMap::new();
     let related = Related::index(inputs.invoices);
     for case in inputs.invoices {
         let ev = evaluate(inputs, case, today, &related)?;
         skipped.extend(ev.skipped);
-        if let Some(policy) = ev.policy {
-            pending.extend(ev.candidates.into_iter().map(|c| (c, policy.clone())));
+        let Some(policy) = ev.policy else { continue };
+        if ev.candidates.is_empty() {
+            continue;
         }
-    }
-
-    // The send window, per policy (evaluated once per policy: finding the next opening
-    // scans minutes).
-    let mut open: Vec<(Candidate, String)> = Vec::new();
-    let mut closed_why: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for (c, policy_name) in pending {
-        let Some(policy) = inputs.policies.get(&policy_name) else {
-            return Err(PlanError::UnknownPolicy(policy_name));
-        };
-        let why = closed_why.entry(policy_name.clone()).or_insert_with(|| {
-            let why = match policy.window.state(inputs.now, tz) {
-                WindowState::Open => return None,
-                WindowState::Holiday(d) => format!("{d} is a holiday"),
-                WindowState::OutsideHours => {
-                    format!("outside the send window \"{}\"", policy.window.expression())
+        let why = closed_why
+            .entry(policy.name.as_str())
+            .or_insert_with(|| window_closed_why(inputs, policy));
+        match why {
+            None => {
+                for c in ev.candidates {
+                    open_of.push((policy, c.email_reminder, c.render));
+                    open.push(c.action);
                 }
-            };
-            let next = policy
-                .window
-                .next_open(inputs.now, tz)
-                .map(|t| {
-                    format!(
-                        "; next opens {}",
-                        t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
-                    )
-                })
-                .unwrap_or_default();
-            Some(format!("{why}{next}"))
-        });
-        match why.clone() {
-            None => open.push((c, policy_name)),
+            }
             Some(why) => {
-                skipped.push(skip_from(
-                    &c.action,
-                    SkipCode::OutsideWindow,
-                    format!("would {} ({}) but {why}", c.action.kind, c.action.reason),
-                ));
+                for c in ev.candidates {
+                    window_skipped.push(skip_from(
+                        &c.action,
+                        SkipCode::OutsideWindow,
+                        format!("would {} ({}) but {why}", c.action.kind, c.action.reason),
+                    ));
+                }
             }
         }
     }
+    skipped.append(&mut window_skipped);
+    drop(window_skipped);
 
-    // At most N reminders a customer a day, most overdue first.
-    let mut sent_today: BTreeMap<(String, String), u32> = BTreeMap::new();
-    let mut seen_keys: BTreeSet<IdempotencyKey> = BTreeSet::new();
+    // At most N reminders a customer a day, most overdue first (ties in the order found).
+    let mut by_urgency: Vec<(std::cmp::Reverse<i64>, &str, &str, u32)> = open
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            (
+                std::cmp::Reverse(a.days_overdue),
+                a.invoice_id.as_str(),
+                a.step_id.as_str(),
+                index(i),
+            )
+        })
+        .collect();
+    by_urgency.sort_unstable();
+    let mut sent_today: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    let mut seen_keys: BTreeSet<&IdempotencyKey> = BTreeSet::new();
     for case in inputs.invoices {
         for r in &case.history.actions {
             if r.kind == ActionKind::Remind
                 && r.at.with_timezone(&tz).date_naive() == today
-                && seen_keys.insert(r.key.clone())
+                && seen_keys.insert(&r.key)
             {
                 *sent_today
                     .entry((
-                        case.invoice.connection.0.clone(),
-                        case.invoice.customer.id.clone(),
+                        case.invoice.connection.as_str(),
+                        case.invoice.customer.id.as_str(),
                     ))
                     .or_default() += 1;
             }
         }
     }
-    open.sort_by(|(a, _), (b, _)| {
-        (
-            b.action.days_overdue,
-            &a.action.invoice_id,
-            &a.action.step_id,
-        )
-            .cmp(&(
-                a.action.days_overdue,
-                &b.action.invoice_id,
-                &b.action.step_id,
-            ))
-    });
+    drop(seen_keys);
     // A customer's reminders by our own email in one run go out as one message (a
     // statement), so after the first they add no message to the day's count.
-    let mut in_statement: BTreeSet<(String, String)> = BTreeSet::new();
-    for (c, policy_name) in open {
-        if c.email_reminder {
-            let who = (c.action.connection.0.clone(), c.action.customer_id.clone());
-            if c.action.channel == Channel::Smtp && in_statement.contains(&who) {
-                actions.push(c.action);
-                continue;
-            }
-            let limit = inputs
-                .policies
-                .get(&policy_name)
-                .map_or(0, |p| p.max_reminders_per_customer_per_day);
-            let count = sent_today.entry(who.clone()).or_default();
-            if limit > 0 && *count >= limit {
-                skipped.push(skip_from(
-                    &c.action,
-                    SkipCode::CustomerLimit,
-                    format!("customer already reminded {count} time(s) today (limit {limit}, most overdue first); tried again tomorrow"),
-                ));
-                continue;
-            }
-            *count += 1;
-            if c.action.channel == Channel::Smtp {
-                in_statement.insert(who);
+    let mut in_statement: BTreeSet<(&str, &str)> = BTreeSet::new();
+    // Each kept action's place in that order, the tie-break of the final sort.
+    let mut kept: Vec<Option<u32>> = vec![None; open.len()];
+    for (rank, &(_, _, _, i)) in by_urgency.iter().enumerate() {
+        let a = &open[i as usize];
+        let (policy, email_reminder, _) = open_of[i as usize];
+        if email_reminder {
+            let who = (a.connection.as_str(), a.customer_id.as_str());
+            if !(a.channel == Channel::Smtp && in_statement.contains(&who)) {
+                let limit = policy.max_reminders_per_customer_per_day;
+                let count = sent_today.entry(who).or_default();
+                if limit > 0 && *count >= limit {
+                    skipped.push(skip_from(
+                        a,
+                        SkipCode::CustomerLimit,
+                        format!("customer already reminded {count} time(s) today (limit {limit}, most overdue first); tried again tomorrow"),
+                    ));
+                    continue;
+                }
+                *count += 1;
+                if a.channel == Channel::Smtp {
+                    in_statement.insert(who);
+                }
             }
         }
-        actions.push(c.action);
+        kept[i as usize] = Some(index(rank));
     }
+    drop((by_urgency, in_statement, sent_today));
+    // Messages only for what goes: in evaluation order, so the first failure is the
+    // one an eager render would have met first among them.
+    for ((a, &(policy, _, render)), rank) in open.iter_mut().zip(&open_of).zip(&kept) {
+        if rank.is_none() {
+            // Held back: its context goes now, before the kept messages are rendered.
+            a.context = None;
+            continue;
+        }
+        if let (true, Some(t), Some(ctx)) = (render, a.template.as_deref(), a.context.as_ref()) {
+            a.message = Some(messages::render_with(policy, t, ctx)?);
+        }
+    }
+    drop(open_of);
 
-    actions.sort_by(|a, b| {
-        (
-            &a.connection,
-            &a.customer_id,
-            &a.invoice_id,
-            kind_rank(a.kind),
-            &a.step_id,
-        )
-            .cmp(&(
-                &b.connection,
-                &b.customer_id,
-                &b.invoice_id,
-                kind_rank(b.kind),
-                &b.step_id,
+    // Sorted by borrowed keys and indices, then moved once: the actions themselves are
+    // large, and comparing tuples of owned strings moved them many times.
+    let mut order: Vec<ActionOrder<'_>> = open
+        .iter()
+        .zip(&kept)
+        .enumerate()
+        .filter_map(|(i, (a, rank))| {
+            Some((
+                a.connection.as_str(),
+                a.customer_id.as_str(),
+                a.invoice_id.as_str(),
+                kind_rank(a.kind),
+                a.step_id.as_str(),
+                (*rank)?,
+                index(i),
             ))
-    });
-    skipped.sort_by(|a, b| {
-        (
-            &a.connection,
-            &a.customer_id,
-            &a.invoice_id,
-            &a.step_id,
-            a.code,
-        )
-            .cmp(&(
-                &b.connection,
-                &b.customer_id,
-                &b.invoice_id,
-                &b.step_id,
-                b.code,
-            ))
-    });
+        })
+        .collect();
+    order.sort_unstable();
+    let n_kept = order.len();
+    let mut to: Vec<u32> = order.iter().map(|o| o.6).collect();
+    drop(order);
+    to.extend(
+        kept.iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_none())
+            .map(|(i, _)| index(i)),
+    );
+    drop(kept);
+    let mut actions = open;
+    permute(&mut actions, to);
+    actions.truncate(n_kept);
+
+    let mut order: Vec<SkipOrder<'_>> = skipped
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                s.connection.as_str(),
+                s.customer_id.as_str(),
+                s.invoice_id.as_str(),
+                s.step_id.as_deref(),
+                s.code,
+                index(i),
+            )
+        })
+        .collect();
+    order.sort_unstable();
+    let to: Vec<u32> = order.iter().map(|o| o.5).collect();
+    drop(order);
+    permute(&mut skipped, to);
     Ok(Plan {
         generated_at: inputs.now,
         time_zone: tz.name().to_string(),
@@ -437,6 +464,61 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
         actions,
         skipped,
     })
+}
+
+/// Why the policy's send window is closed now, with when it next opens; `None`: open.
+fn window_closed_why(inputs: &PlanInputs<'_>, policy: &CompiledPolicy) -> Option<String> {
+    let tz = inputs.time_zone;
+    let why = match policy.window.state(inputs.now, tz) {
+        WindowState::Open => return None,
+        WindowState::Holiday(d) => format!("{d} is a holiday"),
+        WindowState::OutsideHours => {
+            format!("outside the send window \"{}\"", policy.window.expression())
+        }
+    };
+    let next = policy
+        .window
+        .next_open(inputs.now, tz)
+        .map(|t| {
+            format!(
+                "; next opens {}",
+                t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+            )
+        })
+        .unwrap_or_default();
+    Some(format!("{why}{next}"))
+}
+
+/// An action's place in the plan: (connection, customer, invoice, kind rank, step, its
+/// place in the daily-limit order, its index).
+type ActionOrder<'a> = (&'a str, &'a str, &'a str, u8, &'a str, u32, u32);
+
+/// A skip's place in the plan: (connection, customer, invoice, step, code, its index).
+type SkipOrder<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, SkipCode, u32);
+
+/// A position as a sort key: plans are far below 4 billion entries.
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+/// Reorders `v` in place so that `v[k]` becomes the old `v[to[k]]`; `to` is a
+/// permutation of `0..v.len()`.
+fn permute<T>(v: &mut [T], mut to: Vec<u32>) {
+    debug_assert_eq!(v.len(), to.len());
+    for start in 0..v.len() {
+        // Follow the cycle through `start`, fixing each position as it is filled.
+        let mut cur = start;
+        while to[cur] as usize != start {
+            let next = to[cur] as usize;
+            if next == cur {
+                break;
+            }
+            v.swap(cur, next);
+            to[cur] = index(cur);
+            cur = next;
+        }
+        to[cur] = index(cur);
+    }
 }
 
 /// Execution order within an invoice: the fee before the message announcing it, the
@@ -504,10 +586,14 @@ impl<'a> Related<'a> {
     fn index(cases: &'a [InvoiceCase]) -> Related<'a> {
         let mut by_number = BTreeMap::new();
         let mut fees_of: BTreeMap<(&str, &str), Vec<&InvoiceSnapshot>> = BTreeMap::new();
+        // Only the numbers some fee invoice names are ever looked up: most books have
+        // few or none, and an entry for every invoice costs a million insertions.
+        let mut named: BTreeSet<(&str, &str)> = BTreeSet::new();
         for c in cases {
             let inv = &c.invoice;
             if inv.is_fee_invoice {
                 if let Some(n) = fee_original_number(&inv.memo) {
+                    named.insert((inv.connection.as_str(), n));
                     if inv.status.is_open() && inv.amount_due > Decimal::ZERO {
                         fees_of
                             .entry((inv.connection.as_str(), n))
@@ -515,8 +601,15 @@ impl<'a> Related<'a> {
                             .push(inv);
                     }
                 }
-            } else {
-                by_number.insert((inv.connection.as_str(), inv.display_number()), inv);
+            }
+        }
+        if !named.is_empty() {
+            for c in cases {
+                let inv = &c.invoice;
+                let k = (inv.connection.as_str(), inv.display_number());
+                if !inv.is_fee_invoice && named.contains(&k) {
+                    by_number.insert(k, inv);
+                }
             }
         }
         Related { by_number, fees_of }
@@ -588,18 +681,19 @@ impl Ctx<'_> {
     }
 
     fn is_done(&self, kind: ActionKind, step: &str) -> bool {
-        self.done.contains_key(&self.key(kind, step))
+        // Most invoices have no history: no key to derive to know that.
+        !self.done.is_empty() && self.done.contains_key(&self.key(kind, step))
     }
 }
 
 /// One invoice, track by track: the gates that stop everything, the promise, the
 /// reminders, the fees, then the messages that speak for them.
-fn evaluate<'a>(
-    inputs: &PlanInputs<'_>,
+fn evaluate<'a, 'p>(
+    inputs: &PlanInputs<'p>,
     case: &'a InvoiceCase,
     today: NaiveDate,
     related: &Related<'a>,
-) -> Result<Evaluated, PlanError> {
+) -> Result<Evaluated<'p>, PlanError> {
     let cx = Ctx {
         inv: &case.invoice,
         fee_invoices: related.fees_of(&case.invoice),
@@ -661,7 +755,7 @@ fn evaluate<'a>(
             return Ok(Evaluated {
                 candidates,
                 skipped,
-                policy: Some(policy.name.clone()),
+                policy: Some(policy),
             });
         }
         arrangement::Gate::Missed(b) => Some(b),
@@ -714,7 +808,7 @@ fn evaluate<'a>(
     Ok(Evaluated {
         candidates,
         skipped,
-        policy: Some(policy.name.clone()),
+        policy: Some(policy),
     })
 }
 
@@ -761,5 +855,35 @@ pub(crate) mod tests_support {
             fee: a.fee.as_ref().map(|f| f.amount),
             period: a.fee.as_ref().map(|f| f.period),
         }
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::permute;
+
+    #[test]
+    fn permute_moves_each_element_to_its_sorted_place() {
+        // Every permutation of five elements, against the plain gather it replaces.
+        let mut perm: Vec<u32> = (0..5).collect();
+        let mut seen = 0;
+        loop {
+            let mut v: Vec<String> = (0..5).map(|i| format!("x{i}")).collect();
+            let want: Vec<String> = perm.iter().map(|&i| v[i as usize].clone()).collect();
+            permute(&mut v, perm.clone());
+            assert_eq!(v, want, "permutation {perm:?}");
+            seen += 1;
+            // Next permutation in lexicographic order.
+            let Some(i) = (0..4).rev().find(|&i| perm[i] < perm[i + 1]) else {
+                break;
+            };
+            let j = (i + 1..5).rev().find(|&j| perm[j] > perm[i]).unwrap();
+            perm.swap(i, j);
+            perm[i + 1..].reverse();
+        }
+        assert_eq!(seen, 120);
+        let mut empty: Vec<u8> = vec![];
+        permute(&mut empty, vec![]);
+        assert!(empty.is_empty());
     }
 }
