@@ -8,10 +8,11 @@
 //!   queues that a pass over 100,000 invoices hardly fills, so about 70 MB of pages stayed
 //!   live. Reopening the store in place after the cycle drops them (a fresh handle holds
 //!   a few MB; reopening a 140 MB store takes a fraction of a second).
-//! - glibc keeps freed memory in per-thread arenas and only trims the tops of them; the
-//!   sled pages had been allocated among the cycle's short-lived ones, so the freed
-//!   memory was spread over mostly-empty pages of several arenas. One arena and a trim
-//!   after the cycle return it.
+//! - glibc could not give back what was freed: the long-lived sled pages had been
+//!   allocated among the cycle's short-lived objects, and its trim only returns whole free
+//!   pages. The binary uses jemalloc (`src/main.rs`), which returns freed pages by itself;
+//!   the glibc settings below remain for code that runs the daemon on glibc's malloc (the
+//!   library's users, the tests).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,9 @@ const REOPEN_FROM_BYTES: u64 = 16 * 1024 * 1024;
 /// How long a reopen waits for calls in flight to put the old handle down.
 const REOPEN_PATIENCE: Duration = Duration::from_secs(2);
 
+/// When to trim again after a cycle, once the closed handle's pages are freed.
+const LATE_TRIM_AFTER: Duration = Duration::from_secs(3);
+
 /// Sets the allocator up for a long-running process with bursts of work: called once,
 /// before any thread starts.
 pub fn configure_allocator() {
@@ -34,7 +38,7 @@ pub fn configure_allocator() {
     // starts its threads.
     unsafe {
         // One arena: the daemon's work is mostly waiting, and memory freed in one place
-        // can be trimmed (README, "Performance": 59 MiB instead of 76 MiB idle at 20,000
+        // can be trimmed (measured on glibc: 59 MiB instead of 76 MiB idle at 20,000
         // invoices, 210 instead of 227 at 100,000, before the store was reopened).
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
@@ -95,4 +99,10 @@ pub async fn after_cycle(shared: &Arc<Shared>, name: &str) {
         }
     }
     release_freed_memory();
+    // The old handle's pages are freed by sled's own threads a moment after it is
+    // dropped, after the trim above: trim once more when they have been.
+    tokio::spawn(async {
+        tokio::time::sleep(LATE_TRIM_AFTER).await;
+        let _ = tokio::task::spawn_blocking(release_freed_memory).await;
+    });
 }
