@@ -180,6 +180,19 @@ fn cpu_seconds(thread: bool) -> f64 {
 }
 
 /// A `/proc/<pid>/status` field in MiB (VmHWM, VmRSS).
+/// CPU time a process has used, user and system, in clock ticks (usually 10 ms).
+fn cpu_ticks(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The fields after the command name, which may hold spaces, in parentheses.
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
 fn proc_mib(pid: &str, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -641,18 +654,23 @@ fn idle_daemon(server: &Server, state: &Path) -> Res<Value> {
     let pid = d.id().to_string();
     let start = Instant::now();
     let mut last = u64::MAX;
+    let mut last_cpu = 0;
     let mut quiet_since = Instant::now();
-    // Quiet: no API call for 5 s, after at least 10 s.
+    // Quiet: no API call and almost no CPU for 5 s, after at least 10 s. A first cycle
+    // over a large ledger plans for many seconds without an API call.
     loop {
         std::thread::sleep(Duration::from_millis(500));
         if let Ok(Some(s)) = d.try_wait() {
             return Err(format!("the daemon exited early: {s}"));
         }
         let calls = all_calls(&sandbox_stats(&server.url)?);
-        if calls != last {
+        let cpu = cpu_ticks(&pid);
+        // More than 20 ms of CPU in half a second is work, not idling.
+        if calls != last || cpu > last_cpu + 2 {
             last = calls;
             quiet_since = Instant::now();
         }
+        last_cpu = cpu;
         if start.elapsed() > Duration::from_secs(10)
             && quiet_since.elapsed() > Duration::from_secs(5)
         {
