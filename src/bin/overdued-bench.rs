@@ -184,6 +184,19 @@ fn cpu_seconds(thread: bool) -> f64 {
 }
 
 /// A `/proc/<pid>/status` field in MiB (VmHWM, VmRSS).
+/// CPU time a process has used, user and system, in clock ticks (usually 10 ms).
+fn cpu_ticks(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The fields after the command name, which may hold spaces, in parentheses.
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
 fn proc_mib(pid: &str, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -657,18 +670,23 @@ fn idle_daemon(server: &Server, state: &Path) -> Res<Value> {
     let pid = d.id().to_string();
     let start = Instant::now();
     let mut last = u64::MAX;
+    let mut last_cpu = 0;
     let mut quiet_since = Instant::now();
-    // Quiet: no API call for 5 s, after at least 10 s.
+    // Quiet: no API call and almost no CPU for 5 s, after at least 10 s. A first cycle
+    // over a large ledger plans for many seconds without an API call.
     loop {
         std::thread::sleep(Duration::from_millis(500));
         if let Ok(Some(s)) = d.try_wait() {
             return Err(format!("the daemon exited early: {s}"));
         }
         let calls = all_calls(&sandbox_stats(&server.url)?);
-        if calls != last {
+        let cpu = cpu_ticks(&pid);
+        // More than 20 ms of CPU in half a second is work, not idling.
+        if calls != last || cpu > last_cpu + 2 {
             last = calls;
             quiet_since = Instant::now();
         }
+        last_cpu = cpu;
         if start.elapsed() > Duration::from_secs(10)
             && quiet_since.elapsed() > Duration::from_secs(5)
         {
@@ -681,6 +699,10 @@ fn idle_daemon(server: &Server, state: &Path) -> Res<Value> {
     std::thread::sleep(Duration::from_secs(2));
     let rss = proc_mib(&pid, "VmRSS:");
     let hwm = proc_mib(&pid, "VmHWM:");
+    // What the resident set is made of: heap and other private memory, against the
+    // mapped binary and libraries (which no setting shrinks).
+    let anon = proc_mib(&pid, "RssAnon:");
+    let file = proc_mib(&pid, "RssFile:");
     // SAFETY: our own child, by pid.
     unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
     let _ = d.wait();
@@ -688,6 +710,8 @@ fn idle_daemon(server: &Server, state: &Path) -> Res<Value> {
         "invoices_stored": stored,
         "idle_rss_mib": round(rss, 1),
         "peak_rss_mib_first_cycle": round(hwm, 1),
+        "idle_rss_anon_mib": round(anon, 1),
+        "idle_rss_file_mib": round(file, 1),
         "settled_after_s": round(start.elapsed().as_secs_f64(), 1),
     }))
 }
@@ -1441,8 +1465,10 @@ fn table(r: &Value) -> String {
         row(
             format!("Idle daemon, {} invoices stored", f(&i["invoices_stored"])),
             format!(
-                "RSS {} MiB (peak {} MiB during its first cycle)",
+                "RSS {} MiB ({} MiB heap and other private memory, {} MiB mapped files; peak {} MiB during its first cycle)",
                 f(&i["idle_rss_mib"]),
+                f(&i["idle_rss_anon_mib"]),
+                f(&i["idle_rss_file_mib"]),
                 f(&i["peak_rss_mib_first_cycle"])
             ),
             "",

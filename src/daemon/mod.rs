@@ -56,6 +56,7 @@ pub type ConnectorFactory = Arc<
 
 /// Runs the daemon until SIGTERM/SIGINT; the whole of `overdued run`.
 pub fn main(config_path: PathBuf, factory: ConnectorFactory, clock: Arc<dyn Clock>) -> u8 {
+    memory::configure_allocator();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("overdued")

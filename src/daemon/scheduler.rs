@@ -119,7 +119,7 @@ pub async fn connection_task(shared: Arc<Shared>, name: String, stop: Cancellati
                 shared.cycles_ended.record(&name, shared.clock.now());
                 refresh_snapshot(&shared, &name).await;
                 maybe_summary(&shared, &name, &mut local);
-                super::memory::release_freed_memory();
+                super::memory::after_cycle(&shared, &name).await;
             }
         }
         if stop.is_cancelled() {

@@ -32,6 +32,8 @@ pub struct WatchedStore {
     /// reaches the disk.
     trouble: Mutex<Option<String>>,
     errors_total: AtomicU64,
+    /// When the store was last reopened to give memory back.
+    last_reopen: Mutex<Option<Instant>>,
 }
 
 impl WatchedStore {
@@ -41,6 +43,7 @@ impl WatchedStore {
             inner: RwLock::new(Some(inner)),
             trouble: Mutex::new(None),
             errors_total: AtomicU64::new(0),
+            last_reopen: Mutex::new(None),
         }
     }
 
@@ -93,6 +96,58 @@ impl WatchedStore {
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
         tracing::warn!(dir = %self.dir.display(), "store reopened after errors");
         self.probe()
+    }
+
+    /// Closes and reopens the store in place to give back the pages sled has cached
+    /// ([`SledStore::reopen`]). Callers meanwhile wait for the handle instead of failing.
+    /// A call still holding the old handle after `patience` (one that calls the store
+    /// again from inside a scan would wait for ever) leaves the store as it was:
+    /// `Ok(false)`.
+    pub fn reopen_to_free_memory(&self, patience: Duration) -> Result<bool> {
+        *self.last_reopen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let mut slot = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let Some(mut old) = slot.take() else {
+            return Ok(false);
+        };
+        let deadline = Instant::now() + patience;
+        let store = loop {
+            match Arc::try_unwrap(old) {
+                Ok(store) => break store,
+                Err(still_used) if Instant::now() < deadline => {
+                    old = still_used;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(still_used) => {
+                    *slot = Some(still_used);
+                    return Ok(false);
+                }
+            }
+        };
+        match store.reopen() {
+            Ok(fresh) => {
+                *slot = Some(Arc::new(fresh));
+                Ok(true)
+            }
+            // The handle is gone: calls fail until the supervisor's recovery opens the
+            // store afresh, as after any other store failure.
+            Err(e) => {
+                drop(slot);
+                self.seen(Err(e))
+            }
+        }
+    }
+
+    /// How long ago the store was last reopened to give memory back (None: never).
+    pub fn since_reopen(&self) -> Option<Duration> {
+        self.last_reopen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
+    }
+
+    /// Bytes the store takes on disk (0 while the handle is being replaced).
+    pub fn size_on_disk(&self) -> u64 {
+        self.handle().map(|h| h.size_on_disk()).unwrap_or(0)
     }
 
     /// Why the store is failing, while it is.
@@ -310,5 +365,77 @@ mod tests {
         w.flush().unwrap();
         assert_eq!(w.trouble(), None, "a flush that reached the disk clears it");
         assert_eq!(w.errors_total(), 1, "the count never goes back");
+    }
+
+    fn sync_state() -> SyncState {
+        SyncState {
+            cursor: overdued_connector::SyncCursor::initial(),
+            full_cursor: None,
+            last_success: Some(Utc::now()),
+            last_full_sync: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn reopening_keeps_the_data_and_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let w = WatchedStore::new(Arc::new(SledStore::open(&path).unwrap()));
+        let st = sync_state();
+        w.put_sync_state("a", &st).unwrap();
+        assert_eq!(w.since_reopen(), None);
+        assert!(w.reopen_to_free_memory(Duration::from_secs(2)).unwrap());
+        assert!(w.since_reopen().is_some());
+        assert_eq!(w.get_sync_state("a").unwrap(), Some(st.clone()));
+        // No other process (nor handle) could take the store while it was reopened.
+        assert!(SledStore::open(&path).is_err(), "the state lock was let go");
+        // A second reopen works from the reopened handle, and writes go on.
+        assert!(w.reopen_to_free_memory(Duration::from_secs(2)).unwrap());
+        w.put_sync_state("b", &st).unwrap();
+        assert_eq!(w.get_sync_state("b").unwrap(), Some(st));
+        assert_eq!(w.errors_total(), 0);
+        assert_eq!(w.trouble(), None);
+    }
+
+    #[test]
+    fn a_handle_in_use_is_not_taken_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = WatchedStore::new(Arc::new(SledStore::open(&dir.path().join("s")).unwrap()));
+        let held = w.handle().unwrap();
+        let started = Instant::now();
+        assert!(!w.reopen_to_free_memory(Duration::from_millis(100)).unwrap());
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // The old handle is back in place and still the one in use.
+        let again = w.handle().unwrap();
+        assert!(Arc::ptr_eq(&held, &again));
+        w.put_sync_state("a", &sync_state()).unwrap();
+        assert_eq!(w.errors_total(), 0);
+    }
+
+    #[test]
+    fn callers_wait_for_the_reopen_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Arc::new(WatchedStore::new(Arc::new(
+            SledStore::open(&dir.path().join("s")).unwrap(),
+        )));
+        w.put_sync_state("a", &sync_state()).unwrap();
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        w.get_sync_state("a").unwrap().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..3 {
+            w.reopen_to_free_memory(Duration::from_secs(2)).unwrap();
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert_eq!(w.errors_total(), 0);
     }
 }

@@ -217,9 +217,33 @@ impl SledStore {
 
     /// Opens (creating, mode 0700) the state directory and takes its lock.
     pub fn open(dir: &Path) -> Result<SledStore> {
+        Self::open_holding(dir, None)
+    }
+
+    /// Closes the database and opens it again in place, keeping the state directory's
+    /// lock all along so no other process can take the store in between. sled keeps every
+    /// page it has read in memory (its cache bound is applied too lazily to matter), so
+    /// this is how a daemon gives back what a pass over a large ledger pulled in.
+    pub fn reopen(self) -> Result<SledStore> {
+        self.durable()?;
+        let dir = self.dir.clone();
+        // Everything but the lock is dropped at the end of this block: the database is
+        // closed before it is opened again.
+        let lock = {
+            let old = self;
+            let SledStore { _lock, .. } = old;
+            _lock
+        };
+        Self::open_holding(&dir, Some(lock))
+    }
+
+    fn open_holding(dir: &Path, lock: Option<StateLock>) -> Result<SledStore> {
         create_private_dir(dir)?;
         keep_new_files_private();
-        let lock = StateLock::acquire(dir)?;
+        let lock = match lock {
+            Some(l) => l,
+            None => StateLock::acquire(dir)?,
+        };
         remove_unfinished_snapshots(&dir.join("db"))?;
         let db = open_sled(&dir.join("db"))?;
         tighten(dir)?;
