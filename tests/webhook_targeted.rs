@@ -2,7 +2,7 @@
 //! re-reads only the invoice it settled (no sync of the connection), and its reminder,
 //! left unfinished by a failed send, never goes; another invoice's stays and goes at the
 //! next full cycle. A webhook naming an invoice nobody knows, or one with a forged
-//! signature, changes nothing.
+//! signature, changes nothing. A Xero INVOICE event re-reads just its invoice the same way.
 
 #[path = "support/service.rs"]
 mod service;
@@ -241,6 +241,118 @@ fn a_payment_webhook_stops_only_its_invoice_without_a_sync() {
     poll_until("the full cycle", || (full_cycles(&d) >= 2).then_some(()));
     assert_eq!(invoice(&sb, &realm, b_id)["reminders"], 1);
     assert_eq!(invoice(&sb, &realm, a_id)["reminders"], 0);
+
+    d.signal(libc::SIGTERM);
+    let (code, _) = d.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{}", d.stderr_text());
+}
+
+/// Full cycles of the Xero connection so far (not the targeted ones).
+fn full_xero_cycles(p: &Proc) -> usize {
+    lines_with(p, "cycle finished connection=sandbox-xero")
+        .iter()
+        .filter(|l| !l.contains("targeted"))
+        .count()
+}
+
+fn xero_invoice_event(tenant: &str, id: &str) -> String {
+    format!(
+        r#"{{"events":[{{"resourceUrl":"https://api.xero.com/api.xro/2.0/Invoices/{id}","resourceId":"{id}","eventDateUtc":"2026-12-01T10:00:00.000","eventType":"UPDATE","eventCategory":"INVOICE","tenantId":"{tenant}","tenantType":"ORGANISATION"}}],"firstEventSequence":1,"lastEventSequence":1,"entropy":"OVERDUEDTEST"}}"#
+    )
+}
+
+fn post_xero(addr: &str, body: &str, key: &str) -> u16 {
+    http(
+        addr,
+        "POST",
+        "/webhooks/xero",
+        &[
+            ("x-xero-signature", &hmac_b64(body, key)),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .status
+}
+
+/// Xero names the invoice itself (`INVOICE` events): a payment's webhook re-reads just
+/// that invoice, stores it paid, and no sync of the organisation runs.
+#[test]
+fn a_xero_invoice_webhook_stores_only_its_invoice_without_a_sync() {
+    const XKEY: &str = "xero-webhook-key";
+    let dir = tempfile::tempdir().unwrap();
+    let sb = start_sandbox_with(dir.path(), &["--invoices", "40", "--customers", "12"]);
+    let text = std::fs::read_to_string(&sb.config).unwrap();
+    let tenant = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tenant = \""))
+        .map(|t| t.trim_end_matches('"').to_string())
+        .unwrap();
+    let text = text.replace(
+        "poll_interval = \"1m\"",
+        "poll_interval = \"1h\"\nfull_sync_interval = \"1h\"",
+    );
+    std::fs::write(
+        &sb.config,
+        format!("{text}\n[daemon.webhooks]\nxero_webhook_key = \"{XKEY}\"\n{POLICY}"),
+    )
+    .unwrap();
+    let mut d = spawn_daemon(&sb.config, None, "info");
+    let addr = http_addr_from_log(&mut d);
+    poll_until("the first Xero cycle", || {
+        (full_xero_cycles(&d) >= 1).then_some(())
+    });
+
+    // An open invoice with a balance, found by number through the running daemon.
+    let cfg = sb.config.to_str().unwrap().to_string();
+    let mut found = None;
+    for n in 1..=40 {
+        let number = format!("INV-{n:04}");
+        let (code, out, _) = run_to_end(&["history", "--config", &cfg, "sandbox-xero", &number]);
+        if code != Some(0) {
+            continue;
+        }
+        let first = out.lines().next().unwrap_or_default().to_string();
+        if first.ends_with("status Open") {
+            let id = first
+                .split("(id ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .unwrap()
+                .to_string();
+            found = Some((number, id));
+            break;
+        }
+    }
+    let (number, id) = found.expect("an open Xero invoice");
+    let inv = sandbox_json(&sb, &format!("/_sandbox/invoices/xero/{tenant}/{id}"));
+    let balance = inv["balance"].as_str().unwrap().to_string();
+
+    // A forged signature changes nothing.
+    let body = xero_invoice_event(&tenant, &id);
+    assert_eq!(post_xero(&addr, &body, "not-the-key"), 401);
+
+    // The customer pays in full; Xero sends the invoice's event.
+    sandbox_post(
+        &sb,
+        &format!("/_sandbox/invoices/xero/{tenant}/{id}/payments"),
+        &format!(r#"{{"amount":"{balance}"}}"#),
+    );
+    assert_eq!(post_xero(&addr, &body, XKEY), 200);
+    poll_until("the invoice's targeted cycle", || {
+        lines_with(&d, "targeted cycle finished connection=sandbox-xero").pop()
+    });
+    let line = lines_with(&d, "targeted cycle finished connection=sandbox-xero")
+        .pop()
+        .unwrap();
+    assert!(
+        line.contains(&format!("invoices={number} (")) && line.contains("paid"),
+        "{line}"
+    );
+    assert_eq!(full_xero_cycles(&d), 1, "no sync of the organisation ran");
+    let (code, hist, err) = run_to_end(&["history", "--config", &cfg, "sandbox-xero", &number]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(hist.contains("status open -> paid"), "{hist}");
 
     d.signal(libc::SIGTERM);
     let (code, _) = d.wait_exit(Duration::from_secs(20));
