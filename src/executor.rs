@@ -273,31 +273,10 @@ impl Executor<'_> {
         let texts = self.deliver_sms(&pending, &fresh, &holds).await?;
         let mail = self.deliver_mail(&pending, &fresh, &holds, &texts).await?;
 
-        for mut entry in pending {
-            let snapshot = fresh.get(&entry.invoice_id);
-            let outcome = self
-                .execute_one(
-                    &mut entry,
-                    snapshot,
-                    &holds,
-                    (&mail, &texts),
-                    &mut report.counts,
-                )
+        for entry in pending {
+            let reauth = self
+                .carry_out(entry, &fresh, &holds, (&mail, &texts), &mut report)
                 .await?;
-            self.announce(&entry, &outcome);
-            let reauth = matches!(
-                &outcome,
-                Outcome::Failed {
-                    class: ErrorClass::Reauth,
-                    ..
-                }
-            );
-            report.results.push((
-                entry.invoice_id.clone(),
-                entry.kind,
-                entry.step_id.clone(),
-                outcome,
-            ));
             if reauth {
                 report.needs_reconnect = true;
                 break;
@@ -342,26 +321,42 @@ impl Executor<'_> {
             })
             .collect();
         let (mail, texts) = (HashMap::new(), HashMap::new());
-        for mut entry in stale {
-            let snapshot = fresh.get(&entry.invoice_id);
-            let outcome = self
-                .execute_one(
-                    &mut entry,
-                    snapshot,
-                    &holds,
-                    (&mail, &texts),
-                    &mut report.counts,
-                )
+        for entry in stale {
+            self.carry_out(entry, fresh, &holds, (&mail, &texts), &mut report)
                 .await?;
-            self.announce(&entry, &outcome);
-            report.results.push((
-                entry.invoice_id.clone(),
-                entry.kind,
-                entry.step_id.clone(),
-                outcome,
-            ));
         }
         Ok(report)
+    }
+
+    /// One unfinished action through [`Executor::execute_one`], announced and added to
+    /// `report`; true when it failed for want of a reconnect.
+    async fn carry_out(
+        &self,
+        mut entry: JournalEntry,
+        fresh: &HashMap<String, InvoiceSnapshot>,
+        holds: &[(HoldTarget, Hold)],
+        sends: (
+            &HashMap<IdempotencyKey, Delivery>,
+            &HashMap<IdempotencyKey, crate::channels::sms::SmsDelivery>,
+        ),
+        report: &mut ExecReport,
+    ) -> Result<bool, ExecError> {
+        let snapshot = fresh.get(&entry.invoice_id);
+        let outcome = self
+            .execute_one(&mut entry, snapshot, holds, sends, &mut report.counts)
+            .await?;
+        self.announce(&entry, &outcome);
+        let reauth = matches!(
+            outcome,
+            Outcome::Failed {
+                class: ErrorClass::Reauth,
+                ..
+            }
+        );
+        report
+            .results
+            .push((entry.invoice_id, entry.kind, entry.step_id, outcome));
+        Ok(reauth)
     }
 
     /// Which unfinished actions are carried out now: all but those closed as superseded

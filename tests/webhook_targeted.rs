@@ -88,26 +88,37 @@ fn legacy(realm: &str, entities: &[(&str, String)]) -> String {
     )
 }
 
-#[test]
-fn a_payment_webhook_stops_only_its_invoice_without_a_sync() {
-    let dir = tempfile::tempdir().unwrap();
-    let sb = start_sandbox_with(dir.path(), &["--invoices", "40", "--customers", "12"]);
+/// A sandbox world whose config polls hourly (only webhooks start anything after the
+/// first cycle), with `webhooks` as its `[daemon.webhooks]` keys and [`POLICY`]; returns
+/// the world and the value of its config's first `field = "..."` line.
+fn world_with_webhooks(dir: &std::path::Path, webhooks: &str, field: &str) -> (Sandbox, String) {
+    let sb = start_sandbox_with(dir, &["--invoices", "40", "--customers", "12"]);
     let text = std::fs::read_to_string(&sb.config).unwrap();
-    let realm = text
+    let value = text
         .lines()
-        .find_map(|l| l.strip_prefix("realm_id = \""))
-        .map(|r| r.trim_end_matches('"').to_string())
+        .find_map(|l| l.strip_prefix(&format!("{field} = \"")))
+        .map(|v| v.trim_end_matches('"').to_string())
         .unwrap();
-    // Only webhooks start anything after the first cycle.
     let text = text.replace(
         "poll_interval = \"1m\"",
         "poll_interval = \"1h\"\nfull_sync_interval = \"1h\"",
     );
     std::fs::write(
         &sb.config,
-        format!("{text}\n[daemon.webhooks]\nquickbooks_verifier_token = \"{KEY}\"\n{POLICY}"),
+        format!("{text}\n[daemon.webhooks]\n{webhooks}\n{POLICY}"),
     )
     .unwrap();
+    (sb, value)
+}
+
+#[test]
+fn a_payment_webhook_stops_only_its_invoice_without_a_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, realm) = world_with_webhooks(
+        dir.path(),
+        &format!("quickbooks_verifier_token = \"{KEY}\""),
+        "realm_id",
+    );
     // Every reminder the first cycle tries fails (and stays in the journal, to retry).
     sandbox_post(
         &sb,
@@ -281,22 +292,11 @@ fn post_xero(addr: &str, body: &str, key: &str) -> u16 {
 fn a_xero_invoice_webhook_stores_only_its_invoice_without_a_sync() {
     const XKEY: &str = "xero-webhook-key";
     let dir = tempfile::tempdir().unwrap();
-    let sb = start_sandbox_with(dir.path(), &["--invoices", "40", "--customers", "12"]);
-    let text = std::fs::read_to_string(&sb.config).unwrap();
-    let tenant = text
-        .lines()
-        .find_map(|l| l.strip_prefix("tenant = \""))
-        .map(|t| t.trim_end_matches('"').to_string())
-        .unwrap();
-    let text = text.replace(
-        "poll_interval = \"1m\"",
-        "poll_interval = \"1h\"\nfull_sync_interval = \"1h\"",
+    let (sb, tenant) = world_with_webhooks(
+        dir.path(),
+        &format!("xero_webhook_key = \"{XKEY}\""),
+        "tenant",
     );
-    std::fs::write(
-        &sb.config,
-        format!("{text}\n[daemon.webhooks]\nxero_webhook_key = \"{XKEY}\"\n{POLICY}"),
-    )
-    .unwrap();
     let mut d = spawn_daemon(&sb.config, None, "info");
     let addr = http_addr_from_log(&mut d);
     poll_until("the first Xero cycle", || {

@@ -639,9 +639,8 @@ fn orchestrate(cli: &Cli) -> Res<()> {
     Ok(())
 }
 
-/// Starts the real daemon on a store holding the synced invoices, waits until it has
-/// finished its first cycle and gone quiet, and reads its resident set.
-fn idle_daemon(server: &Server, state: &Path) -> Res<Value> {
+/// The `overdued` binary built beside this bench.
+fn daemon_binary() -> Res<PathBuf> {
     let exe = std::env::current_exe().map_err(err("exe"))?;
     let daemon = exe.with_file_name("overdued");
     if !daemon.exists() {
@@ -650,6 +649,13 @@ fn idle_daemon(server: &Server, state: &Path) -> Res<Value> {
             daemon.display()
         ));
     }
+    Ok(daemon)
+}
+
+/// Starts the real daemon on a store holding the synced invoices, waits until it has
+/// finished its first cycle and gone quiet, and reads its resident set.
+fn idle_daemon(server: &Server, state: &Path) -> Res<Value> {
+    let daemon = daemon_binary()?;
     let text = std::fs::read_to_string(server.config("qbo-1")).map_err(err("config"))?;
     let text = text.replace(
         "state_dir = \"state\"",
@@ -734,14 +740,7 @@ fn sign(body: &str, key: &str) -> Res<String> {
 /// the time from sending it until the daemon logs that invoice stored as paid. Three
 /// payments, one after another.
 fn payment_to_stop(server: &Server, state: &Path, n: usize) -> Res<Value> {
-    let exe = std::env::current_exe().map_err(err("exe"))?;
-    let daemon = exe.with_file_name("overdued");
-    if !daemon.exists() {
-        return Err(format!(
-            "{} not found: build it with `cargo build --release -p overdued --bins`",
-            daemon.display()
-        ));
-    }
+    let daemon = daemon_binary()?;
     let text = std::fs::read_to_string(server.config("qbo-1")).map_err(err("config"))?;
     let realm = text
         .lines()

@@ -24,6 +24,50 @@ const PLAN_INDEX_MARK: &[u8] = b"overdued.plan_index";
 /// Records rewritten (or index rows written) per sled batch on open.
 const MIGRATION_BATCH: usize = 10_000;
 
+/// Writes into one tree in batches of [`MIGRATION_BATCH`]: a pass over every record
+/// (migration, index rebuild) neither holds a million writes in one batch nor pays a
+/// write per record.
+struct Batched<'t> {
+    tree: &'t sled::Tree,
+    batch: sled::Batch,
+    pending: usize,
+    written: usize,
+}
+
+impl<'t> Batched<'t> {
+    fn new(tree: &'t sled::Tree) -> Self {
+        Batched {
+            tree,
+            batch: sled::Batch::default(),
+            pending: 0,
+            written: 0,
+        }
+    }
+
+    fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.batch.insert(key, value);
+        self.pending += 1;
+        if self.pending == MIGRATION_BATCH {
+            self.apply()?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self) -> Result<()> {
+        self.tree
+            .apply_batch(std::mem::take(&mut self.batch))
+            .map_err(be)?;
+        self.written += std::mem::take(&mut self.pending);
+        Ok(())
+    }
+
+    /// Writes what is left; how many records were written in all.
+    fn finish(mut self) -> Result<usize> {
+        self.apply()?;
+        Ok(self.written)
+    }
+}
+
 const SEP: u8 = 0;
 
 pub struct SledStore {
@@ -286,34 +330,21 @@ impl SledStore {
         {
             return Ok(0);
         }
-        let mut moved = 0;
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0;
+        let mut out = Batched::new(&self.invoices);
         for kv in self.invoices.iter() {
             let (k, v) = kv.map_err(be)?;
             if codec::is_binary(&v) {
                 continue;
             }
             match decode::<InvoiceRecord>("invoices", &k, &v) {
-                Ok(rec) => {
-                    batch.insert(k, codec::encode(&rec));
-                    in_batch += 1;
-                }
+                Ok(rec) => out.insert(&k, &codec::encode(&rec))?,
                 Err(e) => {
                     tracing::warn!(error = %e, "invoice record left in its old format");
                     continue;
                 }
             }
-            if in_batch == MIGRATION_BATCH {
-                self.invoices
-                    .apply_batch(std::mem::take(&mut batch))
-                    .map_err(be)?;
-                moved += in_batch;
-                in_batch = 0;
-            }
         }
-        self.invoices.apply_batch(batch).map_err(be)?;
-        moved += in_batch;
+        let moved = out.finish()?;
         // The index is built from the rewritten records.
         self.db.remove(PLAN_INDEX_MARK).map_err(be)?;
         self.db
@@ -736,8 +767,7 @@ impl Store for SledStore {
         self.plan_index.clear().map_err(be)?;
         let journalled = self.journalled_keys()?;
         let held = self.held_keys()?;
-        let mut batch = sled::Batch::default();
-        let (mut rows, mut in_batch) = (0, 0);
+        let mut out = Batched::new(&self.plan_index);
         for kv in self.invoices.iter() {
             let (k, v) = kv.map_err(be)?;
             let rec = match decode_invoice(&k, &v) {
@@ -748,18 +778,9 @@ impl Store for SledStore {
                 }
             };
             let row = IndexRow::of(&rec, journalled.contains(&*k), held.contains(&*k));
-            batch.insert(&*k, &row.encode()[..]);
-            in_batch += 1;
-            if in_batch == MIGRATION_BATCH {
-                self.plan_index
-                    .apply_batch(std::mem::take(&mut batch))
-                    .map_err(be)?;
-                rows += in_batch;
-                in_batch = 0;
-            }
+            out.insert(&k, &row.encode())?;
         }
-        self.plan_index.apply_batch(batch).map_err(be)?;
-        rows += in_batch;
+        let rows = out.finish()?;
         self.db.insert(PLAN_INDEX_MARK, &[1]).map_err(be)?;
         self.durable()?;
         Ok(rows)
